@@ -1,0 +1,3 @@
+from webhook_dev.cli import main
+
+main()

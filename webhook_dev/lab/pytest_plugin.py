@@ -1,0 +1,1 @@
+"""pytest fixtures for a session-scoped lab; see docs/lab.md."""
