@@ -79,7 +79,7 @@ class Lab:
         reason = preflight()
         if reason:
             raise LabError(f"cannot start the lab: {reason}")
-        topology = topology or Topology()
+        topology = topology or Topology.from_env()
         layout = LabLayout(root or lab_dir())
         _refuse_if_present(layout, topology)
         in_use = netns.subnet_in_use(topology.subnet)
@@ -277,16 +277,8 @@ class Lab:
         def remaining() -> float:
             return max(0.1, deadline - time.monotonic())
 
-        def check_alive() -> None:
-            dead = [name for name, up in self.component_status().items() if not up]
-            if dead:
-                log = self.layout.log(dead[0])
-                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                raise LabError(f"{', '.join(dead)} exited during lab start; last log:\n{tail}",
-                               hint=f"see {self.layout.logs}")
-
         def ready(path: str) -> bool:
-            check_alive()
+            self._check_alive()
             return api.ok(path)
 
         probe.wait_until(lambda: ready("/readyz"), timeout=remaining(),
@@ -306,10 +298,36 @@ class Lab:
         probe.wait_until(lambda: probe.listening(self.master_ns, SSH_PORT),
                          timeout=remaining(), what="sshd to listen")
 
+    def _check_alive(self) -> bool:
+        """Raise with the log tail of a component that was started and has exited."""
+        dead = [name for name in self.state.pids if not self._alive(name)]
+        if dead:
+            log = self.layout.log(dead[0])
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise LabError(f"{', '.join(dead)} exited during lab start; last log:\n{tail}",
+                           hint=f"see {self.layout.logs}")
+        return False
+
     def _proxy_programmed(self) -> bool:
+        return bool(self.proxy_destinations("default", "kubernetes"))
+
+    def proxy_destinations(self, namespace: str, service: str) -> list[str]:
+        """``ip:port`` endpoints kube-proxy currently DNATs ``namespace/service`` to.
+
+        What a test waits for after changing Endpoints, before it expects the apiserver
+        (in ClusterIP mode) to reach them.
+        """
         rules = netns.run(netns.in_namespace(self.master_ns, ["iptables-save", "-t", "nat"]),
                           check=False).stdout
-        return "default/kubernetes:https" in rules
+        wanted = f"{namespace}/{service}"
+        destinations = []
+        for line in rules.splitlines():
+            if "--comment" not in line or "--to-destination" not in line:
+                continue
+            comment = line.split("--comment", 1)[1].split()[0].strip('"')
+            if comment == wanted or comment.startswith(f"{wanted}:"):
+                destinations.append(line.split("--to-destination", 1)[1].split()[0])
+        return sorted(set(destinations))
 
     # ---- internals ----------------------------------------------------------------
 
@@ -354,7 +372,7 @@ class Lab:
                     write_private(path, text.encode())
         layout.kube_proxy_config.write_text(configs.kube_proxy_config(
             kubeconfig_path=str(layout.component_kubeconfig("kube-proxy")),
-            hostname=self.master_ns))
+            hostname=self.master_ns, node_ip=self.master_ip))
 
         host_key = pki.SSHKeyPair.create("webhook-dev-lab-host")
         write_private(layout.ssh_host_key, host_key.private_openssh)
@@ -410,10 +428,37 @@ class Lab:
         self._save()
 
     def _start_components(self) -> None:
-        # All at once: the apiserver retries etcd and the controllers retry the apiserver,
-        # so starting in parallel is faster than waiting for each in turn.
-        for component in COMPONENTS:
+        # etcd, the apiserver and sshd at once (the apiserver retries etcd). The controller
+        # manager exits if RBAC is not bootstrapped yet when it reads its authentication
+        # config, so it and kube-proxy wait for /readyz, which includes that hook.
+        for component in ("etcd", "kube-apiserver", "sshd"):
             self._spawn(component)
+        api = self._probe()
+        probe.wait_until(lambda: self._check_alive() or api.ok("/readyz"),
+                         timeout=READY_TIMEOUT_SECONDS, what="kube-apiserver /readyz",
+                         hint=f"see {self.layout.log('kube-apiserver')}")
+        self._register_node()
+        for component in ("kube-controller-manager", "kube-proxy"):
+            self._spawn(component)
+
+    def _register_node(self) -> None:
+        """Create the master's Node object, as a kubelet would on registration.
+
+        kube-proxy waits 30 s for its Node (to learn the node's IPs) and then carries on
+        with guesses; registering it first makes startup fast and its view accurate.
+        Nothing else acts on the Node: no kubelet, scheduler or node-lifecycle controller.
+        """
+        node = {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": self.master_ns,
+                         "labels": {"kubernetes.io/hostname": self.master_ns,
+                                    "node-role.kubernetes.io/control-plane": ""}},
+            "status": {"addresses": [{"type": "InternalIP", "address": self.master_ip},
+                                     {"type": "Hostname", "address": self.master_ns}]},
+        }
+        status, body = self._probe().request("POST", "/api/v1/nodes", node)
+        if status not in (201, 409):
+            raise LabError(f"cannot register Node {self.master_ns}: {status} {body[:300]}")
 
     def _restart(self, component: str) -> None:
         pid = self.state.pids.get(component)
@@ -448,7 +493,7 @@ def teardown(root: Path | None = None, topology: Topology | None = None) -> list
     with contextlib.suppress(LabError):
         state = LabState.load(layout.state_file)
     if topology is None:
-        topology = Topology(state.prefix, state.subnet) if state else Topology()
+        topology = Topology(state.prefix, state.subnet) if state else Topology.from_env()
     namespaces = (topology.master_ns, topology.workstation_ns)
 
     # Processes first: everything in our namespaces, which includes whatever a user
