@@ -5,7 +5,8 @@ apiserver calls to *any* HTTPS listener. It labels each admitted object with
 ``webhook-dev.io/mutated-by: <tag>`` so a test can tell which path the call took, and
 prints ``listening`` once the socket is bound.
 
-    python webhook_server.py --host 10.237.0.5 --port 18443 --cert tls.crt --key tls.key --tag master
+    python webhook_server.py --host 10.237.0.5 --port 18443 \
+        --cert tls.crt --key tls.key --tag master
 """
 
 from __future__ import annotations

@@ -36,6 +36,9 @@ READY_TIMEOUT_SECONDS = 60.0
 # Components in start order; teardown stops them in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "sshd")
 _ADMIN = "admin"
+# A selectorless Service in kube-system whose Endpoints the lab rewrites to check that the
+# controllers are watching (see Lab.wait_controllers_caught_up).
+_CANARY = "webhook-dev-lab-canary"
 
 
 def preflight() -> str | None:
@@ -211,6 +214,38 @@ class Lab:
         self._restart("kube-apiserver")
         self._save()
         self.wait_ready()
+        self.wait_controllers_caught_up()
+
+    def wait_controllers_caught_up(self, timeout: float = 60.0) -> None:
+        """Block until the controller manager and kube-proxy act on new Endpoints again.
+
+        After an apiserver restart their watches reconnect with exponential backoff, so
+        for several seconds a new Service's Endpoints are neither mirrored into an
+        EndpointSlice (which the apiserver's endpoint resolver reads) nor programmed by
+        kube-proxy. A canary Endpoints change, followed through both, is the barrier.
+        """
+        api = self._probe()
+        port = 30000 + int(time.monotonic() * 1000) % 30000
+        base = "/api/v1/namespaces/kube-system"
+        service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": _CANARY},
+                   "spec": {"ports": [{"name": "canary", "port": 1, "protocol": "TCP"}]}}
+        endpoints = {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": _CANARY},
+                     "subsets": [{"addresses": [{"ip": self.master_ip}],
+                                  "ports": [{"name": "canary", "port": port}]}]}
+        api.request("POST", f"{base}/services", service)
+        status, body = api.request("PUT", f"{base}/endpoints/{_CANARY}", endpoints)
+        if status not in (200, 201):
+            raise LabError(f"cannot write the canary Endpoints: {status} {body[:300]}")
+        slices = (f"/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices"
+                  f"?labelSelector=kubernetes.io/service-name%3D{_CANARY}")
+        probe.wait_until(lambda: f'"port":{port}' in api.get(slices)[1], timeout=timeout,
+                         what="the EndpointSlice mirroring controller",
+                         hint=f"see {self.layout.log('kube-controller-manager')}")
+        destination = f"{self.master_ip}:{port}"
+        probe.wait_until(
+            lambda: destination in self.proxy_destinations("kube-system", _CANARY),
+            timeout=timeout, what="kube-proxy to program a new endpoint",
+            hint=f"see {self.layout.log('kube-proxy')}")
 
     def ssh_session_pids(self) -> list[int]:
         """Per-connection sshd processes (children of the listener) in the master."""

@@ -97,19 +97,21 @@ def create(topology: Topology) -> None:
     # A local process dialling a ClusterIP needs *a* route before kube-proxy's OUTPUT DNAT
     # rewrites the destination (connect() fails with "network unreachable" otherwise). A
     # dummy interface is the usual answer (kube-ipvs0), but containers often lack the
-    # module, so the service CIDR points at the root-side link instead: DNATed packets are
-    # re-routed to their endpoint, and the few that are not (no endpoints) meet the
-    # no-new-connections-to-root rule below, a black hole as on a real node.
-    _ns(master, "route", "add", SERVICE_CIDR, "dev", topology.master_host_link)
+    # module. A route via lo works as well and keeps every packet inside the namespace:
+    # DNATed packets are re-routed to their endpoint, the rest are dropped by lo. The
+    # source is the master's address (lo would pick 127.0.0.1, which may not leave lo).
+    _ns(master, "route", "add", SERVICE_CIDR, "dev", "lo", "src", topology.master_ip)
 
     # The workstation is a laptop behind NAT: nothing from the master may open a
     # connection to it; only replies (and what rides inside the SSH tunnel) get through.
     run(in_namespace(workstation, [
         "iptables", "-w", "-A", "INPUT", "-i", topology.ws_link,
         "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP"]))
-    # Nor may the master reach into the root namespace (pytest, the user's machine).
+    # Nor may the master reach into the root namespace (pytest, the user's machine). Match
+    # the destination, not "-o": for a DNATed packet (a Service whose endpoint is the
+    # root's address) the OUTPUT hook still reports the interface of the original route.
     run(in_namespace(master, [
-        "iptables", "-w", "-A", "OUTPUT", "-o", topology.master_host_link,
+        "iptables", "-w", "-A", "OUTPUT", "-d", topology.host_ip,
         "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP"]))
 
 

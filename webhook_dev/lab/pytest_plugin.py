@@ -78,7 +78,7 @@ def lab_api_client(lab: Lab) -> Iterator[ApiClient]:
     try:
         yield client
     finally:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
 
 
 def namespace_name_for(test_name: str) -> str:
@@ -91,7 +91,7 @@ def namespace_name_for(test_name: str) -> str:
 def lab_namespace(lab_api_client: ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace (with its ``default`` service account, so Pods are admissible)."""
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(lab_api_client)
     name = namespace_name_for(request.node.name)
