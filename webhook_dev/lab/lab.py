@@ -364,15 +364,7 @@ class Lab:
         """
         rules = netns.run(netns.in_namespace(self.master_ns, ["iptables-save", "-t", "nat"]),
                           check=False).stdout
-        wanted = f"{namespace}/{service}"
-        destinations = []
-        for line in rules.splitlines():
-            if "--comment" not in line or "--to-destination" not in line:
-                continue
-            comment = line.split("--comment", 1)[1].split()[0].strip('"')
-            if comment == wanted or comment.startswith(f"{wanted}:"):
-                destinations.append(line.split("--to-destination", 1)[1].split()[0])
-        return sorted(set(destinations))
+        return netns.dnat_destinations(rules, namespace, service)
 
     # ---- internals ----------------------------------------------------------------
 

@@ -130,6 +130,23 @@ def delete_link(name: str) -> bool:
     return True
 
 
+def dnat_destinations(iptables_save: str, namespace: str, service: str) -> list[str]:
+    """Endpoints (``ip:port``) kube-proxy's nat rules DNAT ``namespace/service`` to.
+
+    kube-proxy comments each rule with the service port name: ``ns/svc:port`` for a named
+    port, ``ns/svc`` for an unnamed one; iptables-save quotes comments only with spaces.
+    """
+    wanted = f"{namespace}/{service}"
+    destinations = set()
+    for line in iptables_save.splitlines():
+        if "--comment" not in line or "--to-destination" not in line:
+            continue
+        comment = line.split("--comment", 1)[1].split()[0].strip('"')
+        if comment == wanted or comment.startswith(f"{wanted}:"):
+            destinations.add(line.split("--to-destination", 1)[1].split()[0])
+    return sorted(destinations)
+
+
 def _ssh_port_rule(topology: Topology, port: int) -> list[str]:
     return ["INPUT", "-i", topology.master_ws_link, "-p", "tcp", "--dport", str(port),
             "-j", "DROP"]
