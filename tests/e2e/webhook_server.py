@@ -32,6 +32,9 @@ def mutation_patch(obj: dict[str, object], tag: str) -> list[dict[str, object]]:
 def make_handler(tag: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as a production webhook server
+        # http.server writes headers and body in two send()s; without TCP_NODELAY the
+        # second waits for the client's delayed ACK: ~40 ms on every keep-alive call.
+        disable_nagle_algorithm = True
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))

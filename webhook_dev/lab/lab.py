@@ -545,7 +545,8 @@ def teardown(root: Path | None = None, topology: Topology | None = None) -> list
                      and pid not in pids and name]
         if not pids:
             break
-        processes.terminate(pids)
+        # The lab's data is being thrown away: no need to wait out graceful shutdowns.
+        processes.terminate(pids, grace_seconds=1.0)
         removed.append(f"{len(pids)} process(es)")
     for namespace in namespaces:
         if netns.delete_namespace(namespace):
