@@ -55,7 +55,6 @@ class TunnelState(StrEnum):
 @dataclass(frozen=True)
 class TunnelSpec:
     destination: str  # what you would type after `ssh`: host, user@host or a config alias
-    local_port: int  # where the TLS proxy listens on 127.0.0.1
     remote_port: int = 0  # 0: let sshd choose, then keep it across reconnects
     master_address: str | None = None  # default: the address sshd was reached on
     accept_new_host_key: bool = False
@@ -97,15 +96,34 @@ class Tunnel:
         self.master_address: str | None = spec.master_address
         self.remote_port: int = spec.remote_port
         self.reconnects = 0
+        self.local_port = 0
         self._on_state = on_state or (lambda state, detail: None)
         self._conn: asyncssh.SSHClientConnection | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._closing = False
 
-    async def start(self) -> None:
-        """Connect, forward and verify; raises a clear error before anything is changed."""
-        await self._establish(first=True)
+    async def connect(self) -> str:
+        """Connect and learn the master's address; no forward yet. Returns the address.
+
+        Separate from :meth:`open_forward` so the caller can issue a serving certificate
+        for that address (``url:`` webhooks) before it starts serving.
+        """
+        self._conn = await self._connect()
+        if self.master_address is None:
+            self.master_address = await _server_address(self._conn)
+        return self.master_address
+
+    async def open_forward(self, local_port: int) -> int:
+        """Forward ``<master>:<remote_port>`` to ``127.0.0.1:local_port``, verified; keep it up.
+
+        Returns the remote port (chosen by sshd when ``remote_port`` was 0).
+        """
+        self.local_port = local_port
+        if self._conn is None:
+            await self.connect()
+        await self._forward_on(self._conn_or_fail())
         self._keeper = asyncio.create_task(self._keep_alive(), name="tunnel-keeper")
+        return self.remote_port
 
     async def close(self) -> None:
         self._closing = True
@@ -126,11 +144,13 @@ class Tunnel:
 
     # --- connection -------------------------------------------------------------------------
 
-    async def _establish(self, *, first: bool) -> None:
-        conn = await self._connect()
+    def _conn_or_fail(self) -> asyncssh.SSHClientConnection:
+        if self._conn is None:
+            raise TunnelError("the SSH connection is not open")
+        return self._conn
+
+    async def _forward_on(self, conn: asyncssh.SSHClientConnection) -> None:
         try:
-            if self.master_address is None:
-                self.master_address = await _server_address(conn)
             listener = await self._forward(conn)
             self.remote_port = listener.get_port()
             await self._probe(conn)
@@ -138,11 +158,15 @@ class Tunnel:
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
         self._set_state(
             TunnelState.UP,
-            f"{self.master_address}:{self.remote_port} → 127.0.0.1:{self.spec.local_port}",
+            f"{self.master_address}:{self.remote_port} → 127.0.0.1:{self.local_port}",
         )
+
+    async def _reestablish(self) -> None:
+        conn = await self._connect()
+        self._conn = conn
+        await self._forward_on(conn)
 
     async def _connect(self) -> asyncssh.SSHClientConnection:
         user, host, port = split_destination(self.spec.destination)
@@ -208,7 +232,7 @@ class Tunnel:
     async def _forward(self, conn: asyncssh.SSHClientConnection) -> asyncssh.SSHListener:
         try:
             return await conn.forward_remote_port(
-                self.master_address, self.remote_port, "127.0.0.1", self.spec.local_port
+                self.master_address, self.remote_port, "127.0.0.1", self.local_port
             )
         except asyncssh.ChannelListenError as error:
             raise TunnelError(
@@ -246,7 +270,7 @@ class Tunnel:
                 await asyncio.sleep(_BACKOFF[min(attempt, len(_BACKOFF) - 1)])
                 attempt += 1
                 try:
-                    await self._establish(first=False)
+                    await self._reestablish()
                 except (TunnelError, PreflightError, OSError, asyncssh.Error) as error:
                     self._set_state(TunnelState.RECONNECTING, f"attempt {attempt}: {error}")
                     continue
