@@ -25,19 +25,32 @@ def default_recording(app: str) -> Path:
 @click.command()
 @click.argument("app")
 @click.option("--port", default=8443, show_default=True, help="Port on 127.0.0.1; 0: any free.")
-@click.option("--record", "record", type=click.Path(dir_okay=False, path_type=Path),
-              help="Append exchanges to this JSON Lines file [default: a new file in the "
-              "state directory].")
+@click.option(
+    "--record",
+    "record",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append exchanges to this JSON Lines file [default: a new file in the state directory].",
+)
 @click.option("--no-record", is_flag=True, help="Record nothing.")
 @click.option("--show-secrets", is_flag=True, help="Record Secret data in clear.")
-@click.option("--cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Serving certificate (PEM) [default: from webhook-dev's local CA].")
-@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Its private key (PEM).")
-@click.option("--watch", "watch", multiple=True,
-              type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Reload when Python files under this directory change "
-              "[default: the current directory]. Repeatable.")
+@click.option(
+    "--cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Serving certificate (PEM) [default: from webhook-dev's local CA].",
+)
+@click.option(
+    "--key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Its private key (PEM).",
+)
+@click.option(
+    "--watch",
+    "watch",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Reload when Python files under this directory change "
+    "[default: the current directory]. Repeatable.",
+)
 @click.option("--no-reload", is_flag=True, help="Do not watch files.")
 def serve(
     app: str,
