@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.unit.reviews import request_review
+from tests.reviews import request_review
 from webhook_dev import recording
 from webhook_dev.errors import RecordingError
 from webhook_dev.exchange import Exchange

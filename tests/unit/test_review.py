@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.unit.reviews import pod, request_review
+from tests.reviews import pod, request_review
 from webhook_dev import review
 from webhook_dev.errors import ReviewError
 

@@ -13,7 +13,7 @@ import jsonpatch
 import pytest
 
 from sample_webhook import require_limits, sidecar_injector, statefulset_node_selector
-from tests.unit.reviews import pod
+from tests.reviews import pod
 
 IMAGE, CONFIGMAP = "nginx:test", "nginx-sidecar-config"
 
