@@ -196,6 +196,7 @@ class LeaseState:
     renewed: datetime
     duration: timedelta
     session_id: str
+    health: dict[str, str] = field(default_factory=dict)
 
     def is_stale(self, now: datetime | None = None) -> bool:
         return (now or _now()) > self.renewed + self.duration
@@ -260,12 +261,20 @@ def acquire_lease(
     )
 
 
-def renew_lease(cluster: Cluster, subject: Subject, session_id: str) -> bool:
-    """Heartbeat; ``False`` if the lease is gone or was taken over (the session must stop)."""
+def renew_lease(
+    cluster: Cluster, subject: Subject, session_id: str, health: dict[str, str] | None = None
+) -> bool:
+    """Heartbeat; ``False`` if the lease is gone or was taken over (the session must stop).
+
+    ``health`` (tunnel state, call count, last call) is published as annotations, so
+    ``status`` from any shell or machine sees it.
+    """
 
     def renewed(lease: Json) -> Json | None:
-        if (lease["metadata"].get("annotations") or {}).get("webhook-dev/session") != session_id:
+        annotations = lease["metadata"].setdefault("annotations", {})
+        if annotations.get("webhook-dev/session") != session_id:
             return None
+        annotations.update({f"webhook-dev/{key}": value for key, value in (health or {}).items()})
         lease["spec"]["renewTime"] = _format_time(_now())
         return lease
 

@@ -194,14 +194,10 @@ def service_port(service: Json, port: int) -> Json:
 def build_plan(snapshot: Snapshot, target: Target) -> RedirectPlan:
     """The field changes and creates that redirect the chosen entries to the tunnel."""
     check_master_address(target.master_address)
+    validate_snapshot(snapshot)
     plan = RedirectPlan()
     svc = service_target(snapshot)
     if svc is not None:
-        if snapshot.service is None:
-            raise PreflightError(
-                f"Service {svc.namespace}/{svc.name} does not exist",
-                hint="the webhook configuration names it; create it or fix clientConfig.service",
-            )
         _redirect_service(plan, snapshot, svc, target)
     ca_b64 = base64.b64encode(target.ca_pem).decode()
     for ref in snapshot.entries:
@@ -226,11 +222,17 @@ def check_master_address(address: str) -> None:
         )
 
 
-def _redirect_service(
-    plan: RedirectPlan, snapshot: Snapshot, svc: ServiceTarget, target: Target
-) -> None:
-    service = snapshot.service or {}
-    spec = service.get("spec") or {}
+def validate_snapshot(snapshot: Snapshot) -> None:
+    """The checks on the cluster's objects that need no tunnel; raise before any change."""
+    svc = service_target(snapshot)
+    if svc is None:
+        return
+    if snapshot.service is None:
+        raise PreflightError(
+            f"Service {svc.namespace}/{svc.name} does not exist",
+            hint="the webhook configuration names it; create it or fix clientConfig.service",
+        )
+    spec = snapshot.service.get("spec") or {}
     if spec.get("clusterIP") == "None":
         raise PreflightError(
             f"Service {svc.namespace}/{svc.name} is headless (clusterIP: None)",
@@ -241,6 +243,13 @@ def _redirect_service(
             f"Service {svc.namespace}/{svc.name} is of type ExternalName",
             hint="redirect needs a ClusterIP Service",
         )
+    service_port(snapshot.service, svc.port)
+
+
+def _redirect_service(
+    plan: RedirectPlan, snapshot: Snapshot, svc: ServiceTarget, target: Target
+) -> None:
+    service = snapshot.service or {}
     port = service_port(service, svc.port)
     core = f"/api/v1/namespaces/{svc.namespace}"
     service_ref = ObjectRef("Service", f"{core}/services", svc.name)
