@@ -82,13 +82,13 @@ def apply_plan(cluster: Cluster, plan: RedirectPlan, on_step: StepCallback) -> N
         if ref in creates:
             _create_or_take(cluster, creates[ref])
         else:
-            stored = cluster.update(ref.url, _applier(plan.changes_for(ref)))
+            stored = cluster.update(ref.url, applier(plan.changes_for(ref)))
             if stored is None:
                 raise ClusterError(f"{ref} disappeared while redirecting it")
         on_step(step_name(ref))
 
 
-def _applier(changes: list[FieldChange]) -> Callable[[Json], Json]:
+def applier(changes: list[FieldChange]) -> Callable[[Json], Json]:
     return lambda current: apply_changes(current, changes)
 
 

@@ -48,7 +48,9 @@ def listening(namespace: str, port: int) -> bool:
     """Whether something in ``namespace`` listens on TCP ``port`` (any address)."""
     result = subprocess.run(
         in_namespace(namespace, ["ss", "-Hltn", f"sport = :{port}"]),
-        capture_output=True, text=True, timeout=10,
+        capture_output=True,
+        text=True,
+        timeout=10,
     )
     return result.returncode == 0 and bool(result.stdout.strip())
 
@@ -57,7 +59,9 @@ def listening_addresses(namespace: str, port: int) -> list[str]:
     """Local addresses of TCP listeners on ``port`` in ``namespace`` (e.g. ``127.0.0.1``)."""
     result = subprocess.run(
         in_namespace(namespace, ["ss", "-Hltn", f"sport = :{port}"]),
-        capture_output=True, text=True, timeout=10,
+        capture_output=True,
+        text=True,
+        timeout=10,
     )
     addresses = []
     for line in result.stdout.splitlines():
@@ -68,7 +72,11 @@ def listening_addresses(namespace: str, port: int) -> list[str]:
 
 
 def wait_until(
-    condition: Callable[[], bool], *, timeout: float, what: str, hint: str | None = None,
+    condition: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    hint: str | None = None,
     interval: float = 0.1,
 ) -> None:
     """Poll ``condition`` until true; raise :class:`LabError` naming ``what`` on timeout."""
