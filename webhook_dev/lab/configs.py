@@ -54,7 +54,9 @@ def kubeconfig(
     return yaml.safe_dump(document, sort_keys=False)
 
 
-def kube_proxy_config(*, kubeconfig_path: str, hostname: str, cluster_cidr: str = "") -> str:
+def kube_proxy_config(
+    *, kubeconfig_path: str, hostname: str, node_ip: str, cluster_cidr: str = ""
+) -> str:
     """KubeProxyConfiguration for iptables mode on a node that has no kubelet.
 
     conntrack sizing is left alone (maxPerCore 0, timeouts 0): those sysctls are global
@@ -67,7 +69,7 @@ def kube_proxy_config(*, kubeconfig_path: str, hostname: str, cluster_cidr: str 
         "hostnameOverride": hostname,
         "clusterCIDR": cluster_cidr,
         "clientConnection": {"kubeconfig": kubeconfig_path},
-        "bindAddress": "0.0.0.0",
+        "bindAddress": node_ip,
         "healthzBindAddress": "127.0.0.1:10256",
         "metricsBindAddress": "127.0.0.1:10249",
         "conntrack": {

@@ -79,25 +79,19 @@ class Lab:
         reason = preflight()
         if reason:
             raise LabError(f"cannot start the lab: {reason}")
-        topology = topology or Topology()
+        topology = topology or Topology.from_env()
         layout = LabLayout(root or lab_dir())
         _refuse_if_present(layout, topology)
         in_use = netns.subnet_in_use(topology.subnet)
         if in_use:
-            raise LabError(
-                f"the lab's subnet {topology.subnet} is already in use: {in_use}",
-                hint="choose another with Topology(subnet=...)",
-            )
-        found = binaries.resolve(
-            assets, allow_build=allow_build, progress=progress, include_optional=True
-        )
+            raise LabError(f"the lab's subnet {topology.subnet} is already in use: {in_use}",
+                           hint="choose another with Topology(subnet=...)")
+        found = binaries.resolve(assets, allow_build=allow_build, progress=progress,
+                                 include_optional=True)
         ensure_private_dir(layout.root)
         state = LabState(
-            root=str(layout.root),
-            prefix=topology.prefix,
-            subnet=topology.subnet,
-            gateway_ports=gateway_ports,
-            aggregator_routing=aggregator_routing,
+            root=str(layout.root), prefix=topology.prefix, subnet=topology.subnet,
+            gateway_ports=gateway_ports, aggregator_routing=aggregator_routing,
             binaries={name: str(item.path) for name, item in found.items()},
             owner_pid=os.getpid(),
         )
@@ -187,7 +181,9 @@ class Lab:
         """A kubernetes ``ApiClient`` for the root namespace (admin credentials)."""
         from kubernetes import config
 
-        client: ApiClient = config.new_client_from_config(config_file=str(self.host_kubeconfig))
+        client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.host_kubeconfig)
+        )
         return client
 
     # ---- runtime switches ---------------------------------------------------------
@@ -257,13 +253,8 @@ class Lab:
     # ---- health -------------------------------------------------------------------
 
     def _probe(self) -> probe.ApiProbe:
-        return probe.ApiProbe(
-            self.topology.master_host_ip,
-            APISERVER_PORT,
-            self.ca_cert,
-            self.layout.client_cert(_ADMIN),
-            self.layout.client_key(_ADMIN),
-        )
+        return probe.ApiProbe(self.topology.master_host_ip, APISERVER_PORT, self.ca_cert,
+                              self.layout.client_cert(_ADMIN), self.layout.client_key(_ADMIN))
 
     def _alive(self, component: str) -> bool:
         pid = self.state.pids.get(component)
@@ -286,54 +277,57 @@ class Lab:
         def remaining() -> float:
             return max(0.1, deadline - time.monotonic())
 
-        def check_alive() -> None:
-            dead = [name for name, up in self.component_status().items() if not up]
-            if dead:
-                log = self.layout.log(dead[0])
-                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                raise LabError(
-                    f"{', '.join(dead)} exited during lab start; last log:\n{tail}",
-                    hint=f"see {self.layout.logs}",
-                )
-
         def ready(path: str) -> bool:
-            check_alive()
+            self._check_alive()
             return api.ok(path)
 
-        probe.wait_until(
-            lambda: ready("/readyz"),
-            timeout=remaining(),
-            what="kube-apiserver /readyz",
-            hint=f"see {self.layout.logs}",
-        )
+        probe.wait_until(lambda: ready("/readyz"), timeout=remaining(),
+                         what="kube-apiserver /readyz", hint=f"see {self.layout.logs}")
         for namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
             path = f"/api/v1/namespaces/{namespace}"
-            probe.wait_until(
-                functools.partial(ready, path), timeout=remaining(), what=f"namespace {namespace}"
-            )
+            probe.wait_until(functools.partial(ready, path),
+                             timeout=remaining(), what=f"namespace {namespace}")
         probe.wait_until(
             lambda: ready("/api/v1/namespaces/default/serviceaccounts/default"),
-            timeout=remaining(),
-            what="service account default/default",
+            timeout=remaining(), what="service account default/default",
             hint="kube-controller-manager creates it; see its log",
         )
-        probe.wait_until(
-            self._proxy_programmed,
-            timeout=remaining(),
-            what="kube-proxy to program the kubernetes Service",
-            hint="see the kube-proxy log",
-        )
-        probe.wait_until(
-            lambda: probe.listening(self.master_ns, SSH_PORT),
-            timeout=remaining(),
-            what="sshd to listen",
-        )
+        probe.wait_until(self._proxy_programmed, timeout=remaining(),
+                         what="kube-proxy to program the kubernetes Service",
+                         hint="see the kube-proxy log")
+        probe.wait_until(lambda: probe.listening(self.master_ns, SSH_PORT),
+                         timeout=remaining(), what="sshd to listen")
+
+    def _check_alive(self) -> bool:
+        """Raise with the log tail of a component that was started and has exited."""
+        dead = [name for name in self.state.pids if not self._alive(name)]
+        if dead:
+            log = self.layout.log(dead[0])
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise LabError(f"{', '.join(dead)} exited during lab start; last log:\n{tail}",
+                           hint=f"see {self.layout.logs}")
+        return False
 
     def _proxy_programmed(self) -> bool:
-        rules = netns.run(
-            netns.in_namespace(self.master_ns, ["iptables-save", "-t", "nat"]), check=False
-        ).stdout
-        return "default/kubernetes:https" in rules
+        return bool(self.proxy_destinations("default", "kubernetes"))
+
+    def proxy_destinations(self, namespace: str, service: str) -> list[str]:
+        """``ip:port`` endpoints kube-proxy currently DNATs ``namespace/service`` to.
+
+        What a test waits for after changing Endpoints, before it expects the apiserver
+        (in ClusterIP mode) to reach them.
+        """
+        rules = netns.run(netns.in_namespace(self.master_ns, ["iptables-save", "-t", "nat"]),
+                          check=False).stdout
+        wanted = f"{namespace}/{service}"
+        destinations = []
+        for line in rules.splitlines():
+            if "--comment" not in line or "--to-destination" not in line:
+                continue
+            comment = line.split("--comment", 1)[1].split()[0].strip('"')
+            if comment == wanted or comment.startswith(f"{wanted}:"):
+                destinations.append(line.split("--to-destination", 1)[1].split()[0])
+        return sorted(set(destinations))
 
     # ---- internals ----------------------------------------------------------------
 
@@ -365,34 +359,20 @@ class Lab:
             layout.client_cert(user).write_bytes(client.cert_pem)
             write_private(layout.client_key(user), client.key_pem)
             local = configs.kubeconfig(
-                server=f"https://127.0.0.1:{APISERVER_PORT}",
-                ca_pem=ca.cert_pem,
-                user=user,
-                cert_pem=client.cert_pem,
-                key_pem=client.key_pem,
-                context="webhook-dev-lab",
-            )
+                server=f"https://127.0.0.1:{APISERVER_PORT}", ca_pem=ca.cert_pem, user=user,
+                cert_pem=client.cert_pem, key_pem=client.key_pem, context="webhook-dev-lab")
             write_private(layout.component_kubeconfig(user), local.encode())
             if user == _ADMIN:
-                for path, server in (
-                    (layout.kubeconfig, topology.master_ip),
-                    (layout.host_kubeconfig, topology.master_host_ip),
-                ):
+                for path, server in ((layout.kubeconfig, topology.master_ip),
+                                     (layout.host_kubeconfig, topology.master_host_ip)):
                     text = configs.kubeconfig(
-                        server=f"https://{server}:{APISERVER_PORT}",
-                        ca_pem=ca.cert_pem,
-                        user=user,
-                        cert_pem=client.cert_pem,
-                        key_pem=client.key_pem,
-                        context="webhook-dev-lab",
-                    )
+                        server=f"https://{server}:{APISERVER_PORT}", ca_pem=ca.cert_pem,
+                        user=user, cert_pem=client.cert_pem, key_pem=client.key_pem,
+                        context="webhook-dev-lab")
                     write_private(path, text.encode())
-        layout.kube_proxy_config.write_text(
-            configs.kube_proxy_config(
-                kubeconfig_path=str(layout.component_kubeconfig("kube-proxy")),
-                hostname=self.master_ns,
-            )
-        )
+        layout.kube_proxy_config.write_text(configs.kube_proxy_config(
+            kubeconfig_path=str(layout.component_kubeconfig("kube-proxy")),
+            hostname=self.master_ns, node_ip=self.master_ip))
 
         host_key = pki.SSHKeyPair.create("webhook-dev-lab-host")
         write_private(layout.ssh_host_key, host_key.private_openssh)
@@ -404,16 +384,11 @@ class Lab:
 
     def _write_sshd_config(self) -> None:
         layout = self.layout
-        layout.sshd_config.write_text(
-            configs.sshd_config(
-                listen_address=self.master_ip,
-                port=SSH_PORT,
-                host_key=str(layout.ssh_host_key),
-                authorized_keys=str(layout.authorized_keys),
-                pid_file=str(layout.ssh / "sshd.pid"),
-                gateway_ports=self.state.gateway_ports,  # type: ignore[arg-type]
-            )
-        )
+        layout.sshd_config.write_text(configs.sshd_config(
+            listen_address=self.master_ip, port=SSH_PORT, host_key=str(layout.ssh_host_key),
+            authorized_keys=str(layout.authorized_keys), pid_file=str(layout.ssh / "sshd.pid"),
+            gateway_ports=self.state.gateway_ports,  # type: ignore[arg-type]
+        ))
 
     def _write_workstation_ssh_config(self) -> None:
         """ssh client config for every ssh in the workstation, via /etc/netns/<ns>/ssh."""
@@ -421,14 +396,10 @@ class Lab:
         ssh_dir = Path(f"/etc/netns/{self.workstation_ns}/ssh")
         ssh_dir.mkdir(parents=True, exist_ok=True)
         (ssh_dir / "ssh_config").write_text(
-            configs.workstation_ssh_config(master_ip=self.master_ip)
-        )
+            configs.workstation_ssh_config(master_ip=self.master_ip))
         host_public = layout.ssh_host_key.with_suffix(".pub").read_text()
-        (ssh_dir / "ssh_known_hosts").write_text(
-            configs.known_hosts_line(
-                host=self.master_ip, port=SSH_PORT, public_key_line=host_public
-            )
-        )
+        (ssh_dir / "ssh_known_hosts").write_text(configs.known_hosts_line(
+            host=self.master_ip, port=SSH_PORT, public_key_line=host_public))
         identity = Path(configs.WORKSTATION_IDENTITY).name
         write_private(ssh_dir / identity, layout.client_identity.read_bytes())
 
@@ -437,14 +408,11 @@ class Lab:
         if component == "etcd":
             return commands.etcd_argv(Path(found["etcd"]), layout)
         if component == "kube-apiserver":
-            return commands.apiserver_argv(
-                Path(found["kube-apiserver"]),
-                layout,
-                self.topology,
-                aggregator_routing=self.state.aggregator_routing,
-            )
+            return commands.apiserver_argv(Path(found["kube-apiserver"]), layout, self.topology,
+                                           aggregator_routing=self.state.aggregator_routing)
         if component == "kube-controller-manager":
-            return commands.controller_manager_argv(Path(found["kube-controller-manager"]), layout)
+            return commands.controller_manager_argv(Path(found["kube-controller-manager"]),
+                                                    layout)
         if component == "kube-proxy":
             return commands.kube_proxy_argv(Path(found["kube-proxy"]), layout)
         if component == "sshd":
@@ -460,10 +428,37 @@ class Lab:
         self._save()
 
     def _start_components(self) -> None:
-        # All at once: the apiserver retries etcd and the controllers retry the apiserver,
-        # so starting in parallel is faster than waiting for each in turn.
-        for component in COMPONENTS:
+        # etcd, the apiserver and sshd at once (the apiserver retries etcd). The controller
+        # manager exits if RBAC is not bootstrapped yet when it reads its authentication
+        # config, so it and kube-proxy wait for /readyz, which includes that hook.
+        for component in ("etcd", "kube-apiserver", "sshd"):
             self._spawn(component)
+        api = self._probe()
+        probe.wait_until(lambda: self._check_alive() or api.ok("/readyz"),
+                         timeout=READY_TIMEOUT_SECONDS, what="kube-apiserver /readyz",
+                         hint=f"see {self.layout.log('kube-apiserver')}")
+        self._register_node()
+        for component in ("kube-controller-manager", "kube-proxy"):
+            self._spawn(component)
+
+    def _register_node(self) -> None:
+        """Create the master's Node object, as a kubelet would on registration.
+
+        kube-proxy waits 30 s for its Node (to learn the node's IPs) and then carries on
+        with guesses; registering it first makes startup fast and its view accurate.
+        Nothing else acts on the Node: no kubelet, scheduler or node-lifecycle controller.
+        """
+        node = {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": self.master_ns,
+                         "labels": {"kubernetes.io/hostname": self.master_ns,
+                                    "node-role.kubernetes.io/control-plane": ""}},
+            "status": {"addresses": [{"type": "InternalIP", "address": self.master_ip},
+                                     {"type": "Hostname", "address": self.master_ns}]},
+        }
+        status, body = self._probe().request("POST", "/api/v1/nodes", node)
+        if status not in (201, 409):
+            raise LabError(f"cannot register Node {self.master_ns}: {status} {body[:300]}")
 
     def _restart(self, component: str) -> None:
         pid = self.state.pids.get(component)
@@ -471,17 +466,13 @@ class Lab:
             processes.terminate([pid])
         self._spawn(component)
         if component == "sshd":
-            probe.wait_until(
-                lambda: probe.listening(self.master_ns, SSH_PORT),
-                timeout=10,
-                what="sshd to listen again",
-            )
+            probe.wait_until(lambda: probe.listening(self.master_ns, SSH_PORT), timeout=10,
+                             what="sshd to listen again")
 
 
 def _refuse_if_present(layout: LabLayout, topology: Topology) -> None:
-    leftovers = [
-        ns for ns in netns.list_namespaces() if ns in (topology.master_ns, topology.workstation_ns)
-    ]
+    leftovers = [ns for ns in netns.list_namespaces()
+                 if ns in (topology.master_ns, topology.workstation_ns)]
     if layout.state_file.exists() or leftovers:
         raise LabError(
             "a lab is already running (or left over)"
@@ -502,7 +493,7 @@ def teardown(root: Path | None = None, topology: Topology | None = None) -> list
     with contextlib.suppress(LabError):
         state = LabState.load(layout.state_file)
     if topology is None:
-        topology = Topology(state.prefix, state.subnet) if state else Topology()
+        topology = Topology(state.prefix, state.subnet) if state else Topology.from_env()
     namespaces = (topology.master_ns, topology.workstation_ns)
 
     # Processes first: everything in our namespaces, which includes whatever a user
@@ -510,13 +501,9 @@ def teardown(root: Path | None = None, topology: Topology | None = None) -> list
     for _ in range(10):
         pids = [pid for ns in namespaces for pid in netns.namespace_pids(ns)]
         if state:
-            pids += [
-                pid
-                for name, pid in state.pids.items()
-                if any(processes.in_netns(pid, ns) for ns in namespaces)
-                and pid not in pids
-                and name
-            ]
+            pids += [pid for name, pid in state.pids.items()
+                     if any(processes.in_netns(pid, ns) for ns in namespaces)
+                     and pid not in pids and name]
         if not pids:
             break
         processes.terminate(pids)
@@ -546,10 +533,8 @@ def summary(lab: Lab) -> dict[str, Any]:
         "host_kubeconfig": str(lab.host_kubeconfig),
         "gateway_ports": lab.state.gateway_ports,
         "aggregator_routing": lab.state.aggregator_routing,
-        "components": {
-            name: {"pid": lab.state.pids.get(name), "running": running}
-            for name, running in lab.component_status().items()
-        },
+        "components": {name: {"pid": lab.state.pids.get(name), "running": running}
+                       for name, running in lab.component_status().items()},
         "binaries": lab.state.binaries,
         "logs": str(lab.layout.logs),
     }

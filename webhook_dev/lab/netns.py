@@ -124,10 +124,12 @@ def create(topology: Topology) -> None:
     _ns(workstation, "link", "set", topology.ws_link, "up")
 
     # A local process dialling a ClusterIP needs *a* route before kube-proxy's OUTPUT DNAT
-    # rewrites the destination; a dummy interface gives it one, as kube-ipvs0 does.
-    _ns(master, "link", "add", topology.service_link, "type", "dummy")
-    _ns(master, "link", "set", topology.service_link, "up")
-    _ns(master, "route", "add", SERVICE_CIDR, "dev", topology.service_link)
+    # rewrites the destination (connect() fails with "network unreachable" otherwise). A
+    # dummy interface is the usual answer (kube-ipvs0), but containers often lack the
+    # module, so the service CIDR points at the root-side link instead: DNATed packets are
+    # re-routed to their endpoint, and the few that are not (no endpoints) meet the
+    # no-new-connections-to-root rule below, a black hole as on a real node.
+    _ns(master, "route", "add", SERVICE_CIDR, "dev", topology.master_host_link)
 
     # The workstation is a laptop behind NAT: nothing from the master may open a
     # connection to it; only replies (and what rides inside the SSH tunnel) get through.

@@ -8,6 +8,7 @@ that takes about a second, and ``lab up`` polls every 100 ms to stay well inside
 from __future__ import annotations
 
 import http.client
+import json
 import ssl
 import subprocess
 import time
@@ -28,11 +29,18 @@ class ApiProbe:
 
     def get(self, path: str, timeout: float = 2.0) -> tuple[int, str]:
         """(status, body); status 0 when the connection itself fails."""
+        return self.request("GET", path, timeout=timeout)
+
+    def request(self, method: str, path: str, body: object = None,
+                timeout: float = 2.0) -> tuple[int, str]:
+        """(status, body) of one request with a JSON body; status 0 if it did not connect."""
         connection = http.client.HTTPSConnection(
             self._host, self._port, context=self._context, timeout=timeout
         )
         try:
-            connection.request("GET", path)
+            payload = None if body is None else json.dumps(body)
+            headers = {} if body is None else {"Content-Type": "application/json"}
+            connection.request(method, path, body=payload, headers=headers)
             response = connection.getresponse()
             return response.status, response.read().decode(errors="replace")
         except (OSError, http.client.HTTPException):

@@ -8,7 +8,7 @@
         ┌─────┴──────── netns wdlab-master ───────────────────────────┐
         │ wdlab-m-host 10.237.0.2/30    etcd 127.0.0.1:2379            │
         │ wdlab-m-ws   10.237.0.5/30    kube-apiserver :6443           │
-        │ wdlab-svc (dummy) 10.96.0.0/16 kube-controller-manager        │
+        │ route 10.96.0.0/16 (ClusterIPs) kube-controller-manager       │
         │                               kube-proxy (iptables), sshd :22 │
         └─────┬────────────────────────────────────────────────────────┘
               │  veth ── NEW connections from the master are dropped
@@ -25,6 +25,7 @@ leftovers of a lab whose ``up`` was killed before it wrote anything else.
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "wdlab"
@@ -50,6 +51,15 @@ class Topology:
             raise ValueError(f"lab prefix {self.prefix!r} must be a short identifier (<= 8)")
         if ipaddress.ip_network(self.subnet).prefixlen > 28:
             raise ValueError(f"lab subnet {self.subnet} is too small, need at least a /28")
+
+    @classmethod
+    def from_env(cls) -> Topology:
+        """The default topology, or ``$WEBHOOK_DEV_LAB_PREFIX`` / ``$WEBHOOK_DEV_LAB_SUBNET``
+        for a second lab beside the first (our own teardown test does that)."""
+        return cls(
+            prefix=os.environ.get("WEBHOOK_DEV_LAB_PREFIX") or DEFAULT_PREFIX,
+            subnet=os.environ.get("WEBHOOK_DEV_LAB_SUBNET") or DEFAULT_SUBNET,
+        )
 
     def _address(self, offset: int) -> str:
         return str(ipaddress.ip_network(self.subnet)[offset])
@@ -98,11 +108,6 @@ class Topology:
     @property
     def workstation_ip(self) -> str:
         return self._address(6)
-
-    @property
-    def service_link(self) -> str:
-        """A dummy interface in the master that routes the service CIDR (see netns.py)."""
-        return f"{self.prefix}-svc"
 
     @property
     def first_service_ip(self) -> str:
