@@ -181,7 +181,7 @@ class Lab:
         """A kubernetes ``ApiClient`` for the root namespace (admin credentials)."""
         from kubernetes import config
 
-        client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        client: ApiClient = config.new_client_from_config(
             config_file=str(self.host_kubeconfig)
         )
         return client
