@@ -24,6 +24,8 @@ import pytest
 
 from webhook_dev.lab.pytest_plugin import in_ci
 
+pytest_plugins = ["tests.redirect_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 WEBHOOK_DEV = [sys.executable, "-m", "webhook_dev"]
 STARTUP_TIMEOUT = 90.0  # a loaded 2-core machine can be slow to import aiohttp twice

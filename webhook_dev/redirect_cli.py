@@ -29,7 +29,7 @@ from webhook_dev.session import (
 )
 from webhook_dev.tunnel import Tunnel, TunnelSpec
 
-_err = Console(stderr=True, highlight=False)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _say(text: str) -> None:

@@ -45,7 +45,8 @@ from webhook_dev.tunnel import Tunnel, TunnelSpec, TunnelState
 
 FAULT_ENV = "WEBHOOK_DEV_FAULT_AFTER"
 HEARTBEAT_SECONDS = 10.0
-PROBE_TIMEOUT_SECONDS = 15.0
+PROBE_TIMEOUT_SECONDS = 30.0
+PROBE_RETRY_SECONDS = 1.0
 CA_INJECTOR_ANNOTATIONS = (
     "cert-manager.io/inject-ca-from",
     "cert-manager.io/inject-ca-from-secret",
@@ -284,6 +285,7 @@ class Session:
             )
             if options.probe and not self._stop.is_set():
                 await self._prove(snapshot)
+            fault_point("ready")
             await self._heartbeat_until_stopped()
         finally:
             report = None
@@ -334,30 +336,35 @@ class Session:
                 "waiting for the first real call"
             )
             return
+        # kube-proxy and the apiserver's endpoint cache pick up the new endpoints
+        # asynchronously, and failurePolicy Ignore hides a call that did not arrive: so probe
+        # again until one does. Each try is a dry run; nothing is stored.
         loop = asyncio.get_running_loop()
-        seen = self._probe_seen[candidate.name] = loop.create_future()
-        started = time.monotonic()
-        try:
-            await asyncio.to_thread(
-                cluster.create, candidate.collection, candidate.manifest, dry_run=True
-            )
-        except ClusterError as error:
-            self.say(f"probe: the apiserver answered: {error.message}")
-        try:
-            arrived = await asyncio.wait_for(seen, PROBE_TIMEOUT_SECONDS)
-        except TimeoutError:
+        deadline = time.monotonic() + PROBE_TIMEOUT_SECONDS
+        round_trip = None
+        while round_trip is None and time.monotonic() < deadline and not self._stop.is_set():
+            seen = self._probe_seen[candidate.name] = loop.create_future()
+            started = time.monotonic()
+            try:
+                await asyncio.to_thread(
+                    cluster.create, candidate.collection, candidate.manifest, dry_run=True
+                )
+            except ClusterError as error:
+                self.say(f"probe: the apiserver answered: {error.message}")
+            with contextlib.suppress(TimeoutError):
+                round_trip = (await asyncio.wait_for(seen, PROBE_RETRY_SECONDS)) - started
+            self._probe_seen.pop(candidate.name, None)
+        if round_trip is None:
             self.say(
-                "warning: the probe's dry-run create did not reach your code; the apiserver "
-                "could not call through the tunnel (see `webhook-dev doctor`)"
+                "warning: the probe's dry-run creates did not reach your code within "
+                f"{PROBE_TIMEOUT_SECONDS:.0f} s; the apiserver cannot call through the tunnel "
+                "(see `webhook-dev doctor`)"
             )
             return
-        finally:
-            self._probe_seen.pop(candidate.name, None)
         target = redirect.service_target(snapshot)
         via = f"{target.name}.{target.namespace}.svc" if target else "url"
         self.say(
-            f"ready: kube-apiserver → {via} → tunnel → your code in "
-            f"{(arrived - started) * 1000:.0f} ms"
+            f"ready: kube-apiserver → {via} → tunnel → your code in {round_trip * 1000:.0f} ms"
         )
 
     async def _heartbeat_until_stopped(self) -> None:

@@ -1,0 +1,177 @@
+"""``up`` and ``down`` against the lab's real kube-apiserver, kube-proxy and OpenSSH sshd.
+
+Each test redirects its own Service and webhook in its own namespace; ``up`` runs in the
+workstation namespace (the master cannot connect to it: only the tunnel crosses).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.redirect_fixtures import (
+    REPO,
+    ClusterView,
+    RedirectTarget,
+    container_names,
+)
+from webhook_dev.lab import Lab
+
+pytestmark = pytest.mark.e2e
+
+FAULT_POINTS = [
+    "lease",
+    "journal-local",
+    "journal",
+    "MutatingWebhookConfiguration/{config}",
+    "Service/{service}",
+    "Endpoints/{service}",
+    "EndpointSlice/{service}-webhook-dev",
+    "ready",
+]
+
+
+def _webhook_dev(
+    lab: Lab, state_dir: Path, *argv: str, workstation: bool = False, kubeconfig: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "webhook_dev", *argv]
+    env = {
+        "WEBHOOK_DEV_STATE_DIR": str(state_dir),
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": str(Path.home()),
+    }
+    if workstation:
+        command = lab.workstation_argv(command)
+    else:
+        env["KUBECONFIG"] = str(kubeconfig or lab.host_kubeconfig)
+    return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_up_puts_the_apiserver_call_through_the_tunnel_and_sigterm_restores_exactly(
+    cluster_view: ClusterView, redirect_target: RedirectTarget, start_up: object
+) -> None:
+    before = cluster_view.snapshot(redirect_target)
+    up = start_up(redirect_target)  # type: ignore[operator]
+    ready = up.wait_for("ready: kube-apiserver")
+    assert f"sidecar-injector.{redirect_target.namespace}.svc" in ready
+
+    pod = cluster_view.create_pod(redirect_target.namespace, "web-0")
+    assert container_names(pod) == ["app", "nginx-sidecar"]
+    assert pod["metadata"]["annotations"]["sidecar-injector/injected"] == "true"
+    up.wait_for(f"Pod {redirect_target.namespace}/web-0  CREATE  allowed")
+
+    during = cluster_view.snapshot(redirect_target)
+    assert during["our_slices"] == ["sidecar-injector-webhook-dev"]
+    assert during["config"]["webhooks"][0]["failurePolicy"] == "Ignore"
+    assert "selector" not in during["service"]["spec"]
+
+    assert up.stop(signal.SIGTERM) == 0, up.output
+    assert "0 conflicts" in up.output
+    assert cluster_view.snapshot(redirect_target) == before
+
+
+@pytest.mark.parametrize("fault", FAULT_POINTS)
+def test_down_from_another_shell_restores_exactly_after_kill_9_of_up(
+    fault: str,
+    lab: Lab,
+    state_dir: Path,
+    cluster_view: ClusterView,
+    redirect_target: RedirectTarget,
+    start_up: object,
+) -> None:
+    before = cluster_view.snapshot(redirect_target)
+    step = fault.format(config=redirect_target.config, service=redirect_target.service)
+    up = start_up(redirect_target, env={"WEBHOOK_DEV_FAULT_AFTER": step})  # type: ignore[operator]
+    assert up.process.wait(120) == -signal.SIGKILL, up.output
+
+    # Another shell, on another "machine": the root namespace with its own kubeconfig.
+    result = _webhook_dev(lab, state_dir, "down", "--service", redirect_target.subject)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert cluster_view.snapshot(redirect_target) == before
+
+    again = _webhook_dev(lab, state_dir, "down", "--service", redirect_target.subject)
+    assert again.returncode == 0 and "nothing to restore" in again.stderr
+
+
+def test_second_up_is_refused_naming_the_holder(
+    lab: Lab,
+    state_dir: Path,
+    cluster_view: ClusterView,
+    redirect_target: RedirectTarget,
+    start_up: object,
+) -> None:
+    first = start_up(redirect_target)  # type: ignore[operator]
+    first.wait_for("ready: kube-apiserver")
+    during = cluster_view.snapshot(redirect_target)
+    second = start_up(redirect_target)  # type: ignore[operator]
+    assert second.process.wait(90) == 1
+    assert "already redirected by" in second.output and "(pid " in second.output
+    assert cluster_view.snapshot(redirect_target) == during
+
+    status = _webhook_dev(lab, state_dir, "status", "--json")
+    [row] = [
+        r for r in json.loads(status.stdout)["redirects"] if r["subject"] == redirect_target.subject
+    ]
+    assert row["lease"]["stale"] is False
+    assert row["holder"].endswith(f"(pid {first.process.pid})")
+
+
+def test_gateway_ports_no_is_refused_before_any_change(
+    lab: Lab,
+    cluster_view: ClusterView,
+    redirect_target: RedirectTarget,
+    start_up: object,
+) -> None:
+    before = cluster_view.snapshot(redirect_target)
+    lab.set_gateway_ports("no")
+    try:
+        up = start_up(redirect_target)  # type: ignore[operator]
+        assert up.process.wait(90) == 1, up.output
+    finally:
+        lab.set_gateway_ports("clientspecified")
+    assert "GatewayPorts" in up.output and "loopback" in up.output
+    assert cluster_view.snapshot(redirect_target) == before
+
+
+def test_unknown_host_key_is_refused_before_any_change(
+    tmp_path: Path,
+    cluster_view: ClusterView,
+    redirect_target: RedirectTarget,
+    start_up: object,
+) -> None:
+    before = cluster_view.snapshot(redirect_target)
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    # The user's config is read first and its values win: no known host at all.
+    (home / ".ssh" / "config").write_text(
+        "Host *\n  UserKnownHostsFile /dev/null\n  GlobalKnownHostsFile /dev/null\n"
+    )
+    up = start_up(redirect_target, env={"HOME": str(home)})  # type: ignore[operator]
+    assert up.process.wait(90) == 1, up.output
+    assert "not in known_hosts" in up.output
+    assert cluster_view.snapshot(redirect_target) == before
+
+
+def test_tunnel_cut_reconnects_and_pods_created_meanwhile_are_still_admitted(
+    lab: Lab,
+    cluster_view: ClusterView,
+    redirect_target: RedirectTarget,
+    start_up: object,
+) -> None:
+    up = start_up(redirect_target)  # type: ignore[operator]
+    up.wait_for("ready: kube-apiserver")
+    with lab.ssh_blocked():
+        lab.kill_ssh_sessions()
+        up.wait_for("tunnel reconnecting")
+        # failurePolicy Ignore during the session: the laptop is away, the cluster is not.
+        pod = cluster_view.create_pod(redirect_target.namespace, "during-outage")
+        assert container_names(pod) == ["app"]
+        mark = up.mark()
+    up.wait_for("tunnel up", since=mark)
+    pod = cluster_view.create_pod(redirect_target.namespace, "after-outage")
+    assert container_names(pod) == ["app", "nginx-sidecar"]
