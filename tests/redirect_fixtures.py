@@ -64,19 +64,66 @@ class ClusterView:
         hooks = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
         slices = self.cluster.list(
             f"/apis/discovery.k8s.io/v1/namespaces/{target.namespace}/endpointslices",
-            label_selector="endpointslice.kubernetes.io/managed-by=webhook-dev",
+            label_selector=f"kubernetes.io/service-name={target.service}",
         )
+        ours = "endpointslice.kubernetes.io/managed-by=webhook-dev"
         return {
             "service": _bookkeeping_free(self.cluster.get(f"{core}/services/{target.service}")),
             "endpoints": _bookkeeping_free(self.cluster.get(f"{core}/endpoints/{target.service}")),
             "config": _bookkeeping_free(self.cluster.get(f"{hooks}/{target.config}")),
-            "our_slices": [s["metadata"]["name"] for s in slices],
+            "our_slices": [
+                s["metadata"]["name"]
+                for s in slices
+                if ours.split("=")[1] == s["metadata"]["labels"].get(ours.split("=")[0])
+            ],
+            "controller_slices": {
+                s["metadata"]["name"]: s.get("endpoints")
+                for s in slices
+                if s["metadata"]["labels"].get(ours.split("=")[0]) != "webhook-dev"
+            },
             "journal": self.cluster.get_or_none(f"{core}/configmaps/webhook-dev-{target.service}"),
             "lease": self.cluster.get_or_none(
                 f"/apis/coordination.k8s.io/v1/namespaces/{target.namespace}/leases/"
                 f"webhook-dev-{target.service}"
             ),
         }
+
+    def add_ready_pod(self, target: RedirectTarget, node: str, ip: str) -> None:
+        """An in-cluster replica of the webhook, Ready (status set by hand: no kubelet)."""
+        pods = f"/api/v1/namespaces/{target.namespace}/pods"
+        self.cluster.create(
+            pods,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "sidecar-injector-0", "labels": {"app": "sidecar-injector"}},
+                "spec": {
+                    "nodeName": node,
+                    "containers": [
+                        {
+                            "name": "webhook",
+                            "image": "registry.k8s.io/pause:3.10",
+                            "ports": [{"containerPort": 8443}],
+                        }
+                    ],
+                },
+            },
+        )
+        status = {
+            "phase": "Running",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "ContainersReady", "status": "True"},
+            ],
+        }
+        self.cluster.request(
+            "PATCH",
+            f"{pods}/sidecar-injector-0/status",
+            {"status": status},
+            content_type="application/merge-patch+json",
+        )
 
     def create_pod(self, namespace: str, name: str, *, dry_run: bool = False) -> Json:
         manifest = {
@@ -159,7 +206,7 @@ def state_dir(tmp_path: Path) -> Path:
 
 
 def make_target(
-    view: ClusterView, namespace: str, *, failure_policy: str = "Fail"
+    view: ClusterView, namespace: str, *, replica_ip: str | None = None
 ) -> RedirectTarget:
     """A selector Service with a named port and a webhook calling it for Pods in ``namespace``."""
     target = RedirectTarget(
@@ -188,8 +235,11 @@ def make_target(
             },
         },
     )
+    if replica_ip:  # before the webhook exists, which would be called for it
+        node = str(cluster.list("/api/v1/nodes")[0]["metadata"]["name"])
+        view.add_ready_pod(target, node, replica_ip)
     cluster.create(
-        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+        MUTATING_CONFIGS,
         {
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "MutatingWebhookConfiguration",
@@ -214,7 +264,7 @@ def make_target(
                         }
                     ],
                     "namespaceSelector": {"matchLabels": {"sidecar-inject": namespace}},
-                    "failurePolicy": failure_policy,
+                    "failurePolicy": "Fail",
                     "timeoutSeconds": 10,
                     "sideEffects": "None",
                     "admissionReviewVersions": ["v1"],
@@ -228,8 +278,12 @@ def make_target(
 
 
 @pytest.fixture
-def redirect_target(cluster_view: ClusterView, lab_namespace: str) -> Iterator[RedirectTarget]:
-    target = make_target(cluster_view, lab_namespace)
+def redirect_target(
+    cluster_view: ClusterView, lab_namespace: str, request: pytest.FixtureRequest
+) -> Iterator[RedirectTarget]:
+    """A webhook to redirect; ``@pytest.mark.replica_ip(IP)`` adds a Ready in-cluster Pod."""
+    marker = request.node.get_closest_marker("replica_ip")
+    target = make_target(cluster_view, lab_namespace, replica_ip=marker.args[0] if marker else None)
     try:
         yield target
     finally:

@@ -4,9 +4,12 @@ The order is chosen so the cluster is safe at every step, not just at the end:
 
 ``up``:   webhook entries first (our CA appended, ``failurePolicy: Ignore``) — harmless while
           the in-cluster webhook still serves; then the Service loses its selector (so the
-          endpoints controller stops owning its Endpoints); then Endpoints; then our slice.
-``down``: the reverse — Endpoints, the selector, our slice, and the webhook entries last, so
-          ``Ignore`` stays until calls go to the in-cluster Pods again.
+          endpoint controllers stop maintaining its Endpoints and slices); then Endpoints,
+          the controller's slices emptied, and our slice created.
+``down``: Endpoints and the controller's slices refilled *before* the selector returns (so
+          the controllers' next reconcile wins), then the selector, our slice deleted, and
+          the webhook entries last, so ``Ignore`` stays until calls go to the in-cluster
+          Pods again.
 
 Both report each step through ``on_step`` so ``up`` can be killed at any point in tests
 (``WEBHOOK_DEV_FAULT_AFTER``) and the live view can show progress.
@@ -35,8 +38,25 @@ from webhook_dev.plan import (
 )
 from webhook_dev.redirect import MUTATING, VALIDATING
 
-_UP_ORDER = [MUTATING, VALIDATING, "Service", "Endpoints", "EndpointSlice"]
-_DOWN_ORDER = ["Endpoints", "Service", "EndpointSlice", MUTATING, VALIDATING]
+# (kind, created by us?) in the order each direction touches them.
+_UP_ORDER = [
+    (MUTATING, False),
+    (VALIDATING, False),
+    ("Service", False),
+    ("Endpoints", False),
+    ("Endpoints", True),
+    ("EndpointSlice", False),
+    ("EndpointSlice", True),
+]
+_DOWN_ORDER = [
+    ("Endpoints", False),
+    ("Endpoints", True),
+    ("EndpointSlice", False),
+    ("Service", False),
+    ("EndpointSlice", True),
+    (MUTATING, False),
+    (VALIDATING, False),
+]
 
 StepCallback = Callable[[str], None]
 
@@ -71,8 +91,9 @@ def step_name(ref: ObjectRef) -> str:
     return f"{ref.kind}/{ref.name}"
 
 
-def _ordered(plan: RedirectPlan, order: list[str]) -> list[ObjectRef]:
-    return sorted(plan.refs(), key=lambda ref: order.index(ref.kind))
+def _ordered(plan: RedirectPlan, order: list[tuple[str, bool]]) -> list[ObjectRef]:
+    created = {create.ref for create in plan.creates}
+    return sorted(plan.refs(), key=lambda ref: order.index((ref.kind, ref in created)))
 
 
 def apply_plan(cluster: Cluster, plan: RedirectPlan, on_step: StepCallback) -> None:

@@ -255,9 +255,17 @@ def bundle_without(bundle_b64: str, ca_b64: str) -> str:
 
 
 def _same(left: Any, right: Any) -> bool:
-    if left is ABSENT or right is ABSENT:
-        return left is right
+    """Equal as the apiserver sees it: absent, null, [] and {} are one value (omitempty).
+
+    We may write ``endpoints: []`` and read back ``null``; that is still what we wrote.
+    """
+    if _is_empty(left) or _is_empty(right):
+        return _is_empty(left) and _is_empty(right)
     return bool(left == right)
+
+
+def _is_empty(value: Any) -> bool:
+    return value is ABSENT or value is None or value == [] or value == {}
 
 
 def _b64decode(value: str) -> bytes:

@@ -10,6 +10,10 @@ that ``up`` journals and applies:
   labelled ``skip-mirror`` so the EndpointSlice mirroring controller does not publish a second
   copy of them next to ours;
 * our own EndpointSlice carries the same endpoint for kube-proxy and slice-based resolvers;
+* EndpointSlices the EndpointSlice controller made for the selector are emptied: without a
+  selector the controller stops maintaining them but does not delete them, and kube-proxy
+  would keep balancing between the in-cluster Pods and the tunnel (seen on the lab, see
+  docs/lab.md). ``down`` refills them before the selector returns;
 * each redirected webhook entry gets our CA appended to ``caBundle`` and, unless the user opts
   out, ``failurePolicy: Ignore`` and a short timeout so a sleeping laptop cannot block the
   cluster; ``url:`` entries get the tunnel's URL instead.
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from webhook_dev.errors import PreflightError
@@ -76,6 +80,7 @@ class Snapshot:
     entries: list[EntryRef]
     service: Json | None = None
     endpoints: Json | None = None
+    endpoint_slices: list[Json] = field(default_factory=list)  # the Service's, any manager
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,13 @@ class Target:
     session_id: str
     relax_failure_policy: bool = True
     timeout_seconds: int = 5
+
+
+CONTROLLER_MANAGER = "endpointslice-controller.k8s.io"
+
+
+def slices_path(namespace: str) -> str:
+    return f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
 
 
 # --- discovery ------------------------------------------------------------------------------
@@ -291,14 +303,22 @@ def _redirect_service(
                 "true",
             )
         )
+    for endpoint_slice in snapshot.endpoint_slices:
+        metadata = endpoint_slice["metadata"]
+        manager = (metadata.get("labels") or {}).get(MANAGED_BY_LABEL)
+        if manager == CONTROLLER_MANAGER and endpoint_slice.get("endpoints"):
+            plan.changes.append(
+                FieldChange(
+                    ObjectRef("EndpointSlice", slices_path(svc.namespace), metadata["name"]),
+                    ("endpoints",),
+                    endpoint_slice["endpoints"],
+                    [],
+                )
+            )
     slice_name = f"{svc.name}-webhook-dev"
     plan.creates.append(
         ObjectCreate(
-            ObjectRef(
-                "EndpointSlice",
-                f"/apis/discovery.k8s.io/v1/namespaces/{svc.namespace}/endpointslices",
-                slice_name,
-            ),
+            ObjectRef("EndpointSlice", slices_path(svc.namespace), slice_name),
             {
                 "apiVersion": "discovery.k8s.io/v1",
                 "kind": "EndpointSlice",

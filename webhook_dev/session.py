@@ -38,7 +38,7 @@ from webhook_dev.cluster import Cluster
 from webhook_dev.cluster_changes import RestoreReport, applier, apply_plan, restore_plan
 from webhook_dev.errors import ClusterError, HeldError, PreflightError
 from webhook_dev.exchange import Exchange
-from webhook_dev.plan import ChangeKind, Json, RedirectPlan, get_field
+from webhook_dev.plan import SERVICE_NAME_LABEL, ChangeKind, Json, RedirectPlan, get_field
 from webhook_dev.redirect import Snapshot
 from webhook_dev.stack import ServingStack
 from webhook_dev.tunnel import Tunnel, TunnelSpec, TunnelState
@@ -110,6 +110,10 @@ def discover(cluster: Cluster, webhook: str | None, service: str | None) -> Snap
         core = f"/api/v1/namespaces/{target.namespace}"
         snapshot.service = cluster.get_or_none(f"{core}/services/{target.name}")
         snapshot.endpoints = cluster.get_or_none(f"{core}/endpoints/{target.name}")
+        snapshot.endpoint_slices = cluster.list(
+            redirect.slices_path(target.namespace),
+            label_selector=f"{SERVICE_NAME_LABEL}={target.name}",
+        )
     return snapshot
 
 

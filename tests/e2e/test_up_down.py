@@ -6,10 +6,13 @@ workstation namespace (the master cannot connect to it: only the tunnel crosses)
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from tests.redirect_fixtures import (
     container_names,
 )
 from webhook_dev.lab import Lab
+from webhook_dev.lab.topology import Topology
 
 pytestmark = pytest.mark.e2e
 
@@ -73,6 +77,36 @@ def test_up_puts_the_apiserver_call_through_the_tunnel_and_sigterm_restores_exac
     assert up.stop(signal.SIGTERM) == 0, up.output
     assert "0 conflicts" in up.output
     assert cluster_view.snapshot(redirect_target) == before
+
+
+# An address of the lab's own subnet that no interface has: calls to it go nowhere.
+UNASSIGNED_LAB_IP = str(ipaddress.ip_network(Topology().subnet)[200])
+
+
+@pytest.mark.replica_ip(UNASSIGNED_LAB_IP)
+def test_ready_in_cluster_pods_get_no_calls_while_redirected_and_come_back_after(
+    cluster_view: ClusterView, redirect_target: RedirectTarget, start_up: object
+) -> None:
+    """Without its selector the Service keeps the controller's slice (it lingers): up must
+    empty it, or kube-proxy balances calls between the in-cluster Pod and the tunnel."""
+    wait_until(lambda: any(cluster_view.snapshot(redirect_target)["controller_slices"].values()))
+    before = cluster_view.snapshot(redirect_target)
+
+    up = start_up(redirect_target)  # type: ignore[operator]
+    up.wait_for("ready: kube-apiserver")
+    for index in range(8):
+        pod = cluster_view.create_pod(redirect_target.namespace, f"client-{index}")
+        assert container_names(pod) == ["app", "nginx-sidecar"], f"call {index} missed the tunnel"
+
+    assert up.stop(signal.SIGTERM) == 0, up.output
+    assert cluster_view.snapshot(redirect_target) == before
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("fault", FAULT_POINTS)

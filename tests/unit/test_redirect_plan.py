@@ -13,6 +13,8 @@ from webhook_dev import certs
 from webhook_dev.errors import PreflightError
 from webhook_dev.plan import (
     ABSENT,
+    FieldChange,
+    ObjectRef,
     Outcome,
     RedirectPlan,
     apply_changes,
@@ -278,3 +280,43 @@ def test_entries_named_finds_one_entry_or_says_which_exist() -> None:
     assert len(entries_named(configs, "limits", None)) == 2
     with pytest.raises(PreflightError, match="its entries are: a, b"):
         entries_named(configs, "limits", "c")
+
+
+def test_a_value_read_back_as_null_still_counts_as_what_up_wrote() -> None:
+    """The apiserver drops empty lists (omitempty): [] written comes back as null."""
+    ref = ObjectRef("EndpointSlice", "/apis/discovery.k8s.io/v1/namespaces/a/endpointslices", "s")
+    change = FieldChange(ref, ("endpoints",), [{"addresses": ["10.0.0.1"]}], [])
+    restored, [result] = restore_changes({"endpoints": None}, [change])
+    assert result.outcome is Outcome.RESTORED
+    assert restored["endpoints"] == [{"addresses": ["10.0.0.1"]}]
+
+
+MIRRORING_CONTROLLER = "endpointslicemirroring-controller.k8s.io"
+
+
+def test_controller_slices_with_pod_endpoints_are_emptied_and_refilled() -> None:
+    snapshot = _snapshot()
+    pod_endpoints = [{"addresses": ["10.244.0.5"], "conditions": {"ready": True}}]
+    snapshot.endpoint_slices = [
+        {
+            "metadata": {
+                "name": "sidecar-abcde",
+                "labels": {
+                    "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"
+                },
+            },
+            "endpoints": pod_endpoints,
+        },
+        {
+            "metadata": {
+                "name": "sidecar-mirrored",
+                "labels": {
+                    "endpointslice.kubernetes.io/managed-by": MIRRORING_CONTROLLER
+                },
+            },
+            "endpoints": pod_endpoints,
+        },
+    ]
+    plan = build_plan(snapshot, TARGET)
+    [change] = [c for c in plan.changes if c.ref.kind == "EndpointSlice"]
+    assert (change.ref.name, change.before, change.after) == ("sidecar-abcde", pod_endpoints, [])
