@@ -26,22 +26,29 @@ from webhook_dev.lab import Lab
 
 REPO = Path(__file__).resolve().parents[1]
 UP_READY_TIMEOUT = 90.0
-MUTATING_CONFIGS = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+WEBHOOK_API = "/apis/admissionregistration.k8s.io/v1"
 Json = dict[str, Any]
 
 
 @dataclass
 class RedirectTarget:
-    """A Service + MutatingWebhookConfiguration pair made for one test."""
+    """A webhook configuration made for one test, and the Service it calls (unless ``url``)."""
 
     namespace: str
     service: str
     config: str
     entry: str
+    kind: str = "mutating"  # or "validating"
+    url: str | None = None
 
     @property
     def subject(self) -> str:
-        return f"{self.namespace}/{self.service}"
+        """What ``up``/``down`` name the redirect by: the Service, or the config for url:."""
+        return f"default/{self.config}" if self.url else f"{self.namespace}/{self.service}"
+
+    @property
+    def config_path(self) -> str:
+        return f"{WEBHOOK_API}/{self.kind}webhookconfigurations/{self.config}"
 
 
 def _bookkeeping_free(obj: Json) -> Json:
@@ -60,33 +67,43 @@ class ClusterView:
         self.cluster = cluster
 
     def snapshot(self, target: RedirectTarget) -> Json:
+        """Every object ``up`` may touch, as content (for before/after equality)."""
+        lock_namespace, lock_name = target.subject.split("/")
+        view: Json = {
+            "config": _bookkeeping_free(self.cluster.get(target.config_path)),
+            "journal": self.cluster.get_or_none(
+                f"/api/v1/namespaces/{lock_namespace}/configmaps/webhook-dev-{lock_name}"
+            ),
+            "lease": self.cluster.get_or_none(
+                f"/apis/coordination.k8s.io/v1/namespaces/{lock_namespace}/leases/"
+                f"webhook-dev-{lock_name}"
+            ),
+        }
+        if target.url:
+            return view
         core = f"/api/v1/namespaces/{target.namespace}"
-        hooks = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
         slices = self.cluster.list(
             f"/apis/discovery.k8s.io/v1/namespaces/{target.namespace}/endpointslices",
             label_selector=f"kubernetes.io/service-name={target.service}",
         )
-        ours = "endpointslice.kubernetes.io/managed-by=webhook-dev"
-        return {
-            "service": _bookkeeping_free(self.cluster.get(f"{core}/services/{target.service}")),
-            "endpoints": _bookkeeping_free(self.cluster.get(f"{core}/endpoints/{target.service}")),
-            "config": _bookkeeping_free(self.cluster.get(f"{hooks}/{target.config}")),
-            "our_slices": [
-                s["metadata"]["name"]
-                for s in slices
-                if ours.split("=")[1] == s["metadata"]["labels"].get(ours.split("=")[0])
-            ],
-            "controller_slices": {
-                s["metadata"]["name"]: s.get("endpoints")
-                for s in slices
-                if s["metadata"]["labels"].get(ours.split("=")[0]) != "webhook-dev"
-            },
-            "journal": self.cluster.get_or_none(f"{core}/configmaps/webhook-dev-{target.service}"),
-            "lease": self.cluster.get_or_none(
-                f"/apis/coordination.k8s.io/v1/namespaces/{target.namespace}/leases/"
-                f"webhook-dev-{target.service}"
-            ),
-        }
+
+        def ours(endpoint_slice: Json) -> bool:
+            labels = endpoint_slice["metadata"].get("labels") or {}
+            return labels.get("endpointslice.kubernetes.io/managed-by") == "webhook-dev"
+
+        view.update(
+            {
+                "service": _bookkeeping_free(self.cluster.get(f"{core}/services/{target.service}")),
+                "endpoints": _bookkeeping_free(
+                    self.cluster.get(f"{core}/endpoints/{target.service}")
+                ),
+                "our_slices": [s["metadata"]["name"] for s in slices if ours(s)],
+                "controller_slices": {
+                    s["metadata"]["name"]: s.get("endpoints") for s in slices if not ours(s)
+                },
+            }
+        )
+        return view
 
     def add_ready_pod(self, target: RedirectTarget, node: str, ip: str) -> None:
         """An in-cluster replica of the webhook, Ready (status set by hand: no kubelet)."""
@@ -206,11 +223,20 @@ def state_dir(tmp_path: Path) -> Path:
 
 
 def make_target(
-    view: ClusterView, namespace: str, *, replica_ip: str | None = None
+    view: ClusterView,
+    namespace: str,
+    *,
+    replica_ip: str | None = None,
+    kind: str = "mutating",
+    url: str | None = None,
 ) -> RedirectTarget:
-    """A selector Service with a named port and a webhook calling it for Pods in ``namespace``."""
+    """A selector Service with a named port, and a webhook calling it for Pods in ``namespace``.
+
+    ``kind="validating"`` makes a ValidatingWebhookConfiguration calling ``/validate``;
+    ``url`` makes the entry call that URL instead of the Service.
+    """
     target = RedirectTarget(
-        namespace, "sidecar-injector", f"wd-{namespace}", "sidecar.webhook-dev.io"
+        namespace, "sidecar-injector", f"wd-{namespace}", "sidecar.webhook-dev.io", kind, url
     )
     cluster = view.cluster
     cluster.update(
@@ -238,38 +264,41 @@ def make_target(
     if replica_ip:  # before the webhook exists, which would be called for it
         node = str(cluster.list("/api/v1/nodes")[0]["metadata"]["name"])
         view.add_ready_pod(target, node, replica_ip)
+    path = "/mutate" if kind == "mutating" else "/validate"
+    client_config: Json = (
+        {"url": url}
+        if url
+        else {
+            "service": {"namespace": namespace, "name": target.service, "path": path, "port": 443}
+        }
+    )
+    entry: Json = {
+        "name": target.entry,
+        "clientConfig": client_config,
+        "rules": [
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE"],
+                "resources": ["pods"],
+            }
+        ],
+        "namespaceSelector": {"matchLabels": {"sidecar-inject": namespace}},
+        "failurePolicy": "Fail",
+        "timeoutSeconds": 10,
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+    }
+    kind_name = (
+        "MutatingWebhookConfiguration" if kind == "mutating" else ("ValidatingWebhookConfiguration")
+    )
     cluster.create(
-        MUTATING_CONFIGS,
+        target.config_path.rsplit("/", 1)[0],
         {
             "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingWebhookConfiguration",
+            "kind": kind_name,
             "metadata": {"name": target.config},
-            "webhooks": [
-                {
-                    "name": target.entry,
-                    "clientConfig": {
-                        "service": {
-                            "namespace": namespace,
-                            "name": target.service,
-                            "path": "/mutate",
-                            "port": 443,
-                        }
-                    },
-                    "rules": [
-                        {
-                            "apiGroups": [""],
-                            "apiVersions": ["v1"],
-                            "operations": ["CREATE"],
-                            "resources": ["pods"],
-                        }
-                    ],
-                    "namespaceSelector": {"matchLabels": {"sidecar-inject": namespace}},
-                    "failurePolicy": "Fail",
-                    "timeoutSeconds": 10,
-                    "sideEffects": "None",
-                    "admissionReviewVersions": ["v1"],
-                }
-            ],
+            "webhooks": [entry],
         },
     )
     # Let the endpoints controllers settle, so "before" is what the cluster keeps.
@@ -281,13 +310,13 @@ def make_target(
 def redirect_target(
     cluster_view: ClusterView, lab_namespace: str, request: pytest.FixtureRequest
 ) -> Iterator[RedirectTarget]:
-    """A webhook to redirect; ``@pytest.mark.replica_ip(IP)`` adds a Ready in-cluster Pod."""
-    marker = request.node.get_closest_marker("replica_ip")
-    target = make_target(cluster_view, lab_namespace, replica_ip=marker.args[0] if marker else None)
+    """A webhook to redirect, shaped by ``@pytest.mark.redirect_target(**make_target kwargs)``."""
+    marker = request.node.get_closest_marker("redirect_target")
+    target = make_target(cluster_view, lab_namespace, **(marker.kwargs if marker else {}))
     try:
         yield target
     finally:
-        cluster_view.cluster.delete(f"{MUTATING_CONFIGS}/{target.config}")
+        cluster_view.cluster.delete(target.config_path)
 
 
 @pytest.fixture
@@ -302,10 +331,10 @@ def start_up(lab: Lab, state_dir: Path) -> Iterator[Any]:
         app: str = "sample_webhook.sidecar_injector",
         cwd: Path = REPO,
     ) -> UpProcess:
+        selector = ["--webhook", target.config] if target.url else ["--service", target.subject]
         argv = [
             "up",
-            "--service",
-            target.subject,
+            *selector,
             "--ssh",
             lab.ssh_destination,
             "--app",

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,12 +23,16 @@ from tests.redirect_fixtures import (
     REPO,
     ClusterView,
     RedirectTarget,
+    UpProcess,
     container_names,
 )
+from webhook_dev.cluster import ClusterError
 from webhook_dev.lab import Lab
 from webhook_dev.lab.topology import Topology
 
 pytestmark = pytest.mark.e2e
+
+SIDECAR_APP = "sample_webhook.sidecar_injector"
 
 FAULT_POINTS = [
     "lease",
@@ -83,7 +89,7 @@ def test_up_puts_the_apiserver_call_through_the_tunnel_and_sigterm_restores_exac
 UNASSIGNED_LAB_IP = str(ipaddress.ip_network(Topology().subnet)[200])
 
 
-@pytest.mark.replica_ip(UNASSIGNED_LAB_IP)
+@pytest.mark.redirect_target(replica_ip=UNASSIGNED_LAB_IP)
 def test_ready_in_cluster_pods_get_no_calls_while_redirected_and_come_back_after(
     cluster_view: ClusterView, redirect_target: RedirectTarget, start_up: object
 ) -> None:
@@ -209,3 +215,94 @@ def test_tunnel_cut_reconnects_and_pods_created_meanwhile_are_still_admitted(
     up.wait_for("tunnel up", since=mark)
     pod = cluster_view.create_pod(redirect_target.namespace, "after-outage")
     assert container_names(pod) == ["app", "nginx-sidecar"]
+
+
+def _round_trip_restores_exactly(
+    view: ClusterView, target: RedirectTarget, start_up: Any, app: str = SIDECAR_APP
+) -> UpProcess:
+    """Start up, wait for the probe's proof, and hand back the process; caller stops it."""
+    up: UpProcess = start_up(target, app=app)
+    up.wait_for("ready: kube-apiserver")
+    return up
+
+
+@pytest.mark.redirect_target(url="https://sidecar.example.test:9443/mutate")
+def test_a_url_webhook_is_pointed_at_the_tunnel_and_back(
+    cluster_view: ClusterView, redirect_target: RedirectTarget, start_up: object
+) -> None:
+    before = cluster_view.snapshot(redirect_target)
+    up = _round_trip_restores_exactly(cluster_view, redirect_target, start_up)
+    url = cluster_view.snapshot(redirect_target)["config"]["webhooks"][0]["clientConfig"]["url"]
+    assert url.startswith("https://") and url.endswith("/mutate") and "example.test" not in url
+    pod = cluster_view.create_pod(redirect_target.namespace, "via-url")
+    assert container_names(pod) == ["app", "nginx-sidecar"]
+    assert up.stop(signal.SIGTERM) == 0, up.output
+    assert cluster_view.snapshot(redirect_target) == before
+
+
+@pytest.mark.redirect_target(kind="validating")
+def test_a_validating_webhook_denies_through_the_tunnel_with_its_message(
+    cluster_view: ClusterView, redirect_target: RedirectTarget, start_up: object
+) -> None:
+    before = cluster_view.snapshot(redirect_target)
+    up = _round_trip_restores_exactly(
+        cluster_view, redirect_target, start_up, app="sample_webhook.require_limits"
+    )
+    with pytest.raises(ClusterError, match=r"has no resources\.limits\.cpu"):
+        cluster_view.create_pod(redirect_target.namespace, "no-limits")
+    up.wait_for("denied")
+    assert up.stop(signal.SIGTERM) == 0, up.output
+    assert cluster_view.snapshot(redirect_target) == before
+
+
+@pytest.fixture
+def endpoint_resolver(lab: Lab) -> Iterator[None]:
+    """kube-apiserver with --enable-aggregator-routing: it dials endpoints, not the ClusterIP."""
+    lab.set_aggregator_routing(True)
+    try:
+        yield
+    finally:
+        lab.set_aggregator_routing(False)
+
+
+def test_the_redirect_works_when_the_apiserver_resolves_endpoints_itself(
+    endpoint_resolver: None,
+    cluster_view: ClusterView,
+    redirect_target: RedirectTarget,
+    start_up: object,
+) -> None:
+    before = cluster_view.snapshot(redirect_target)
+    up = _round_trip_restores_exactly(cluster_view, redirect_target, start_up)
+    pod = cluster_view.create_pod(redirect_target.namespace, "endpoint-resolved")
+    assert container_names(pod) == ["app", "nginx-sidecar"]
+    assert up.stop(signal.SIGTERM) == 0, up.output
+    assert cluster_view.snapshot(redirect_target) == before
+
+
+def test_a_code_edit_during_the_session_reaches_the_apiserver_without_a_missed_call(
+    tmp_path: Path,
+    cluster_view: ClusterView,
+    redirect_target: RedirectTarget,
+    start_up: object,
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(
+        REPO / "sample_webhook",
+        project / "sample_webhook",
+        ignore=shutil.ignore_patterns("__pycache__", "deploy"),
+    )
+    source = project / "sample_webhook" / "sidecar_injector.py"
+    up: UpProcess = start_up(redirect_target, cwd=project)  # type: ignore[operator]
+    up.wait_for("ready: kube-apiserver")
+
+    injected = []
+    for index in range(30):
+        if index == 5:
+            source.write_text(source.read_text().replace('"nginx-sidecar"', '"edited-sidecar"'))
+        pod = cluster_view.create_pod(redirect_target.namespace, f"edit-{index}", dry_run=True)
+        injected.append(container_names(pod)[-1])
+        time.sleep(0.1)
+    # Every call reached the code (failurePolicy Ignore would hide one that did not)...
+    assert all(name in ("nginx-sidecar", "edited-sidecar") for name in injected), injected
+    # ...and the edit took effect while the session ran.
+    assert injected[0] == "nginx-sidecar" and injected[-1] == "edited-sidecar", injected
