@@ -83,33 +83,25 @@ def free_port() -> int:
 
 def start_serve(
     args: list[str], cwd: Path, env: dict[str, str]
-) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "webhook_dev", "serve", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = re.match(r"serving (https://\S+)", line)
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start serve with its console going to a file, so reading it costs the client nothing."""
+    console = Path(tempfile.mkstemp(prefix="bench-serve-", suffix=".log")[1])
+    with console.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "webhook_dev", "serve", *args],
+            cwd=cwd,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    for _ in range(1200):
+        match = re.search(r"^serving (https://\S+)$", console.read_text(), re.MULTILINE)
         if match:
             return process, match.group(1)
-    raise SystemExit(f"serve did not start: {process.wait()}")
-
-
-def drain(process: subprocess.Popen[str]) -> None:
-    """Keep reading serve's console so a full pipe never slows it down."""
-    import threading
-
-    def read() -> None:
-        assert process.stdout is not None
-        for _ in process.stdout:
-            pass
-
-    threading.Thread(target=read, daemon=True).start()
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise SystemExit(f"serve did not start:\n{console.read_text()}")
 
 
 async def load(
@@ -150,9 +142,13 @@ async def load(
     }
 
 
-async def throughput(requests: int, state: Path, env: dict[str, str]) -> None:
+async def throughput(requests: int, rounds: int, state: Path, env: dict[str, str]) -> None:
+    """All three targets stay up; rounds alternate between them; medians are reported."""
     body = json.dumps(pod_review()).encode()
-    print(f"review size: {len(body)} bytes, concurrency {CONCURRENCY}, {requests} calls each")
+    print(
+        f"review size: {len(body)} bytes, concurrency {CONCURRENCY}, {requests} calls a round, "
+        f"{rounds} rounds alternating between targets, medians"
+    )
     port = free_port()
     direct = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
         [
@@ -165,37 +161,41 @@ async def throughput(requests: int, state: Path, env: dict[str, str]) -> None:
         cwd=REPO,
         env=env,
     )
+    processes: list[subprocess.Popen[bytes]] = [direct]
     context = ssl.create_default_context(cafile=str(state / "ca" / "ca.crt"))
-    rows: list[tuple[str, dict[str, float]]] = []
+    targets: list[tuple[str, str, ssl.SSLContext | None]] = [
+        ("direct aiohttp (HTTP)", f"http://127.0.0.1:{port}/mutate", None)
+    ]
     try:
+        for label, record in (
+            ("serve, TLS, no recording", ["--no-record"]),
+            ("serve, TLS, recording", ["--record", str(state / "bench.jsonl")]),
+        ):
+            serve, url = start_serve(
+                ["sample_webhook.sidecar_injector", "--port", "0", "--no-reload", *record],
+                REPO,
+                env,
+            )
+            processes.append(serve)
+            targets.append((label, f"{url}/mutate?timeout=10s", context))
         for _ in range(100):
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
                 await asyncio.sleep(0.1)
-        rows.append(
-            (
-                "direct aiohttp (HTTP)",
-                await load(f"http://127.0.0.1:{port}/mutate", body, requests, None),
-            )
-        )
+        runs: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in targets}
+        for _ in range(rounds):
+            for label, url, tls in targets:
+                runs[label].append(await load(url, body, requests, tls))
     finally:
-        direct.terminate()
-        direct.wait()
-    for label, record in (
-        ("serve, TLS, no recording", ["--no-record"]),
-        ("serve, TLS, recording", ["--record", str(state / "bench.jsonl")]),
-    ):
-        serve, url = start_serve(
-            ["sample_webhook.sidecar_injector", "--port", "0", "--no-reload", *record], REPO, env
-        )
-        drain(serve)
-        try:
-            rows.append((label, await load(f"{url}/mutate?timeout=10s", body, requests, context)))
-        finally:
-            serve.terminate()
-            serve.wait()
+        for process in processes:
+            process.terminate()
+            process.wait()
+    rows = [
+        (label, {key: statistics.median(run[key] for run in results) for key in results[0]})
+        for label, results in runs.items()
+    ]
     base = rows[0][1]
     print(
         f"{'':28} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>8}  {'p50 x':>6} {'p99 x':>6} "
@@ -243,7 +243,6 @@ async def reloads(saves: int, state: Path, env: dict[str, str]) -> None:
 
     save(0)
     serve, url = start_serve(["hook", "--port", "0", "--no-record"], project, env)
-    drain(serve)
     context = ssl.create_default_context(cafile=str(state / "ca" / "ca.crt"))
     body = json.dumps(pod_review()).encode()
     calls = failures = 0
@@ -298,6 +297,7 @@ async def reloads(saves: int, state: Path, env: dict[str, str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--saves", type=int, default=50)
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="bench-state-"))
@@ -307,7 +307,7 @@ def main() -> None:
         f"python {sys.version.split()[0]}, {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
-    asyncio.run(throughput(args.requests, state, env))
+    asyncio.run(throughput(args.requests, args.rounds, state, env))
     asyncio.run(reloads(args.saves, state, env))
 
 
