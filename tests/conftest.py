@@ -16,11 +16,13 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from webhook_dev.lab.pytest_plugin import in_ci
 
 REPO = Path(__file__).resolve().parents[1]
 WEBHOOK_DEV = [sys.executable, "-m", "webhook_dev"]
@@ -212,3 +214,19 @@ def project(tmp_path: Path) -> Project:
     project = Project(path)
     project.write_app("v1")
     return project
+
+
+# --- project-wide policy: under CI=true an end-to-end test may not pass by skipping -------
+# The lab fixtures already fail instead of skipping under CI; this hook also catches skips
+# from anywhere else (an importorskip, a skip marker) on tests marked ``e2e``.
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if in_ci() and report.skipped and item.get_closest_marker("e2e"):
+        report.outcome = "failed"
+        report.longrepr = f"e2e test skipped under CI=true: {report.longrepr}"

@@ -1,10 +1,209 @@
-"""``webhook-dev lab up | exec | status | down``."""
+"""``webhook-dev lab build | up | exec | status | down``."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
 import click
+from rich.console import Console
+
+from webhook_dev.lab import binaries, configs
+from webhook_dev.lab.gobuild import BuildProgress
+from webhook_dev.lab.lab import DEFAULT_GATEWAY_PORTS, Lab, summary, teardown
+
+_console = Console(stderr=True, soft_wrap=True)
+
+
+def _format_elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+class _BuildReporter:
+    """Shows which binary is building and for how long; one line per finished step.
+
+    On a terminal it is a live status line; in CI logs it prints a line at most every
+    30 seconds per step, so a 40-minute build shows it is alive without flooding the log.
+    """
+
+    def __init__(self) -> None:
+        self._step = ""
+        self._step_started = time.monotonic()
+        self._last_print = 0.0
+        self._status = _console.status("") if _console.is_terminal else None
+        if self._status:
+            self._status.start()
+
+    def __call__(self, tick: BuildProgress) -> None:
+        now = time.monotonic()
+        if tick.step != self._step:
+            if self._step:
+                took = _format_elapsed(now - self._step_started)
+                _console.print(f"  done: {self._step} ({took})")
+            self._step, self._step_started, self._last_print = tick.step, now, 0.0
+            _console.print(f"lab build: {tick.step} ...")
+        line = (
+            f"{tick.step}: {_format_elapsed(tick.elapsed_seconds)}, "
+            f"{tick.packages_done} packages/lines — {tick.last_line[-60:]}"
+        )
+        if self._status:
+            self._status.update(line)
+        elif now - self._last_print >= 30:
+            self._last_print = now
+            _console.print(f"  {line}", highlight=False)
+
+    def close(self) -> None:
+        if self._status:
+            self._status.stop()
+        if self._step:
+            _console.print(
+                f"  done: {self._step} ({_format_elapsed(time.monotonic() - self._step_started)})"
+            )
+
+
+_assets_option = click.option(
+    "--assets",
+    "assets",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory with prebuilt binaries (etcd, kube-apiserver, ...); KUBEBUILDER_ASSETS "
+    "works too. Binaries it lacks come from the cache or are built.",
+)
 
 
 @click.group()
 def lab() -> None:
     """A real control plane (etcd, kube-apiserver, controllers, kube-proxy, sshd) in netns."""
+
+
+@lab.command()
+@_assets_option
+def build(assets: Path | None) -> None:
+    """Build (or find) the lab's binaries and cache them; prints where each came from."""
+    reporter = _BuildReporter()
+    started = time.monotonic()
+    try:
+        found = binaries.resolve(
+            binaries.assets_dir_from(str(assets) if assets else None),
+            allow_build=True,
+            progress=reporter,
+        )
+    finally:
+        reporter.close()
+    for item in found.values():
+        click.echo(f"{item.name:24} {item.source:6} {item.path}  ({item.version})")
+    click.echo(f"lab build: ready in {_format_elapsed(time.monotonic() - started)}")
+
+
+@lab.command()
+@click.option(
+    "--gateway-ports",
+    type=click.Choice(configs.GATEWAY_PORTS_CHOICES),
+    default=DEFAULT_GATEWAY_PORTS,
+    show_default=True,
+    help="sshd's GatewayPorts on the master: whether remote forwards may bind the "
+    "master's address (`webhook-dev up` needs yes or clientspecified).",
+)
+@click.option(
+    "--aggregator-routing",
+    is_flag=True,
+    help="Start kube-apiserver with --enable-aggregator-routing (it resolves "
+    "webhook Services to endpoints itself, no kube-proxy in the path).",
+)
+@click.option(
+    "--build/--no-build",
+    "allow_build",
+    default=True,
+    show_default=True,
+    help="Build missing binaries with Go (tens of minutes once).",
+)
+@_assets_option
+def up(
+    gateway_ports: configs.GatewayPorts,
+    aggregator_routing: bool,
+    allow_build: bool,
+    assets: Path | None,
+) -> None:
+    """Start the lab; return once the apiserver is ready. Remove it with `lab down`."""
+    started = time.monotonic()
+    reporter = _BuildReporter()
+    try:
+        running = Lab.start(
+            assets=binaries.assets_dir_from(str(assets) if assets else None),
+            gateway_ports=gateway_ports,
+            aggregator_routing=aggregator_routing,
+            allow_build=allow_build,
+            progress=reporter,
+        )
+    finally:
+        reporter.close()
+    elapsed = time.monotonic() - started
+    click.echo(f"lab up: ready in {elapsed:.1f}s")
+    for name, pid in running.state.pids.items():
+        click.echo(f"  {name:24} pid {pid:<8} in netns {running.master_ns}")
+    click.echo(
+        f"  sshd GatewayPorts {running.state.gateway_ports}; "
+        f"aggregator routing {'on' if running.state.aggregator_routing else 'off'}"
+    )
+    click.echo(
+        f"  master {running.master_ip} (from the workstation), "
+        f"{running.topology.master_host_ip} (from this shell)"
+    )
+    click.echo(f"  logs: {running.layout.logs}")
+    click.echo("Use it:")
+    click.echo(f"  KUBECONFIG={running.host_kubeconfig} kubectl get ns      # from this shell")
+    click.echo(
+        "  webhook-dev lab exec -- bash                  # a shell on the workstation: "
+        '$KUBECONFIG and ssh "$WEBHOOK_DEV_LAB_SSH" work there'
+    )
+    click.echo("  webhook-dev lab down                          # remove everything")
+
+
+@lab.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(argv: tuple[str, ...]) -> None:
+    """Run ARGV in the workstation namespace with KUBECONFIG and WEBHOOK_DEV_LAB_SSH set."""
+    running = Lab.attach()
+    command = running.workstation_argv(argv)
+    os.execvp(command[0], command)
+
+
+@lab.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(as_json: bool) -> None:
+    """Show whether a lab runs, its addresses and the state of each component."""
+    running = Lab.attach()
+    description = summary(running)
+    description["apiserver_ready"] = running.healthy()
+    if as_json:
+        click.echo(json.dumps(description, indent=2))
+        return
+    click.echo(
+        f"lab: {'ready' if description['apiserver_ready'] else 'NOT ready'}; "
+        f"master {running.master_ip}, workstation {running.workstation_ip}; "
+        f"GatewayPorts {running.state.gateway_ports}; aggregator routing "
+        f"{'on' if running.state.aggregator_routing else 'off'}"
+    )
+    for name, component in description["components"].items():
+        click.echo(
+            f"  {name:24} pid {component['pid']!s:<8} "
+            f"{'running' if component['running'] else 'STOPPED'}"
+        )
+    click.echo(f"  kubeconfig (workstation): {running.kubeconfig}")
+    click.echo(f"  kubeconfig (this shell):  {running.host_kubeconfig}")
+    if not description["apiserver_ready"]:
+        sys.exit(1)
+
+
+@lab.command()
+def down() -> None:
+    """Remove every process, namespace, link and file of the lab (safe to run twice)."""
+    removed = teardown()
+    if removed:
+        click.echo("lab down: removed " + "; ".join(removed))
+    else:
+        click.echo("lab down: nothing to remove")

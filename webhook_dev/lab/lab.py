@@ -1,0 +1,540 @@
+"""The :class:`Lab` handle: start a lab, attach to a running one, use it, tear it down.
+
+One lab per machine (per ``$WEBHOOK_DEV_LAB_DIR`` and prefix). ``Lab.start`` is what
+``webhook-dev lab up`` and the pytest plugin call; ``Lab.attach`` is how another process
+(``webhook-dev up`` in a test, ``lab exec``) gets the same handle from the state file;
+``teardown`` removes everything, also after ``lab up`` was killed half-way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from webhook_dev.errors import LabError
+from webhook_dev.lab import binaries, commands, configs, netns, pki, probe, processes
+from webhook_dev.lab.gobuild import ProgressCallback
+from webhook_dev.lab.layout import LabLayout, lab_dir
+from webhook_dev.lab.state import LabState
+from webhook_dev.lab.topology import APISERVER_PORT, SSH_PORT, Topology
+from webhook_dev.paths import ensure_private_dir, write_private
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+SSHD = "/usr/sbin/sshd"
+DEFAULT_GATEWAY_PORTS: configs.GatewayPorts = "clientspecified"
+READY_TIMEOUT_SECONDS = 60.0
+# Components in start order; teardown stops them in reverse.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "sshd")
+_ADMIN = "admin"
+
+
+def preflight() -> str | None:
+    """Why the lab cannot run on this machine, or None. Used by the pytest plugin to skip."""
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces, iptables, sshd)"
+    for tool in ("ip", "iptables", "ss"):
+        if not shutil.which(tool):
+            return f"the lab needs `{tool}` (run dev/setup.sh: iproute2, iptables)"
+    if not os.access(SSHD, os.X_OK):
+        return f"the lab needs OpenSSH's sshd at {SSHD} (apt-get install openssh-server)"
+    if not os.path.isdir("/run/netns") and not os.access("/run", os.W_OK):
+        return "cannot create network namespaces (/run is not writable)"
+    return None
+
+
+@dataclass
+class Lab:
+    """A running lab. Attributes are what a test or ``webhook-dev up`` needs to use it."""
+
+    state: LabState
+
+    # ---- construction -------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        assets: Path | None = None,
+        gateway_ports: configs.GatewayPorts = DEFAULT_GATEWAY_PORTS,
+        aggregator_routing: bool = False,
+        allow_build: bool = False,
+        progress: ProgressCallback | None = None,
+        topology: Topology | None = None,
+        root: Path | None = None,
+    ) -> Lab:
+        """Create namespaces, start every component, and return once the lab is usable.
+
+        On any failure everything made so far is removed before the error propagates.
+        """
+        reason = preflight()
+        if reason:
+            raise LabError(f"cannot start the lab: {reason}")
+        topology = topology or Topology.from_env()
+        layout = LabLayout(root or lab_dir())
+        _refuse_if_present(layout, topology)
+        in_use = netns.subnet_in_use(topology.subnet)
+        if in_use:
+            raise LabError(f"the lab's subnet {topology.subnet} is already in use: {in_use}",
+                           hint="choose another with Topology(subnet=...)")
+        found = binaries.resolve(assets, allow_build=allow_build, progress=progress,
+                                 include_optional=True)
+        ensure_private_dir(layout.root)
+        state = LabState(
+            root=str(layout.root), prefix=topology.prefix, subnet=topology.subnet,
+            gateway_ports=gateway_ports, aggregator_routing=aggregator_routing,
+            binaries={name: str(item.path) for name, item in found.items()},
+            owner_pid=os.getpid(),
+        )
+        state.save(layout.state_file)  # before anything exists: teardown can find it all
+        lab = cls(state)
+        try:
+            lab._write_files()
+            netns.create(topology)
+            lab._write_workstation_ssh_config()
+            lab._start_components()
+            lab.wait_ready()
+        except BaseException:
+            teardown(layout.root)
+            raise
+        return lab
+
+    @classmethod
+    def attach(cls, root: Path | None = None) -> Lab:
+        """The lab described by the state file; raises :class:`LabError` if none runs."""
+        layout = LabLayout(root or lab_dir())
+        return cls(LabState.load(layout.state_file))
+
+    # ---- what users of the lab need ----------------------------------------------
+
+    @property
+    def layout(self) -> LabLayout:
+        return LabLayout(Path(self.state.root))
+
+    @property
+    def topology(self) -> Topology:
+        return Topology(prefix=self.state.prefix, subnet=self.state.subnet)
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Admin kubeconfig for use *inside the workstation namespace* (server = master_ip)."""
+        return self.layout.kubeconfig
+
+    @property
+    def host_kubeconfig(self) -> Path:
+        """Admin kubeconfig for use in the root namespace, e.g. by pytest itself."""
+        return self.layout.host_kubeconfig
+
+    @property
+    def ca_cert(self) -> Path:
+        """The cluster CA (the apiserver's serving cert chains to it)."""
+        return self.layout.ca_cert
+
+    @property
+    def master_ip(self) -> str:
+        return self.topology.master_ip
+
+    @property
+    def workstation_ip(self) -> str:
+        return self.topology.workstation_ip
+
+    @property
+    def ssh_destination(self) -> str:
+        return f"root@{self.master_ip}"
+
+    @property
+    def master_ns(self) -> str:
+        return self.topology.master_ns
+
+    @property
+    def workstation_ns(self) -> str:
+        return self.topology.workstation_ns
+
+    def workstation_env(self) -> dict[str, str]:
+        """What ``lab exec`` adds to the environment of a workstation command."""
+        return {"KUBECONFIG": str(self.kubeconfig), "WEBHOOK_DEV_LAB_SSH": self.ssh_destination}
+
+    def workstation_argv(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` run in the workstation namespace with ``lab exec``'s environment.
+
+        The ssh client config is bind-mounted over /etc/ssh by ``ip netns exec`` itself,
+        so ``ssh "$WEBHOOK_DEV_LAB_SSH"`` (and asyncssh reading /etc/ssh) just works.
+        """
+        env = [f"{key}={value}" for key, value in self.workstation_env().items()]
+        return netns.in_namespace(self.workstation_ns, ["env", *env, *argv])
+
+    def master_argv(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` run in the master namespace (as a process on the control-plane node)."""
+        env = [f"KUBECONFIG={self.layout.component_kubeconfig(_ADMIN)}"]
+        return netns.in_namespace(self.master_ns, ["env", *env, *argv])
+
+    def api_client(self) -> ApiClient:
+        """A kubernetes ``ApiClient`` for the root namespace (admin credentials)."""
+        from kubernetes import config
+
+        client: ApiClient = config.new_client_from_config(
+            config_file=str(self.host_kubeconfig)
+        )
+        return client
+
+    # ---- runtime switches ---------------------------------------------------------
+
+    def set_gateway_ports(self, value: configs.GatewayPorts) -> None:
+        """Rewrite sshd's GatewayPorts and restart the listener; open sessions survive.
+
+        A restart rather than SIGHUP: sshd's re-exec on SIGHUP leaves a moment where the
+        old listener still answers, and a test must not race it. Established SSH
+        connections are separate processes and keep the setting they started with.
+        """
+        if value not in configs.GATEWAY_PORTS_CHOICES:
+            choices = ", ".join(configs.GATEWAY_PORTS_CHOICES)
+            raise LabError(f"GatewayPorts must be one of {choices}, not {value!r}")
+        self.state.gateway_ports = value
+        self._write_sshd_config()
+        self._restart("sshd")
+        self._save()
+
+    def set_aggregator_routing(self, enabled: bool) -> None:
+        """Restart only kube-apiserver with ``--enable-aggregator-routing`` on or off."""
+        if self.state.aggregator_routing == enabled and self._alive("kube-apiserver"):
+            return
+        self.state.aggregator_routing = enabled
+        self._restart("kube-apiserver")
+        self._save()
+        self.wait_ready()
+
+    def ssh_session_pids(self) -> list[int]:
+        """Per-connection sshd processes (children of the listener) in the master."""
+        listener = self.state.pids.get("sshd", 0)
+        sessions = []
+        for pid in netns.namespace_pids(self.master_ns):
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == listener:
+                sessions.append(pid)
+        return sessions
+
+    def kill_ssh_sessions(self) -> int:
+        """Kill every SSH connection to the master (tunnels drop); return how many."""
+        sessions = self.ssh_session_pids()
+        for pid in sessions:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return len(sessions)
+
+    def block_ssh(self) -> None:
+        """Silently drop workstation→master:22 packets: a laptop that went to sleep."""
+        netns.block_tcp_port(self.topology, SSH_PORT)
+
+    def unblock_ssh(self) -> None:
+        netns.unblock_tcp_port(self.topology, SSH_PORT)
+
+    @contextlib.contextmanager
+    def ssh_blocked(self) -> Iterator[None]:
+        """``with lab.ssh_blocked(): ...`` — the SSH path is a black hole inside the block."""
+        self.block_ssh()
+        try:
+            yield
+        finally:
+            self.unblock_ssh()
+
+    # ---- health -------------------------------------------------------------------
+
+    def _probe(self) -> probe.ApiProbe:
+        return probe.ApiProbe(self.topology.master_host_ip, APISERVER_PORT, self.ca_cert,
+                              self.layout.client_cert(_ADMIN), self.layout.client_key(_ADMIN))
+
+    def _alive(self, component: str) -> bool:
+        pid = self.state.pids.get(component)
+        return bool(pid) and processes.is_alive(pid or 0)
+
+    def component_status(self) -> dict[str, bool]:
+        """component → running."""
+        return {component: self._alive(component) for component in COMPONENTS}
+
+    def healthy(self) -> bool:
+        return all(self.component_status().values()) and self._probe().ok("/readyz")
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        """Block until the apiserver is ready and the cluster is usable for a webhook test:
+        default namespaces and service account exist, kube-proxy has programmed rules,
+        sshd listens."""
+        api = self._probe()
+        deadline = time.monotonic() + timeout
+
+        def remaining() -> float:
+            return max(0.1, deadline - time.monotonic())
+
+        def ready(path: str) -> bool:
+            self._check_alive()
+            return api.ok(path)
+
+        probe.wait_until(lambda: ready("/readyz"), timeout=remaining(),
+                         what="kube-apiserver /readyz", hint=f"see {self.layout.logs}")
+        for namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            path = f"/api/v1/namespaces/{namespace}"
+            probe.wait_until(functools.partial(ready, path),
+                             timeout=remaining(), what=f"namespace {namespace}")
+        probe.wait_until(
+            lambda: ready("/api/v1/namespaces/default/serviceaccounts/default"),
+            timeout=remaining(), what="service account default/default",
+            hint="kube-controller-manager creates it; see its log",
+        )
+        probe.wait_until(self._proxy_programmed, timeout=remaining(),
+                         what="kube-proxy to program the kubernetes Service",
+                         hint="see the kube-proxy log")
+        probe.wait_until(lambda: probe.listening(self.master_ns, SSH_PORT),
+                         timeout=remaining(), what="sshd to listen")
+
+    def _check_alive(self) -> bool:
+        """Raise with the log tail of a component that was started and has exited."""
+        dead = [name for name in self.state.pids if not self._alive(name)]
+        if dead:
+            log = self.layout.log(dead[0])
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise LabError(f"{', '.join(dead)} exited during lab start; last log:\n{tail}",
+                           hint=f"see {self.layout.logs}")
+        return False
+
+    def _proxy_programmed(self) -> bool:
+        return bool(self.proxy_destinations("default", "kubernetes"))
+
+    def proxy_destinations(self, namespace: str, service: str) -> list[str]:
+        """``ip:port`` endpoints kube-proxy currently DNATs ``namespace/service`` to.
+
+        What a test waits for after changing Endpoints, before it expects the apiserver
+        (in ClusterIP mode) to reach them.
+        """
+        rules = netns.run(netns.in_namespace(self.master_ns, ["iptables-save", "-t", "nat"]),
+                          check=False).stdout
+        wanted = f"{namespace}/{service}"
+        destinations = []
+        for line in rules.splitlines():
+            if "--comment" not in line or "--to-destination" not in line:
+                continue
+            comment = line.split("--comment", 1)[1].split()[0].strip('"')
+            if comment == wanted or comment.startswith(f"{wanted}:"):
+                destinations.append(line.split("--to-destination", 1)[1].split()[0])
+        return sorted(set(destinations))
+
+    # ---- internals ----------------------------------------------------------------
+
+    def _save(self) -> None:
+        self.state.save(self.layout.state_file)
+
+    def _write_files(self) -> None:
+        layout, topology = self.layout, self.topology
+        for directory in (layout.pki, layout.logs, layout.ssh, layout.etcd_data):
+            ensure_private_dir(directory)
+        ca = pki.CertificateAuthority.create("webhook-dev-lab-ca")
+        (layout.ca_cert).write_bytes(ca.cert_pem)
+        write_private(layout.ca_key, ca.key_pem)
+        dns, ips = topology.apiserver_sans
+        serving = ca.issue("kube-apiserver", dns_names=dns, ip_addresses=ips, server=True)
+        layout.apiserver_cert.write_bytes(serving.cert_pem)
+        write_private(layout.apiserver_key, serving.key_pem)
+        signing = pki.SigningKeyPair.create()
+        write_private(layout.service_account_key, signing.private_pem)
+        layout.service_account_pub.write_bytes(signing.public_pem)
+
+        users = {
+            _ADMIN: ("webhook-dev-lab-admin", ("system:masters",)),
+            "kube-controller-manager": ("system:kube-controller-manager", ()),
+            "kube-proxy": ("system:kube-proxy", ()),
+        }
+        for user, (common_name, groups) in users.items():
+            client = ca.issue(common_name, organizations=groups, client=True)
+            layout.client_cert(user).write_bytes(client.cert_pem)
+            write_private(layout.client_key(user), client.key_pem)
+            local = configs.kubeconfig(
+                server=f"https://127.0.0.1:{APISERVER_PORT}", ca_pem=ca.cert_pem, user=user,
+                cert_pem=client.cert_pem, key_pem=client.key_pem, context="webhook-dev-lab")
+            write_private(layout.component_kubeconfig(user), local.encode())
+            if user == _ADMIN:
+                for path, server in ((layout.kubeconfig, topology.master_ip),
+                                     (layout.host_kubeconfig, topology.master_host_ip)):
+                    text = configs.kubeconfig(
+                        server=f"https://{server}:{APISERVER_PORT}", ca_pem=ca.cert_pem,
+                        user=user, cert_pem=client.cert_pem, key_pem=client.key_pem,
+                        context="webhook-dev-lab")
+                    write_private(path, text.encode())
+        layout.kube_proxy_config.write_text(configs.kube_proxy_config(
+            kubeconfig_path=str(layout.component_kubeconfig("kube-proxy")),
+            hostname=self.master_ns, node_ip=self.master_ip))
+
+        host_key = pki.SSHKeyPair.create("webhook-dev-lab-host")
+        write_private(layout.ssh_host_key, host_key.private_openssh)
+        layout.ssh_host_key.with_suffix(".pub").write_text(host_key.public_line + "\n")
+        client_key = pki.SSHKeyPair.create("webhook-dev-lab-workstation")
+        write_private(layout.client_identity, client_key.private_openssh)
+        write_private(layout.authorized_keys, (client_key.public_line + "\n").encode())
+        self._write_sshd_config()
+
+    def _write_sshd_config(self) -> None:
+        layout = self.layout
+        layout.sshd_config.write_text(configs.sshd_config(
+            listen_address=self.master_ip, port=SSH_PORT, host_key=str(layout.ssh_host_key),
+            authorized_keys=str(layout.authorized_keys), pid_file=str(layout.ssh / "sshd.pid"),
+            gateway_ports=self.state.gateway_ports,  # type: ignore[arg-type]
+        ))
+
+    def _write_workstation_ssh_config(self) -> None:
+        """ssh client config for every ssh in the workstation, via /etc/netns/<ns>/ssh."""
+        layout = self.layout
+        ssh_dir = Path(f"/etc/netns/{self.workstation_ns}/ssh")
+        ssh_dir.mkdir(parents=True, exist_ok=True)
+        (ssh_dir / "ssh_config").write_text(
+            configs.workstation_ssh_config(master_ip=self.master_ip))
+        host_public = layout.ssh_host_key.with_suffix(".pub").read_text()
+        (ssh_dir / "ssh_known_hosts").write_text(configs.known_hosts_line(
+            host=self.master_ip, port=SSH_PORT, public_key_line=host_public))
+        identity = Path(configs.WORKSTATION_IDENTITY).name
+        write_private(ssh_dir / identity, layout.client_identity.read_bytes())
+
+    def _argv(self, component: str) -> list[str]:
+        layout, found = self.layout, self.state.binaries
+        if component == "etcd":
+            return commands.etcd_argv(Path(found["etcd"]), layout)
+        if component == "kube-apiserver":
+            return commands.apiserver_argv(Path(found["kube-apiserver"]), layout, self.topology,
+                                           aggregator_routing=self.state.aggregator_routing)
+        if component == "kube-controller-manager":
+            return commands.controller_manager_argv(Path(found["kube-controller-manager"]),
+                                                    layout)
+        if component == "kube-proxy":
+            return commands.kube_proxy_argv(Path(found["kube-proxy"]), layout)
+        if component == "sshd":
+            return commands.sshd_argv(Path(SSHD), layout)
+        raise ValueError(component)
+
+    def _spawn(self, component: str) -> None:
+        if component == "sshd":
+            # Privilege separation directory; Debian's unit creates it, a bare machine may not.
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        pid = processes.spawn(self.master_ns, self._argv(component), self.layout.log(component))
+        self.state.pids[component] = pid
+        self._save()
+
+    def _start_components(self) -> None:
+        # etcd, the apiserver and sshd at once (the apiserver retries etcd). The controller
+        # manager exits if RBAC is not bootstrapped yet when it reads its authentication
+        # config, so it and kube-proxy wait for /readyz, which includes that hook.
+        for component in ("etcd", "kube-apiserver", "sshd"):
+            self._spawn(component)
+        api = self._probe()
+        probe.wait_until(lambda: self._check_alive() or api.ok("/readyz"),
+                         timeout=READY_TIMEOUT_SECONDS, what="kube-apiserver /readyz",
+                         hint=f"see {self.layout.log('kube-apiserver')}")
+        self._register_node()
+        for component in ("kube-controller-manager", "kube-proxy"):
+            self._spawn(component)
+
+    def _register_node(self) -> None:
+        """Create the master's Node object, as a kubelet would on registration.
+
+        kube-proxy waits 30 s for its Node (to learn the node's IPs) and then carries on
+        with guesses; registering it first makes startup fast and its view accurate.
+        Nothing else acts on the Node: no kubelet, scheduler or node-lifecycle controller.
+        """
+        node = {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": self.master_ns,
+                         "labels": {"kubernetes.io/hostname": self.master_ns,
+                                    "node-role.kubernetes.io/control-plane": ""}},
+            "status": {"addresses": [{"type": "InternalIP", "address": self.master_ip},
+                                     {"type": "Hostname", "address": self.master_ns}]},
+        }
+        status, body = self._probe().request("POST", "/api/v1/nodes", node)
+        if status not in (201, 409):
+            raise LabError(f"cannot register Node {self.master_ns}: {status} {body[:300]}")
+
+    def _restart(self, component: str) -> None:
+        pid = self.state.pids.get(component)
+        if pid and processes.in_netns(pid, self.master_ns):
+            processes.terminate([pid])
+        self._spawn(component)
+        if component == "sshd":
+            probe.wait_until(lambda: probe.listening(self.master_ns, SSH_PORT), timeout=10,
+                             what="sshd to listen again")
+
+
+def _refuse_if_present(layout: LabLayout, topology: Topology) -> None:
+    leftovers = [ns for ns in netns.list_namespaces()
+                 if ns in (topology.master_ns, topology.workstation_ns)]
+    if layout.state_file.exists() or leftovers:
+        raise LabError(
+            "a lab is already running (or left over)"
+            + (f": namespaces {', '.join(leftovers)}" if leftovers else ""),
+            hint="use it (`webhook-dev lab status`), or remove it with `webhook-dev lab down`",
+        )
+
+
+def teardown(root: Path | None = None, topology: Topology | None = None) -> list[str]:
+    """Remove every process, namespace, link, /etc/netns dir and file of the lab.
+
+    Idempotent, and works from the state file, from the naming prefix, or both, so it also
+    cleans up after ``lab up`` was killed at any point. Returns what it removed.
+    """
+    layout = LabLayout(root or lab_dir())
+    removed: list[str] = []
+    state: LabState | None = None
+    with contextlib.suppress(LabError):
+        state = LabState.load(layout.state_file)
+    if topology is None:
+        topology = Topology(state.prefix, state.subnet) if state else Topology.from_env()
+    namespaces = (topology.master_ns, topology.workstation_ns)
+
+    # Processes first: everything in our namespaces, which includes whatever a user
+    # started with `lab exec`. Loop, because sshd may fork while we kill.
+    for _ in range(10):
+        pids = [pid for ns in namespaces for pid in netns.namespace_pids(ns)]
+        if state:
+            pids += [pid for name, pid in state.pids.items()
+                     if any(processes.in_netns(pid, ns) for ns in namespaces)
+                     and pid not in pids and name]
+        if not pids:
+            break
+        processes.terminate(pids)
+        removed.append(f"{len(pids)} process(es)")
+    for namespace in namespaces:
+        if netns.delete_namespace(namespace):
+            removed.append(f"netns {namespace}")
+    if netns.delete_link(topology.host_link):
+        removed.append(f"link {topology.host_link}")
+    for directory in topology.netns_etc_dirs:
+        if os.path.isdir(directory):
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    if layout.root.exists():
+        shutil.rmtree(layout.root, ignore_errors=True)
+        removed.append(str(layout.root))
+    return removed
+
+
+def summary(lab: Lab) -> dict[str, Any]:
+    """A plain description of a running lab, for ``lab status --json`` and ``lab up``."""
+    return {
+        "master_ip": lab.master_ip,
+        "workstation_ip": lab.workstation_ip,
+        "ssh_destination": lab.ssh_destination,
+        "kubeconfig": str(lab.kubeconfig),
+        "host_kubeconfig": str(lab.host_kubeconfig),
+        "gateway_ports": lab.state.gateway_ports,
+        "aggregator_routing": lab.state.aggregator_routing,
+        "components": {name: {"pid": lab.state.pids.get(name), "running": running}
+                       for name, running in lab.component_status().items()},
+        "binaries": lab.state.binaries,
+        "logs": str(lab.layout.logs),
+    }

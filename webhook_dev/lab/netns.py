@@ -1,0 +1,210 @@
+"""Network namespaces, veth pairs, routes and firewall rules, through ``ip`` and ``iptables``.
+
+Every change the lab makes to the network lives inside its own namespaces, except the
+root-side end of the root↔master veth, which disappears with its peer when the master
+namespace is deleted. So teardown is: kill what runs in the namespaces, delete them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+from collections.abc import Sequence
+
+from webhook_dev.errors import LabError
+from webhook_dev.lab.topology import SERVICE_CIDR, Topology
+
+
+def run(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a networking command; on failure raise :class:`LabError` with its stderr."""
+    try:
+        result = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
+    except FileNotFoundError as error:
+        raise LabError(
+            f"{argv[0]} is not installed",
+            hint="run dev/setup.sh (iproute2, iptables, openssh-server)",
+        ) from error
+    if check and result.returncode != 0:
+        raise LabError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
+    return result
+
+
+def in_namespace(namespace: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` run inside ``namespace`` (which also bind-mounts /etc/netns/<ns>/*)."""
+    return ["ip", "netns", "exec", namespace, *argv]
+
+
+def list_namespaces() -> list[str]:
+    output = run(["ip", "-j", "netns", "list"], check=False).stdout.strip()
+    return [entry["name"] for entry in json.loads(output)] if output else []
+
+
+def list_links() -> list[str]:
+    output = run(["ip", "-j", "link", "show"]).stdout.strip()
+    return [entry["ifname"] for entry in json.loads(output)] if output else []
+
+
+def namespace_pids(namespace: str) -> list[int]:
+    """Every process whose network namespace is ``namespace`` (survives our own crash)."""
+    result = run(["ip", "netns", "pids", namespace], check=False)
+    return [int(pid) for pid in result.stdout.split()] if result.returncode == 0 else []
+
+
+def subnet_in_use(subnet: str) -> str | None:
+    """An address or route of the root namespace overlapping ``subnet``, if any."""
+    network = ipaddress.ip_network(subnet)
+    addresses = json.loads(run(["ip", "-j", "-4", "addr", "show"]).stdout or "[]")
+    for link in addresses:
+        for info in link.get("addr_info", []):
+            interface = ipaddress.ip_interface(f"{info['local']}/{info['prefixlen']}")
+            if interface.network.overlaps(network):
+                return f"{link['ifname']} has {interface}"
+    routes = json.loads(run(["ip", "-j", "-4", "route", "show"]).stdout or "[]")
+    for route in routes:
+        destination = route.get("dst", "")
+        if (
+            destination
+            and destination != "default"
+            and ipaddress.ip_network(destination, strict=False).overlaps(network)
+        ):
+            return f"route {destination} via {route.get('dev', '?')}"
+    return None
+
+
+def _ns(namespace: str, *argv: str) -> None:
+    run(["ip", "-n", namespace, *argv])
+
+
+def create(topology: Topology) -> None:
+    """Create both namespaces, their links, addresses, routes and firewall rules."""
+    master, workstation = topology.master_ns, topology.workstation_ns
+    for namespace in (master, workstation):
+        run(["ip", "netns", "add", namespace])
+        _ns(namespace, "link", "set", "lo", "up")
+
+    # root <-> master.
+    run(
+        [
+            "ip",
+            "link",
+            "add",
+            topology.host_link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            topology.master_host_link,
+            "netns",
+            master,
+        ]
+    )
+    run(["ip", "addr", "add", f"{topology.host_ip}/30", "dev", topology.host_link])
+    run(["ip", "link", "set", topology.host_link, "up"])
+    _ns(master, "addr", "add", f"{topology.master_host_ip}/30", "dev", topology.master_host_link)
+    _ns(master, "link", "set", topology.master_host_link, "up")
+
+    # master <-> workstation, created inside the master so no name appears in root at all.
+    _ns(
+        master,
+        "link",
+        "add",
+        topology.master_ws_link,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        topology.ws_link,
+        "netns",
+        workstation,
+    )
+    _ns(master, "addr", "add", f"{topology.master_ip}/30", "dev", topology.master_ws_link)
+    _ns(master, "link", "set", topology.master_ws_link, "up")
+    _ns(workstation, "addr", "add", f"{topology.workstation_ip}/30", "dev", topology.ws_link)
+    _ns(workstation, "link", "set", topology.ws_link, "up")
+
+    # A local process dialling a ClusterIP needs *a* route before kube-proxy's OUTPUT DNAT
+    # rewrites the destination (connect() fails with "network unreachable" otherwise). A
+    # dummy interface is the usual answer (kube-ipvs0), but containers often lack the
+    # module, so the service CIDR points at the root-side link instead: DNATed packets are
+    # re-routed to their endpoint, and the few that are not (no endpoints) meet the
+    # no-new-connections-to-root rule below, a black hole as on a real node.
+    _ns(master, "route", "add", SERVICE_CIDR, "dev", topology.master_host_link)
+
+    # The workstation is a laptop behind NAT: nothing from the master may open a
+    # connection to it; only replies (and what rides inside the SSH tunnel) get through.
+    run(
+        in_namespace(
+            workstation,
+            [
+                "iptables",
+                "-w",
+                "-A",
+                "INPUT",
+                "-i",
+                topology.ws_link,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "NEW",
+                "-j",
+                "DROP",
+            ],
+        )
+    )
+    # Nor may the master reach into the root namespace (pytest, the user's machine).
+    run(
+        in_namespace(
+            master,
+            [
+                "iptables",
+                "-w",
+                "-A",
+                "OUTPUT",
+                "-o",
+                topology.master_host_link,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "NEW",
+                "-j",
+                "DROP",
+            ],
+        )
+    )
+
+
+def delete_namespace(namespace: str) -> bool:
+    """Delete ``namespace`` if present; its veths (and their root-side peers) go with it."""
+    if namespace not in list_namespaces():
+        return False
+    run(["ip", "netns", "delete", namespace])
+    return True
+
+
+def delete_link(name: str) -> bool:
+    if name not in list_links():
+        return False
+    run(["ip", "link", "delete", name], check=False)
+    return True
+
+
+def _ssh_port_rule(topology: Topology, port: int) -> list[str]:
+    return ["INPUT", "-i", topology.master_ws_link, "-p", "tcp", "--dport", str(port), "-j", "DROP"]
+
+
+def block_tcp_port(topology: Topology, port: int) -> None:
+    """Drop packets from the workstation to master:``port`` (a stalled link, not a reset)."""
+    run(in_namespace(topology.master_ns, ["iptables", "-w", "-I", *_ssh_port_rule(topology, port)]))
+
+
+def unblock_tcp_port(topology: Topology, port: int) -> None:
+    """Undo :func:`block_tcp_port` (every copy of the rule, so it is idempotent)."""
+    rule = _ssh_port_rule(topology, port)
+    while (
+        run(
+            in_namespace(topology.master_ns, ["iptables", "-w", "-C", *rule]), check=False
+        ).returncode
+        == 0
+    ):
+        run(in_namespace(topology.master_ns, ["iptables", "-w", "-D", *rule]))
