@@ -43,7 +43,9 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 class Served:
     """A running ``webhook-dev serve``: its output, its port, and a verifying TLS client."""
 
-    def __init__(self, args: list[str], cwd: Path, state: Path) -> None:
+    def __init__(
+        self, args: list[str], cwd: Path, state: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.args = args
         self.state = state
         self.lines: list[str] = []
@@ -54,7 +56,9 @@ class Served:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env=dict(os.environ, WEBHOOK_DEV_STATE_DIR=str(state), PYTHONUNBUFFERED="1"),
+            env=dict(
+                os.environ, **(env or {}), WEBHOOK_DEV_STATE_DIR=str(state), PYTHONUNBUFFERED="1"
+            ),
         )
         threading.Thread(target=self._read, daemon=True).start()
         match = SERVING.match(self.wait_for(SERVING.pattern))
@@ -149,8 +153,8 @@ def serve(state_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Served]]:
     """Start ``webhook-dev serve ARGS...`` in ``cwd`` (default: the repository)."""
     started: list[Served] = []
 
-    def start(*args: str, cwd: Path = REPO) -> Served:
-        served = Served(list(args), cwd, state_dir)
+    def start(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> Served:
+        served = Served(list(args), cwd, state_dir, env)
         started.append(served)
         return served
 

@@ -90,11 +90,19 @@ class ConsolePrinter:
         self.show_output = show_output
 
     def on_exchange(self, exchange: Exchange) -> None:
-        self.console.print(exchange_line(exchange))
+        self._print(exchange_line(exchange))
         for flag in exchange.flags:
-            self.console.print(Text(f"    ! {flag.code}: {flag.message}", style="yellow"))
+            self._print(Text(f"    ! {flag.code}: {flag.message}", style="yellow"))
         if exchange.error and exchange.request:
-            self.console.print(Text(_indent(exchange.error), style="red"))
+            self._print(Text(_indent(exchange.error), style="red"))
+
+    def _print(self, text: Text) -> None:
+        """rich on a terminal; plain text otherwise (rendering is the cost on the hot path)."""
+        if self.console.is_terminal:
+            self.console.print(text)
+        else:
+            self.console.file.write(text.plain + "\n")
+            self.console.file.flush()
 
     def on_event(self, event: Event) -> None:
         match event:

@@ -114,10 +114,12 @@ class Proxy:
             return web.Response(
                 status=answer.status, body=answer.body, content_type=answer.content_type
             )
-        meaning, flags = review.read_response(admission, answer.body)
+        response_review = _json_or_none(answer.body)
+        _, flags = review.read_response(
+            admission, answer.body if response_review is None else response_review
+        )
         exchange.flags.extend(flags)
-        if meaning is not None or not any(f.code == "response-not-json" for f in flags):
-            exchange.response_review = _json_or_none(answer.body)
+        exchange.response_review = response_review
         return web.Response(status=200, body=answer.body, content_type=answer.content_type)
 
     def _too_large(self, size: int | None) -> str:

@@ -146,6 +146,9 @@ def redact_exchange(
     """Redact the Secret in the request and secret values a patch would write."""
     if not request_review or not isinstance(request_review.get("request"), dict):
         return request_review, response_review
+    objects = (request_review["request"].get(name) for name in ("object", "oldObject"))
+    if not any(isinstance(obj, dict) and obj.get("kind") == "Secret" for obj in objects):
+        return request_review, response_review  # nothing to redact: no copy on the hot path
     request_review = copy.deepcopy(request_review)
     request = request_review["request"]
     for name in ("object", "oldObject"):

@@ -268,7 +268,8 @@ def _read_patch(
 def apply_patch(obj: Mapping[str, Any], patch: Sequence[Mapping[str, Any]]) -> JsonObject:
     """``obj`` after ``patch``, leaving ``obj`` alone. Raises :class:`ReviewError`."""
     try:
-        result = jsonpatch.apply_patch(copy.deepcopy(dict(obj)), list(patch))
+        # A JSON round trip copies a JSON document several times faster than deepcopy.
+        result = jsonpatch.apply_patch(json.loads(json.dumps(obj)), list(patch), in_place=True)
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
         raise ReviewError(f"the patch does not apply to the object: {error}") from error
     except (KeyError, IndexError, TypeError, ValueError) as error:
