@@ -79,17 +79,26 @@ class DryRunClient:
 
     def __init__(self, lab: Lab) -> None:
         context = ssl.create_default_context(cafile=str(lab.ca_cert))
-        context.load_cert_chain(str(lab.layout.client_cert("admin")),
-                                str(lab.layout.client_key("admin")))
-        self._connection = http.client.HTTPSConnection(lab.topology.master_host_ip, 6443,
-                                                       context=context, timeout=30)
+        context.load_cert_chain(
+            str(lab.layout.client_cert("admin")), str(lab.layout.client_key("admin"))
+        )
+        self._connection = http.client.HTTPSConnection(
+            lab.topology.master_host_ip, 6443, context=context, timeout=30
+        )
 
     def create(self, namespace: str) -> dict[str, object]:
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "bench-"},
-               "spec": {"containers": [{"name": "app", "image": "busybox"}]}}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"generateName": "bench-"},
+            "spec": {"containers": [{"name": "app", "image": "busybox"}]},
+        }
         self._connection.request(
-            "POST", f"/api/v1/namespaces/{namespace}/pods?dryRun=All", body=json.dumps(pod),
-            headers={"Content-Type": "application/json"})
+            "POST",
+            f"/api/v1/namespaces/{namespace}/pods?dryRun=All",
+            body=json.dumps(pod),
+            headers={"Content-Type": "application/json"},
+        )
         response = self._connection.getresponse()
         body = json.loads(response.read())
         if response.status != 201:
@@ -112,43 +121,96 @@ def kubectl(lab: Lab, manifest: dict[str, object]) -> None:
     kubectl_path = lab.state.binaries.get("kubectl")
     if not kubectl_path:
         raise SystemExit("bench needs kubectl in the lab's binaries (webhook-dev lab build)")
-    subprocess.run([kubectl_path, "--kubeconfig", str(lab.host_kubeconfig), "apply", "-f", "-"],
-                   input=json.dumps(manifest), text=True, check=True, capture_output=True)
+    subprocess.run(
+        [kubectl_path, "--kubeconfig", str(lab.host_kubeconfig), "apply", "-f", "-"],
+        input=json.dumps(manifest),
+        text=True,
+        check=True,
+        capture_output=True,
+    )
 
 
-def namespace_with_webhook(lab: Lab, name: str, endpoint_ip: str | None, port: int,
-                           ca_pem: bytes) -> None:
+def namespace_with_webhook(
+    lab: Lab, name: str, endpoint_ip: str | None, port: int, ca_pem: bytes
+) -> None:
     kubectl(lab, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     deadline = time.monotonic() + 30
-    while subprocess.run(
-            [lab.state.binaries["kubectl"], "--kubeconfig", str(lab.host_kubeconfig), "-n",
-             name, "get", "sa", "default"], capture_output=True).returncode != 0:
+    while (
+        subprocess.run(
+            [
+                lab.state.binaries["kubectl"],
+                "--kubeconfig",
+                str(lab.host_kubeconfig),
+                "-n",
+                name,
+                "get",
+                "sa",
+                "default",
+            ],
+            capture_output=True,
+        ).returncode
+        != 0
+    ):
         if time.monotonic() > deadline:
             raise SystemExit(f"no default service account in {name}")
         time.sleep(0.1)
     if endpoint_ip is None:
         return
-    kubectl(lab, {"apiVersion": "v1", "kind": "Service",
-                  "metadata": {"name": "webhook", "namespace": name},
-                  "spec": {"ports": [{"name": "https", "port": 443, "targetPort": port}]}})
-    kubectl(lab, {"apiVersion": "v1", "kind": "Endpoints",
-                  "metadata": {"name": "webhook", "namespace": name},
-                  "subsets": [{"addresses": [{"ip": endpoint_ip}],
-                               "ports": [{"name": "https", "port": port}]}]})
-    kubectl(lab, {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration", "metadata": {"name": f"{name}-bench"},
-        "webhooks": [{
-            "name": "pods.bench.webhook-dev.io", "admissionReviewVersions": ["v1"],
-            "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 10,
-            "clientConfig": {"service": {"namespace": name, "name": "webhook",
-                                         "path": "/mutate", "port": 443},
-                             "caBundle": base64.b64encode(ca_pem).decode()},
-            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                       "resources": ["pods"]}],
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}},
-        }],
-    })
+    kubectl(
+        lab,
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "webhook", "namespace": name},
+            "spec": {"ports": [{"name": "https", "port": 443, "targetPort": port}]},
+        },
+    )
+    kubectl(
+        lab,
+        {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": "webhook", "namespace": name},
+            "subsets": [
+                {"addresses": [{"ip": endpoint_ip}], "ports": [{"name": "https", "port": port}]}
+            ],
+        },
+    )
+    kubectl(
+        lab,
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": f"{name}-bench"},
+            "webhooks": [
+                {
+                    "name": "pods.bench.webhook-dev.io",
+                    "admissionReviewVersions": ["v1"],
+                    "sideEffects": "None",
+                    "failurePolicy": "Fail",
+                    "timeoutSeconds": 10,
+                    "clientConfig": {
+                        "service": {
+                            "namespace": name,
+                            "name": "webhook",
+                            "path": "/mutate",
+                            "port": 443,
+                        },
+                        "caBundle": base64.b64encode(ca_pem).decode(),
+                    },
+                    "rules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE"],
+                            "resources": ["pods"],
+                        }
+                    ],
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}},
+                }
+            ],
+        },
+    )
 
 
 def wait_mutating(client: DryRunClient, namespace: str, tag: str) -> None:
@@ -184,15 +246,24 @@ def bench_starts(count: int) -> list[tuple[float, float]]:
     env = {**os.environ, **BENCH_ENV}
     figures = []
     for _ in range(count):
-        subprocess.run([sys.executable, "-m", "webhook_dev", "lab", "down"], env=env,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "webhook_dev", "lab", "down"], env=env, capture_output=True
+        )
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "webhook_dev", "lab", "up", "--no-build"],
-                       env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "webhook_dev", "lab", "up", "--no-build"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         up_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "webhook_dev", "lab", "down"], env=env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "webhook_dev", "lab", "down"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         figures.append((up_seconds, time.perf_counter() - started))
     return figures
 
@@ -200,12 +271,14 @@ def bench_starts(count: int) -> list[tuple[float, float]]:
 def bench_cold_build() -> float:
     """Seconds to build every binary with an empty Go build cache into a scratch dir."""
     scratch = Path(tempfile.mkdtemp(prefix="webhook-dev-cold-"))
-    env = {**os.environ, "GOCACHE": str(scratch / "gocache"),
-           "WEBHOOK_DEV_CACHE_DIR": str(scratch / "cache")}
+    env = {
+        **os.environ,
+        "GOCACHE": str(scratch / "gocache"),
+        "WEBHOOK_DEV_CACHE_DIR": str(scratch / "cache"),
+    }
     started = time.perf_counter()
     try:
-        subprocess.run([sys.executable, "-m", "webhook_dev", "lab", "build"], env=env,
-                       check=True)
+        subprocess.run([sys.executable, "-m", "webhook_dev", "lab", "build"], env=env, check=True)
         return time.perf_counter() - started
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -224,33 +297,56 @@ def bench_round_trips(requests: int) -> list[RoundTrip]:
 
         workdir = Path(tempfile.mkdtemp(prefix="webhook-dev-bench-"))
         try:
+
             def serving(namespace: str) -> list[str]:
-                issued = ca.issue(f"webhook.{namespace}.svc",
-                                  dns_names=(f"webhook.{namespace}.svc",), server=True)
+                issued = ca.issue(
+                    f"webhook.{namespace}.svc", dns_names=(f"webhook.{namespace}.svc",), server=True
+                )
                 cert, key = workdir / f"{namespace}.crt", workdir / f"{namespace}.key"
                 cert.write_bytes(issued.cert_pem)
                 key.write_bytes(issued.key_pem)
                 return ["--cert", str(cert), "--key", str(key)]
 
-            master = ["--host", lab.master_ip, "--port", "18443", "--tag", "master",
-                      *serving("bench-master")]
-            with process(lab.master_argv([sys.executable, str(WEBHOOK_SERVER), *master]),
-                         "listening"):
+            master = [
+                "--host",
+                lab.master_ip,
+                "--port",
+                "18443",
+                "--tag",
+                "master",
+                *serving("bench-master"),
+            ]
+            with process(
+                lab.master_argv([sys.executable, str(WEBHOOK_SERVER), *master]), "listening"
+            ):
                 namespace_with_webhook(lab, "bench-master", lab.master_ip, 18443, ca.cert_pem)
                 wait_mutating(client, "bench-master", "master")
                 results.append(client.measure("webhook in master", "bench-master", requests))
 
-            for setup, session in (("ssh -R (no session)", False),
-                                   ("ssh -R + pty session", True)):
+            for setup, session in (("ssh -R (no session)", False), ("ssh -R + pty session", True)):
                 namespace = "bench-ssh-pty" if session else "bench-ssh"
-                local = ["--host", "127.0.0.1", "--port", "8443", "--tag", "workstation",
-                         *serving(namespace)]
+                local = [
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "8443",
+                    "--tag",
+                    "workstation",
+                    *serving(namespace),
+                ]
                 forward = ["-R", f"{lab.master_ip}:19443:127.0.0.1:8443"]
-                ssh = (["ssh", "-tt", *forward, lab.ssh_destination, "sleep", "3600"] if session
-                       else ["ssh", "-N", *forward, lab.ssh_destination])
-                with process(lab.workstation_argv([sys.executable, str(WEBHOOK_SERVER),
-                                                   *local]), "listening"), \
-                        process(lab.workstation_argv(ssh)):
+                ssh = (
+                    ["ssh", "-tt", *forward, lab.ssh_destination, "sleep", "3600"]
+                    if session
+                    else ["ssh", "-N", *forward, lab.ssh_destination]
+                )
+                with (
+                    process(
+                        lab.workstation_argv([sys.executable, str(WEBHOOK_SERVER), *local]),
+                        "listening",
+                    ),
+                    process(lab.workstation_argv(ssh)),
+                ):
                     deadline = time.monotonic() + 15
                     while not listening_addresses(lab.master_ns, 19443):
                         if time.monotonic() > deadline:
@@ -279,22 +375,30 @@ def main() -> None:
     starts = bench_starts(args.starts)
     ups = [up for up, _ in starts]
     downs = [down for _, down in starts]
-    print(f"warm start, `lab up` (cached binaries), {len(ups)} runs: "
-          f"median {statistics.median(ups):.1f}s, max {max(ups):.1f}s; "
-          f"`lab down`: median {statistics.median(downs):.1f}s")
+    print(
+        f"warm start, `lab up` (cached binaries), {len(ups)} runs: "
+        f"median {statistics.median(ups):.1f}s, max {max(ups):.1f}s; "
+        f"`lab down`: median {statistics.median(downs):.1f}s"
+    )
 
     results = bench_round_trips(args.requests)
     baseline = results[0]
-    print(f"\nadmission round trip: {args.requests} sequential server-side dry-run Pod "
-          f"creates per setup")
-    print(f"{'setup':24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {f'>{STALL_MS:.0f}ms':>6}"
-          f"  {'req/s ratio':>11} {'p50 ratio':>9} {'p99 ratio':>9}")
+    print(
+        f"\nadmission round trip: {args.requests} sequential server-side dry-run Pod "
+        f"creates per setup"
+    )
+    print(
+        f"{'setup':24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {f'>{STALL_MS:.0f}ms':>6}"
+        f"  {'req/s ratio':>11} {'p50 ratio':>9} {'p99 ratio':>9}"
+    )
     for result in results:
-        print(f"{result.setup:24} {result.per_second:8.0f} {result.percentile(0.5):8.2f} "
-              f"{result.percentile(0.99):8.2f} {result.stalls:6d}  "
-              f"{result.per_second / baseline.per_second:11.2f} "
-              f"{result.percentile(0.5) / baseline.percentile(0.5):9.2f} "
-              f"{result.percentile(0.99) / baseline.percentile(0.99):9.2f}")
+        print(
+            f"{result.setup:24} {result.per_second:8.0f} {result.percentile(0.5):8.2f} "
+            f"{result.percentile(0.99):8.2f} {result.stalls:6d}  "
+            f"{result.per_second / baseline.per_second:11.2f} "
+            f"{result.percentile(0.5) / baseline.percentile(0.5):9.2f} "
+            f"{result.percentile(0.99) / baseline.percentile(0.99):9.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,14 @@ def main(debug: bool) -> None:
 def _register() -> None:
     """Attach every area's commands. Imported lazily so ``--help`` stays fast."""
     from webhook_dev.lab.cli import lab
+    from webhook_dev.redirect_cli import doctor, down, status, up
+    from webhook_dev.replay_cli import replay
+    from webhook_dev.serve_cli import serve
 
-    main.add_command(lab)
+    for command in (up, down, status, doctor, lab):
+        main.add_command(command)
+    main.add_command(serve)
+    main.add_command(replay)
 
 
 _register()

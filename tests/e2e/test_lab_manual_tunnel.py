@@ -37,11 +37,19 @@ LOCAL_PORT = 8443  # on the workstation's loopback
 
 def open_manual_tunnel(lab: Lab, background: Callable[..., Any]) -> list[str]:
     """Start `ssh -N -R` from the workstation; return the addresses sshd listens on."""
-    background(lab.workstation_argv([
-        "ssh", "-N", "-o", "ExitOnForwardFailure=yes",
-        "-R", f"{lab.master_ip}:{TUNNEL_PORT}:127.0.0.1:{LOCAL_PORT}",
-        lab.ssh_destination,
-    ]))
+    background(
+        lab.workstation_argv(
+            [
+                "ssh",
+                "-N",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-R",
+                f"{lab.master_ip}:{TUNNEL_PORT}:127.0.0.1:{LOCAL_PORT}",
+                lab.ssh_destination,
+            ]
+        )
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         addresses = listening_addresses(lab.master_ns, TUNNEL_PORT)
@@ -52,10 +60,13 @@ def open_manual_tunnel(lab: Lab, background: Callable[..., Any]) -> list[str]:
 
 
 @pytest.fixture
-def workstation_webhook(lab: Lab, webhook_tls: WebhookTLS,
-                        background: Callable[..., Any]) -> None:
-    background(lab.workstation_argv(webhook_server_argv(
-        webhook_tls, "127.0.0.1", LOCAL_PORT, "workstation")), ready_line="listening")
+def workstation_webhook(lab: Lab, webhook_tls: WebhookTLS, background: Callable[..., Any]) -> None:
+    background(
+        lab.workstation_argv(
+            webhook_server_argv(webhook_tls, "127.0.0.1", LOCAL_PORT, "workstation")
+        ),
+        ready_line="listening",
+    )
 
 
 @pytest.fixture
@@ -66,16 +77,24 @@ def restore_gateway_ports(lab: Lab) -> Any:
 
 
 @pytest.mark.usefixtures("workstation_webhook", "restore_gateway_ports")
-@pytest.mark.parametrize(("gateway_ports", "bound"), [
-    # "yes" binds the wildcard whatever address the client asked for...
-    ("yes", ["0.0.0.0", "::"]),
-    # ...while "clientspecified" binds exactly the requested one.
-    ("clientspecified", ["{master_ip}"]),
-])
+@pytest.mark.parametrize(
+    ("gateway_ports", "bound"),
+    [
+        # "yes" binds the wildcard whatever address the client asked for...
+        ("yes", ["0.0.0.0", "::"]),
+        # ...while "clientspecified" binds exactly the requested one.
+        ("clientspecified", ["{master_ip}"]),
+    ],
+)
 def test_manual_ssh_reverse_tunnel_reaches_workstation_webhook(
-    lab: Lab, lab_api_client: client.ApiClient, lab_namespace: str, webhook_tls: WebhookTLS,
-    background: Callable[..., Any], mutating_webhook: Callable[[str, bytes], str],
-    gateway_ports: Any, bound: list[str],
+    lab: Lab,
+    lab_api_client: client.ApiClient,
+    lab_namespace: str,
+    webhook_tls: WebhookTLS,
+    background: Callable[..., Any],
+    mutating_webhook: Callable[[str, bytes], str],
+    gateway_ports: Any,
+    bound: list[str],
 ) -> None:
     lab.set_gateway_ports(gateway_ports)
     expected = [address.format(master_ip=lab.master_ip) for address in bound]
@@ -92,8 +111,12 @@ def test_manual_ssh_reverse_tunnel_reaches_workstation_webhook(
 
 @pytest.mark.usefixtures("workstation_webhook", "restore_gateway_ports")
 def test_manual_ssh_reverse_tunnel_with_gateway_ports_no_binds_loopback_and_call_fails(
-    lab: Lab, lab_api_client: client.ApiClient, lab_namespace: str, webhook_tls: WebhookTLS,
-    background: Callable[..., Any], mutating_webhook: Callable[[str, bytes], str],
+    lab: Lab,
+    lab_api_client: client.ApiClient,
+    lab_namespace: str,
+    webhook_tls: WebhookTLS,
+    background: Callable[..., Any],
+    mutating_webhook: Callable[[str, bytes], str],
 ) -> None:
     lab.set_gateway_ports("no")
     # sshd accepts the forward but silently ignores the requested address.

@@ -14,8 +14,17 @@ pytestmark = pytest.mark.e2e
 
 
 def ssh_argv(lab: Lab, *remote: str) -> list[str]:
-    return lab.workstation_argv(["ssh", "-o", "ServerAliveInterval=1",
-                                 "-o", "ServerAliveCountMax=2", lab.ssh_destination, *remote])
+    return lab.workstation_argv(
+        [
+            "ssh",
+            "-o",
+            "ServerAliveInterval=1",
+            "-o",
+            "ServerAliveCountMax=2",
+            lab.ssh_destination,
+            *remote,
+        ]
+    )
 
 
 def test_kill_ssh_sessions_ends_an_open_connection(
@@ -30,10 +39,10 @@ def test_kill_ssh_sessions_ends_an_open_connection(
 
 def test_blocked_ssh_stalls_connections_until_unblocked(lab: Lab) -> None:
     with lab.ssh_blocked():
-        attempt = subprocess.run(ssh_argv(lab, "true"), capture_output=True, text=True,
-                                 timeout=30)
+        attempt = subprocess.run(ssh_argv(lab, "true"), capture_output=True, text=True, timeout=30)
         assert attempt.returncode == 255
         assert "timed out" in attempt.stderr
-    after = subprocess.run(ssh_argv(lab, "echo", "back"), capture_output=True, text=True,
-                           timeout=30)
+    after = subprocess.run(
+        ssh_argv(lab, "echo", "back"), capture_output=True, text=True, timeout=30
+    )
     assert after.stdout.strip() == "back", after.stderr

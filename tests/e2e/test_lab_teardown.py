@@ -21,32 +21,43 @@ from webhook_dev.lab import Lab, preflight
 pytestmark = pytest.mark.e2e
 
 PREFIX = "wdlabk"
-ENV = {**os.environ, "WEBHOOK_DEV_LAB_PREFIX": PREFIX,
-       "WEBHOOK_DEV_LAB_SUBNET": "10.237.1.0/24",
-       "WEBHOOK_DEV_LAB_DIR": "/run/webhook-dev-lab-teardown-test"}
+ENV = {
+    **os.environ,
+    "WEBHOOK_DEV_LAB_PREFIX": PREFIX,
+    "WEBHOOK_DEV_LAB_SUBNET": "10.237.1.0/24",
+    "WEBHOOK_DEV_LAB_DIR": "/run/webhook-dev-lab-teardown-test",
+}
 LAB_DIR = Path(ENV["WEBHOOK_DEV_LAB_DIR"])
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webhook_dev", "lab", *args], env=ENV,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "webhook_dev", "lab", *args],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def root_iptables() -> str:
     """The root namespace's rules, without counters (which change on their own)."""
     dump = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-    return "\n".join(line.split(" [")[0] for line in dump.splitlines()
-                     if not line.startswith("#"))
+    return "\n".join(line.split(" [")[0] for line in dump.splitlines() if not line.startswith("#"))
 
 
 def leftovers() -> list[str]:
     found = []
     netns = subprocess.run(["ip", "-j", "netns", "list"], capture_output=True, text=True)
-    found += [n["name"] for n in json.loads(netns.stdout or "[]")
-              if n["name"].startswith(f"{PREFIX}-")]
+    found += [
+        n["name"] for n in json.loads(netns.stdout or "[]") if n["name"].startswith(f"{PREFIX}-")
+    ]
     links = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True)
-    found += [n["ifname"] for n in json.loads(links.stdout or "[]")
-              if n["ifname"].startswith(f"{PREFIX}-")]
+    found += [
+        n["ifname"]
+        for n in json.loads(links.stdout or "[]")
+        if n["ifname"].startswith(f"{PREFIX}-")
+    ]
     found += [str(p) for p in Path("/etc/netns").glob(f"{PREFIX}-*")]
     if LAB_DIR.exists():
         found.append(str(LAB_DIR))
@@ -68,12 +79,18 @@ def second_lab_cleanup() -> object:
 
 
 @pytest.mark.usefixtures("second_lab_cleanup")
-@pytest.mark.parametrize("kill_when", ["during-start", "after-ready"],
-                         ids=["killed-during-start", "after-normal-start"])
+@pytest.mark.parametrize(
+    "kill_when", ["during-start", "after-ready"], ids=["killed-during-start", "after-normal-start"]
+)
 def test_down_removes_everything_even_after_kill_9_of_up(kill_when: str) -> None:
     rules_before = root_iptables()
-    up = subprocess.Popen([sys.executable, "-m", "webhook_dev", "lab", "up", "--no-build"],
-                          env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "webhook_dev", "lab", "up", "--no-build"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -30,8 +30,9 @@ pytestmark = pytest.mark.e2e
 WEBHOOK_PORT = 18443
 
 
-@pytest.mark.parametrize("aggregator_routing", [False, True],
-                         ids=["clusterip-via-kube-proxy", "endpoint-resolver"])
+@pytest.mark.parametrize(
+    "aggregator_routing", [False, True], ids=["clusterip-via-kube-proxy", "endpoint-resolver"]
+)
 def test_apiserver_calls_service_webhook_and_stores_mutated_pod(
     lab: Lab,
     lab_api_client: client.ApiClient,
@@ -42,8 +43,10 @@ def test_apiserver_calls_service_webhook_and_stores_mutated_pod(
     aggregator_routing: bool,
 ) -> None:
     lab.set_aggregator_routing(aggregator_routing)
-    background(lab.master_argv(webhook_server_argv(
-        webhook_tls, lab.master_ip, WEBHOOK_PORT, "master")), ready_line="listening")
+    background(
+        lab.master_argv(webhook_server_argv(webhook_tls, lab.master_ip, WEBHOOK_PORT, "master")),
+        ready_line="listening",
+    )
     route_service_to(lab_api_client, lab_namespace, lab.master_ip, WEBHOOK_PORT)
     mutating_webhook(lab_namespace, webhook_tls.ca_pem)
     if not aggregator_routing:

@@ -24,7 +24,10 @@ replace (
 
 def test_staging_modules_are_the_in_repo_replaces() -> None:
     assert gomodule.staging_modules(KUBERNETES_GO_MOD) == [
-        "k8s.io/api", "k8s.io/client-go", "k8s.io/sample-controller"]
+        "k8s.io/api",
+        "k8s.io/client-go",
+        "k8s.io/sample-controller",
+    ]
 
 
 def test_staging_version_maps_release_to_v0_tag() -> None:
@@ -39,8 +42,9 @@ def test_required_go_reads_the_go_directive() -> None:
 
 
 def test_wrapper_requires_kubernetes_and_replaces_only_published_staging_modules() -> None:
-    text = gomodule.kubernetes_wrapper_go_mod("1.37.2", ["k8s.io/api", "k8s.io/client-go"],
-                                              (1, 26, 0))
+    text = gomodule.kubernetes_wrapper_go_mod(
+        "1.37.2", ["k8s.io/api", "k8s.io/client-go"], (1, 26, 0)
+    )
     assert "require k8s.io/kubernetes v1.37.2" in text
     assert "go 1.26.0" in text
     assert "replace k8s.io/api => k8s.io/api v0.37.2" in text

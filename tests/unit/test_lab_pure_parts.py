@@ -30,14 +30,22 @@ COMMIT
 
 def test_dnat_destinations_lists_endpoints_of_exactly_that_service() -> None:
     assert dnat_destinations(IPTABLES_SAVE, "web", "webhook") == [
-        "10.237.0.5:19443", "10.244.0.10:8443"]
+        "10.237.0.5:19443",
+        "10.244.0.10:8443",
+    ]
     assert dnat_destinations(IPTABLES_SAVE, "web", "plain") == ["10.0.0.7:80"]
     assert dnat_destinations(IPTABLES_SAVE, "other", "webhook") == []
 
 
 def test_state_round_trips(tmp_path: Path) -> None:
-    state = LabState(root="/run/x", prefix="wdlab", subnet="10.237.0.0/24",
-                     gateway_ports="yes", aggregator_routing=True, pids={"etcd": 42})
+    state = LabState(
+        root="/run/x",
+        prefix="wdlab",
+        subnet="10.237.0.0/24",
+        gateway_ports="yes",
+        aggregator_routing=True,
+        pids={"etcd": 42},
+    )
     state.save(tmp_path / "state.json")
     assert LabState.load(tmp_path / "state.json") == state
 
@@ -54,8 +62,9 @@ def test_state_of_an_unknown_version_is_refused(tmp_path: Path) -> None:
         LabState.load(tmp_path / "state.json")
 
 
-@pytest.mark.parametrize("test_name", [
-    "test_x[clusterip-via-kube-proxy]", "TEST_" + "long" * 30, "test_ünïcode"])
+@pytest.mark.parametrize(
+    "test_name", ["test_x[clusterip-via-kube-proxy]", "TEST_" + "long" * 30, "test_ünïcode"]
+)
 def test_namespace_names_are_valid_unique_and_say_which_test(test_name: str) -> None:
     first, second = namespace_name_for(test_name), namespace_name_for(test_name)
     assert first != second
@@ -66,8 +75,7 @@ def test_namespace_names_are_valid_unique_and_say_which_test(test_name: str) -> 
 
 def test_issued_serving_certificate_chains_to_the_ca_and_carries_the_sans() -> None:
     ca = CertificateAuthority.create("test-ca")
-    issued = ca.issue("svc", dns_names=("webhook.ns.svc",), ip_addresses=("10.0.0.5",),
-                      server=True)
+    issued = ca.issue("svc", dns_names=("webhook.ns.svc",), ip_addresses=("10.0.0.5",), server=True)
     cert = x509.load_pem_x509_certificate(issued.cert_pem)
     cert.verify_directly_issued_by(ca.cert)
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -18,15 +18,23 @@ def test_default_addresses_are_two_disjoint_point_to_point_links() -> None:
 
 def test_every_name_outside_the_namespaces_carries_the_prefix() -> None:
     topology = Topology(prefix="wdx")
-    names = [topology.master_ns, topology.workstation_ns, topology.host_link,
-             *topology.netns_etc_dirs]
+    names = [
+        topology.master_ns,
+        topology.workstation_ns,
+        topology.host_link,
+        *topology.netns_etc_dirs,
+    ]
     assert all("wdx-" in name for name in names)
 
 
 def test_interface_names_fit_the_kernel_limit() -> None:
     topology = Topology(prefix="abcdefgh")
-    for name in (topology.host_link, topology.master_host_link, topology.master_ws_link,
-                 topology.ws_link):
+    for name in (
+        topology.host_link,
+        topology.master_host_link,
+        topology.master_ws_link,
+        topology.ws_link,
+    ):
         assert len(name) <= 15
 
 

@@ -46,9 +46,10 @@ def assets_dir_from(option: str | None) -> Path | None:
         return None
     path = Path(value).expanduser()
     if not path.is_dir():
-        raise LabError(f"assets directory {path} does not exist",
-                       hint="pass --assets DIR holding etcd and kube-apiserver, or unset "
-                       "KUBEBUILDER_ASSETS")
+        raise LabError(
+            f"assets directory {path} does not exist",
+            hint="pass --assets DIR holding etcd and kube-apiserver, or unset KUBEBUILDER_ASSETS",
+        )
     return path
 
 
@@ -60,12 +61,14 @@ def _from_assets(binary: Binary, assets: Path) -> ResolvedBinary | None:
     candidate = assets / binary.name
     if not os.access(candidate, os.X_OK):
         return None
-    result = subprocess.run([str(candidate), *binary.version_args], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [str(candidate), *binary.version_args], capture_output=True, text=True, timeout=60
+    )
     if result.returncode != 0:
         raise LabError(f"{candidate} does not run: {(result.stderr or result.stdout).strip()}")
-    return ResolvedBinary(binary.name, candidate, "assets",
-                          _first_line((result.stdout + result.stderr).strip()))
+    return ResolvedBinary(
+        binary.name, candidate, "assets", _first_line((result.stdout + result.stderr).strip())
+    )
 
 
 def _from_cache(binary: Binary) -> ResolvedBinary | None:
@@ -106,10 +109,12 @@ def resolve(
             f"the lab's binaries are not built yet: {names}",
             hint="run `webhook-dev lab build` (tens of minutes once), or pass --assets DIR",
         )
-    built = gobuild.build(missing, kubernetes_cache_dir(), build_work_dir(),
-                          progress or (lambda _tick: None))
+    built = gobuild.build(
+        missing, kubernetes_cache_dir(), build_work_dir(), progress or (lambda _tick: None)
+    )
     for binary in missing:
         output = gobuild.verify_version(built[binary.name], binary)
-        resolved[binary.name] = ResolvedBinary(binary.name, built[binary.name], "built",
-                                               _first_line(output))
+        resolved[binary.name] = ResolvedBinary(
+            binary.name, built[binary.name], "built", _first_line(output)
+        )
     return resolved

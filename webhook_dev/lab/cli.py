@@ -46,8 +46,10 @@ class _BuildReporter:
                 _console.print(f"  done: {self._step} ({took})")
             self._step, self._step_started, self._last_print = tick.step, now, 0.0
             _console.print(f"lab build: {tick.step} ...")
-        line = (f"{tick.step}: {_format_elapsed(tick.elapsed_seconds)}, "
-                f"{tick.packages_done} packages/lines — {tick.last_line[-60:]}")
+        line = (
+            f"{tick.step}: {_format_elapsed(tick.elapsed_seconds)}, "
+            f"{tick.packages_done} packages/lines — {tick.last_line[-60:]}"
+        )
         if self._status:
             self._status.update(line)
         elif now - self._last_print >= 30:
@@ -64,7 +66,10 @@ class _BuildReporter:
 
 
 _assets_option = click.option(
-    "--assets", "assets", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--assets",
+    "assets",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Directory with prebuilt binaries (etcd, kube-apiserver, ...); KUBEBUILDER_ASSETS "
     "works too. Binaries it lacks come from the cache or are built.",
 )
@@ -82,8 +87,11 @@ def build(assets: Path | None) -> None:
     reporter = _BuildReporter()
     started = time.monotonic()
     try:
-        found = binaries.resolve(binaries.assets_dir_from(str(assets) if assets else None),
-                                 allow_build=True, progress=reporter)
+        found = binaries.resolve(
+            binaries.assets_dir_from(str(assets) if assets else None),
+            allow_build=True,
+            progress=reporter,
+        )
     finally:
         reporter.close()
     for item in found.values():
@@ -92,26 +100,44 @@ def build(assets: Path | None) -> None:
 
 
 @lab.command()
-@click.option("--gateway-ports", type=click.Choice(configs.GATEWAY_PORTS_CHOICES),
-              default=DEFAULT_GATEWAY_PORTS, show_default=True,
-              help="sshd's GatewayPorts on the master: whether remote forwards may bind the "
-              "master's address (`webhook-dev up` needs yes or clientspecified).")
-@click.option("--aggregator-routing", is_flag=True,
-              help="Start kube-apiserver with --enable-aggregator-routing (it resolves "
-              "webhook Services to endpoints itself, no kube-proxy in the path).")
-@click.option("--build/--no-build", "allow_build", default=True, show_default=True,
-              help="Build missing binaries with Go (tens of minutes once).")
+@click.option(
+    "--gateway-ports",
+    type=click.Choice(configs.GATEWAY_PORTS_CHOICES),
+    default=DEFAULT_GATEWAY_PORTS,
+    show_default=True,
+    help="sshd's GatewayPorts on the master: whether remote forwards may bind the "
+    "master's address (`webhook-dev up` needs yes or clientspecified).",
+)
+@click.option(
+    "--aggregator-routing",
+    is_flag=True,
+    help="Start kube-apiserver with --enable-aggregator-routing (it resolves "
+    "webhook Services to endpoints itself, no kube-proxy in the path).",
+)
+@click.option(
+    "--build/--no-build",
+    "allow_build",
+    default=True,
+    show_default=True,
+    help="Build missing binaries with Go (tens of minutes once).",
+)
 @_assets_option
-def up(gateway_ports: configs.GatewayPorts, aggregator_routing: bool, allow_build: bool,
-       assets: Path | None) -> None:
+def up(
+    gateway_ports: configs.GatewayPorts,
+    aggregator_routing: bool,
+    allow_build: bool,
+    assets: Path | None,
+) -> None:
     """Start the lab; return once the apiserver is ready. Remove it with `lab down`."""
     started = time.monotonic()
     reporter = _BuildReporter()
     try:
         running = Lab.start(
             assets=binaries.assets_dir_from(str(assets) if assets else None),
-            gateway_ports=gateway_ports, aggregator_routing=aggregator_routing,
-            allow_build=allow_build, progress=reporter,
+            gateway_ports=gateway_ports,
+            aggregator_routing=aggregator_routing,
+            allow_build=allow_build,
+            progress=reporter,
         )
     finally:
         reporter.close()
@@ -119,15 +145,21 @@ def up(gateway_ports: configs.GatewayPorts, aggregator_routing: bool, allow_buil
     click.echo(f"lab up: ready in {elapsed:.1f}s")
     for name, pid in running.state.pids.items():
         click.echo(f"  {name:24} pid {pid:<8} in netns {running.master_ns}")
-    click.echo(f"  sshd GatewayPorts {running.state.gateway_ports}; "
-               f"aggregator routing {'on' if running.state.aggregator_routing else 'off'}")
-    click.echo(f"  master {running.master_ip} (from the workstation), "
-               f"{running.topology.master_host_ip} (from this shell)")
+    click.echo(
+        f"  sshd GatewayPorts {running.state.gateway_ports}; "
+        f"aggregator routing {'on' if running.state.aggregator_routing else 'off'}"
+    )
+    click.echo(
+        f"  master {running.master_ip} (from the workstation), "
+        f"{running.topology.master_host_ip} (from this shell)"
+    )
     click.echo(f"  logs: {running.layout.logs}")
     click.echo("Use it:")
     click.echo(f"  KUBECONFIG={running.host_kubeconfig} kubectl get ns      # from this shell")
-    click.echo("  webhook-dev lab exec -- bash                  # a shell on the workstation: "
-               "$KUBECONFIG and ssh \"$WEBHOOK_DEV_LAB_SSH\" work there")
+    click.echo(
+        "  webhook-dev lab exec -- bash                  # a shell on the workstation: "
+        '$KUBECONFIG and ssh "$WEBHOOK_DEV_LAB_SSH" work there'
+    )
     click.echo("  webhook-dev lab down                          # remove everything")
 
 
@@ -150,13 +182,17 @@ def status(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(description, indent=2))
         return
-    click.echo(f"lab: {'ready' if description['apiserver_ready'] else 'NOT ready'}; "
-               f"master {running.master_ip}, workstation {running.workstation_ip}; "
-               f"GatewayPorts {running.state.gateway_ports}; aggregator routing "
-               f"{'on' if running.state.aggregator_routing else 'off'}")
+    click.echo(
+        f"lab: {'ready' if description['apiserver_ready'] else 'NOT ready'}; "
+        f"master {running.master_ip}, workstation {running.workstation_ip}; "
+        f"GatewayPorts {running.state.gateway_ports}; aggregator routing "
+        f"{'on' if running.state.aggregator_routing else 'off'}"
+    )
     for name, component in description["components"].items():
-        click.echo(f"  {name:24} pid {component['pid']!s:<8} "
-                   f"{'running' if component['running'] else 'STOPPED'}")
+        click.echo(
+            f"  {name:24} pid {component['pid']!s:<8} "
+            f"{'running' if component['running'] else 'STOPPED'}"
+        )
     click.echo(f"  kubeconfig (workstation): {running.kubeconfig}")
     click.echo(f"  kubeconfig (this shell):  {running.host_kubeconfig}")
     if not description["apiserver_ready"]:

@@ -33,10 +33,21 @@ def kubeconfig(
     document: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": context, "cluster": {
-            "server": server, "certificate-authority-data": _b64(ca_pem)}}],
-        "users": [{"name": user, "user": {
-            "client-certificate-data": _b64(cert_pem), "client-key-data": _b64(key_pem)}}],
+        "clusters": [
+            {
+                "name": context,
+                "cluster": {"server": server, "certificate-authority-data": _b64(ca_pem)},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate-data": _b64(cert_pem),
+                    "client-key-data": _b64(key_pem),
+                },
+            }
+        ],
         "contexts": [{"name": context, "context": {"cluster": context, "user": user}}],
         "current-context": context,
     }
@@ -88,47 +99,51 @@ def sshd_config(
     """
     if gateway_ports not in GATEWAY_PORTS_CHOICES:
         raise ValueError(f"GatewayPorts must be one of {GATEWAY_PORTS_CHOICES}")
-    return "\n".join([
-        "# Written by webhook-dev lab; rewritten by `Lab.set_gateway_ports`.",
-        f"ListenAddress {listen_address}",
-        f"Port {port}",
-        f"HostKey {host_key}",
-        f"AuthorizedKeysFile {authorized_keys}",
-        f"PidFile {pid_file}",
-        "PermitRootLogin prohibit-password",
-        "PubkeyAuthentication yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "UsePAM no",
-        "AllowTcpForwarding yes",
-        f"GatewayPorts {gateway_ports}",
-        "ClientAliveInterval 15",
-        "MaxStartups 100",
-        "MaxSessions 100",
-        "LogLevel VERBOSE",
-        "Subsystem sftp internal-sftp",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Written by webhook-dev lab; rewritten by `Lab.set_gateway_ports`.",
+            f"ListenAddress {listen_address}",
+            f"Port {port}",
+            f"HostKey {host_key}",
+            f"AuthorizedKeysFile {authorized_keys}",
+            f"PidFile {pid_file}",
+            "PermitRootLogin prohibit-password",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "AllowTcpForwarding yes",
+            f"GatewayPorts {gateway_ports}",
+            "ClientAliveInterval 15",
+            "MaxStartups 100",
+            "MaxSessions 100",
+            "LogLevel VERBOSE",
+            "Subsystem sftp internal-sftp",
+            "",
+        ]
+    )
 
 
 def workstation_ssh_config(*, master_ip: str, user: str = "root") -> str:
     """ssh_config for the workstation: the lab's identity, strict host keys, no prompts."""
-    return "\n".join([
-        "# Written by webhook-dev lab (bind-mounted over /etc/ssh in the workstation netns).",
-        f"Host {master_ip} master",
-        f"    HostName {master_ip}",
-        f"    User {user}",
-        f"    IdentityFile {WORKSTATION_IDENTITY}",
-        "    IdentitiesOnly yes",
-        "",
-        "Host *",
-        "    StrictHostKeyChecking yes",
-        f"    UserKnownHostsFile {WORKSTATION_KNOWN_HOSTS}",
-        f"    GlobalKnownHostsFile {WORKSTATION_KNOWN_HOSTS}",
-        "    BatchMode yes",
-        "    ConnectTimeout 5",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Written by webhook-dev lab (bind-mounted over /etc/ssh in the workstation netns).",
+            f"Host {master_ip} master",
+            f"    HostName {master_ip}",
+            f"    User {user}",
+            f"    IdentityFile {WORKSTATION_IDENTITY}",
+            "    IdentitiesOnly yes",
+            "",
+            "Host *",
+            "    StrictHostKeyChecking yes",
+            f"    UserKnownHostsFile {WORKSTATION_KNOWN_HOSTS}",
+            f"    GlobalKnownHostsFile {WORKSTATION_KNOWN_HOSTS}",
+            "    BatchMode yes",
+            "    ConnectTimeout 5",
+            "",
+        ]
+    )
 
 
 def known_hosts_line(*, host: str, port: int, public_key_line: str) -> str:

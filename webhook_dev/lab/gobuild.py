@@ -73,9 +73,7 @@ def _go_env() -> dict[str, str]:
     return env
 
 
-def _stream(
-    argv: list[str], cwd: Path, step: str, progress: ProgressCallback
-) -> Iterator[str]:
+def _stream(argv: list[str], cwd: Path, step: str, progress: ProgressCallback) -> Iterator[str]:
     """Run a go command, yield its output lines, and report progress at least every second.
 
     The compiler can spend minutes on one big package without printing anything, so a
@@ -139,7 +137,10 @@ def _download_go_mod(go: Path, cwd: Path, module_at_version: str) -> str:
     """The go.mod text of one module version, fetched through the module proxy."""
     download = subprocess.run(
         [str(go), "mod", "download", "-json", module_at_version],
-        cwd=cwd, env=_go_env(), capture_output=True, text=True,
+        cwd=cwd,
+        env=_go_env(),
+        capture_output=True,
+        text=True,
     )
     found = list(_json_objects(download.stdout)) if download.stdout.strip() else []
     if download.returncode != 0 or not found or "Error" in found[0]:
@@ -155,13 +156,17 @@ def _published(go: Path, cwd: Path, modules: list[str], tag: str) -> list[str]:
     """Those of ``modules`` that exist at ``tag`` on the module proxy (one proxy round)."""
     check = subprocess.run(
         [str(go), "mod", "download", "-json", *(f"{module}@{tag}" for module in modules)],
-        cwd=cwd, env=_go_env(), capture_output=True, text=True,
+        cwd=cwd,
+        env=_go_env(),
+        capture_output=True,
+        text=True,
     )
     return [str(entry["Path"]) for entry in _json_objects(check.stdout) if "Error" not in entry]
 
 
-def _prepare_kubernetes_module(go: Path, work_dir: Path, progress: ProgressCallback,
-                               binaries: list[Binary]) -> None:
+def _prepare_kubernetes_module(
+    go: Path, work_dir: Path, progress: ProgressCallback, binaries: list[Binary]
+) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     progress(BuildProgress("resolving k8s.io/kubernetes staging modules", 0, 0, ""))
     # Run outside the wrapper so `go mod download` never reads a half-written go.mod.
@@ -177,7 +182,9 @@ def _prepare_kubernetes_module(go: Path, work_dir: Path, progress: ProgressCallb
             hint="install a newer Go, or pass --assets DIR with prebuilt binaries",
         )
     published = _published(
-        go, work_dir.parent, gomodule.staging_modules(kubernetes_go_mod),
+        go,
+        work_dir.parent,
+        gomodule.staging_modules(kubernetes_go_mod),
         gomodule.staging_version(KUBERNETES_VERSION),
     )
     (work_dir / "go.mod").write_text(
@@ -195,13 +202,25 @@ def _prepare_etcd_module(go: Path, work_dir: Path, progress: ProgressCallback) -
 
 
 def _build_one(
-    go: Path, work_dir: Path, binary: Binary, ldflags: str, dest_dir: Path,
+    go: Path,
+    work_dir: Path,
+    binary: Binary,
+    ldflags: str,
+    dest_dir: Path,
     progress: ProgressCallback,
 ) -> Path:
     dest_dir.mkdir(parents=True, exist_ok=True)
     partial = dest_dir / f".{binary.name}.partial"
-    argv = [str(go), "build", "-trimpath", "-v", f"-ldflags={ldflags}", "-o", str(partial),
-            binary.package]
+    argv = [
+        str(go),
+        "build",
+        "-trimpath",
+        "-v",
+        f"-ldflags={ldflags}",
+        "-o",
+        str(partial),
+        binary.package,
+    ]
     _run_quiet(argv, work_dir, f"building {binary.name}", progress)
     verify_version(partial, binary)
     final = dest_dir / binary.name
@@ -227,8 +246,9 @@ def verify_version(path: Path, binary: Binary) -> str:
     return output
 
 
-def build(binaries: list[Binary], dest_dir: Path, work_root: Path,
-          progress: ProgressCallback) -> dict[str, Path]:
+def build(
+    binaries: list[Binary], dest_dir: Path, work_root: Path, progress: ProgressCallback
+) -> dict[str, Path]:
     """Build ``binaries`` into ``dest_dir``; return name → installed path."""
     go = find_go()
     built: dict[str, Path] = {}

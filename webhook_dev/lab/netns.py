@@ -21,8 +21,10 @@ def run(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProce
     try:
         result = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
     except FileNotFoundError as error:
-        raise LabError(f"{argv[0]} is not installed",
-                       hint="run dev/setup.sh (iproute2, iptables, openssh-server)") from error
+        raise LabError(
+            f"{argv[0]} is not installed",
+            hint="run dev/setup.sh (iproute2, iptables, openssh-server)",
+        ) from error
     if check and result.returncode != 0:
         raise LabError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
     return result
@@ -61,9 +63,12 @@ def subnet_in_use(subnet: str) -> str | None:
     routes = json.loads(run(["ip", "-j", "-4", "route", "show"]).stdout or "[]")
     for route in routes:
         destination = route.get("dst", "")
-        if (destination and destination != "default"
-                and ipaddress.ip_network(destination, strict=False).overlaps(network)):
-                return f"route {destination} via {route.get('dev', '?')}"
+        if (
+            destination
+            and destination != "default"
+            and ipaddress.ip_network(destination, strict=False).overlaps(network)
+        ):
+            return f"route {destination} via {route.get('dev', '?')}"
     return None
 
 
@@ -79,16 +84,40 @@ def create(topology: Topology) -> None:
         _ns(namespace, "link", "set", "lo", "up")
 
     # root <-> master.
-    run(["ip", "link", "add", topology.host_link, "type", "veth",
-         "peer", "name", topology.master_host_link, "netns", master])
+    run(
+        [
+            "ip",
+            "link",
+            "add",
+            topology.host_link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            topology.master_host_link,
+            "netns",
+            master,
+        ]
+    )
     run(["ip", "addr", "add", f"{topology.host_ip}/30", "dev", topology.host_link])
     run(["ip", "link", "set", topology.host_link, "up"])
     _ns(master, "addr", "add", f"{topology.master_host_ip}/30", "dev", topology.master_host_link)
     _ns(master, "link", "set", topology.master_host_link, "up")
 
     # master <-> workstation, created inside the master so no name appears in root at all.
-    _ns(master, "link", "add", topology.master_ws_link, "type", "veth",
-        "peer", "name", topology.ws_link, "netns", workstation)
+    _ns(
+        master,
+        "link",
+        "add",
+        topology.master_ws_link,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        topology.ws_link,
+        "netns",
+        workstation,
+    )
     _ns(master, "addr", "add", f"{topology.master_ip}/30", "dev", topology.master_ws_link)
     _ns(master, "link", "set", topology.master_ws_link, "up")
     _ns(workstation, "addr", "add", f"{topology.workstation_ip}/30", "dev", topology.ws_link)
@@ -104,15 +133,47 @@ def create(topology: Topology) -> None:
 
     # The workstation is a laptop behind NAT: nothing from the master may open a
     # connection to it; only replies (and what rides inside the SSH tunnel) get through.
-    run(in_namespace(workstation, [
-        "iptables", "-w", "-A", "INPUT", "-i", topology.ws_link,
-        "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP"]))
+    run(
+        in_namespace(
+            workstation,
+            [
+                "iptables",
+                "-w",
+                "-A",
+                "INPUT",
+                "-i",
+                topology.ws_link,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "NEW",
+                "-j",
+                "DROP",
+            ],
+        )
+    )
     # Nor may the master reach into the root namespace (pytest, the user's machine). Match
     # the destination, not "-o": for a DNATed packet (a Service whose endpoint is the
     # root's address) the OUTPUT hook still reports the interface of the original route.
-    run(in_namespace(master, [
-        "iptables", "-w", "-A", "OUTPUT", "-d", topology.host_ip,
-        "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP"]))
+    run(
+        in_namespace(
+            master,
+            [
+                "iptables",
+                "-w",
+                "-A",
+                "OUTPUT",
+                "-d",
+                topology.host_ip,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "NEW",
+                "-j",
+                "DROP",
+            ],
+        )
+    )
 
 
 def delete_namespace(namespace: str) -> bool:
@@ -148,19 +209,21 @@ def dnat_destinations(iptables_save: str, namespace: str, service: str) -> list[
 
 
 def _ssh_port_rule(topology: Topology, port: int) -> list[str]:
-    return ["INPUT", "-i", topology.master_ws_link, "-p", "tcp", "--dport", str(port),
-            "-j", "DROP"]
+    return ["INPUT", "-i", topology.master_ws_link, "-p", "tcp", "--dport", str(port), "-j", "DROP"]
 
 
 def block_tcp_port(topology: Topology, port: int) -> None:
     """Drop packets from the workstation to master:``port`` (a stalled link, not a reset)."""
-    run(in_namespace(topology.master_ns,
-                     ["iptables", "-w", "-I", *_ssh_port_rule(topology, port)]))
+    run(in_namespace(topology.master_ns, ["iptables", "-w", "-I", *_ssh_port_rule(topology, port)]))
 
 
 def unblock_tcp_port(topology: Topology, port: int) -> None:
     """Undo :func:`block_tcp_port` (every copy of the rule, so it is idempotent)."""
     rule = _ssh_port_rule(topology, port)
-    while run(in_namespace(topology.master_ns, ["iptables", "-w", "-C", *rule]),
-              check=False).returncode == 0:
+    while (
+        run(
+            in_namespace(topology.master_ns, ["iptables", "-w", "-C", *rule]), check=False
+        ).returncode
+        == 0
+    ):
         run(in_namespace(topology.master_ns, ["iptables", "-w", "-D", *rule]))

@@ -31,8 +31,9 @@ class ApiProbe:
         """(status, body); status 0 when the connection itself fails."""
         return self.request("GET", path, timeout=timeout)
 
-    def request(self, method: str, path: str, body: object = None,
-                timeout: float = 2.0) -> tuple[int, str]:
+    def request(
+        self, method: str, path: str, body: object = None, timeout: float = 2.0
+    ) -> tuple[int, str]:
         """(status, body) of one request with a JSON body; status 0 if it did not connect."""
         connection = http.client.HTTPSConnection(
             self._host, self._port, context=self._context, timeout=timeout
@@ -56,7 +57,9 @@ def listening(namespace: str, port: int) -> bool:
     """Whether something in ``namespace`` listens on TCP ``port`` (any address)."""
     result = subprocess.run(
         in_namespace(namespace, ["ss", "-Hltn", f"sport = :{port}"]),
-        capture_output=True, text=True, timeout=10,
+        capture_output=True,
+        text=True,
+        timeout=10,
     )
     return result.returncode == 0 and bool(result.stdout.strip())
 
@@ -65,7 +68,9 @@ def listening_addresses(namespace: str, port: int) -> list[str]:
     """Local addresses of TCP listeners on ``port`` in ``namespace`` (e.g. ``127.0.0.1``)."""
     result = subprocess.run(
         in_namespace(namespace, ["ss", "-Hltn", f"sport = :{port}"]),
-        capture_output=True, text=True, timeout=10,
+        capture_output=True,
+        text=True,
+        timeout=10,
     )
     addresses = []
     for line in result.stdout.splitlines():
@@ -76,7 +81,11 @@ def listening_addresses(namespace: str, port: int) -> list[str]:
 
 
 def wait_until(
-    condition: Callable[[], bool], *, timeout: float, what: str, hint: str | None = None,
+    condition: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    hint: str | None = None,
     interval: float = 0.1,
 ) -> None:
     """Poll ``condition`` until true; raise :class:`LabError` naming ``what`` on timeout."""

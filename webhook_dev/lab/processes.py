@@ -24,8 +24,11 @@ def spawn(namespace: str, argv: Sequence[str], log_path: Path) -> int:
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             in_namespace(namespace, argv),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
         )
     return process.pid
 

@@ -78,7 +78,7 @@ def lab_api_client(lab: Lab) -> Iterator[ApiClient]:
     try:
         yield client
     finally:
-        client.close()  # type: ignore[no-untyped-call]
+        client.close()
 
 
 def namespace_name_for(test_name: str) -> str:
@@ -95,8 +95,11 @@ def lab_namespace(lab_api_client: ApiClient, request: pytest.FixtureRequest) -> 
 
     core = client.CoreV1Api(lab_api_client)
     name = namespace_name_for(request.node.name)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-        name=name, labels={"webhook-dev.io/test": "true"})))
+    core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=name, labels={"webhook-dev.io/test": "true"})
+        )
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

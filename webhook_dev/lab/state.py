@@ -42,11 +42,15 @@ class LabState:
         try:
             document = json.loads(path.read_text())
         except FileNotFoundError:
-            raise LabError("no lab is running (no state file at "
-                           f"{path})", hint="start one with `webhook-dev lab up`") from None
+            raise LabError(
+                f"no lab is running (no state file at {path})",
+                hint="start one with `webhook-dev lab up`",
+            ) from None
         except json.JSONDecodeError as error:
-            raise LabError(f"the lab state file {path} is corrupt: {error}",
-                           hint="run `webhook-dev lab down` to remove what is left") from None
+            raise LabError(
+                f"the lab state file {path} is corrupt: {error}",
+                hint="run `webhook-dev lab down` to remove what is left",
+            ) from None
         if document.get("version") != STATE_VERSION:
             raise LabError(
                 f"the lab state file {path} has version {document.get('version')}, "

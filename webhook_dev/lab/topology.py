@@ -122,7 +122,12 @@ class Topology:
     @property
     def apiserver_sans(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """DNS names and IPs the apiserver's serving certificate must carry."""
-        dns = ("kubernetes", "kubernetes.default", "kubernetes.default.svc",
-               f"kubernetes.default.svc.{CLUSTER_DOMAIN}", "localhost")
+        dns = (
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            f"kubernetes.default.svc.{CLUSTER_DOMAIN}",
+            "localhost",
+        )
         ips = (self.master_ip, self.master_host_ip, self.first_service_ip, "127.0.0.1")
         return dns, ips

@@ -1,0 +1,353 @@
+"""Fixtures for ``up``/``down`` on the lab: a webhook to redirect, and ``up`` as a real process.
+
+``up`` runs in the lab's *workstation* namespace, as a developer's laptop would, reaching the
+master only over the network; the test process (root namespace) plays the cluster's other
+users: it creates Pods and inspects objects with admin credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from webhook_dev.cluster import Cluster
+from webhook_dev.lab import Lab
+
+REPO = Path(__file__).resolve().parents[1]
+UP_READY_TIMEOUT = 90.0
+WEBHOOK_API = "/apis/admissionregistration.k8s.io/v1"
+Json = dict[str, Any]
+
+
+@dataclass
+class RedirectTarget:
+    """A webhook configuration made for one test, and the Service it calls (unless ``url``)."""
+
+    namespace: str
+    service: str
+    config: str
+    entry: str
+    kind: str = "mutating"  # or "validating"
+    url: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """What ``up``/``down`` name the redirect by: the Service, or the config for url:."""
+        return f"default/{self.config}" if self.url else f"{self.namespace}/{self.service}"
+
+    @property
+    def config_path(self) -> str:
+        return f"{WEBHOOK_API}/{self.kind}webhookconfigurations/{self.config}"
+
+
+def _bookkeeping_free(obj: Json) -> Json:
+    """An object without what the apiserver changes on every write (compare content)."""
+    clean = json.loads(json.dumps(obj))
+    metadata = clean.get("metadata", {})
+    for key in ("resourceVersion", "managedFields", "generation"):
+        metadata.pop(key, None)
+    return dict(clean)
+
+
+class ClusterView:
+    """What the test (another user of the cluster) reads and writes."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def snapshot(self, target: RedirectTarget) -> Json:
+        """Every object ``up`` may touch, as content (for before/after equality)."""
+        lock_namespace, lock_name = target.subject.split("/")
+        view: Json = {
+            "config": _bookkeeping_free(self.cluster.get(target.config_path)),
+            "journal": self.cluster.get_or_none(
+                f"/api/v1/namespaces/{lock_namespace}/configmaps/webhook-dev-{lock_name}"
+            ),
+            "lease": self.cluster.get_or_none(
+                f"/apis/coordination.k8s.io/v1/namespaces/{lock_namespace}/leases/"
+                f"webhook-dev-{lock_name}"
+            ),
+        }
+        if target.url:
+            return view
+        core = f"/api/v1/namespaces/{target.namespace}"
+        slices = self.cluster.list(
+            f"/apis/discovery.k8s.io/v1/namespaces/{target.namespace}/endpointslices",
+            label_selector=f"kubernetes.io/service-name={target.service}",
+        )
+
+        def ours(endpoint_slice: Json) -> bool:
+            labels = endpoint_slice["metadata"].get("labels") or {}
+            return labels.get("endpointslice.kubernetes.io/managed-by") == "webhook-dev"
+
+        view.update(
+            {
+                "service": _bookkeeping_free(self.cluster.get(f"{core}/services/{target.service}")),
+                "endpoints": _bookkeeping_free(
+                    self.cluster.get(f"{core}/endpoints/{target.service}")
+                ),
+                "our_slices": [s["metadata"]["name"] for s in slices if ours(s)],
+                "controller_slices": {
+                    s["metadata"]["name"]: s.get("endpoints") for s in slices if not ours(s)
+                },
+            }
+        )
+        return view
+
+    def add_ready_pod(self, target: RedirectTarget, node: str, ip: str) -> None:
+        """An in-cluster replica of the webhook, Ready (status set by hand: no kubelet)."""
+        pods = f"/api/v1/namespaces/{target.namespace}/pods"
+        self.cluster.create(
+            pods,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "sidecar-injector-0", "labels": {"app": "sidecar-injector"}},
+                "spec": {
+                    "nodeName": node,
+                    "containers": [
+                        {
+                            "name": "webhook",
+                            "image": "registry.k8s.io/pause:3.10",
+                            "ports": [{"containerPort": 8443}],
+                        }
+                    ],
+                },
+            },
+        )
+        status = {
+            "phase": "Running",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "ContainersReady", "status": "True"},
+            ],
+        }
+        self.cluster.request(
+            "PATCH",
+            f"{pods}/sidecar-injector-0/status",
+            {"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+    def create_pod(self, namespace: str, name: str, *, dry_run: bool = False) -> Json:
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
+        }
+        return self.cluster.create(
+            f"/api/v1/namespaces/{namespace}/pods", manifest, dry_run=dry_run
+        )
+
+
+def container_names(pod: Json) -> list[str]:
+    return [container["name"] for container in pod["spec"]["containers"]]
+
+
+class UpProcess:
+    """``webhook-dev up`` in the workstation namespace, with its output readable line by line."""
+
+    def __init__(self, lab: Lab, argv: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            lab.workstation_argv([sys.executable, "-m", "webhook_dev", *argv]),
+            env={**os.environ, **env},
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def mark(self) -> int:
+        """A position in the output; ``wait_for(..., since=mark)`` looks only after it."""
+        return len(self.lines)
+
+    def wait_for(self, text: str, timeout: float = UP_READY_TIMEOUT, since: int = 0) -> str:
+        """The first line after ``since`` containing ``text``; fails with the whole output."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.lines[since:]:
+                if text in line:
+                    return line
+            finished = not self._pump_thread.is_alive()
+            if finished or time.monotonic() > deadline:
+                raise AssertionError(f"`up` never printed {text!r}; its output:\n{self.output}")
+            time.sleep(0.05)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signum)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait(10)
+
+
+@pytest.fixture
+def cluster_view(lab: Lab) -> ClusterView:
+    return ClusterView(Cluster.connect(kubeconfig=str(lab.host_kubeconfig)))
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "state"
+    path.mkdir(mode=0o700)
+    return path
+
+
+def make_target(
+    view: ClusterView,
+    namespace: str,
+    *,
+    replica_ip: str | None = None,
+    kind: str = "mutating",
+    url: str | None = None,
+) -> RedirectTarget:
+    """A selector Service with a named port, and a webhook calling it for Pods in ``namespace``.
+
+    ``kind="validating"`` makes a ValidatingWebhookConfiguration calling ``/validate``;
+    ``url`` makes the entry call that URL instead of the Service.
+    """
+    target = RedirectTarget(
+        namespace, "sidecar-injector", f"wd-{namespace}", "sidecar.webhook-dev.io", kind, url
+    )
+    cluster = view.cluster
+    cluster.update(
+        f"/api/v1/namespaces/{namespace}",
+        lambda ns: {
+            **ns,
+            "metadata": {
+                **ns["metadata"],
+                "labels": {**ns["metadata"].get("labels", {}), "sidecar-inject": namespace},
+            },
+        },
+    )
+    cluster.create(
+        f"/api/v1/namespaces/{namespace}/services",
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": target.service, "namespace": namespace},
+            "spec": {
+                "selector": {"app": "sidecar-injector"},
+                "ports": [{"name": "https", "port": 443, "targetPort": 8443}],
+            },
+        },
+    )
+    if replica_ip:  # before the webhook exists, which would be called for it
+        node = str(cluster.list("/api/v1/nodes")[0]["metadata"]["name"])
+        view.add_ready_pod(target, node, replica_ip)
+    path = "/mutate" if kind == "mutating" else "/validate"
+    client_config: Json = (
+        {"url": url}
+        if url
+        else {
+            "service": {"namespace": namespace, "name": target.service, "path": path, "port": 443}
+        }
+    )
+    entry: Json = {
+        "name": target.entry,
+        "clientConfig": client_config,
+        "rules": [
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE"],
+                "resources": ["pods"],
+            }
+        ],
+        "namespaceSelector": {"matchLabels": {"sidecar-inject": namespace}},
+        "failurePolicy": "Fail",
+        "timeoutSeconds": 10,
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+    }
+    kind_name = (
+        "MutatingWebhookConfiguration" if kind == "mutating" else ("ValidatingWebhookConfiguration")
+    )
+    cluster.create(
+        target.config_path.rsplit("/", 1)[0],
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": kind_name,
+            "metadata": {"name": target.config},
+            "webhooks": [entry],
+        },
+    )
+    # Let the endpoints controllers settle, so "before" is what the cluster keeps.
+    time.sleep(1.0)
+    return target
+
+
+@pytest.fixture
+def redirect_target(
+    cluster_view: ClusterView, lab_namespace: str, request: pytest.FixtureRequest
+) -> Iterator[RedirectTarget]:
+    """A webhook to redirect, shaped by ``@pytest.mark.redirect_target(**make_target kwargs)``."""
+    marker = request.node.get_closest_marker("redirect_target")
+    target = make_target(cluster_view, lab_namespace, **(marker.kwargs if marker else {}))
+    try:
+        yield target
+    finally:
+        cluster_view.cluster.delete(target.config_path)
+
+
+@pytest.fixture
+def start_up(lab: Lab, state_dir: Path) -> Iterator[Any]:
+    """Start ``up`` processes; every one is stopped (and the cluster restored) at the end."""
+    started: list[UpProcess] = []
+
+    def start(
+        target: RedirectTarget,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        app: str = "sample_webhook.sidecar_injector",
+        cwd: Path = REPO,
+    ) -> UpProcess:
+        selector = ["--webhook", target.config] if target.url else ["--service", target.subject]
+        argv = [
+            "up",
+            *selector,
+            "--ssh",
+            lab.ssh_destination,
+            "--app",
+            app,
+            "--no-record",
+            *extra,
+        ]
+        process = UpProcess(
+            lab, argv, {"WEBHOOK_DEV_STATE_DIR": str(state_dir), **(env or {})}, cwd
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

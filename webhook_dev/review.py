@@ -1,0 +1,315 @@
+"""AdmissionReview, the way kube-apiserver reads it: parse, answer, check, apply, compare.
+
+Pure: no network, no files. The proxy uses it to refuse bad input and to flag answers the
+apiserver would reject; replay uses it to compare two answers by what they *mean*
+(allowed, status, warnings, and the object after the patch), not by their bytes.
+
+Both ``admission.k8s.io/v1`` and ``v1beta1`` are understood; the answer must carry the
+version of the question (the apiserver rejects any other).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonpatch
+
+from webhook_dev.errors import ReviewError
+
+GROUP = "admission.k8s.io"
+VERSIONS = (f"{GROUP}/v1", f"{GROUP}/v1beta1")
+KIND = "AdmissionReview"
+
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AdmissionRequest:
+    """The parts of ``request`` that webhook-dev reasons about; ``review`` keeps the rest."""
+
+    api_version: str
+    uid: str
+    kind: str
+    group: str
+    operation: str
+    namespace: str
+    name: str
+    object: JsonObject | None
+    old_object: JsonObject | None
+    review: JsonObject
+
+    @property
+    def display_name(self) -> str:
+        """``namespace/name``, with ``generateName*`` for objects not yet named."""
+        name = self.name
+        if not name and isinstance(self.object, dict):
+            metadata = self.object.get("metadata") or {}
+            name = metadata.get("name") or (
+                f"{metadata['generateName']}*" if metadata.get("generateName") else ""
+            )
+        name = name or "?"
+        return f"{self.namespace}/{name}" if self.namespace else name
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One reason the apiserver would reject (or a user should look at) an answer."""
+
+    code: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class AdmissionResponse:
+    """The meaning of an answer: what replay compares. ``patched`` is the object after the patch."""
+
+    allowed: bool | None
+    status_code: int | None
+    status_reason: str
+    status_message: str
+    warnings: tuple[str, ...]
+    patch: list[JsonObject] | None
+    patched: JsonObject | None
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One field that differs between an expected and an actual answer."""
+
+    field: str
+    expected: Any
+    actual: Any
+
+
+@dataclass(frozen=True)
+class Comparison:
+    differences: tuple[Difference, ...] = field(default_factory=tuple)
+
+    @property
+    def matches(self) -> bool:
+        return not self.differences
+
+
+# --- requests -------------------------------------------------------------------------
+
+
+def parse_request(body: bytes | str | Mapping[str, Any]) -> AdmissionRequest:
+    """Read an AdmissionReview request as the webhook would receive it.
+
+    Raises :class:`ReviewError` with a message fit for an HTTP 400 when the body is not JSON,
+    not an AdmissionReview of a version we know, or has no ``request.uid``.
+    """
+    review = _load(body, "request body")
+    if not isinstance(review, dict):
+        raise ReviewError(f"expected a JSON object (an AdmissionReview), got {_type(review)}")
+    api_version, kind = review.get("apiVersion"), review.get("kind")
+    if kind != KIND or api_version not in VERSIONS:
+        raise ReviewError(
+            f"not an AdmissionReview: apiVersion {api_version!r} kind {kind!r}; "
+            f"expected kind {KIND} with apiVersion {' or '.join(VERSIONS)}"
+        )
+    request = review.get("request")
+    if not isinstance(request, dict):
+        raise ReviewError("AdmissionReview has no request object")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise ReviewError("AdmissionReview request has no uid (the answer must echo it)")
+    kind_ref = request.get("kind")
+    if not isinstance(kind_ref, dict):
+        kind_ref = {}
+    obj, old = request.get("object"), request.get("oldObject")
+    return AdmissionRequest(
+        api_version=api_version,
+        uid=uid,
+        kind=str(kind_ref.get("kind", "")),
+        group=str(kind_ref.get("group", "")),
+        operation=str(request.get("operation", "")),
+        namespace=str(request.get("namespace") or ""),
+        name=str(request.get("name") or ""),
+        object=obj if isinstance(obj, dict) else None,
+        old_object=old if isinstance(old, dict) else None,
+        review=review,
+    )
+
+
+def with_object(request: AdmissionRequest, obj: JsonObject, *, uid: str) -> JsonObject:
+    """A copy of ``request``'s review with ``object`` and ``uid`` replaced (for a second pass)."""
+    review = copy.deepcopy(request.review)
+    review["request"]["object"] = copy.deepcopy(obj)
+    review["request"]["uid"] = uid
+    return review
+
+
+# --- responses ------------------------------------------------------------------------
+
+
+def build_response(
+    request: AdmissionRequest,
+    *,
+    allowed: bool,
+    patch: Sequence[Mapping[str, Any]] | None = None,
+    message: str | None = None,
+    code: int | None = None,
+    reason: str | None = None,
+    warnings: Sequence[str] = (),
+) -> JsonObject:
+    """An answer to ``request`` in its own version, with a base64 JSON Patch when given one."""
+    response: JsonObject = {"uid": request.uid, "allowed": allowed}
+    if patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = encode_patch(patch)
+    if message is not None or code is not None or reason is not None:
+        status: JsonObject = {}
+        if code is not None:
+            status["code"] = code
+        if reason is not None:
+            status["reason"] = reason
+        if message is not None:
+            status["message"] = message
+        response["status"] = status
+    if warnings:
+        response["warnings"] = list(warnings)
+    return {"apiVersion": request.api_version, "kind": KIND, "response": response}
+
+
+def encode_patch(patch: Sequence[Mapping[str, Any]]) -> str:
+    return base64.b64encode(json.dumps(list(patch)).encode()).decode()
+
+
+def read_response(
+    request: AdmissionRequest, body: bytes | str | Mapping[str, Any]
+) -> tuple[AdmissionResponse | None, list[Flag]]:
+    """Check an answer as kube-apiserver would, and say what it means.
+
+    Returns the meaning (``None`` when the body is not an AdmissionReview at all) and the
+    flags: each a reason the apiserver would fail the call, or a patch that cannot apply.
+    """
+    flags: list[Flag] = []
+    try:
+        review = _load(body, "response body")
+    except ReviewError as error:
+        return None, [Flag("response-not-json", str(error))]
+    if not isinstance(review, dict) or not isinstance(review.get("response"), dict):
+        return None, [Flag("not-a-review", "the answer is not an AdmissionReview with a response")]
+    if review.get("kind") != KIND:
+        flags.append(Flag("kind-mismatch", f"kind is {review.get('kind')!r}, not {KIND}"))
+    if review.get("apiVersion") != request.api_version:
+        flags.append(
+            Flag(
+                "version-mismatch",
+                f"answered {review.get('apiVersion')!r} to a {request.api_version} request",
+            )
+        )
+    response = review["response"]
+    if response.get("uid") != request.uid:
+        flags.append(
+            Flag("uid-mismatch", f"uid {response.get('uid')!r} does not echo {request.uid!r}")
+        )
+    allowed = response.get("allowed")
+    if not isinstance(allowed, bool):
+        flags.append(Flag("allowed-missing", "response.allowed must be true or false"))
+        allowed = None
+    status = response.get("status") if isinstance(response.get("status"), dict) else {}
+    warnings = response.get("warnings") or []
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        flags.append(Flag("bad-warnings", "response.warnings must be a list of strings"))
+        warnings = []
+    patch, patched, patch_flags = _read_patch(request, response)
+    flags.extend(patch_flags)
+    code = status.get("code")
+    meaning = AdmissionResponse(
+        allowed=allowed,
+        status_code=code if isinstance(code, int) else None,
+        status_reason=str(status.get("reason") or ""),
+        status_message=str(status.get("message") or ""),
+        warnings=tuple(warnings),
+        patch=patch,
+        patched=patched,
+    )
+    return meaning, flags
+
+
+def _read_patch(
+    request: AdmissionRequest, response: Mapping[str, Any]
+) -> tuple[list[JsonObject] | None, JsonObject | None, list[Flag]]:
+    """Decode and apply ``response.patch``; without one, the object is unchanged."""
+    encoded = response.get("patch")
+    if encoded is None:
+        return None, request.object, []
+    if response.get("patchType") != "JSONPatch":
+        flag = Flag("patch-type", f"patchType is {response.get('patchType')!r}, not 'JSONPatch'")
+        return None, None, [flag]
+    try:
+        patch = json.loads(base64.b64decode(str(encoded), validate=True))
+    except (binascii.Error, ValueError) as error:
+        return None, None, [Flag("patch-not-base64-json", f"patch is not base64 JSON: {error}")]
+    if not isinstance(patch, list) or not all(
+        isinstance(op, dict) and "op" in op and "path" in op for op in patch
+    ):
+        return None, None, [Flag("patch-not-json-patch", "patch is not a JSON Patch (RFC 6902)")]
+    if request.object is None:
+        return patch, None, [Flag("patch-without-object", "a patch, but the request has no object")]
+    try:
+        patched = apply_patch(request.object, patch)
+    except ReviewError as error:
+        return patch, None, [Flag("patch-does-not-apply", str(error))]
+    return patch, patched, []
+
+
+def apply_patch(obj: Mapping[str, Any], patch: Sequence[Mapping[str, Any]]) -> JsonObject:
+    """``obj`` after ``patch``, leaving ``obj`` alone. Raises :class:`ReviewError`."""
+    try:
+        # A JSON round trip copies a JSON document several times faster than deepcopy.
+        result = jsonpatch.apply_patch(json.loads(json.dumps(obj)), list(patch), in_place=True)
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
+        raise ReviewError(f"the patch does not apply to the object: {error}") from error
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise ReviewError(f"the patch does not apply to the object: {error!r}") from error
+    if not isinstance(result, dict):
+        raise ReviewError("the patch replaces the object with a non-object")
+    return result
+
+
+# --- comparison -----------------------------------------------------------------------
+
+
+def compare(expected: AdmissionResponse, actual: AdmissionResponse) -> Comparison:
+    """What differs in meaning. Patch text and op order do not matter; the result does."""
+    differences = [
+        Difference(name, want, got)
+        for name, want, got in (
+            ("allowed", expected.allowed, actual.allowed),
+            ("status.code", expected.status_code, actual.status_code),
+            ("status.reason", expected.status_reason, actual.status_reason),
+            ("status.message", expected.status_message, actual.status_message),
+            ("warnings", list(expected.warnings), list(actual.warnings)),
+            ("object", expected.patched, actual.patched),
+        )
+        if want != got
+    ]
+    return Comparison(tuple(differences))
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _load(body: bytes | str | Mapping[str, Any], what: str) -> Any:
+    if isinstance(body, Mapping):
+        return body
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ReviewError(f"{what} is not JSON: {error}") from error
+
+
+def _type(value: Any) -> str:
+    return {list: "an array", str: "a string", type(None): "null"}.get(type(value), "a scalar")

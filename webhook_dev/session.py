@@ -1,0 +1,455 @@
+"""``webhook-dev up``: one session from preflight to restore.
+
+The order is what makes it safe:
+
+1. read the cluster and check it (Service shape, port, holder lock, leftovers) — no change;
+2. connect SSH and learn the master's address — no change;
+3. serve the app locally behind TLS, open the reverse forward and probe that sshd bound the
+   master's address (``GatewayPorts``) — still no change in the cluster;
+4. take the Lease, write the journal (locally, then in the cluster);
+5. apply the plan, object by object (see :mod:`webhook_dev.cluster_changes` for the order);
+6. prove the path with a dry-run create, print ``ready``;
+7. serve, heartbeat the Lease (publishing tunnel health), re-append our CA if a CA injector
+   rewrites ``caBundle``;
+8. on Ctrl-C, SIGTERM, or any failure after step 4: restore from the journal.
+
+A ``kill -9`` anywhere leaves the journal, from which ``webhook-dev down`` restores — tests
+kill ``up`` after every step through ``WEBHOOK_DEV_FAULT_AFTER=<step>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from webhook_dev import certs, journal, probe, redirect
+from webhook_dev.authority import LocalAuthority
+from webhook_dev.cluster import Cluster
+from webhook_dev.cluster_changes import RestoreReport, applier, apply_plan, restore_plan
+from webhook_dev.errors import ClusterError, HeldError, PreflightError
+from webhook_dev.exchange import Exchange
+from webhook_dev.plan import SERVICE_NAME_LABEL, ChangeKind, Json, RedirectPlan, get_field
+from webhook_dev.redirect import Snapshot
+from webhook_dev.stack import ServingStack
+from webhook_dev.tunnel import Tunnel, TunnelSpec, TunnelState
+
+FAULT_ENV = "WEBHOOK_DEV_FAULT_AFTER"
+HEARTBEAT_SECONDS = 10.0
+PROBE_TIMEOUT_SECONDS = 30.0
+PROBE_RETRY_SECONDS = 1.0
+CA_INJECTOR_ANNOTATIONS = (
+    "cert-manager.io/inject-ca-from",
+    "cert-manager.io/inject-ca-from-secret",
+)
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class UpOptions:
+    """Everything ``up`` needs; the CLI fills it from flags, config and environment."""
+
+    ssh: str
+    app: str
+    webhook: str | None = None  # NAME or NAME/ENTRY
+    service: str | None = None  # NAMESPACE/NAME
+    context: str | None = None
+    kubeconfig: str | None = None
+    port: int = 0
+    remote_port: int = 0
+    master_address: str | None = None
+    keep_failure_policy: bool = False
+    timeout_seconds: int = 5
+    accept_new_host_key: bool = False
+    force: bool = False
+    record: Path | None = None
+    reload: bool = True
+    watch: list[Path] = field(default_factory=list)
+    probe: bool = True
+    subscribers: list[Any] = field(default_factory=list)
+
+
+# --- reading the cluster --------------------------------------------------------------------
+
+
+def discover(cluster: Cluster, webhook: str | None, service: str | None) -> Snapshot:
+    """The webhook entries to redirect and the objects they involve, as they are now."""
+    configs: dict[tuple[str, str], Json] = {}
+    for kind, collection in redirect.CONFIG_COLLECTIONS.items():
+        for item in cluster.list(collection):
+            configs[(kind, item["metadata"]["name"])] = item
+    if webhook:
+        name, _, entry = webhook.partition("/")
+        entries = redirect.entries_named(configs, name, entry or None)
+    elif service:
+        namespace, _, name = service.partition("/")
+        if not namespace or not name:
+            raise PreflightError(f"--service wants NAMESPACE/NAME, not {service!r}")
+        entries = redirect.entries_for_service(configs, namespace, name)
+        if not entries:
+            raise PreflightError(
+                f"no Mutating- or ValidatingWebhookConfiguration calls Service {service}",
+                hint="check the Service name, or name the configuration with --webhook",
+            )
+    else:
+        raise PreflightError("say what to redirect: --webhook NAME[/ENTRY] or --service NS/NAME")
+    used = {(ref.config_kind, ref.config_name) for ref in entries}
+    snapshot = Snapshot(configs={key: configs[key] for key in used}, entries=entries)
+    target = redirect.service_target(snapshot)
+    if target is not None:
+        core = f"/api/v1/namespaces/{target.namespace}"
+        snapshot.service = cluster.get_or_none(f"{core}/services/{target.name}")
+        snapshot.endpoints = cluster.get_or_none(f"{core}/endpoints/{target.name}")
+        snapshot.endpoint_slices = cluster.list(
+            redirect.slices_path(target.namespace),
+            label_selector=f"{SERVICE_NAME_LABEL}={target.name}",
+        )
+    return snapshot
+
+
+def subject_of(snapshot: Snapshot) -> journal.Subject:
+    target = redirect.service_target(snapshot)
+    if target is not None:
+        return journal.Subject(target.namespace, target.name)
+    return journal.Subject("default", snapshot.entries[0].config_name)
+
+
+def preflight_warnings(snapshot: Snapshot) -> list[str]:
+    """Things that are allowed but deserve a word before the cluster depends on a laptop."""
+    warnings = []
+    for ref in snapshot.entries:
+        entry = redirect.entry_of(snapshot, ref)
+        if not probe.excludes_system_namespaces(entry):
+            warnings.append(
+                f"webhook {ref} has no namespaceSelector keeping it off kube-system: while "
+                "your code is broken or the laptop sleeps it is also called for control-plane "
+                "Pods (add a NotIn kube-system expression on kubernetes.io/metadata.name)"
+            )
+    for (kind, name), config in snapshot.configs.items():
+        annotations = config["metadata"].get("annotations") or {}
+        for key in CA_INJECTOR_ANNOTATIONS:
+            if key in annotations:
+                warnings.append(
+                    f"{kind} {name} has its caBundle injected by cert-manager ({key}); if it "
+                    "rewrites the bundle during the session, webhook-dev appends its CA again"
+                )
+    return warnings
+
+
+def check_not_held(
+    cluster: Cluster, subject: journal.Subject, force: bool
+) -> journal.Journal | None:
+    """Refuse if another session holds ``subject``; return a stale journal to clean up."""
+    lease = journal.read_lease(cluster, subject)
+    leftover = journal.read_cluster(cluster, subject)
+    if lease is not None and not lease.is_stale():
+        raise HeldError(
+            f"{subject} is already redirected by {lease.holder} "
+            f"(lease renewed {lease.renewed:%H:%M:%S} UTC)",
+            hint="stop that session, or take it down from here: "
+            f"webhook-dev down --service {subject}",
+        )
+    if (lease is not None or leftover is not None) and not force:
+        holder = lease.holder if lease else (leftover.holder if leftover else "?")
+        raise HeldError(
+            f"{subject} was redirected by a session of {holder} that did not finish",
+            hint=f"restore it with `webhook-dev down --service {subject}`, or pass --force "
+            "to restore and take over in one go",
+        )
+    return leftover
+
+
+# --- the session ----------------------------------------------------------------------------
+
+
+class Session:
+    """A running ``up``: owns the stack, the tunnel, the journal and the heartbeat."""
+
+    def __init__(self, options: UpOptions, say: Say) -> None:
+        self.options = options
+        self.say = say
+        self.session_id = uuid.uuid4().hex
+        self.holder = journal.holder_identity()
+        self.cluster: Cluster | None = None
+        self.tunnel: Tunnel | None = None
+        self.stack: ServingStack | None = None
+        self.journal: journal.Journal | None = None
+        self.calls = 0
+        self.last_call: str = ""
+        self._probe_seen: dict[str, asyncio.Future[float]] = {}
+        self._lost_lease = False
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[Any] | None = None
+        self._changing = False  # from the journal on, stop politely instead of cancelling
+
+    def request_stop(self) -> None:
+        """Ctrl-C / SIGTERM: before any change, abort at once; after, restore and leave."""
+        if self._stop.is_set():
+            self.say("still restoring the cluster; please wait")
+            return
+        self._stop.set()
+        if not self._changing and self._task is not None:
+            self._task.cancel()
+
+    # subscriber interface (ServingStack hooks)
+    def on_exchange(self, exchange: Exchange) -> None:
+        self.calls += 1
+        self.last_call = exchange.started.isoformat(timespec="seconds")
+        name = (exchange.request.get("name") or "") if exchange.request else ""
+        waiter = self._probe_seen.get(name)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(time.monotonic())
+
+    async def run(self) -> RestoreReport | None:
+        """Run until :meth:`request_stop`; returns the restore report (None: nothing changed)."""
+        self._task = asyncio.current_task()
+        options = self.options
+        self.cluster = cluster = await asyncio.to_thread(
+            Cluster.connect, options.context, options.kubeconfig
+        )
+        snapshot = await asyncio.to_thread(discover, cluster, options.webhook, options.service)
+        redirect.validate_snapshot(snapshot)
+        subject = subject_of(snapshot)
+        leftover = await asyncio.to_thread(check_not_held, cluster, subject, options.force)
+        for warning in preflight_warnings(snapshot):
+            self.say(f"warning: {warning}")
+        self.say(
+            f"redirecting {', '.join(map(str, snapshot.entries))} (context {cluster.context_name})"
+        )
+
+        self.tunnel = Tunnel(
+            TunnelSpec(
+                destination=options.ssh,
+                remote_port=options.remote_port,
+                master_address=options.master_address,
+                accept_new_host_key=options.accept_new_host_key,
+            ),
+            on_state=lambda state, detail: self.say(f"tunnel {state}: {detail}"),
+        )
+        master = await self.tunnel.connect()
+        redirect.check_master_address(master)
+        authority = await asyncio.to_thread(LocalAuthority.load_or_create)
+        cert_file, key_file = await asyncio.to_thread(
+            self._serving_files, authority, snapshot, master
+        )
+        self.stack = ServingStack.for_app(
+            options.app,
+            reload=options.reload,
+            watch=options.watch or None,
+            port=options.port,
+            cert_file=cert_file,
+            key_file=key_file,
+            record=options.record,
+            subscribers=[self, *options.subscribers],
+        )
+        await self.stack.start()
+        remote_port = await self.tunnel.open_forward(self.stack.port)
+
+        if leftover is not None:
+            self.say(f"restoring what the unfinished session of {leftover.holder} left")
+            await asyncio.to_thread(take_down, cluster, leftover, self.say)
+        plan = redirect.build_plan(
+            snapshot,
+            redirect.Target(
+                master_address=master,
+                tunnel_port=remote_port,
+                ca_pem=authority.ca_cert_pem,
+                session_id=self.session_id,
+                relax_failure_policy=not options.keep_failure_policy,
+                timeout_seconds=options.timeout_seconds,
+            ),
+        )
+        self.journal = journal.Journal(
+            subject=subject,
+            session_id=self.session_id,
+            holder=self.holder,
+            context=cluster.context_name,
+            server=cluster.server,
+            plan=plan,
+            tunnel={"destination": options.ssh, "master": master, "port": remote_port},
+            recording=str(options.record) if options.record else None,
+        )
+        started = time.monotonic()
+        self._changing = True
+        try:
+            await asyncio.to_thread(self._redirect, cluster, self.journal)
+            self.say(
+                f"redirected in {(time.monotonic() - started) * 1000:.0f} ms; "
+                f"journal: {journal.local_path(cluster.server, subject)}"
+            )
+            if options.probe and not self._stop.is_set():
+                await self._prove(snapshot)
+            fault_point("ready")
+            await self._heartbeat_until_stopped()
+        finally:
+            report = None
+            if not self._lost_lease:
+                self.say("restoring the cluster")
+                report = await asyncio.to_thread(take_down, cluster, self.journal, self.say)
+        return report
+
+    async def close(self) -> None:
+        if self.tunnel is not None:
+            await self.tunnel.close()
+        if self.stack is not None:
+            await self.stack.close()
+
+    def _serving_files(
+        self, authority: LocalAuthority, snapshot: Snapshot, master: str
+    ) -> tuple[Path, Path]:
+        target = redirect.service_target(snapshot)
+        dns_names = certs.service_dns_names(target.name, target.namespace) if target else []
+        dns_names += [host for host in redirect.url_hosts(snapshot) if not _is_ip(host)]
+        ips = ["127.0.0.1", master] + [h for h in redirect.url_hosts(snapshot) if _is_ip(h)]
+        name = f"{target.namespace}-{target.name}" if target else snapshot.entries[0].config_name
+        return authority.serving_files(name, dns_names=dns_names or ["localhost"], ip_addresses=ips)
+
+    def _redirect(self, cluster: Cluster, record: journal.Journal) -> None:
+        """Steps 4 and 5: lock, journal (local first), then the changes. Blocking."""
+        journal.acquire_lease(cluster, record.subject, self.holder, self.session_id, force=True)
+        fault_point("lease")
+        journal.write_local(record)
+        fault_point("journal-local")
+        journal.write_cluster(cluster, record)
+        fault_point("journal")
+        apply_plan(cluster, record.plan, fault_point)
+
+    async def _prove(self, snapshot: Snapshot) -> None:
+        """Dry-run create an object the rules match and wait for it at the proxy."""
+        assert self.cluster is not None
+        cluster = self.cluster
+        namespaces = await asyncio.to_thread(cluster.list, "/api/v1/namespaces")
+        candidate = None
+        for ref in snapshot.entries:
+            candidate = probe.probe_object(redirect.entry_of(snapshot, ref), namespaces)
+            if candidate:
+                break
+        if candidate is None:
+            self.say(
+                "ready (no probe: the rules match no resource we can dry-run); "
+                "waiting for the first real call"
+            )
+            return
+        # kube-proxy and the apiserver's endpoint cache pick up the new endpoints
+        # asynchronously, and failurePolicy Ignore hides a call that did not arrive: so probe
+        # again until one does. Each try is a dry run; nothing is stored.
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + PROBE_TIMEOUT_SECONDS
+        round_trip = None
+        while round_trip is None and time.monotonic() < deadline and not self._stop.is_set():
+            seen = self._probe_seen[candidate.name] = loop.create_future()
+            started = time.monotonic()
+            try:
+                await asyncio.to_thread(
+                    cluster.create, candidate.collection, candidate.manifest, dry_run=True
+                )
+            except ClusterError as error:
+                self.say(f"probe: the apiserver answered: {error.message}")
+            with contextlib.suppress(TimeoutError):
+                round_trip = (await asyncio.wait_for(seen, PROBE_RETRY_SECONDS)) - started
+            self._probe_seen.pop(candidate.name, None)
+        if round_trip is None:
+            self.say(
+                "warning: the probe's dry-run creates did not reach your code within "
+                f"{PROBE_TIMEOUT_SECONDS:.0f} s; the apiserver cannot call through the tunnel "
+                "(see `webhook-dev doctor`)"
+            )
+            return
+        target = redirect.service_target(snapshot)
+        via = f"{target.name}.{target.namespace}.svc" if target else "url"
+        self.say(
+            f"ready: kube-apiserver → {via} → tunnel → your code in {round_trip * 1000:.0f} ms"
+        )
+
+    async def _heartbeat_until_stopped(self) -> None:
+        assert self.cluster is not None and self.journal is not None
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), HEARTBEAT_SECONDS)
+                return
+            try:
+                alive = await asyncio.to_thread(
+                    journal.renew_lease,
+                    self.cluster,
+                    self.journal.subject,
+                    self.session_id,
+                    self._health(),
+                )
+                if not alive:
+                    self._lost_lease = True
+                    self.say("the redirect was taken down from elsewhere; stopping")
+                    return
+                await asyncio.to_thread(self._keep_ca_bundles)
+            except ClusterError as error:
+                self.say(f"warning: heartbeat failed: {error.message}")
+
+    def _health(self) -> dict[str, str]:
+        state = self.tunnel.state if self.tunnel else TunnelState.CLOSED
+        return {"tunnel": str(state), "calls": str(self.calls), "last-call": self.last_call}
+
+    def _keep_ca_bundles(self) -> None:
+        """Re-append our CA where a CA injector rewrote ``caBundle`` during the session."""
+        assert self.cluster is not None and self.journal is not None
+        plan: RedirectPlan = self.journal.plan
+        bundles = [c for c in plan.changes if c.kind is ChangeKind.BUNDLE_APPEND]
+        for ref in {c.ref for c in bundles}:
+            changes = [c for c in bundles if c.ref == ref]
+            current = self.cluster.get_or_none(ref.url)
+            if current is None:
+                continue
+            missing = [
+                c
+                for c in changes
+                if not isinstance(value := get_field(current, c.path), str)
+                or not certs.bundle_contains(_b64(value), _b64(c.after))
+            ]
+            if missing:
+                self.cluster.update(ref.url, applier(missing))
+                self.say(
+                    f"caBundle of {ref} was rewritten during the session; appended our CA again"
+                )
+
+
+def take_down(cluster: Cluster, record: journal.Journal, say: Say) -> RestoreReport:
+    """Restore from a journal alone, then drop the journal and the lock. Idempotent."""
+    report = restore_plan(cluster, record.plan, lambda step: None)
+    journal.remove_cluster(cluster, record.subject)
+    journal.release_lease(cluster, record.subject)
+    journal.remove_local(record)
+    for line in report.conflicts:
+        say(f"conflict: {line}")
+    say(
+        f"restored {record.subject}: {len(report.restored)} changes undone, "
+        f"{len(report.already)} already as before, {len(report.conflicts)} conflicts"
+    )
+    return report
+
+
+def fault_point(step: str) -> None:
+    """Test hook: ``WEBHOOK_DEV_FAULT_AFTER=<step>`` SIGKILLs this process right after it."""
+    if os.environ.get(FAULT_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _b64(value: str) -> bytes:
+    with contextlib.suppress(ValueError):
+        return base64.b64decode(value)
+    return b""
