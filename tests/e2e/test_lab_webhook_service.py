@@ -8,7 +8,7 @@ apiserver resolves the endpoint itself. Either way the stored Pod carries the mu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -30,9 +30,18 @@ pytestmark = pytest.mark.e2e
 WEBHOOK_PORT = 18443
 
 
+@pytest.fixture
+def restore_aggregator_routing(lab: Lab) -> Iterator[None]:
+    """Leave a reused lab (``webhook-dev lab up``) in the mode it was found in."""
+    before = lab.state.aggregator_routing
+    yield
+    lab.set_aggregator_routing(before)
+
+
 @pytest.mark.parametrize(
     "aggregator_routing", [False, True], ids=["clusterip-via-kube-proxy", "endpoint-resolver"]
 )
+@pytest.mark.usefixtures("restore_aggregator_routing")
 def test_apiserver_calls_service_webhook_and_stores_mutated_pod(
     lab: Lab,
     lab_api_client: client.ApiClient,
