@@ -46,21 +46,37 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _running_lab() -> Lab | None:
+    """A healthy lab started elsewhere (``webhook-dev lab up``), or None.
+
+    Another process may be restarting a component (``set_aggregator_routing``) right now,
+    so a lab that looks unhealthy gets a few chances, re-reading its state file each time,
+    before its remains are removed to make room for a new one.
+    """
+    for _ in range(3):
+        try:
+            existing = Lab.attach()
+        except LabError:
+            return None  # no state file: nothing running
+        try:
+            existing.wait_ready(timeout=20)
+            return existing
+        except LabError:
+            time.sleep(1)
+    teardown()
+    return None
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     """A ready lab for the whole session (started here, or reused if already up)."""
     reason = preflight()
     if reason:
         _unavailable(reason)
-    try:
-        existing = Lab.attach()
-    except LabError:
-        existing = None
-    if existing is not None and existing.healthy():
+    existing = _running_lab()
+    if existing is not None:
         yield existing
         return
-    if existing is not None:
-        teardown()  # a crashed lab's remains; start clean
     try:
         started = Lab.start(allow_build=os.environ.get("WEBHOOK_DEV_LAB_BUILD") == "1")
     except LabError as error:
