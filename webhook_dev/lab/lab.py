@@ -621,18 +621,11 @@ def teardown(root: Path | None = None, topology: Topology | None = None) -> list
         topology = Topology(state.prefix, state.subnet) if state else Topology.from_env()
     namespaces = (topology.master_ns, topology.workstation_ns)
 
-    # Processes first: everything in our namespaces, which includes whatever a user
-    # started with `lab exec`. Loop, because sshd may fork while we kill.
+    # Processes first: everything in our namespaces (`ip netns pids`), which covers the
+    # recorded pids, what a killed `lab up` left, and whatever a user started with
+    # `lab exec`. Loop, because sshd may fork while we kill.
     for _ in range(10):
         pids = [pid for ns in namespaces for pid in netns.namespace_pids(ns)]
-        if state:
-            pids += [
-                pid
-                for name, pid in state.pids.items()
-                if any(processes.in_netns(pid, ns) for ns in namespaces)
-                and pid not in pids
-                and name
-            ]
         if not pids:
             break
         # The lab's data is being thrown away: no need to wait out graceful shutdowns.
