@@ -46,9 +46,12 @@ class _BuildReporter:
                 _console.print(f"  done: {self._step} ({took})")
             self._step, self._step_started, self._last_print = tick.step, now, 0.0
             _console.print(f"lab build: {tick.step} ...")
+        if tick.step.startswith("building"):
+            done = f"{tick.lines}/{tick.packages_total or '?'} packages compiled"
+        else:
+            done = f"{tick.lines} lines"
         line = (
-            f"{tick.step}: {_format_elapsed(tick.elapsed_seconds)}, "
-            f"{tick.packages_done} packages/lines — {tick.last_line[-60:]}"
+            f"{tick.step}: {_format_elapsed(tick.elapsed_seconds)}, {done} — {tick.last_line[-60:]}"
         )
         if self._status:
             self._status.update(line)

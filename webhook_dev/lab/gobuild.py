@@ -33,8 +33,10 @@ class BuildProgress:
 
     step: str
     elapsed_seconds: float
-    packages_done: int
+    lines: int  # output lines so far; for a build, packages compiled (go build -v)
     last_line: str
+    # Packages the binary depends on (an upper bound for ``lines``), 0 when not a build.
+    packages_total: int = 0
 
 
 ProgressCallback = Callable[[BuildProgress], None]
@@ -73,7 +75,9 @@ def _go_env() -> dict[str, str]:
     return env
 
 
-def _stream(argv: list[str], cwd: Path, step: str, progress: ProgressCallback) -> Iterator[str]:
+def _stream(
+    argv: list[str], cwd: Path, step: str, progress: ProgressCallback, total: int = 0
+) -> Iterator[str]:
     """Run a go command, yield its output lines, and report progress at least every second.
 
     The compiler can spend minutes on one big package without printing anything, so a
@@ -94,19 +98,19 @@ def _stream(argv: list[str], cwd: Path, step: str, progress: ProgressCallback) -
     threading.Thread(target=read, args=(process.stdout,), daemon=True).start()
     tail: list[str] = []
     done = 0
-    progress(BuildProgress(step, 0.0, 0, ""))
+    progress(BuildProgress(step, 0.0, 0, "", total))
     while True:
         try:
             line = lines.get(timeout=1.0)
         except queue.Empty:
             last = tail[-1] if tail else ""
-            progress(BuildProgress(step, time.monotonic() - started, done, last))
+            progress(BuildProgress(step, time.monotonic() - started, done, last, total))
             continue
         if line is None:
             break
         tail = [*tail[-40:], line]
         done += 1
-        progress(BuildProgress(step, time.monotonic() - started, done, line))
+        progress(BuildProgress(step, time.monotonic() - started, done, line, total))
         yield line
     if process.wait() != 0:
         raise LabError(
@@ -115,9 +119,23 @@ def _stream(argv: list[str], cwd: Path, step: str, progress: ProgressCallback) -
         )
 
 
-def _run_quiet(argv: list[str], cwd: Path, step: str, progress: ProgressCallback) -> None:
-    for _ in _stream(argv, cwd, step, progress):
+def _run_quiet(
+    argv: list[str], cwd: Path, step: str, progress: ProgressCallback, total: int = 0
+) -> None:
+    for _ in _stream(argv, cwd, step, progress, total):
         pass
+
+
+def _count_packages(go: Path, work_dir: Path, package: str) -> int:
+    """How many packages ``package`` depends on: what a cold build compiles, at most."""
+    listed = subprocess.run(
+        [str(go), "list", "-deps", package],
+        cwd=work_dir,
+        env=_go_env(),
+        capture_output=True,
+        text=True,
+    )
+    return len(listed.stdout.split()) if listed.returncode == 0 else 0
 
 
 def _json_objects(text: str) -> Iterator[dict[str, object]]:
@@ -221,7 +239,8 @@ def _build_one(
         str(partial),
         binary.package,
     ]
-    _run_quiet(argv, work_dir, f"building {binary.name}", progress)
+    total = _count_packages(go, work_dir, binary.package)
+    _run_quiet(argv, work_dir, f"building {binary.name}", progress, total)
     verify_version(partial, binary)
     final = dest_dir / binary.name
     os.replace(partial, final)
