@@ -114,3 +114,16 @@ def test_asyncssh_from_workstation_connects_with_system_config_and_known_hosts(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_lab_links_carry_no_ipv6_so_the_ipv4_firewall_is_the_whole_story(lab: Lab) -> None:
+    """A veth's IPv6 link-local address would let the master reach the workstation at
+    fe80::…%link, past the iptables (IPv4) rules."""
+    for namespace in (lab.master_ns, lab.workstation_ns):
+        addresses = subprocess.run(
+            ["ip", "-n", namespace, "-6", "-o", "addr", "show", "scope", "link"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert addresses == "", f"{namespace} has IPv6 link-local addresses: {addresses}"

@@ -83,45 +83,25 @@ def create(topology: Topology) -> None:
         run(["ip", "netns", "add", namespace])
         _ns(namespace, "link", "set", "lo", "up")
 
-    # root <-> master.
-    run(
-        [
-            "ip",
-            "link",
-            "add",
-            topology.host_link,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            topology.master_host_link,
-            "netns",
-            master,
-        ]
+    # root <-> master, then master <-> workstation (created inside the master, so no name
+    # of that pair ever appears in the root namespace).
+    _veth(None, topology.host_link, master, topology.master_host_link)
+    _veth(master, topology.master_ws_link, workstation, topology.ws_link)
+    links: tuple[tuple[str | None, str, str], ...] = (
+        (None, topology.host_link, topology.host_ip),
+        (master, topology.master_host_link, topology.master_host_ip),
+        (master, topology.master_ws_link, topology.master_ip),
+        (workstation, topology.ws_link, topology.workstation_ip),
     )
-    run(["ip", "addr", "add", f"{topology.host_ip}/30", "dev", topology.host_link])
-    run(["ip", "link", "set", topology.host_link, "up"])
-    _ns(master, "addr", "add", f"{topology.master_host_ip}/30", "dev", topology.master_host_link)
-    _ns(master, "link", "set", topology.master_host_link, "up")
-
-    # master <-> workstation, created inside the master so no name appears in root at all.
-    _ns(
-        master,
-        "link",
-        "add",
-        topology.master_ws_link,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        topology.ws_link,
-        "netns",
-        workstation,
-    )
-    _ns(master, "addr", "add", f"{topology.master_ip}/30", "dev", topology.master_ws_link)
-    _ns(master, "link", "set", topology.master_ws_link, "up")
-    _ns(workstation, "addr", "add", f"{topology.workstation_ip}/30", "dev", topology.ws_link)
-    _ns(workstation, "link", "set", topology.ws_link, "up")
+    for owner, link, address in links:
+        # IPv4 only: a veth otherwise gets an IPv6 link-local address, and the firewall
+        # rules below are iptables (IPv4) rules -- the master could reach the workstation
+        # at fe80::...%link. Disabled before "up", so no address is ever assigned.
+        sysctl = ["sysctl", "-qw", f"net.ipv6.conf.{link}.disable_ipv6=1"]
+        run(in_namespace(owner, sysctl) if owner else sysctl, check=False)
+        ip = ["ip", "-n", owner] if owner else ["ip"]
+        run([*ip, "addr", "add", f"{address}/30", "dev", link])
+        run([*ip, "link", "set", link, "up"])
 
     # A local process dialling a ClusterIP needs *a* route before kube-proxy's OUTPUT DNAT
     # rewrites the destination (connect() fails with "network unreachable" otherwise). A
@@ -173,6 +153,26 @@ def create(topology: Topology) -> None:
                 "DROP",
             ],
         )
+    )
+
+
+def _veth(namespace: str | None, name: str, peer_namespace: str, peer_name: str) -> None:
+    """A veth pair: ``name`` in ``namespace`` (None: root), ``peer_name`` moved to the peer."""
+    ip = ["ip", "-n", namespace] if namespace else ["ip"]
+    run(
+        [
+            *ip,
+            "link",
+            "add",
+            name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            peer_name,
+            "netns",
+            peer_namespace,
+        ]
     )
 
 
