@@ -158,7 +158,8 @@ def up(
     )
     click.echo(f"  logs: {running.layout.logs}")
     click.echo("Use it:")
-    click.echo(f"  KUBECONFIG={running.host_kubeconfig} kubectl get ns      # from this shell")
+    kubectl = running.state.binaries.get("kubectl", "kubectl")
+    click.echo(f"  KUBECONFIG={running.host_kubeconfig} {kubectl} get ns   # from this shell")
     click.echo(
         "  webhook-dev lab exec -- bash                  # a shell on the workstation: "
         '$KUBECONFIG and ssh "$WEBHOOK_DEV_LAB_SSH" work there'
