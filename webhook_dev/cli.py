@@ -40,12 +40,13 @@ def main(debug: bool) -> None:
 
 def _register() -> None:
     """Attach every area's commands. Imported lazily so ``--help`` stays fast."""
+    from webhook_dev.demo import demo
     from webhook_dev.lab.cli import lab
     from webhook_dev.redirect_cli import doctor, down, status, up
     from webhook_dev.replay_cli import replay
     from webhook_dev.serve_cli import serve
 
-    for command in (up, down, status, doctor, lab):
+    for command in (up, down, status, doctor, demo, lab):
         main.add_command(command)
     main.add_command(serve)
     main.add_command(replay)

@@ -329,12 +329,12 @@ class Session:
         assert self.cluster is not None
         cluster = self.cluster
         namespaces = await asyncio.to_thread(cluster.list, "/api/v1/namespaces")
-        candidate = None
+        candidates: list[probe.ProbeObject] = []
         for ref in snapshot.entries:
-            candidate = probe.probe_object(redirect.entry_of(snapshot, ref), namespaces)
-            if candidate:
+            candidates = probe.probe_objects(redirect.entry_of(snapshot, ref), namespaces)
+            if candidates:
                 break
-        if candidate is None:
+        if not candidates:
             self.say(
                 "ready (no probe: the rules match no resource we can dry-run); "
                 "waiting for the first real call"
@@ -342,11 +342,16 @@ class Session:
             return
         # kube-proxy and the apiserver's endpoint cache pick up the new endpoints
         # asynchronously, and failurePolicy Ignore hides a call that did not arrive: so probe
-        # again until one does. Each try is a dry run; nothing is stored.
+        # again until one does, rotating namespaces in case another webhook refuses there.
+        # Each try is a dry run; nothing is stored.
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + PROBE_TIMEOUT_SECONDS
         round_trip = None
+        refusals: set[str] = set()
+        attempt = 0
         while round_trip is None and time.monotonic() < deadline and not self._stop.is_set():
+            candidate = candidates[attempt % len(candidates)]
+            attempt += 1
             seen = self._probe_seen[candidate.name] = loop.create_future()
             started = time.monotonic()
             try:
@@ -354,7 +359,9 @@ class Session:
                     cluster.create, candidate.collection, candidate.manifest, dry_run=True
                 )
             except ClusterError as error:
-                self.say(f"probe: the apiserver answered: {error.message}")
+                if error.message not in refusals:
+                    refusals.add(error.message)
+                    self.say(f"probe: the apiserver refused the dry run: {error.message}")
             with contextlib.suppress(TimeoutError):
                 round_trip = (await asyncio.wait_for(seen, PROBE_RETRY_SECONDS)) - started
             self._probe_seen.pop(candidate.name, None)
