@@ -17,6 +17,7 @@ from webhook_dev import journal, redirect
 from webhook_dev.cluster import Cluster
 from webhook_dev.console import ConsolePrinter
 from webhook_dev.errors import UsageError, WebhookDevError
+from webhook_dev.live_view import LiveView
 from webhook_dev.serve_cli import default_recording
 from webhook_dev.session import (
     Session,
@@ -159,7 +160,6 @@ def up(
         reload=not no_reload,
         watch=list(watch),
         probe=not no_probe,
-        subscribers=[ConsolePrinter()],
     )
     if options.record:
         _say(f"recording to {options.record}")
@@ -170,9 +170,22 @@ def up(
 
 async def _run_session(options: UpOptions) -> Any:
     session = Session(options, _say)
+    live = None
+    if _err.is_terminal:
+        live = LiveView(_err, session.facts)
+        options.subscribers.append(live)
+        live.start()
+    else:
+        options.subscribers.append(ConsolePrinter(sys.stderr))
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        if live is not None:
+            live.stop()  # the restore's lines read better without the panel
+        session.request_stop()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, session.request_stop)
+        loop.add_signal_handler(signum, stop)
     try:
         return await session.run()
     except asyncio.CancelledError:
@@ -180,6 +193,8 @@ async def _run_session(options: UpOptions) -> Any:
         return None
     finally:
         await session.close()
+        if live is not None:
+            live.stop()
 
 
 @click.command()
