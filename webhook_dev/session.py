@@ -35,19 +35,23 @@ from typing import Any
 from webhook_dev import certs, journal, probe, redirect
 from webhook_dev.authority import LocalAuthority
 from webhook_dev.cluster import Cluster
-from webhook_dev.cluster_changes import RestoreReport, applier, apply_plan, restore_plan
+from webhook_dev.cluster_changes import RestoreReport, applier, apply_plan
 from webhook_dev.errors import ClusterError, HeldError, PreflightError
 from webhook_dev.exchange import Exchange
 from webhook_dev.live_view import SessionFacts
 from webhook_dev.plan import SERVICE_NAME_LABEL, ChangeKind, Json, RedirectPlan, get_field
 from webhook_dev.redirect import Snapshot
+from webhook_dev.restore import take_down
 from webhook_dev.stack import ServingStack
 from webhook_dev.tunnel import Tunnel, TunnelSpec, TunnelState
 
 FAULT_ENV = "WEBHOOK_DEV_FAULT_AFTER"
 HEARTBEAT_SECONDS = 10.0
 PROBE_TIMEOUT_SECONDS = 30.0
-PROBE_RETRY_SECONDS = 1.0
+# The apiserver answers a dry run only after our webhook answered it, so when the dry run
+# returns, the call has reached the proxy or never will; this covers the hook's scheduling.
+PROBE_ARRIVAL_GRACE_SECONDS = 0.25
+PROBE_PAUSE_SECONDS = 0.1
 CA_INJECTOR_ANNOTATIONS = (
     "cert-manager.io/inject-ca-from",
     "cert-manager.io/inject-ca-from-secret",
@@ -251,23 +255,18 @@ class Session:
             ),
             on_state=lambda state, detail: self.say(f"tunnel {state}: {detail}"),
         )
-        master = await self.tunnel.connect()
-        redirect.check_master_address(master)
         authority = await asyncio.to_thread(LocalAuthority.load_or_create)
-        cert_file, key_file = await asyncio.to_thread(
-            self._serving_files, authority, snapshot, master
-        )
-        self.stack = ServingStack.for_app(
-            options.app,
-            reload=options.reload,
-            watch=options.watch or None,
-            port=options.port,
-            cert_file=cert_file,
-            key_file=key_file,
-            record=options.record,
-            subscribers=[self, *options.subscribers],
-        )
-        await self.stack.start()
+        if redirect.url_hosts(snapshot):
+            # url: entries are rewritten to the master's IP: the certificate must name it.
+            master = await self.tunnel.connect()
+            await self._start_stack(authority, snapshot, master)
+        else:
+            # Connecting SSH and starting the worker both take a while: overlap them.
+            master, _ = await asyncio.gather(
+                self.tunnel.connect(), self._start_stack(authority, snapshot, None)
+            )
+        redirect.check_master_address(master)
+        assert self.stack is not None
         remote_port = await self.tunnel.open_forward(self.stack.port)
 
         if leftover is not None:
@@ -319,13 +318,33 @@ class Session:
         if self.stack is not None:
             await self.stack.close()
 
+    async def _start_stack(
+        self, authority: LocalAuthority, snapshot: Snapshot, master: str | None
+    ) -> None:
+        options = self.options
+        cert_file, key_file = await asyncio.to_thread(
+            self._serving_files, authority, snapshot, master
+        )
+        self.stack = ServingStack.for_app(
+            options.app,
+            reload=options.reload,
+            watch=options.watch or None,
+            port=options.port,
+            cert_file=cert_file,
+            key_file=key_file,
+            record=options.record,
+            subscribers=[self, *options.subscribers],
+        )
+        await self.stack.start()
+
     def _serving_files(
-        self, authority: LocalAuthority, snapshot: Snapshot, master: str
+        self, authority: LocalAuthority, snapshot: Snapshot, master: str | None
     ) -> tuple[Path, Path]:
         target = redirect.service_target(snapshot)
         dns_names = certs.service_dns_names(target.name, target.namespace) if target else []
         dns_names += [host for host in redirect.url_hosts(snapshot) if not _is_ip(host)]
-        ips = ["127.0.0.1", master] + [h for h in redirect.url_hosts(snapshot) if _is_ip(h)]
+        ips = ["127.0.0.1", *([master] if master else [])]
+        ips += [host for host in redirect.url_hosts(snapshot) if _is_ip(host)]
         name = f"{target.namespace}-{target.name}" if target else snapshot.entries[0].config_name
         return authority.serving_files(name, dns_names=dns_names or ["localhost"], ip_addresses=ips)
 
@@ -399,8 +418,9 @@ class Session:
                 refusals.add(error.message)
                 self.say(f"probe: the apiserver refused the dry run: {error.message}")
         try:
-            return (await asyncio.wait_for(seen, PROBE_RETRY_SECONDS)) - started
+            return (await asyncio.wait_for(seen, PROBE_ARRIVAL_GRACE_SECONDS)) - started
         except TimeoutError:
+            await asyncio.sleep(PROBE_PAUSE_SECONDS)
             return None
         finally:
             self._probe_seen.pop(candidate.name, None)
@@ -452,21 +472,6 @@ class Session:
                 self.say(
                     f"caBundle of {ref} was rewritten during the session; appended our CA again"
                 )
-
-
-def take_down(cluster: Cluster, record: journal.Journal, say: Say) -> RestoreReport:
-    """Restore from a journal alone, then drop the journal and the lock. Idempotent."""
-    report = restore_plan(cluster, record.plan, lambda step: None)
-    journal.remove_cluster(cluster, record.subject)
-    journal.release_lease(cluster, record.subject)
-    journal.remove_local(record)
-    for line in report.conflicts:
-        say(f"conflict: {line}")
-    say(
-        f"restored {record.subject}: {len(report.restored)} changes undone, "
-        f"{len(report.already)} already as before, {len(report.conflicts)} conflicts"
-    )
-    return report
 
 
 def fault_point(step: str) -> None:
