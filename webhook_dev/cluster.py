@@ -171,7 +171,8 @@ def _typed(
         return NotFound(text)
     if status == 409:
         return Conflict(text)
-    if status in (401, 403):
+    # 403 also means "namespace terminating" or an admission refusal; only RBAC says "cannot".
+    if status == 401 or (status == 403 and " cannot " in (message or "")):
         return ClusterError(
             text,
             hint="your kubeconfig user lacks the permission; webhook-dev needs to edit "

@@ -7,6 +7,7 @@ note rather than failing the whole file: the redirect does not need them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,8 @@ def apply(cluster: Cluster, objects: Iterable[Json]) -> list[Applied]:
             results.append(Applied(kind, name, f"skipped: {api_version} is not served here"))
             continue
         collection = _collection(api_version, served[kind], metadata.get("namespace"))
+        if kind == "Namespace":
+            _wait_while_terminating(cluster, f"{collection}/{metadata['name']}")
         try:
             cluster.create(collection, obj)
             results.append(Applied(kind, name, "created"))
@@ -66,6 +69,15 @@ def apply(cluster: Cluster, objects: Iterable[Json]) -> list[Applied]:
                 raise
             results.append(Applied(kind, name, "exists"))
     return results
+
+
+def _wait_while_terminating(cluster: Cluster, path: str, timeout: float = 120) -> None:
+    """A namespace being deleted refuses new objects; wait until it is gone."""
+    deadline = time.monotonic() + timeout
+    while (current := cluster.get_or_none(path)) and current["metadata"].get("deletionTimestamp"):
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{path} is still being deleted after {timeout:.0f} s")
+        time.sleep(0.5)
 
 
 def _discover(cluster: Cluster, api_version: str) -> dict[str, Json] | None:
