@@ -46,7 +46,6 @@ from webhook_dev.stack import ServingStack
 from webhook_dev.tunnel import Tunnel, TunnelSpec, TunnelState
 
 FAULT_ENV = "WEBHOOK_DEV_FAULT_AFTER"
-HEARTBEAT_SECONDS = 10.0
 PROBE_TIMEOUT_SECONDS = 30.0
 # The apiserver answers a dry run only after our webhook answered it, so when the dry run
 # returns, the call has reached the proxy or never will; this covers the hook's scheduling.
@@ -272,6 +271,8 @@ class Session:
         if leftover is not None:
             self.say(f"restoring what the unfinished session of {leftover.holder} left")
             await asyncio.to_thread(take_down, cluster, leftover, self.say)
+            # What we read before was the stale session's redirect, not the original.
+            snapshot = await asyncio.to_thread(discover, cluster, options.webhook, options.service)
         plan = redirect.build_plan(
             snapshot,
             redirect.Target(
@@ -429,7 +430,7 @@ class Session:
         assert self.cluster is not None and self.journal is not None
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), HEARTBEAT_SECONDS)
+                await asyncio.wait_for(self._stop.wait(), journal.lease_seconds() / 3)
                 return
             try:
                 alive = await asyncio.to_thread(
