@@ -257,6 +257,7 @@ class ProcessUpstream:
         )
         self._pending_reason: str | None = None
         self._build_task: asyncio.Task[None] | None = None
+        self._built_once = False
 
     @property
     def generation(self) -> int | None:
@@ -267,10 +268,11 @@ class ProcessUpstream:
         return self._handover.last_error
 
     async def start(self, *, require_ready: bool = False) -> None:
-        """Build (with ``--build``) and start CMD. ``require_ready``: raise if that fails.
+        """Build (with ``--build``) and start CMD. ``require_ready``: wait, and raise if it fails.
 
-        Without it (``serve``), a failing start leaves the stack up, answering 503 with the
-        error, until a save fixes it.
+        Without it (``serve``, ``up``) this returns at once: the stack serves while CMD
+        builds and starts (calls wait for it, within their deadline), and a failing start
+        leaves it up, answering 503 with the error, until a save fixes it.
 
         :raises UsageError: something already listens at the URL before CMD started.
         """
@@ -280,11 +282,13 @@ class ProcessUpstream:
                 f"before `{self.run}` started: is a copy of your webhook still running?",
                 hint="stop it, or drop --run to forward to the one that runs",
             )
-        if self.build is None:
-            await self._handover.reload(f"starting `{self.run}`")
-        else:
-            await self._build_and_swap(f"building with `{self.build}`", first=True)
-        if require_ready and self._handover.generation is None:
+        first = f"starting `{self.run}`" if self.build is None else f"building `{self.build}`"
+        if not require_ready:
+            # serve at once: calls wait for the first process like for any restart
+            self.request_reload(first)
+            return
+        await self.reload(first)
+        if self._handover.generation is None:
             await self.close()
             raise UsageError(f"`{self.run}` did not start:\n{self._handover.last_error}")
 
@@ -317,11 +321,12 @@ class ProcessUpstream:
     async def _build_loop(self) -> None:
         while self._pending_reason is not None:
             reason, self._pending_reason = self._pending_reason, None
-            await self._build_and_swap(reason, first=False)
+            await self._build_and_swap(reason)
 
-    async def _build_and_swap(self, reason: str, *, first: bool) -> None:
+    async def _build_and_swap(self, reason: str) -> None:
         assert self.build is not None
-        self.hooks.event(ReloadStarted(reason, first=first))
+        self.hooks.event(ReloadStarted(reason, first=not self._built_once))
+        self._built_once = True
         loop = asyncio.get_running_loop()
         started = loop.time()
         ok, output = await run_build(self.build, self.cwd)

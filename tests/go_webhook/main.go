@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log"
 	"net/http"
+	"os"
 	"strings"
 )
 
@@ -82,7 +83,7 @@ func main() {
 	flag.Parse()
 	http.HandleFunc("/mutate", mutate)
 	address := fmt.Sprintf("127.0.0.1:%d", *port)
-	log.Printf("webhook %s listening on %s", Version, address)
+	log.Printf("webhook %s (pid %d) listening on %s", Version, os.Getpid(), address)
 	var err error
 	if *cert != "" {
 		err = http.ListenAndServeTLS(address, *cert, *key, nil)
