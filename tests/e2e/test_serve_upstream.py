@@ -198,7 +198,7 @@ def test_https_upstream_with_its_own_ca_is_recorded_and_replays_with_url_and_cac
     served.wait_for(r"Pod default/web-0  CREATE  allowed  1 op")
     served.stop()
     exchange = json.loads(recording.read_text().splitlines()[-1])
-    assert exchange["response_review"]["response"]["patchType"] == "JSONPatch"
+    assert exchange["response"]["response"]["patchType"] == "JSONPatch"
 
     # the same https server, run by hand now, answers the recording the same way
     env = dict(os.environ, **go_toolchain)
