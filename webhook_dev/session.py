@@ -64,7 +64,7 @@ class UpOptions:
     """Everything ``up`` needs; the CLI fills it from flags, config and environment."""
 
     ssh: str
-    app: str
+    app: str | None = None  # an aiohttp APP, or else ``upstream``
     webhook: str | None = None  # NAME or NAME/ENTRY
     service: str | None = None  # NAMESPACE/NAME
     context: str | None = None
@@ -81,6 +81,11 @@ class UpOptions:
     watch: list[Path] = field(default_factory=list)
     probe: bool = True
     subscribers: list[Any] = field(default_factory=list)
+    upstream: str | None = None  # any language: forward to this URL (see ServingStack)
+    upstream_ca: Path | None = None
+    upstream_insecure: bool = False
+    run: str | None = None
+    build: str | None = None
 
 
 # --- reading the cluster --------------------------------------------------------------------
@@ -326,16 +331,29 @@ class Session:
         cert_file, key_file = await asyncio.to_thread(
             self._serving_files, authority, snapshot, master
         )
-        self.stack = ServingStack.for_app(
-            options.app,
-            reload=options.reload,
-            watch=options.watch or None,
-            port=options.port,
-            cert_file=cert_file,
-            key_file=key_file,
-            record=options.record,
-            subscribers=[self, *options.subscribers],
-        )
+        common: dict[str, Any] = {
+            "port": options.port,
+            "cert_file": cert_file,
+            "key_file": key_file,
+            "record": options.record,
+            "subscribers": [self, *options.subscribers],
+        }
+        if options.upstream is not None:
+            self.stack = ServingStack.for_upstream(
+                options.upstream,
+                run=options.run,
+                build=options.build,
+                ca_file=options.upstream_ca,
+                insecure=options.upstream_insecure,
+                reload=options.reload,
+                watch=[str(entry) for entry in options.watch],
+                **common,
+            )
+        else:
+            assert options.app is not None, "UpOptions needs app or upstream"
+            self.stack = ServingStack.for_app(
+                options.app, reload=options.reload, watch=options.watch or None, **common
+            )
         await self.stack.start()
 
     def _serving_files(

@@ -16,7 +16,13 @@ from webhook_dev.cluster import Cluster
 from webhook_dev.console import ConsolePrinter
 from webhook_dev.errors import UsageError, WebhookDevError
 from webhook_dev.live_view import LiveView
-from webhook_dev.serve_cli import default_recording
+from webhook_dev.serve_cli import (
+    app_watch_dirs,
+    check_app_or_upstream,
+    default_recording,
+    recording_name,
+    upstream_options,
+)
 from webhook_dev.session import (
     Session,
     UpOptions,
@@ -37,7 +43,8 @@ from webhook_dev.tunnel import Tunnel, TunnelSpec
     metavar="DEST",
     help="The master, as you would pass it to ssh ([user@]host or a config alias).",
 )
-@click.option("--app", required=True, help="Your aiohttp webhook, module[:attr].")
+@click.option("--app", help="Your aiohttp webhook, module[:attr] (or --upstream).")
+@upstream_options
 @cluster_options
 @click.option("--port", default=0, show_default="any free", help="Local proxy port on 127.0.0.1.")
 @click.option(
@@ -78,15 +85,19 @@ from webhook_dev.tunnel import Tunnel, TunnelSpec
 @click.option(
     "--watch",
     multiple=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Reload on changes under this directory. Repeatable.",
+    help="Reload on changes under this directory (with --run: or a glob). Repeatable.",
 )
 @click.option("--no-probe", is_flag=True, help="Skip the dry-run that proves the path.")
 def up(
     webhook: str | None,
     service: str | None,
     ssh: str,
-    app: str,
+    app: str | None,
+    upstream: str | None,
+    upstream_ca: Path | None,
+    upstream_insecure: bool,
+    run_command: str | None,
+    build_command: str | None,
     context: str | None,
     kubeconfig: str | None,
     port: int,
@@ -99,7 +110,7 @@ def up(
     record: Path | None,
     no_record: bool,
     no_reload: bool,
-    watch: tuple[Path, ...],
+    watch: tuple[str, ...],
     no_probe: bool,
 ) -> None:
     """Send a cluster's webhook calls to APP on this machine, until Ctrl-C.
@@ -111,6 +122,7 @@ def up(
         raise UsageError("say what to redirect: exactly one of --webhook or --service")
     if record and no_record:
         raise UsageError("--record and --no-record exclude each other")
+    check_app_or_upstream(app, upstream, run_command)
     options = UpOptions(
         ssh=ssh,
         app=app,
@@ -125,10 +137,15 @@ def up(
         timeout_seconds=timeout_seconds,
         accept_new_host_key=accept_new_host_key,
         force=force,
-        record=None if no_record else (record or default_recording(app)),
+        record=None if no_record else (record or default_recording(recording_name(app, upstream))),
         reload=not no_reload,
-        watch=list(watch),
+        watch=[Path(entry) for entry in watch] if upstream else (app_watch_dirs(watch) or []),
         probe=not no_probe,
+        upstream=upstream,
+        upstream_ca=upstream_ca,
+        upstream_insecure=upstream_insecure,
+        run=run_command,
+        build=build_command,
     )
     if options.record:
         say(f"recording to {options.record}")
