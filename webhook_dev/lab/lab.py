@@ -416,7 +416,13 @@ class Lab:
 
     def _write_files(self) -> None:
         layout, topology = self.layout, self.topology
-        for directory in (layout.pki, layout.logs, layout.ssh, layout.etcd_data):
+        for directory in (
+            layout.pki,
+            layout.logs,
+            layout.ssh,
+            layout.etcd_data,
+            layout.master_home,
+        ):
             ensure_private_dir(directory)
         ca = pki.CertificateAuthority.create("webhook-dev-lab-ca")
         (layout.ca_cert).write_bytes(ca.cert_pem)

@@ -49,6 +49,11 @@ class LabLayout:
     def ssh(self) -> Path:
         return self.root / "ssh"
 
+    @property
+    def master_home(self) -> Path:
+        """Root's home directory as sessions on the master see it (see commands.sshd_argv)."""
+        return self.root / "master-home"
+
     # PKI files.
     @property
     def ca_cert(self) -> Path:
