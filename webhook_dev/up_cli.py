@@ -16,6 +16,7 @@ from webhook_dev.cluster import Cluster
 from webhook_dev.console import ConsolePrinter
 from webhook_dev.errors import UsageError, WebhookDevError
 from webhook_dev.live_view import LiveView
+from webhook_dev.preflight import check_not_held, discover, preflight_warnings, subject_of
 from webhook_dev.serve_cli import (
     app_watch_dirs,
     check_app_or_upstream,
@@ -23,14 +24,7 @@ from webhook_dev.serve_cli import (
     recording_name,
     upstream_options,
 )
-from webhook_dev.session import (
-    Session,
-    UpOptions,
-    check_not_held,
-    discover,
-    preflight_warnings,
-    subject_of,
-)
+from webhook_dev.session import Session, UpOptions
 from webhook_dev.tunnel import Tunnel, TunnelSpec
 
 
