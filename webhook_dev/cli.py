@@ -40,6 +40,7 @@ def main(debug: bool) -> None:
 
 def _register() -> None:
     """Attach every area's commands. Imported lazily so ``--help`` stays fast."""
+    from webhook_dev.inspector.cli import inspect
     from webhook_dev.lab.cli import lab
     from webhook_dev.redirect_cli import doctor, down, status, up
     from webhook_dev.replay_cli import replay
@@ -49,6 +50,7 @@ def _register() -> None:
         main.add_command(command)
     main.add_command(serve)
     main.add_command(replay)
+    main.add_command(inspect)
 
 
 _register()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from datetime import datetime
@@ -11,6 +12,8 @@ from pathlib import Path
 import click
 
 from webhook_dev.console import ConsolePrinter
+from webhook_dev.inspector import ExchangeFeed, InspectorServer
+from webhook_dev.inspector.cli import inspector_line, inspector_options
 from webhook_dev.paths import state_dir
 from webhook_dev.stack import ServingStack
 
@@ -52,6 +55,7 @@ def default_recording(app: str) -> Path:
     "[default: the current directory]. Repeatable.",
 )
 @click.option("--no-reload", is_flag=True, help="Do not watch files.")
+@inspector_options
 def serve(
     app: str,
     port: int,
@@ -62,6 +66,8 @@ def serve(
     key: Path | None,
     watch: tuple[Path, ...],
     no_reload: bool,
+    inspector_port: int,
+    no_inspector: bool,
 ) -> None:
     """Serve the aiohttp webhook APP (module or module:attr) over HTTPS on 127.0.0.1.
 
@@ -73,6 +79,7 @@ def serve(
     if record is not None and no_record:
         raise click.UsageError("--record and --no-record exclude each other")
     recording = None if no_record else (record or default_recording(app))
+    feed = None if no_inspector else ExchangeFeed()
     stack = ServingStack.for_app(
         app,
         reload=not no_reload,
@@ -82,13 +89,18 @@ def serve(
         key_file=key,
         record=recording,
         redact=not show_secrets,
-        subscribers=[ConsolePrinter()],
+        subscribers=[ConsolePrinter(), *([feed] if feed is not None else [])],
     )
-    interrupted = asyncio.run(_serve_until_signal(stack, recording))
+    inspector = None
+    if feed is not None:
+        inspector = InspectorServer(feed, port=inspector_port, replay_target=lambda: stack.upstream)
+    interrupted = asyncio.run(_serve_until_signal(stack, recording, inspector))
     sys.exit(130 if interrupted else 0)
 
 
-async def _serve_until_signal(stack: ServingStack, recording: Path | None) -> bool:
+async def _serve_until_signal(
+    stack: ServingStack, recording: Path | None, inspector: InspectorServer | None = None
+) -> bool:
     """Serve until SIGINT (returns True) or SIGTERM (False); always shuts down cleanly."""
     loop = asyncio.get_running_loop()
     stopped: asyncio.Future[signal.Signals] = loop.create_future()
@@ -99,8 +111,13 @@ async def _serve_until_signal(stack: ServingStack, recording: Path | None) -> bo
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop, signum)
-    async with stack:
+    async with contextlib.AsyncExitStack() as running:
+        if inspector is not None:
+            await running.enter_async_context(inspector)  # a taken port fails before the app starts
+        await running.enter_async_context(stack)
         if recording is not None:
             click.echo(f"recording to {recording}")
+        if inspector is not None:
+            click.echo(inspector_line(inspector))
         received = await stopped
     return received == signal.SIGINT
