@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -17,6 +18,8 @@ from webhook_dev import journal, redirect
 from webhook_dev.cluster import Cluster
 from webhook_dev.console import ConsolePrinter
 from webhook_dev.errors import UsageError, WebhookDevError
+from webhook_dev.inspector import ExchangeFeed, InspectorServer
+from webhook_dev.inspector.cli import inspector_line, inspector_options
 from webhook_dev.serve_cli import default_recording
 from webhook_dev.session import (
     Session,
@@ -112,6 +115,7 @@ def _target_options(function: Any) -> Any:
     help="Reload on changes under this directory. Repeatable.",
 )
 @click.option("--no-probe", is_flag=True, help="Skip the dry-run that proves the path.")
+@inspector_options
 def up(
     webhook: str | None,
     service: str | None,
@@ -131,6 +135,8 @@ def up(
     no_reload: bool,
     watch: tuple[Path, ...],
     no_probe: bool,
+    inspector_port: int | None,
+    no_inspector: bool,
 ) -> None:
     """Send a cluster's webhook calls to APP on this machine, until Ctrl-C.
 
@@ -161,20 +167,31 @@ def up(
         probe=not no_probe,
         subscribers=[ConsolePrinter()],
     )
+    inspector = None
+    if not no_inspector:
+        feed = ExchangeFeed()
+        options.subscribers.append(feed)
+        inspector = InspectorServer(feed, port=inspector_port, source=f"up {app}")
     if options.record:
         _say(f"recording to {options.record}")
-    report = asyncio.run(_run_session(options))
+    report = asyncio.run(_run_session(options, inspector))
     if report is not None and not report.clean:
         sys.exit(1)
 
 
-async def _run_session(options: UpOptions) -> Any:
+async def _run_session(options: UpOptions, inspector: InspectorServer | None = None) -> Any:
     session = Session(options, _say)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, session.request_stop)
     try:
-        return await session.run()
+        async with contextlib.AsyncExitStack() as running:
+            if inspector is not None:
+                # Replays go to the session's app, the code that answers the cluster now.
+                inspector.replay_target = lambda: session.stack.upstream if session.stack else None
+                await running.enter_async_context(inspector)
+                _say(inspector_line(inspector))
+            return await session.run()
     except asyncio.CancelledError:
         _say("stopped before any change to the cluster")
         return None

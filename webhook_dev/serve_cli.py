@@ -66,7 +66,7 @@ def serve(
     key: Path | None,
     watch: tuple[Path, ...],
     no_reload: bool,
-    inspector_port: int,
+    inspector_port: int | None,
     no_inspector: bool,
 ) -> None:
     """Serve the aiohttp webhook APP (module or module:attr) over HTTPS on 127.0.0.1.
@@ -93,7 +93,9 @@ def serve(
     )
     inspector = None
     if feed is not None:
-        inspector = InspectorServer(feed, port=inspector_port, replay_target=lambda: stack.upstream)
+        inspector = InspectorServer(
+            feed, port=inspector_port, replay_target=lambda: stack.upstream, source=f"serve {app}"
+        )
     interrupted = asyncio.run(_serve_until_signal(stack, recording, inspector))
     sys.exit(130 if interrupted else 0)
 

@@ -18,12 +18,11 @@ import click
 
 from webhook_dev.exchange import Hooks
 from webhook_dev.inspector.feed import CAPACITY, ExchangeFeed
-from webhook_dev.inspector.server import InspectorServer
+from webhook_dev.inspector.server import DEFAULT_PORT, InspectorServer
 from webhook_dev.recorder import read_recording, redaction_key
 from webhook_dev.reloader import Reloader
 from webhook_dev.workers import AppWorkers
 
-DEFAULT_PORT = 4041
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -35,9 +34,9 @@ def inspector_options(function: F) -> F:
     return click.option(
         "--inspector-port",
         type=int,
-        default=DEFAULT_PORT,
-        show_default=True,
-        help="Port of the inspector page on 127.0.0.1; 0: any free.",
+        default=None,
+        help=f"Port of the inspector page on 127.0.0.1; 0: any free "
+        f"[default: {DEFAULT_PORT}, or any free one if taken].",
     )(function)
 
 
@@ -51,13 +50,16 @@ def inspector_line(server: InspectorServer) -> str:
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option(
-    "--port", default=DEFAULT_PORT, show_default=True, help="Port on 127.0.0.1; 0: any free."
+    "--port",
+    type=int,
+    default=None,
+    help=f"Port on 127.0.0.1; 0: any free [default: {DEFAULT_PORT}, or any free one if taken].",
 )
 @click.option("--app", help="Also run this aiohttp APP (module[:attr]) so Replay works.")
 @click.option("--no-reload", is_flag=True, help="With --app: do not reload it on save.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
 def inspect(
-    files: tuple[Path, ...], port: int, app: str | None, no_reload: bool, open_browser: bool
+    files: tuple[Path, ...], port: int | None, app: str | None, no_reload: bool, open_browser: bool
 ) -> None:
     """Open the exchanges recorded in FILE... in the inspector page, offline.
 

@@ -35,6 +35,7 @@ from webhook_dev.inspector.feed import ExchangeFeed, Listener
 from webhook_dev.replay import render, replay_exchange
 from webhook_dev.upstream import Upstream
 
+DEFAULT_PORT = 4041  # ngrok's page is on 4040; one up, so both can run
 STATIC_DIR = Path(__file__).with_name("static")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 KEEPALIVE_SECONDS = 15.0
@@ -56,7 +57,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class InspectorServer:
     """Serves ``feed`` on ``http://127.0.0.1:port/``.
 
-    :param port: 0 picks a free port; read :attr:`url` once started.
+    :param port: 0 picks a free port; ``None``: :data:`DEFAULT_PORT`, or any free port when
+        that one is taken (a second ``serve`` still gets a page). Read :attr:`url` once started.
     :param replay_target: returns where the replay button sends a request (the stack's
         upstream, i.e. the current code), or ``None`` when there is none.
     :param redaction_key: the recorder's key, so replaying a recorded (redacted) Secret
@@ -69,7 +71,7 @@ class InspectorServer:
         self,
         feed: ExchangeFeed,
         *,
-        port: int = 4041,
+        port: int | None = None,
         host: str = "127.0.0.1",
         replay_target: ReplayTarget | None = None,
         redaction_key: bytes | None = None,
@@ -78,7 +80,8 @@ class InspectorServer:
     ) -> None:
         self.feed = feed
         self.host = host
-        self.port = port
+        self._fallback = port is None
+        self.port = DEFAULT_PORT if port is None else port
         self.replay_target = replay_target
         self.redaction_key = redaction_key
         self.source = source
@@ -109,9 +112,13 @@ class InspectorServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.application(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         try:
-            await site.start()
+            try:
+                await web.TCPSite(self._runner, self.host, self.port).start()
+            except OSError:
+                if not self._fallback:
+                    raise
+                await web.TCPSite(self._runner, self.host, 0).start()
         except OSError as error:
             await self._runner.cleanup()
             self._runner = None

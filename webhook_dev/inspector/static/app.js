@@ -29,6 +29,8 @@ function el(tag, attrs = {}, ...children) {
 }
 
 const pretty = (value) => JSON.stringify(value, null, 2);
+// One line when it reads well on one line, indented otherwise.
+const compact = (value) => { const line = JSON.stringify(value); return line.length <= 72 ? line : pretty(value); };
 const clock = (iso) => {
   const t = new Date(iso);
   const pad = (n, w = 2) => String(n).padStart(w, "0");
@@ -212,7 +214,7 @@ function patchView(ops) {
     el("tbody", {}, ops.map((op) => el("tr", { class: `op-${op.op}` },
       el("td", { class: "mono" }, op.op),
       el("td", { class: "mono" }, op.from ? `${op.from} → ${op.path}` : op.path),
-      el("td", {}, "value" in op ? el("pre", {}, pretty(op.value)) : "")))));
+      el("td", {}, "value" in op ? el("pre", {}, compact(op.value)) : "")))));
 }
 
 const FOLD_CONTEXT = 3;
