@@ -155,7 +155,7 @@ class InspectorServer:
             redirect.set_cookie(
                 self.cookie_name, self.token, httponly=True, samesite="Strict", path="/"
             )
-            return redirect
+            raise redirect
         if not self._is_token(request.cookies.get(self.cookie_name, "")):
             return _forbidden(
                 "open the inspector with the URL webhook-dev printed (it carries the token)"
