@@ -148,3 +148,13 @@ def test_side_by_side_marks_removed_lines_on_the_left() -> None:
     removed = [row for row in rows if row["kind"] in ("removed", "changed")]
     assert removed and all(row["left"] is not None for row in removed)
     assert any('"b": 2' in (row["left"] or "") for row in removed)
+
+
+def test_an_update_shows_what_it_changes_from_the_old_object() -> None:
+    review = request_review(pod("web-0", labels={"v": "2"}), operation="UPDATE")
+    review["request"]["oldObject"] = pod("web-0", labels={"v": "1"})
+    rows = views.detail(exchange(review))["update_diff"]
+    assert any(
+        row["kind"] == "changed" and '"v": "1"' in row["left"] and '"v": "2"' in row["right"]
+        for row in rows
+    )

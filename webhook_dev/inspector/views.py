@@ -110,13 +110,13 @@ def detail(exchange: Exchange) -> JsonObject:
     request = exchange.request
     meaning = _meaning(exchange)
     before = request.get("object") if isinstance(request.get("object"), dict) else None
+    old = request.get("oldObject") if isinstance(request.get("oldObject"), dict) else None
     after = meaning.patched if meaning is not None else None
     response = exchange.response
     return {
         "summary": summary(exchange),
         "object": before,
-        "old_object": request.get("oldObject") if isinstance(request.get("oldObject"), dict)
-        else None,
+        "old_object": old,
         "response": {
             "allowed": response.get("allowed"),
             "status": response.get("status"),
@@ -129,6 +129,8 @@ def detail(exchange: Exchange) -> JsonObject:
         ],
         "after": after,
         "diff": side_by_side(before, after) if before is not None and after is not None else None,
+        "update_diff": side_by_side(old, before) if old is not None and before is not None
+        else None,
         "timing": {
             "started": exchange.started.isoformat(),
             "duration_ms": round(exchange.duration_ms, 3),

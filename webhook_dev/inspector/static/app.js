@@ -105,10 +105,10 @@ function listRow(row) {
   el("td", {}, row.operation || "–"),
   el("td", { class: "object", title: row.uid }, objectName(row)),
   el("td", { class: "muted user" }, row.user),
-  el("td", {}, el("span", { class: `result ${row.result.replace(" ", "-")}`, title: row.message }, row.result)),
+  el("td", {}, el("span", { class: `result ${row.result.replace(" ", "-")}`, title: row.message }, row.result),
+    row.flags.map((flag) => el("span", { class: `flag ${flag.code}`, title: flag.message }, flag.label))),
   el("td", { class: "num" }, patch),
-  el("td", { class: "num mono" }, ms(row.duration_ms)),
-  el("td", {}, row.flags.map((flag) => el("span", { class: `flag ${flag.code}`, title: flag.message }, flag.label))));
+  el("td", { class: "num mono" }, ms(row.duration_ms)));
 }
 
 function newestId() {
@@ -173,16 +173,21 @@ function renderDetail(d) {
       onclick: () => replay(s.id, replayOut),
     }, "Replay"));
   const parts = [head, replayOut];
-  parts.push(section("Response", responseView(d)));
+  if (s.result === "bad request") {
+    parts.push(section("Refused by webhook-dev", el("p", {}, `HTTP ${s.http_status}: the request never reached your code.`)));
+  } else {
+    parts.push(section("Response", responseView(d)));
+  }
   if (d.patch !== null) parts.push(section(`Patch (${d.patch.length} op${d.patch.length === 1 ? "" : "s"})`, patchView(d.patch)));
   if (d.patch_problems.length) parts.push(section("Patch problems", el("ul", { class: "problems" }, d.patch_problems.map((p) => el("li", {}, p)))));
   if (d.diff !== null && d.patch !== null) parts.push(section("Object before → after the patch", diffView(d.diff, "request object", "after the patch")));
   if (d.error) parts.push(section("Error", el("pre", { class: "error" }, d.error)));
+  if (d.update_diff !== null) parts.push(section("What this UPDATE changes (oldObject → object)", diffView(d.update_diff, "oldObject", "object")));
   if (d.object !== null) parts.push(collapsible("Request object", d.patch === null, jsonBlock(d.object, "object")));
-  if (d.old_object !== null) parts.push(collapsible("oldObject", s.operation === "UPDATE", jsonBlock(d.old_object, "oldObject")));
+  if (d.old_object !== null) parts.push(collapsible("oldObject", false, jsonBlock(d.old_object, "oldObject")));
   parts.push(section("Timing", timingView(d.timing)));
   parts.push(collapsible("Raw AdmissionReviews", false,
-    el("h4", {}, "Request"), jsonBlock(d.request_review, "request"),
+    el("h4", {}, "Request"), d.request_review === null ? el("p", { class: "muted" }, "not an AdmissionReview") : jsonBlock(d.request_review, "request"),
     el("h4", {}, "Response"), d.response_review === null ? el("p", { class: "muted" }, "no AdmissionReview came back") : jsonBlock(d.response_review, "response")));
   $("#detail").replaceChildren(...parts);
 }
@@ -238,7 +243,8 @@ function diffView(rows, leftTitle, rightTitle) {
     body.append(diffRow(row));
   });
   flush();
-  return el("table", { class: "diff" },
+  const columns = el("colgroup", {}, ["no", "code", "no", "code"].map((name) => el("col", { class: name })));
+  return el("table", { class: "diff" }, columns,
     el("thead", {}, el("tr", {}, el("th", { colspan: 2 }, leftTitle), el("th", { colspan: 2 }, rightTitle))), body);
 }
 
@@ -281,7 +287,7 @@ async function replay(id, out) {
       const kind = t.startsWith("+++") || t.startsWith("---") ? "file" : t.startsWith("+") ? "ins" : t.startsWith("-") ? "del" : t.startsWith("@@") ? "hunk" : "";
       return el("span", { class: kind }, line || " ");
     })) : null;
-    out.replaceChildren(verdict, diff);
+    out.replaceChildren(...[verdict, diff].filter(Boolean));
   } catch (error) {
     out.replaceChildren(el("p", { class: "replay-verdict error" }, `replay failed: ${error}`));
   } finally {
