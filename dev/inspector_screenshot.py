@@ -74,7 +74,7 @@ def main(out: Path) -> None:
                 browser = playwright.chromium.launch(
                     executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
                 )
-                page = browser.new_page(viewport={"width": 1500, "height": 960})
+                page = browser.new_page(viewport={"width": 1500, "height": 1180})
                 page.goto(inspector_url(served))
                 page.locator("#exchanges tbody tr", has_text="Pod default/web-0").click()
                 page.get_by_role("button", name="Replay").click()
