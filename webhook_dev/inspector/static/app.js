@@ -222,7 +222,8 @@ function patchView(ops) {
       el("td", {}, "value" in op ? el("pre", {}, compact(op.value)) : "")))));
 }
 
-const FOLD_CONTEXT = 3;
+const FOLD_CONTEXT = 3; // unchanged lines kept around each change
+const FOLD_MIN = 3;     // fewer unchanged lines than this are shown, not folded
 
 function diffView(rows, leftTitle, rightTitle) {
   const body = el("tbody");
@@ -230,7 +231,7 @@ function diffView(rows, leftTitle, rightTitle) {
   const near = (i) => changed.slice(Math.max(0, i - FOLD_CONTEXT), i + FOLD_CONTEXT + 1).some(Boolean);
   let hidden = [];
   const flush = () => {
-    if (hidden.length === 0) return;
+    if (hidden.length < FOLD_MIN) { body.append(...hidden.map(diffRow)); hidden = []; return; }
     const rowsToShow = hidden;
     const fold = el("tr", { class: "fold" }, el("td", { colspan: 4, onclick: () => fold.replaceWith(...rowsToShow.map(diffRow)) },
       `⋯ ${rowsToShow.length} unchanged line${rowsToShow.length === 1 ? "" : "s"} (click to show)`));
