@@ -13,10 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser import inspector_url
+from tests.browser import INSPECTOR_LINE, inspector_url
 from tests.conftest import Project, Served
+from tests.redirect_fixtures import ClusterView, RedirectTarget
 from tests.reviews import pod, request_review
 
 SIDECAR = "sample_webhook.sidecar_injector"
@@ -207,3 +209,26 @@ def test_the_page_answers_nothing_without_the_token(
             raise AssertionError(f"{path} answered without the token")
         except urllib.error.HTTPError as error:
             assert error.code == 403
+
+
+@pytest.mark.e2e
+def test_up_shows_a_real_apiserver_call_with_its_user_patch_and_diff(
+    redirect_target: RedirectTarget, cluster_view: ClusterView, start_up: Any, page: Page
+) -> None:
+    up = start_up(redirect_target, "--inspector-port", "0")
+    line = up.wait_for("inspector http://127.0.0.1:")
+    match = re.search(INSPECTOR_LINE.strip("^$"), line)
+    assert match is not None, line
+    up.wait_for("ready: kube-apiserver")
+    page.goto(match.group(1))
+
+    cluster_view.create_pod(redirect_target.namespace, "web-0")
+
+    row = rows(page).filter(has_text=f"Pod {redirect_target.namespace}/web-0")
+    expect(row).to_contain_text("CREATE")
+    expect(row).to_contain_text("3 ops")
+    expect(row.locator("td.user")).not_to_be_empty()  # the apiserver's authenticated user
+    expect(page.locator("table.patch")).to_contain_text("/spec/containers/-")
+    expect(page.locator("table.diff td.ins", has_text='"name": "nginx-sidecar"')).to_be_visible()
+    page.get_by_role("button", name="Replay").click()
+    expect(page.locator(".replay-verdict")).to_contain_text("same")

@@ -54,10 +54,21 @@ async function loadList() {
 function addRow(row, live) {
   state.rows.set(row.id, row);
   for (const name of ["kind", "namespace", "operation"]) addOption(name, row[name]);
-  if (live) {
+  if (live) scheduleRender(state.follow || state.selected === null);
+}
+
+// A burst of calls (a Deployment rolling out) renders once a frame, not once a call.
+let renderPending = false;
+let selectPending = false;
+function scheduleRender(selectNewestAfter) {
+  selectPending = selectPending || selectNewestAfter;
+  if (renderPending) return;
+  renderPending = true;
+  requestAnimationFrame(() => {
+    renderPending = false;
     renderList();
-    if (state.follow || state.selected === null) select(row.id);
-  }
+    if (selectPending) { selectPending = false; selectNewest(); }
+  });
 }
 
 function addOption(name, value) {
