@@ -328,17 +328,17 @@ def start_up(lab: Lab, state_dir: Path) -> Iterator[Any]:
         target: RedirectTarget,
         *extra: str,
         env: dict[str, str] | None = None,
-        app: str = "sample_webhook.sidecar_injector",
+        app: str | None = "sample_webhook.sidecar_injector",
         cwd: Path = REPO,
     ) -> UpProcess:
+        """``app=None``: no ``--app`` (pass ``--upstream ...`` in ``extra``)."""
         selector = ["--webhook", target.config] if target.url else ["--service", target.subject]
         argv = [
             "up",
             *selector,
             "--ssh",
             lab.ssh_destination,
-            "--app",
-            app,
+            *(["--app", app] if app is not None else []),
             "--no-record",
             *extra,
         ]

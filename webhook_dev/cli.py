@@ -9,6 +9,7 @@ unreadable input; 130 interrupted.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -17,9 +18,35 @@ import click
 from webhook_dev import __version__
 from webhook_dev.errors import WebhookDevError
 
+# Command name → "module:attribute". Modules load only when their command runs (or for
+# --help), so `webhook-dev down` does not pay for aiohttp and asyncssh.
+COMMANDS = {
+    "up": "webhook_dev.up_cli:up",
+    "down": "webhook_dev.down_cli:down",
+    "status": "webhook_dev.down_cli:status",
+    "doctor": "webhook_dev.up_cli:doctor",
+    "serve": "webhook_dev.serve_cli:serve",
+    "replay": "webhook_dev.replay_cli:replay",
+    "inspect": "webhook_dev.inspector.cli:inspect",
+    "demo": "webhook_dev.demo:demo",
+    "lab": "webhook_dev.lab.cli:lab",
+}
+
 
 class _Group(click.Group):
-    """A click group that reports :class:`WebhookDevError` as one line, not a traceback."""
+    """Loads commands lazily, and reports :class:`WebhookDevError` as one line, not a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -36,21 +63,3 @@ class _Group(click.Group):
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 def main(debug: bool) -> None:
     """Develop Kubernetes admission webhooks on your workstation, against a real cluster."""
-
-
-def _register() -> None:
-    """Attach every area's commands. Imported lazily so ``--help`` stays fast."""
-    from webhook_dev.inspector.cli import inspect
-    from webhook_dev.lab.cli import lab
-    from webhook_dev.redirect_cli import doctor, down, status, up
-    from webhook_dev.replay_cli import replay
-    from webhook_dev.serve_cli import serve
-
-    for command in (up, down, status, doctor, lab):
-        main.add_command(command)
-    main.add_command(serve)
-    main.add_command(replay)
-    main.add_command(inspect)
-
-
-_register()

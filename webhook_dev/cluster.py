@@ -10,6 +10,7 @@ Calls are synchronous (the client is); async callers use ``asyncio.to_thread``.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from typing import Any
@@ -137,15 +138,16 @@ class Cluster:
     def update(self, path: str, change: Callable[[Json], Json | None]) -> Json | None:
         """Read, transform and write back, re-reading on a resourceVersion conflict.
 
-        ``change`` gets the current object and returns the new one, or ``None`` for "leave
-        it"; it may be called more than once, so it must be a pure function of its input.
+        ``change`` gets a copy of the current object and returns the new one (it may edit and
+        return its argument), or ``None`` for "leave it"; it is called again after a
+        conflict, so it must depend on nothing but its argument.
         Returns the object as stored, or ``None`` if the object does not exist.
         """
         for _ in range(_CONFLICT_RETRIES):
             current = self.get_or_none(path)
             if current is None:
                 return None
-            wanted = change(current)
+            wanted = change(copy.deepcopy(current))  # in-place edits must not hide a change
             if wanted is None or wanted == current:
                 return current
             try:
@@ -171,7 +173,8 @@ def _typed(
         return NotFound(text)
     if status == 409:
         return Conflict(text)
-    if status in (401, 403):
+    # 403 also means "namespace terminating" or an admission refusal; only RBAC says "cannot".
+    if status == 401 or (status == 403 and " cannot " in (message or "")):
         return ClusterError(
             text,
             hint="your kubeconfig user lacks the permission; webhook-dev needs to edit "

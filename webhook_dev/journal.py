@@ -33,6 +33,15 @@ from webhook_dev.plan import Json, RedirectPlan
 JOURNAL_VERSION = 1
 MANAGED_LABEL = "app.kubernetes.io/managed-by"
 LEASE_SECONDS = 30
+
+
+def lease_seconds() -> int:
+    """How long a session's Lease lasts unrenewed (``$WEBHOOK_DEV_LEASE_SECONDS``, default 30).
+
+    Shorter means a crashed session is stale (``up --force`` may take over) sooner; the
+    session renews three times per duration.
+    """
+    return int(os.environ.get("WEBHOOK_DEV_LEASE_SECONDS") or LEASE_SECONDS)
 _COORDINATION = "/apis/coordination.k8s.io/v1"
 
 
@@ -253,7 +262,7 @@ def acquire_lease(
             },
             "spec": {
                 "holderIdentity": holder,
-                "leaseDurationSeconds": LEASE_SECONDS,
+                "leaseDurationSeconds": lease_seconds(),
                 "acquireTime": now,
                 "renewTime": now,
             },

@@ -100,26 +100,36 @@ def probe_object(
     entry: Mapping[str, Any], namespaces: Sequence[Mapping[str, Any]]
 ) -> ProbeObject | None:
     """An object whose dry-run create the apiserver must send to ``entry``, if we can make one."""
+    candidates = probe_objects(entry, namespaces)
+    return candidates[0] if candidates else None
+
+
+def probe_objects(
+    entry: Mapping[str, Any], namespaces: Sequence[Mapping[str, Any]], *, limit: int = 5
+) -> list[ProbeObject]:
+    """Such objects in up to ``limit`` matching namespaces, best first.
+
+    More than one, because another webhook with ``failurePolicy: Fail`` may refuse every
+    create in one namespace before ours is called; the probe then tries the next.
+    """
     resource = _probed_resource(entry)
-    if resource is None:
-        return None
+    labels = labels_satisfying(entry.get("objectSelector"))
+    if resource is None or labels is None:
+        return []
     group, plural = resource
     api_version, kind, body = _TEMPLATES[resource]
-    labels = labels_satisfying(entry.get("objectSelector"))
-    if labels is None:
-        return None
-    namespace = _matching_namespace(entry.get("namespaceSelector"), namespaces)
-    if namespace is None:
-        return None
-    name = f"{PROBE_PREFIX}{uuid.uuid4().hex[:8]}"
-    manifest: Json = {
-        "apiVersion": api_version,
-        "kind": kind,
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        **body,
-    }
     prefix = "/api/v1" if not group else f"/apis/{api_version}"
-    return ProbeObject(f"{prefix}/namespaces/{namespace}/{plural}", manifest, name)
+    objects = []
+    for namespace in _matching_namespaces(entry.get("namespaceSelector"), namespaces)[:limit]:
+        name = f"{PROBE_PREFIX}{uuid.uuid4().hex[:8]}"
+        manifest: Json = {
+            "apiVersion": api_version,
+            "kind": kind,
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            **body,
+        }
+        objects.append(ProbeObject(f"{prefix}/namespaces/{namespace}/{plural}", manifest, name))
+    return objects
 
 
 def _probed_resource(entry: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -136,9 +146,9 @@ def _probed_resource(entry: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _matching_namespace(
+def _matching_namespaces(
     selector: Mapping[str, Any] | None, namespaces: Sequence[Mapping[str, Any]]
-) -> str | None:
+) -> list[str]:
     candidates = []
     for namespace in namespaces:
         metadata = namespace.get("metadata") or {}
@@ -150,4 +160,4 @@ def _matching_namespace(
             candidates.append(str(metadata["name"]))
     # Prefer a user namespace over the system ones, and be deterministic.
     candidates.sort(key=lambda name: (name.startswith("kube-"), name != "default", name))
-    return candidates[0] if candidates else None
+    return candidates

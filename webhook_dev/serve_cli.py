@@ -8,10 +8,12 @@ import signal
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
 from webhook_dev.console import ConsolePrinter
+from webhook_dev.errors import UsageError
 from webhook_dev.inspector import ExchangeFeed, InspectorServer
 from webhook_dev.inspector.cli import inspector_line, inspector_options
 from webhook_dev.paths import state_dir
@@ -25,8 +27,73 @@ def default_recording(app: str) -> Path:
     return state_dir() / "recordings" / f"{stamp}-{name}.jsonl"
 
 
+def upstream_options(function: Any) -> Any:
+    """``--upstream URL [--run CMD [--build CMD]]``, shared by ``serve`` and ``up``."""
+    for option in reversed(
+        [
+            click.option(
+                "--upstream",
+                metavar="URL",
+                help="Instead of APP, forward to the webhook you run at this http(s) URL "
+                "(any language); the call's path is appended.",
+            ),
+            click.option(
+                "--upstream-ca",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="CA (PEM) to verify an https --upstream with [default: the system's].",
+            ),
+            click.option(
+                "--upstream-insecure", is_flag=True, help="Do not verify an https --upstream."
+            ),
+            click.option(
+                "--run",
+                "run_command",
+                metavar="CMD",
+                help="Start CMD (it must listen at --upstream) and restart it on save; "
+                "calls wait while it restarts.",
+            ),
+            click.option(
+                "--build",
+                "build_command",
+                metavar="CMD",
+                help="Build with CMD before each (re)start; the old process serves until "
+                "a build succeeds.",
+            ),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def check_app_or_upstream(app: str | None, upstream: str | None, run: str | None) -> None:
+    """:raises UsageError: not exactly one of APP and --upstream, or --run without it."""
+    if app is not None and upstream is not None:
+        raise UsageError("give either APP (an aiohttp app) or --upstream URL, not both")
+    if app is None and upstream is None:
+        raise UsageError("give APP (an aiohttp app, module[:attr]) or --upstream URL")
+    if run is not None and upstream is None:
+        raise UsageError("--run needs --upstream URL: the address CMD listens at")
+
+
+def app_watch_dirs(watch: tuple[str, ...]) -> list[Path] | None:
+    """For APP, ``--watch`` names directories; :raises UsageError: one that is not."""
+    for entry in watch:
+        if not Path(entry).is_dir():
+            raise UsageError(f"--watch {entry}: not a directory (globs are for --run)")
+    return [Path(entry) for entry in watch] or None
+
+
+def recording_name(app: str | None, upstream: str | None) -> str:
+    """What a default recording is named after: the module, or the upstream's port."""
+    if app is not None:
+        return app
+    port = (upstream or "").rstrip("/").rsplit(":", 1)[-1].split("/")[0]
+    return f"upstream-{port}" if port.isdigit() else "upstream"
+
+
 @click.command()
-@click.argument("app")
+@click.argument("app", required=False)
+@upstream_options
 @click.option("--port", default=8443, show_default=True, help="Port on 127.0.0.1; 0: any free.")
 @click.option(
     "--record",
@@ -50,21 +117,26 @@ def default_recording(app: str) -> Path:
     "--watch",
     "watch",
     multiple=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Reload when Python files under this directory change "
-    "[default: the current directory]. Repeatable.",
+    "[default: the current directory]. With --run: a directory or a glob of files "
+    "('*.go', 'cmd/*') [default: source files, not VCS or build dirs]. Repeatable.",
 )
 @click.option("--no-reload", is_flag=True, help="Do not watch files.")
 @inspector_options
 def serve(
-    app: str,
+    app: str | None,
+    upstream: str | None,
+    upstream_ca: Path | None,
+    upstream_insecure: bool,
+    run_command: str | None,
+    build_command: str | None,
     port: int,
     record: Path | None,
     no_record: bool,
     show_secrets: bool,
     cert: Path | None,
     key: Path | None,
-    watch: tuple[Path, ...],
+    watch: tuple[str, ...],
     no_reload: bool,
     inspector_port: int | None,
     no_inspector: bool,
@@ -75,26 +147,47 @@ def serve(
     aiohttp.web.Application or a zero-argument factory (default: create_app, then app).
     Each call prints one line; answers the apiserver would reject are flagged. Saving a
     Python file reloads the app without failing a call. Stop with Ctrl-C.
+
+    Any language: --upstream URL forwards to your own webhook server instead, and
+    --run CMD starts and restarts it on save, holding calls while it restarts.
     """
     if record is not None and no_record:
         raise click.UsageError("--record and --no-record exclude each other")
-    recording = None if no_record else (record or default_recording(app))
+    check_app_or_upstream(app, upstream, run_command)
+    recording = None if no_record else (record or default_recording(recording_name(app, upstream)))
+    common: dict[str, Any] = {
+        "port": port,
+        "cert_file": cert,
+        "key_file": key,
+        "record": recording,
+        "redact": not show_secrets,
+        "subscribers": [ConsolePrinter()],
+    }
     feed = None if no_inspector else ExchangeFeed()
-    stack = ServingStack.for_app(
-        app,
-        reload=not no_reload,
-        watch=list(watch) or None,
-        port=port,
-        cert_file=cert,
-        key_file=key,
-        record=recording,
-        redact=not show_secrets,
-        subscribers=[ConsolePrinter(), *([feed] if feed is not None else [])],
-    )
+    if feed is not None:
+        common["subscribers"].append(feed)
+    if upstream is not None:
+        stack = ServingStack.for_upstream(
+            upstream,
+            run=run_command,
+            build=build_command,
+            ca_file=upstream_ca,
+            insecure=upstream_insecure,
+            reload=not no_reload,
+            watch=watch,
+            **common,
+        )
+    else:
+        stack = ServingStack.for_app(
+            app or "", reload=not no_reload, watch=app_watch_dirs(watch), **common
+        )
     inspector = None
     if feed is not None:
         inspector = InspectorServer(
-            feed, port=inspector_port, replay_target=lambda: stack.upstream, source=f"serve {app}"
+            feed,
+            port=inspector_port,
+            replay_target=lambda: stack.upstream,
+            source=f"serve {app or upstream}",
         )
     interrupted = asyncio.run(_serve_until_signal(stack, recording, inspector))
     sys.exit(130 if interrupted else 0)

@@ -35,18 +35,22 @@ from typing import Any
 from webhook_dev import certs, journal, probe, redirect
 from webhook_dev.authority import LocalAuthority
 from webhook_dev.cluster import Cluster
-from webhook_dev.cluster_changes import RestoreReport, applier, apply_plan, restore_plan
+from webhook_dev.cluster_changes import RestoreReport, applier, apply_plan
 from webhook_dev.errors import ClusterError, HeldError, PreflightError
 from webhook_dev.exchange import Exchange
+from webhook_dev.live_view import SessionFacts
 from webhook_dev.plan import SERVICE_NAME_LABEL, ChangeKind, Json, RedirectPlan, get_field
 from webhook_dev.redirect import Snapshot
+from webhook_dev.restore import take_down
 from webhook_dev.stack import ServingStack
 from webhook_dev.tunnel import Tunnel, TunnelSpec, TunnelState
 
 FAULT_ENV = "WEBHOOK_DEV_FAULT_AFTER"
-HEARTBEAT_SECONDS = 10.0
 PROBE_TIMEOUT_SECONDS = 30.0
-PROBE_RETRY_SECONDS = 1.0
+# The apiserver answers a dry run only after our webhook answered it, so when the dry run
+# returns, the call has reached the proxy or never will; this covers the hook's scheduling.
+PROBE_ARRIVAL_GRACE_SECONDS = 0.25
+PROBE_PAUSE_SECONDS = 0.1
 CA_INJECTOR_ANNOTATIONS = (
     "cert-manager.io/inject-ca-from",
     "cert-manager.io/inject-ca-from-secret",
@@ -60,7 +64,7 @@ class UpOptions:
     """Everything ``up`` needs; the CLI fills it from flags, config and environment."""
 
     ssh: str
-    app: str
+    app: str | None = None  # an aiohttp APP, or else ``upstream``
     webhook: str | None = None  # NAME or NAME/ENTRY
     service: str | None = None  # NAMESPACE/NAME
     context: str | None = None
@@ -77,6 +81,11 @@ class UpOptions:
     watch: list[Path] = field(default_factory=list)
     probe: bool = True
     subscribers: list[Any] = field(default_factory=list)
+    upstream: str | None = None  # any language: forward to this URL (see ServingStack)
+    upstream_ca: Path | None = None
+    upstream_insecure: bool = False
+    run: str | None = None
+    build: str | None = None
 
 
 # --- reading the cluster --------------------------------------------------------------------
@@ -192,6 +201,20 @@ class Session:
         self._task: asyncio.Task[Any] | None = None
         self._changing = False  # from the journal on, stop politely instead of cancelling
 
+    def facts(self) -> SessionFacts | None:
+        """For the live view: what is redirected, and how the tunnel is doing."""
+        if self.tunnel is None:
+            return None
+        tunnel = self.tunnel
+        remote = f"{tunnel.master_address}:{tunnel.remote_port}"
+        return SessionFacts(
+            subject=str(self.journal.subject) if self.journal else "(preparing)",
+            tunnel=str(tunnel.state),
+            endpoint=f"{remote} → 127.0.0.1:{tunnel.local_port}",
+            recording=str(self.options.record) if self.options.record else None,
+            reconnects=tunnel.reconnects,
+        )
+
     def request_stop(self) -> None:
         """Ctrl-C / SIGTERM: before any change, abort at once; after, restore and leave."""
         if self._stop.is_set():
@@ -236,28 +259,25 @@ class Session:
             ),
             on_state=lambda state, detail: self.say(f"tunnel {state}: {detail}"),
         )
-        master = await self.tunnel.connect()
-        redirect.check_master_address(master)
         authority = await asyncio.to_thread(LocalAuthority.load_or_create)
-        cert_file, key_file = await asyncio.to_thread(
-            self._serving_files, authority, snapshot, master
-        )
-        self.stack = ServingStack.for_app(
-            options.app,
-            reload=options.reload,
-            watch=options.watch or None,
-            port=options.port,
-            cert_file=cert_file,
-            key_file=key_file,
-            record=options.record,
-            subscribers=[self, *options.subscribers],
-        )
-        await self.stack.start()
+        if redirect.url_hosts(snapshot):
+            # url: entries are rewritten to the master's IP: the certificate must name it.
+            master = await self.tunnel.connect()
+            await self._start_stack(authority, snapshot, master)
+        else:
+            # Connecting SSH and starting the worker both take a while: overlap them.
+            master, _ = await asyncio.gather(
+                self.tunnel.connect(), self._start_stack(authority, snapshot, None)
+            )
+        redirect.check_master_address(master)
+        assert self.stack is not None
         remote_port = await self.tunnel.open_forward(self.stack.port)
 
         if leftover is not None:
             self.say(f"restoring what the unfinished session of {leftover.holder} left")
             await asyncio.to_thread(take_down, cluster, leftover, self.say)
+            # What we read before was the stale session's redirect, not the original.
+            snapshot = await asyncio.to_thread(discover, cluster, options.webhook, options.service)
         plan = redirect.build_plan(
             snapshot,
             redirect.Target(
@@ -304,13 +324,46 @@ class Session:
         if self.stack is not None:
             await self.stack.close()
 
+    async def _start_stack(
+        self, authority: LocalAuthority, snapshot: Snapshot, master: str | None
+    ) -> None:
+        options = self.options
+        cert_file, key_file = await asyncio.to_thread(
+            self._serving_files, authority, snapshot, master
+        )
+        common: dict[str, Any] = {
+            "port": options.port,
+            "cert_file": cert_file,
+            "key_file": key_file,
+            "record": options.record,
+            "subscribers": [self, *options.subscribers],
+        }
+        if options.upstream is not None:
+            self.stack = ServingStack.for_upstream(
+                options.upstream,
+                run=options.run,
+                build=options.build,
+                ca_file=options.upstream_ca,
+                insecure=options.upstream_insecure,
+                reload=options.reload,
+                watch=[str(entry) for entry in options.watch],
+                **common,
+            )
+        else:
+            assert options.app is not None, "UpOptions needs app or upstream"
+            self.stack = ServingStack.for_app(
+                options.app, reload=options.reload, watch=options.watch or None, **common
+            )
+        await self.stack.start()
+
     def _serving_files(
-        self, authority: LocalAuthority, snapshot: Snapshot, master: str
+        self, authority: LocalAuthority, snapshot: Snapshot, master: str | None
     ) -> tuple[Path, Path]:
         target = redirect.service_target(snapshot)
         dns_names = certs.service_dns_names(target.name, target.namespace) if target else []
         dns_names += [host for host in redirect.url_hosts(snapshot) if not _is_ip(host)]
-        ips = ["127.0.0.1", master] + [h for h in redirect.url_hosts(snapshot) if _is_ip(h)]
+        ips = ["127.0.0.1", *([master] if master else [])]
+        ips += [host for host in redirect.url_hosts(snapshot) if _is_ip(host)]
         name = f"{target.namespace}-{target.name}" if target else snapshot.entries[0].config_name
         return authority.serving_files(name, dns_names=dns_names or ["localhost"], ip_addresses=ips)
 
@@ -329,12 +382,12 @@ class Session:
         assert self.cluster is not None
         cluster = self.cluster
         namespaces = await asyncio.to_thread(cluster.list, "/api/v1/namespaces")
-        candidate = None
+        candidates: list[probe.ProbeObject] = []
         for ref in snapshot.entries:
-            candidate = probe.probe_object(redirect.entry_of(snapshot, ref), namespaces)
-            if candidate:
+            candidates = probe.probe_objects(redirect.entry_of(snapshot, ref), namespaces)
+            if candidates:
                 break
-        if candidate is None:
+        if not candidates:
             self.say(
                 "ready (no probe: the rules match no resource we can dry-run); "
                 "waiting for the first real call"
@@ -342,22 +395,20 @@ class Session:
             return
         # kube-proxy and the apiserver's endpoint cache pick up the new endpoints
         # asynchronously, and failurePolicy Ignore hides a call that did not arrive: so probe
-        # again until one does. Each try is a dry run; nothing is stored.
-        loop = asyncio.get_running_loop()
+        # again until one does, rotating namespaces in case another webhook refuses there.
+        # Each try is a dry run; nothing is stored.
         deadline = time.monotonic() + PROBE_TIMEOUT_SECONDS
         round_trip = None
+        refusals: set[str] = set()
+        attempt = 0
         while round_trip is None and time.monotonic() < deadline and not self._stop.is_set():
-            seen = self._probe_seen[candidate.name] = loop.create_future()
-            started = time.monotonic()
-            try:
-                await asyncio.to_thread(
-                    cluster.create, candidate.collection, candidate.manifest, dry_run=True
-                )
-            except ClusterError as error:
-                self.say(f"probe: the apiserver answered: {error.message}")
-            with contextlib.suppress(TimeoutError):
-                round_trip = (await asyncio.wait_for(seen, PROBE_RETRY_SECONDS)) - started
-            self._probe_seen.pop(candidate.name, None)
+            candidate = candidates[attempt % len(candidates)]
+            attempt += 1
+            round_trip = await self._probe_once(candidate, refusals)
+        if round_trip is not None:
+            # The first call to arrive may have paid for new connections along the way; a
+            # second one says what a call costs now.
+            round_trip = await self._probe_once(candidate, refusals) or round_trip
         if round_trip is None:
             self.say(
                 "warning: the probe's dry-run creates did not reach your code within "
@@ -371,11 +422,33 @@ class Session:
             f"ready: kube-apiserver → {via} → tunnel → your code in {round_trip * 1000:.0f} ms"
         )
 
+    async def _probe_once(self, candidate: probe.ProbeObject, refusals: set[str]) -> float | None:
+        """One dry-run create; its round trip in seconds if it reached the proxy in time."""
+        assert self.cluster is not None
+        seen: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._probe_seen[candidate.name] = seen
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(
+                self.cluster.create, candidate.collection, candidate.manifest, dry_run=True
+            )
+        except ClusterError as error:
+            if error.message not in refusals:
+                refusals.add(error.message)
+                self.say(f"probe: the apiserver refused the dry run: {error.message}")
+        try:
+            return (await asyncio.wait_for(seen, PROBE_ARRIVAL_GRACE_SECONDS)) - started
+        except TimeoutError:
+            await asyncio.sleep(PROBE_PAUSE_SECONDS)
+            return None
+        finally:
+            self._probe_seen.pop(candidate.name, None)
+
     async def _heartbeat_until_stopped(self) -> None:
         assert self.cluster is not None and self.journal is not None
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), HEARTBEAT_SECONDS)
+                await asyncio.wait_for(self._stop.wait(), journal.lease_seconds() / 3)
                 return
             try:
                 alive = await asyncio.to_thread(
@@ -418,21 +491,6 @@ class Session:
                 self.say(
                     f"caBundle of {ref} was rewritten during the session; appended our CA again"
                 )
-
-
-def take_down(cluster: Cluster, record: journal.Journal, say: Say) -> RestoreReport:
-    """Restore from a journal alone, then drop the journal and the lock. Idempotent."""
-    report = restore_plan(cluster, record.plan, lambda step: None)
-    journal.remove_cluster(cluster, record.subject)
-    journal.release_lease(cluster, record.subject)
-    journal.remove_local(record)
-    for line in report.conflicts:
-        say(f"conflict: {line}")
-    say(
-        f"restored {record.subject}: {len(report.restored)} changes undone, "
-        f"{len(report.already)} already as before, {len(report.conflicts)} conflicts"
-    )
-    return report
 
 
 def fault_point(step: str) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import watchfiles
 from aiohttp import web
 
 from webhook_dev.authority import LocalAuthority
@@ -67,6 +68,7 @@ class ServingStack:
         watch: Sequence[Path] = (),
         subscribers: Iterable[Any] = (),
         max_body: int = MAX_BODY,
+        watch_filter: watchfiles.BaseFilter | None = None,
     ) -> None:
         self.upstream = upstream
         self.hooks = hooks or Hooks()
@@ -78,6 +80,7 @@ class ServingStack:
         self._dns_names, self._ip_addresses = dns_names, ip_addresses
         self._record, self._redact = record, redact
         self._watch = list(watch)
+        self._watch_filter = watch_filter
         self._max_body = max_body
         self.recorder: Recorder | None = None
         self._reloader: Reloader | None = None
@@ -104,6 +107,48 @@ class ServingStack:
             options["watch"] = list(watch) if watch is not None else [workers.cwd]
         return cls(workers, hooks=hooks, **options)
 
+    @classmethod
+    def for_upstream(
+        cls,
+        url: str,
+        *,
+        run: str | None = None,
+        build: str | None = None,
+        ca_file: Path | None = None,
+        insecure: bool = False,
+        cwd: Path | None = None,
+        reload: bool = True,
+        watch: Sequence[str] = (),
+        **options: Any,
+    ) -> ServingStack:
+        """A stack forwarding to a webhook at ``url``, in any language (``--upstream``).
+
+        With ``run``, the stack starts that command, restarts it when source files change
+        (``watch``: directories or globs, default: the source files under ``cwd``) and
+        holds calls while it is down; ``build`` builds first and swaps only on success.
+        Without ``run`` the user runs the webhook; calls wait while it refuses connections.
+
+        :raises UsageError: a bad URL or TLS option, ``build`` without ``run``.
+        """
+        from webhook_dev.process_upstream import ProcessUpstream
+        from webhook_dev.source_watch import SourceFilter
+        from webhook_dev.upstream_url import ForwardingUpstream, UpstreamUrl
+
+        target = UpstreamUrl.parse(url, ca_file=ca_file, insecure=insecure)
+        hooks = options.pop("hooks", None) or Hooks()
+        if run is None:
+            if build is not None:
+                raise UsageError("--build needs --run: webhook-dev builds what it runs")
+            return cls(ForwardingUpstream(target), hooks=hooks, **options)
+        root = (cwd or Path.cwd()).resolve()
+        upstream = ProcessUpstream(target, run, build=build, cwd=root, hooks=hooks)
+        if reload:
+            directories = [root / entry for entry in watch if (root / entry).is_dir()]
+            globs = [entry for entry in watch if not (root / entry).is_dir()]
+            options["watch"] = directories or [root]
+            options["watch_filter"] = SourceFilter(root, globs)
+        return cls(upstream, hooks=hooks, **options)
+
     @property
     def url(self) -> str:
         return f"https://{self.host}:{self.port}"
@@ -121,7 +166,9 @@ class ServingStack:
                 self.hooks.subscribe(self.recorder)
             await self.upstream.start()
             if self._watch:
-                self._reloader = Reloader(self.upstream, self._watch)
+                self._reloader = Reloader(
+                    self.upstream, self._watch, watch_filter=self._watch_filter
+                )
                 await self._reloader.start()
             proxy = Proxy(self.upstream, self.hooks, max_body=self._max_body)
             self._runner = web.AppRunner(proxy.application(), access_log=None)

@@ -103,9 +103,16 @@ B = TypeVar("B", bound=Backend)
 class Handover(Generic[B]):
     """Holds the current backend, starts the next one, and moves calls over without loss."""
 
-    def __init__(self, start_backend: Callable[[int], Awaitable[B]], hooks: Hooks) -> None:
+    def __init__(
+        self,
+        start_backend: Callable[[int], Awaitable[B]],
+        hooks: Hooks,
+        *,
+        unavailable: bytes = b"webhook-dev: no worker is running the app (see its console)\n",
+    ) -> None:
         self._start_backend = start_backend
         self._hooks = hooks
+        self._unavailable = unavailable
         self._current: B | None = None
         self._last_generation = 0
         self._inflight: dict[int, int] = {}
@@ -180,6 +187,18 @@ class Handover(Generic[B]):
         self._inflight.pop(old.generation, None)
         await old.stop()
 
+    async def stop_current(self) -> None:
+        """Take the serving backend out of service, let its calls finish, then stop it.
+
+        For backends that cannot run side by side (a ``--run`` command bound to one fixed
+        port): a starter calls this just before starting the next one. Calls arriving from
+        now on wait for the next generation, within their deadline.
+        """
+        old, self._current = self._current, None
+        if old is not None:
+            self._notify()
+            await self._drain_and_stop(old)
+
     def backend_exited(self, backend: B, returncode: int | None) -> None:
         """Called by a backend that stopped on its own: restart it if it was serving."""
         if self._closed or backend is not self._current:
@@ -198,7 +217,7 @@ class Handover(Generic[B]):
                 detail = f":\n{self.last_error}" if self.last_error else ""
                 return UpstreamResponse(
                     503,
-                    b"webhook-dev: no worker is running the app (see its console)\n",
+                    self._unavailable,
                     "text/plain",
                     error=f"no worker could answer before the call's deadline{detail}",
                 )

@@ -35,10 +35,12 @@ def background() -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """Start a process (optionally wait for a line on stdout); killed after the test."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(argv: Sequence[str], *, ready_line: str | None = None,
-              timeout: float = 15) -> subprocess.Popen[str]:
-        process = subprocess.Popen(list(argv), stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)
+    def start(
+        argv: Sequence[str], *, ready_line: str | None = None, timeout: float = 15
+    ) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         started.append(process)
         if ready_line is not None:
             assert process.stdout is not None
@@ -70,8 +72,12 @@ def background() -> Iterator[Callable[..., subprocess.Popen[str]]]:
 def webhook_tls(tmp_path: Path, lab_namespace: str) -> WebhookTLS:
     """A test CA and a serving cert for Service ``webhook`` in the test namespace."""
     ca = CertificateAuthority.create("webhook-test-ca")
-    names = ("webhook", f"webhook.{lab_namespace}", f"webhook.{lab_namespace}.svc",
-             f"webhook.{lab_namespace}.svc.cluster.local")
+    names = (
+        "webhook",
+        f"webhook.{lab_namespace}",
+        f"webhook.{lab_namespace}.svc",
+        f"webhook.{lab_namespace}.svc.cluster.local",
+    )
     issued = ca.issue(f"webhook.{lab_namespace}.svc", dns_names=names, server=True)
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     cert.write_bytes(issued.cert_pem)
@@ -80,26 +86,49 @@ def webhook_tls(tmp_path: Path, lab_namespace: str) -> WebhookTLS:
 
 
 def webhook_server_argv(tls: WebhookTLS, host: str, port: int, tag: str) -> list[str]:
-    return [sys.executable, WEBHOOK_SERVER, "--host", host, "--port", str(port),
-            "--cert", str(tls.cert), "--key", str(tls.key), "--tag", tag]
+    return [
+        sys.executable,
+        WEBHOOK_SERVER,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--cert",
+        str(tls.cert),
+        "--key",
+        str(tls.key),
+        "--tag",
+        tag,
+    ]
 
 
 def route_service_to(api: client.ApiClient, namespace: str, ip: str, port: int) -> None:
     """Service ``webhook`` (no selector, port 443) whose manual Endpoints are ip:port —
     what ``webhook-dev up`` (and the seed's manual technique) points at the tunnel."""
     core = client.CoreV1Api(api)
-    core.create_namespaced_service(namespace, client.V1Service(
-        metadata=client.V1ObjectMeta(name="webhook"),
-        spec=client.V1ServiceSpec(ports=[client.V1ServicePort(
-            name="https", port=443, target_port=port, protocol="TCP")]),
-    ))
-    core.create_namespaced_endpoints(namespace, client.V1Endpoints(
-        metadata=client.V1ObjectMeta(name="webhook"),
-        subsets=[client.V1EndpointSubset(
-            addresses=[client.V1EndpointAddress(ip=ip)],
-            ports=[client.CoreV1EndpointPort(name="https", port=port, protocol="TCP")],
-        )],
-    ))
+    core.create_namespaced_service(
+        namespace,
+        client.V1Service(
+            metadata=client.V1ObjectMeta(name="webhook"),
+            spec=client.V1ServiceSpec(
+                ports=[
+                    client.V1ServicePort(name="https", port=443, target_port=port, protocol="TCP")
+                ]
+            ),
+        ),
+    )
+    core.create_namespaced_endpoints(
+        namespace,
+        client.V1Endpoints(
+            metadata=client.V1ObjectMeta(name="webhook"),
+            subsets=[
+                client.V1EndpointSubset(
+                    addresses=[client.V1EndpointAddress(ip=ip)],
+                    ports=[client.CoreV1EndpointPort(name="https", port=port, protocol="TCP")],
+                )
+            ],
+        ),
+    )
 
 
 @pytest.fixture
@@ -115,24 +144,34 @@ def mutating_webhook(lab_api_client: client.ApiClient) -> Iterator[Callable[[str
         admission.create_mutating_webhook_configuration(
             client.V1MutatingWebhookConfiguration(
                 metadata=client.V1ObjectMeta(name=name),
-                webhooks=[client.V1MutatingWebhook(
-                    name="pods.webhook-dev.io",
-                    admission_review_versions=["v1"],
-                    side_effects="None",
-                    failure_policy="Fail",
-                    timeout_seconds=5,
-                    client_config=client.AdmissionregistrationV1WebhookClientConfig(
-                        service=client.AdmissionregistrationV1ServiceReference(
-                            namespace=namespace, name="webhook", path="/mutate", port=443),
-                        ca_bundle=base64.b64encode(ca_pem).decode(),
-                    ),
-                    rules=[client.V1RuleWithOperations(
-                        api_groups=[""], api_versions=["v1"], operations=["CREATE"],
-                        resources=["pods"])],
-                    namespace_selector=client.V1LabelSelector(
-                        match_labels={"kubernetes.io/metadata.name": namespace}),
-                )],
-            ))
+                webhooks=[
+                    client.V1MutatingWebhook(
+                        name="pods.webhook-dev.io",
+                        admission_review_versions=["v1"],
+                        side_effects="None",
+                        failure_policy="Fail",
+                        timeout_seconds=5,
+                        client_config=client.AdmissionregistrationV1WebhookClientConfig(
+                            service=client.AdmissionregistrationV1ServiceReference(
+                                namespace=namespace, name="webhook", path="/mutate", port=443
+                            ),
+                            ca_bundle=base64.b64encode(ca_pem).decode(),
+                        ),
+                        rules=[
+                            client.V1RuleWithOperations(
+                                api_groups=[""],
+                                api_versions=["v1"],
+                                operations=["CREATE"],
+                                resources=["pods"],
+                            )
+                        ],
+                        namespace_selector=client.V1LabelSelector(
+                            match_labels={"kubernetes.io/metadata.name": namespace}
+                        ),
+                    )
+                ],
+            )
+        )
         names.append(name)
         return name
 
@@ -152,8 +191,7 @@ def pod_manifest(name: str) -> client.V1Pod:
     )
 
 
-def create_pod(api: client.ApiClient, namespace: str, name: str,
-               *, dry_run: bool = False) -> Any:
+def create_pod(api: client.ApiClient, namespace: str, name: str, *, dry_run: bool = False) -> Any:
     core = client.CoreV1Api(api)
     kwargs = {"dry_run": "All"} if dry_run else {}
     return core.create_namespaced_pod(namespace, pod_manifest(name), **kwargs)

@@ -6,6 +6,7 @@ workstation namespace (the master cannot connect to it: only the tunnel crosses)
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import shutil
@@ -26,6 +27,7 @@ from tests.redirect_fixtures import (
     UpProcess,
     container_names,
 )
+from webhook_dev import certs
 from webhook_dev.cluster import ClusterError
 from webhook_dev.lab import Lab
 from webhook_dev.lab.topology import Topology
@@ -306,3 +308,64 @@ def test_a_code_edit_during_the_session_reaches_the_apiserver_without_a_missed_c
     assert all(name in ("nginx-sidecar", "edited-sidecar") for name in injected), injected
     # ...and the edit took effect while the session ran.
     assert injected[0] == "nginx-sidecar" and injected[-1] == "edited-sidecar", injected
+
+
+def test_force_restores_a_stale_sessions_leftovers_and_takes_over(
+    cluster_view: ClusterView, redirect_target: RedirectTarget, start_up: Any
+) -> None:
+    before = cluster_view.snapshot(redirect_target)
+    short_lease = {"WEBHOOK_DEV_LEASE_SECONDS": "2"}
+    crashed = start_up(redirect_target, env={**short_lease, "WEBHOOK_DEV_FAULT_AFTER": "ready"})
+    assert crashed.process.wait(120) == -signal.SIGKILL, crashed.output
+    time.sleep(3)  # the Lease goes stale
+
+    refused = start_up(redirect_target, env=short_lease)
+    assert refused.process.wait(90) == 1, refused.output
+    assert "did not finish" in refused.output and "--force" in refused.output
+
+    taking_over = start_up(redirect_target, "--force", env=short_lease)
+    taking_over.wait_for("restoring what the unfinished session")
+    taking_over.wait_for("ready: kube-apiserver")
+    pod = cluster_view.create_pod(redirect_target.namespace, "after-takeover")
+    assert container_names(pod) == ["app", "nginx-sidecar"]
+    assert taking_over.stop(signal.SIGTERM) == 0, taking_over.output
+    assert cluster_view.snapshot(redirect_target) == before
+
+
+def test_a_rewritten_ca_bundle_gets_our_ca_again_and_down_keeps_the_new_one(
+    cluster_view: ClusterView, redirect_target: RedirectTarget, start_up: Any
+) -> None:
+    """What cert-manager's CA injector does when it rotates the webhook's CA mid-session."""
+    up = start_up(redirect_target, env={"WEBHOOK_DEV_LEASE_SECONDS": "3"})
+    up.wait_for("ready: kube-apiserver")
+    rotated = base64.b64encode(certs.new_ca("rotated by cert-manager").cert_pem).decode()
+
+    def rotate(config: dict[str, Any]) -> dict[str, Any]:
+        config["webhooks"][0]["clientConfig"]["caBundle"] = rotated
+        return config
+
+    mark = up.mark()
+    cluster_view.cluster.update(redirect_target.config_path, rotate)
+    up.wait_for("appended our CA again", since=mark)
+    pod = cluster_view.create_pod(redirect_target.namespace, "after-rotation")
+    assert container_names(pod) == ["app", "nginx-sidecar"]
+    assert up.stop(signal.SIGTERM) == 0, up.output
+    config = cluster_view.snapshot(redirect_target)["config"]
+    assert config["webhooks"][0]["clientConfig"]["caBundle"] == rotated
+
+
+def test_doctor_passes_on_a_healthy_setup_and_names_gateway_ports_when_it_is_no(
+    lab: Lab, state_dir: Path, cluster_view: ClusterView, redirect_target: RedirectTarget
+) -> None:
+    before = cluster_view.snapshot(redirect_target)
+    argv = ["doctor", "--service", redirect_target.subject, "--ssh", lab.ssh_destination]
+    healthy = _webhook_dev(lab, state_dir, *argv, workstation=True)
+    assert healthy.returncode == 0, healthy.stderr
+    assert "✓ GatewayPorts lets the forward bind the master's address" in healthy.stderr
+    lab.set_gateway_ports("no")
+    try:
+        broken = _webhook_dev(lab, state_dir, *argv, workstation=True)
+    finally:
+        lab.set_gateway_ports("clientspecified")
+    assert broken.returncode == 1 and "GatewayPorts clientspecified" in broken.stderr
+    assert cluster_view.snapshot(redirect_target) == before

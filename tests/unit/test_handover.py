@@ -159,3 +159,28 @@ async def test_a_crashed_generation_is_restarted_and_calls_wait_for_it() -> None
     response = await handover.send(REQUEST, deadline())
     assert response.body == b"2"
     await handover.close()
+
+
+async def test_stop_current_holds_new_calls_until_the_next_generation_serves() -> None:
+    starter = Starter()
+    handover: Handover[FakeBackend] = Handover(starter, Hooks())
+    await handover.reload("first")
+    first = starter.backends[0]
+    loop = asyncio.get_running_loop()
+
+    async def restart(generation: int) -> FakeBackend:
+        await handover.stop_current()  # a fixed port: the old one must go first
+        assert first.stopped
+        return await starter(generation)
+
+    handover._start_backend = restart
+    starter.gate.clear()
+    handover.request_reload("save")
+    await asyncio.sleep(0)
+    call = asyncio.create_task(handover.send(REQUEST, loop.time() + 30))
+    await asyncio.sleep(0.05)
+    assert not call.done()  # held: nothing serves between the two generations
+    starter.gate.set()
+    answer = await call
+    assert answer.status == 200 and answer.body == b"2"
+    await handover.close()

@@ -36,6 +36,9 @@ READY_TIMEOUT_SECONDS = 60.0
 # Components in start order; teardown stops them in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "sshd")
 _ADMIN = "admin"
+# A selectorless Service in kube-system whose Endpoints the lab rewrites to check that the
+# controllers are watching (see Lab.wait_controllers_caught_up).
+_CANARY = "webhook-dev-lab-canary"
 
 
 def preflight() -> str | None:
@@ -84,14 +87,20 @@ class Lab:
         _refuse_if_present(layout, topology)
         in_use = netns.subnet_in_use(topology.subnet)
         if in_use:
-            raise LabError(f"the lab's subnet {topology.subnet} is already in use: {in_use}",
-                           hint="choose another with Topology(subnet=...)")
-        found = binaries.resolve(assets, allow_build=allow_build, progress=progress,
-                                 include_optional=True)
+            raise LabError(
+                f"the lab's subnet {topology.subnet} is already in use: {in_use}",
+                hint="choose another with Topology(subnet=...)",
+            )
+        found = binaries.resolve(
+            assets, allow_build=allow_build, progress=progress, include_optional=True
+        )
         ensure_private_dir(layout.root)
         state = LabState(
-            root=str(layout.root), prefix=topology.prefix, subnet=topology.subnet,
-            gateway_ports=gateway_ports, aggregator_routing=aggregator_routing,
+            root=str(layout.root),
+            prefix=topology.prefix,
+            subnet=topology.subnet,
+            gateway_ports=gateway_ports,
+            aggregator_routing=aggregator_routing,
             binaries={name: str(item.path) for name, item in found.items()},
             owner_pid=os.getpid(),
         )
@@ -181,9 +190,7 @@ class Lab:
         """A kubernetes ``ApiClient`` for the root namespace (admin credentials)."""
         from kubernetes import config
 
-        client: ApiClient = config.new_client_from_config(
-            config_file=str(self.host_kubeconfig)
-        )
+        client: ApiClient = config.new_client_from_config(config_file=str(self.host_kubeconfig))
         return client
 
     # ---- runtime switches ---------------------------------------------------------
@@ -204,13 +211,74 @@ class Lab:
         self._save()
 
     def set_aggregator_routing(self, enabled: bool) -> None:
-        """Restart only kube-apiserver with ``--enable-aggregator-routing`` on or off."""
+        """Restart kube-apiserver with ``--enable-aggregator-routing`` on or off.
+
+        The controller manager and kube-proxy are restarted too, once the apiserver is
+        ready: left alone, their watches reconnect with exponential backoff and new
+        Endpoints go unnoticed for 10-20 s; fresh processes list and watch at once.
+        Cluster state (etcd) is untouched.
+        """
         if self.state.aggregator_routing == enabled and self._alive("kube-apiserver"):
             return
         self.state.aggregator_routing = enabled
         self._restart("kube-apiserver")
         self._save()
+        probe.wait_until(
+            lambda: self._check_alive() or self._probe().ok("/readyz"),
+            timeout=READY_TIMEOUT_SECONDS,
+            what="kube-apiserver /readyz",
+        )
+        self._restart("kube-controller-manager")
+        self._restart("kube-proxy")
         self.wait_ready()
+        self.wait_controllers_caught_up()
+
+    def wait_controllers_caught_up(self, timeout: float = 60.0) -> None:
+        """Block until the controller manager and kube-proxy act on new Endpoints again.
+
+        After an apiserver restart their watches reconnect with exponential backoff, so
+        for several seconds a new Service's Endpoints are neither mirrored into an
+        EndpointSlice (which the apiserver's endpoint resolver reads) nor programmed by
+        kube-proxy. A canary Endpoints change, followed through both, is the barrier.
+        """
+        api = self._probe()
+        port = 30000 + int(time.monotonic() * 1000) % 30000
+        base = "/api/v1/namespaces/kube-system"
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": _CANARY},
+            "spec": {"ports": [{"name": "canary", "port": 1, "protocol": "TCP"}]},
+        }
+        endpoints = {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": _CANARY},
+            "subsets": [
+                {"addresses": [{"ip": self.master_ip}], "ports": [{"name": "canary", "port": port}]}
+            ],
+        }
+        api.request("POST", f"{base}/services", service)
+        status, body = api.request("PUT", f"{base}/endpoints/{_CANARY}", endpoints)
+        if status not in (200, 201):
+            raise LabError(f"cannot write the canary Endpoints: {status} {body[:300]}")
+        slices = (
+            f"/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices"
+            f"?labelSelector=kubernetes.io/service-name%3D{_CANARY}"
+        )
+        probe.wait_until(
+            lambda: f'"port":{port}' in api.get(slices)[1],
+            timeout=timeout,
+            what="the EndpointSlice mirroring controller",
+            hint=f"see {self.layout.log('kube-controller-manager')}",
+        )
+        destination = f"{self.master_ip}:{port}"
+        probe.wait_until(
+            lambda: destination in self.proxy_destinations("kube-system", _CANARY),
+            timeout=timeout,
+            what="kube-proxy to program a new endpoint",
+            hint=f"see {self.layout.log('kube-proxy')}",
+        )
 
     def ssh_session_pids(self) -> list[int]:
         """Per-connection sshd processes (children of the listener) in the master."""
@@ -253,8 +321,13 @@ class Lab:
     # ---- health -------------------------------------------------------------------
 
     def _probe(self) -> probe.ApiProbe:
-        return probe.ApiProbe(self.topology.master_host_ip, APISERVER_PORT, self.ca_cert,
-                              self.layout.client_cert(_ADMIN), self.layout.client_key(_ADMIN))
+        return probe.ApiProbe(
+            self.topology.master_host_ip,
+            APISERVER_PORT,
+            self.ca_cert,
+            self.layout.client_cert(_ADMIN),
+            self.layout.client_key(_ADMIN),
+        )
 
     def _alive(self, component: str) -> bool:
         pid = self.state.pids.get(component)
@@ -281,22 +354,34 @@ class Lab:
             self._check_alive()
             return api.ok(path)
 
-        probe.wait_until(lambda: ready("/readyz"), timeout=remaining(),
-                         what="kube-apiserver /readyz", hint=f"see {self.layout.logs}")
+        probe.wait_until(
+            lambda: ready("/readyz"),
+            timeout=remaining(),
+            what="kube-apiserver /readyz",
+            hint=f"see {self.layout.logs}",
+        )
         for namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
             path = f"/api/v1/namespaces/{namespace}"
-            probe.wait_until(functools.partial(ready, path),
-                             timeout=remaining(), what=f"namespace {namespace}")
+            probe.wait_until(
+                functools.partial(ready, path), timeout=remaining(), what=f"namespace {namespace}"
+            )
         probe.wait_until(
             lambda: ready("/api/v1/namespaces/default/serviceaccounts/default"),
-            timeout=remaining(), what="service account default/default",
+            timeout=remaining(),
+            what="service account default/default",
             hint="kube-controller-manager creates it; see its log",
         )
-        probe.wait_until(self._proxy_programmed, timeout=remaining(),
-                         what="kube-proxy to program the kubernetes Service",
-                         hint="see the kube-proxy log")
-        probe.wait_until(lambda: probe.listening(self.master_ns, SSH_PORT),
-                         timeout=remaining(), what="sshd to listen")
+        probe.wait_until(
+            self._proxy_programmed,
+            timeout=remaining(),
+            what="kube-proxy to program the kubernetes Service",
+            hint="see the kube-proxy log",
+        )
+        probe.wait_until(
+            lambda: probe.listening(self.master_ns, SSH_PORT),
+            timeout=remaining(),
+            what="sshd to listen",
+        )
 
     def _check_alive(self) -> bool:
         """Raise with the log tail of a component that was started and has exited."""
@@ -304,8 +389,10 @@ class Lab:
         if dead:
             log = self.layout.log(dead[0])
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise LabError(f"{', '.join(dead)} exited during lab start; last log:\n{tail}",
-                           hint=f"see {self.layout.logs}")
+            raise LabError(
+                f"{', '.join(dead)} exited during lab start; last log:\n{tail}",
+                hint=f"see {self.layout.logs}",
+            )
         return False
 
     def _proxy_programmed(self) -> bool:
@@ -317,17 +404,10 @@ class Lab:
         What a test waits for after changing Endpoints, before it expects the apiserver
         (in ClusterIP mode) to reach them.
         """
-        rules = netns.run(netns.in_namespace(self.master_ns, ["iptables-save", "-t", "nat"]),
-                          check=False).stdout
-        wanted = f"{namespace}/{service}"
-        destinations = []
-        for line in rules.splitlines():
-            if "--comment" not in line or "--to-destination" not in line:
-                continue
-            comment = line.split("--comment", 1)[1].split()[0].strip('"')
-            if comment == wanted or comment.startswith(f"{wanted}:"):
-                destinations.append(line.split("--to-destination", 1)[1].split()[0])
-        return sorted(set(destinations))
+        rules = netns.run(
+            netns.in_namespace(self.master_ns, ["iptables-save", "-t", "nat"]), check=False
+        ).stdout
+        return netns.dnat_destinations(rules, namespace, service)
 
     # ---- internals ----------------------------------------------------------------
 
@@ -359,20 +439,35 @@ class Lab:
             layout.client_cert(user).write_bytes(client.cert_pem)
             write_private(layout.client_key(user), client.key_pem)
             local = configs.kubeconfig(
-                server=f"https://127.0.0.1:{APISERVER_PORT}", ca_pem=ca.cert_pem, user=user,
-                cert_pem=client.cert_pem, key_pem=client.key_pem, context="webhook-dev-lab")
+                server=f"https://127.0.0.1:{APISERVER_PORT}",
+                ca_pem=ca.cert_pem,
+                user=user,
+                cert_pem=client.cert_pem,
+                key_pem=client.key_pem,
+                context="webhook-dev-lab",
+            )
             write_private(layout.component_kubeconfig(user), local.encode())
             if user == _ADMIN:
-                for path, server in ((layout.kubeconfig, topology.master_ip),
-                                     (layout.host_kubeconfig, topology.master_host_ip)):
+                for path, server in (
+                    (layout.kubeconfig, topology.master_ip),
+                    (layout.host_kubeconfig, topology.master_host_ip),
+                ):
                     text = configs.kubeconfig(
-                        server=f"https://{server}:{APISERVER_PORT}", ca_pem=ca.cert_pem,
-                        user=user, cert_pem=client.cert_pem, key_pem=client.key_pem,
-                        context="webhook-dev-lab")
+                        server=f"https://{server}:{APISERVER_PORT}",
+                        ca_pem=ca.cert_pem,
+                        user=user,
+                        cert_pem=client.cert_pem,
+                        key_pem=client.key_pem,
+                        context="webhook-dev-lab",
+                    )
                     write_private(path, text.encode())
-        layout.kube_proxy_config.write_text(configs.kube_proxy_config(
-            kubeconfig_path=str(layout.component_kubeconfig("kube-proxy")),
-            hostname=self.master_ns, node_ip=self.master_ip))
+        layout.kube_proxy_config.write_text(
+            configs.kube_proxy_config(
+                kubeconfig_path=str(layout.component_kubeconfig("kube-proxy")),
+                hostname=self.master_ns,
+                node_ip=self.master_ip,
+            )
+        )
 
         host_key = pki.SSHKeyPair.create("webhook-dev-lab-host")
         write_private(layout.ssh_host_key, host_key.private_openssh)
@@ -384,11 +479,16 @@ class Lab:
 
     def _write_sshd_config(self) -> None:
         layout = self.layout
-        layout.sshd_config.write_text(configs.sshd_config(
-            listen_address=self.master_ip, port=SSH_PORT, host_key=str(layout.ssh_host_key),
-            authorized_keys=str(layout.authorized_keys), pid_file=str(layout.ssh / "sshd.pid"),
-            gateway_ports=self.state.gateway_ports,  # type: ignore[arg-type]
-        ))
+        layout.sshd_config.write_text(
+            configs.sshd_config(
+                listen_address=self.master_ip,
+                port=SSH_PORT,
+                host_key=str(layout.ssh_host_key),
+                authorized_keys=str(layout.authorized_keys),
+                pid_file=str(layout.ssh / "sshd.pid"),
+                gateway_ports=self.state.gateway_ports,  # type: ignore[arg-type]
+            )
+        )
 
     def _write_workstation_ssh_config(self) -> None:
         """ssh client config for every ssh in the workstation, via /etc/netns/<ns>/ssh."""
@@ -396,10 +496,14 @@ class Lab:
         ssh_dir = Path(f"/etc/netns/{self.workstation_ns}/ssh")
         ssh_dir.mkdir(parents=True, exist_ok=True)
         (ssh_dir / "ssh_config").write_text(
-            configs.workstation_ssh_config(master_ip=self.master_ip))
+            configs.workstation_ssh_config(master_ip=self.master_ip)
+        )
         host_public = layout.ssh_host_key.with_suffix(".pub").read_text()
-        (ssh_dir / "ssh_known_hosts").write_text(configs.known_hosts_line(
-            host=self.master_ip, port=SSH_PORT, public_key_line=host_public))
+        (ssh_dir / "ssh_known_hosts").write_text(
+            configs.known_hosts_line(
+                host=self.master_ip, port=SSH_PORT, public_key_line=host_public
+            )
+        )
         identity = Path(configs.WORKSTATION_IDENTITY).name
         write_private(ssh_dir / identity, layout.client_identity.read_bytes())
 
@@ -408,11 +512,14 @@ class Lab:
         if component == "etcd":
             return commands.etcd_argv(Path(found["etcd"]), layout)
         if component == "kube-apiserver":
-            return commands.apiserver_argv(Path(found["kube-apiserver"]), layout, self.topology,
-                                           aggregator_routing=self.state.aggregator_routing)
+            return commands.apiserver_argv(
+                Path(found["kube-apiserver"]),
+                layout,
+                self.topology,
+                aggregator_routing=self.state.aggregator_routing,
+            )
         if component == "kube-controller-manager":
-            return commands.controller_manager_argv(Path(found["kube-controller-manager"]),
-                                                    layout)
+            return commands.controller_manager_argv(Path(found["kube-controller-manager"]), layout)
         if component == "kube-proxy":
             return commands.kube_proxy_argv(Path(found["kube-proxy"]), layout)
         if component == "sshd":
@@ -434,9 +541,12 @@ class Lab:
         for component in ("etcd", "kube-apiserver", "sshd"):
             self._spawn(component)
         api = self._probe()
-        probe.wait_until(lambda: self._check_alive() or api.ok("/readyz"),
-                         timeout=READY_TIMEOUT_SECONDS, what="kube-apiserver /readyz",
-                         hint=f"see {self.layout.log('kube-apiserver')}")
+        probe.wait_until(
+            lambda: self._check_alive() or api.ok("/readyz"),
+            timeout=READY_TIMEOUT_SECONDS,
+            what="kube-apiserver /readyz",
+            hint=f"see {self.layout.log('kube-apiserver')}",
+        )
         self._register_node()
         for component in ("kube-controller-manager", "kube-proxy"):
             self._spawn(component)
@@ -449,12 +559,21 @@ class Lab:
         Nothing else acts on the Node: no kubelet, scheduler or node-lifecycle controller.
         """
         node = {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": self.master_ns,
-                         "labels": {"kubernetes.io/hostname": self.master_ns,
-                                    "node-role.kubernetes.io/control-plane": ""}},
-            "status": {"addresses": [{"type": "InternalIP", "address": self.master_ip},
-                                     {"type": "Hostname", "address": self.master_ns}]},
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.master_ns,
+                "labels": {
+                    "kubernetes.io/hostname": self.master_ns,
+                    "node-role.kubernetes.io/control-plane": "",
+                },
+            },
+            "status": {
+                "addresses": [
+                    {"type": "InternalIP", "address": self.master_ip},
+                    {"type": "Hostname", "address": self.master_ns},
+                ]
+            },
         }
         status, body = self._probe().request("POST", "/api/v1/nodes", node)
         if status not in (201, 409):
@@ -463,16 +582,22 @@ class Lab:
     def _restart(self, component: str) -> None:
         pid = self.state.pids.get(component)
         if pid and processes.in_netns(pid, self.master_ns):
-            processes.terminate([pid])
+            # Short grace: the apiserver drains watches for longer than a test should wait,
+            # and all state is in etcd, which keeps running.
+            processes.terminate([pid], grace_seconds=1.0)
         self._spawn(component)
         if component == "sshd":
-            probe.wait_until(lambda: probe.listening(self.master_ns, SSH_PORT), timeout=10,
-                             what="sshd to listen again")
+            probe.wait_until(
+                lambda: probe.listening(self.master_ns, SSH_PORT),
+                timeout=10,
+                what="sshd to listen again",
+            )
 
 
 def _refuse_if_present(layout: LabLayout, topology: Topology) -> None:
-    leftovers = [ns for ns in netns.list_namespaces()
-                 if ns in (topology.master_ns, topology.workstation_ns)]
+    leftovers = [
+        ns for ns in netns.list_namespaces() if ns in (topology.master_ns, topology.workstation_ns)
+    ]
     if layout.state_file.exists() or leftovers:
         raise LabError(
             "a lab is already running (or left over)"
@@ -501,12 +626,17 @@ def teardown(root: Path | None = None, topology: Topology | None = None) -> list
     for _ in range(10):
         pids = [pid for ns in namespaces for pid in netns.namespace_pids(ns)]
         if state:
-            pids += [pid for name, pid in state.pids.items()
-                     if any(processes.in_netns(pid, ns) for ns in namespaces)
-                     and pid not in pids and name]
+            pids += [
+                pid
+                for name, pid in state.pids.items()
+                if any(processes.in_netns(pid, ns) for ns in namespaces)
+                and pid not in pids
+                and name
+            ]
         if not pids:
             break
-        processes.terminate(pids)
+        # The lab's data is being thrown away: no need to wait out graceful shutdowns.
+        processes.terminate(pids, grace_seconds=1.0)
         removed.append(f"{len(pids)} process(es)")
     for namespace in namespaces:
         if netns.delete_namespace(namespace):
@@ -533,8 +663,10 @@ def summary(lab: Lab) -> dict[str, Any]:
         "host_kubeconfig": str(lab.host_kubeconfig),
         "gateway_ports": lab.state.gateway_ports,
         "aggregator_routing": lab.state.aggregator_routing,
-        "components": {name: {"pid": lab.state.pids.get(name), "running": running}
-                       for name, running in lab.component_status().items()},
+        "components": {
+            name: {"pid": lab.state.pids.get(name), "running": running}
+            for name, running in lab.component_status().items()
+        },
         "binaries": lab.state.binaries,
         "logs": str(lab.layout.logs),
     }

@@ -126,10 +126,10 @@ def create(topology: Topology) -> None:
     # A local process dialling a ClusterIP needs *a* route before kube-proxy's OUTPUT DNAT
     # rewrites the destination (connect() fails with "network unreachable" otherwise). A
     # dummy interface is the usual answer (kube-ipvs0), but containers often lack the
-    # module, so the service CIDR points at the root-side link instead: DNATed packets are
-    # re-routed to their endpoint, and the few that are not (no endpoints) meet the
-    # no-new-connections-to-root rule below, a black hole as on a real node.
-    _ns(master, "route", "add", SERVICE_CIDR, "dev", topology.master_host_link)
+    # module. A route via lo works as well and keeps every packet inside the namespace:
+    # DNATed packets are re-routed to their endpoint, the rest are dropped by lo. The
+    # source is the master's address (lo would pick 127.0.0.1, which may not leave lo).
+    _ns(master, "route", "add", SERVICE_CIDR, "dev", "lo", "src", topology.master_ip)
 
     # The workstation is a laptop behind NAT: nothing from the master may open a
     # connection to it; only replies (and what rides inside the SSH tunnel) get through.
@@ -152,7 +152,9 @@ def create(topology: Topology) -> None:
             ],
         )
     )
-    # Nor may the master reach into the root namespace (pytest, the user's machine).
+    # Nor may the master reach into the root namespace (pytest, the user's machine). Match
+    # the destination, not "-o": for a DNATed packet (a Service whose endpoint is the
+    # root's address) the OUTPUT hook still reports the interface of the original route.
     run(
         in_namespace(
             master,
@@ -161,8 +163,8 @@ def create(topology: Topology) -> None:
                 "-w",
                 "-A",
                 "OUTPUT",
-                "-o",
-                topology.master_host_link,
+                "-d",
+                topology.host_ip,
                 "-m",
                 "conntrack",
                 "--ctstate",
@@ -187,6 +189,23 @@ def delete_link(name: str) -> bool:
         return False
     run(["ip", "link", "delete", name], check=False)
     return True
+
+
+def dnat_destinations(iptables_save: str, namespace: str, service: str) -> list[str]:
+    """Endpoints (``ip:port``) kube-proxy's nat rules DNAT ``namespace/service`` to.
+
+    kube-proxy comments each rule with the service port name: ``ns/svc:port`` for a named
+    port, ``ns/svc`` for an unnamed one; iptables-save quotes comments only with spaces.
+    """
+    wanted = f"{namespace}/{service}"
+    destinations = set()
+    for line in iptables_save.splitlines():
+        if "--comment" not in line or "--to-destination" not in line:
+            continue
+        comment = line.split("--comment", 1)[1].split()[0].strip('"')
+        if comment == wanted or comment.startswith(f"{wanted}:"):
+            destinations.add(line.split("--to-destination", 1)[1].split()[0])
+    return sorted(destinations)
 
 
 def _ssh_port_rule(topology: Topology, port: int) -> list[str]:

@@ -31,8 +31,9 @@ class ApiProbe:
         """(status, body); status 0 when the connection itself fails."""
         return self.request("GET", path, timeout=timeout)
 
-    def request(self, method: str, path: str, body: object = None,
-                timeout: float = 2.0) -> tuple[int, str]:
+    def request(
+        self, method: str, path: str, body: object = None, timeout: float = 2.0
+    ) -> tuple[int, str]:
         """(status, body) of one request with a JSON body; status 0 if it did not connect."""
         connection = http.client.HTTPSConnection(
             self._host, self._port, context=self._context, timeout=timeout

@@ -91,12 +91,15 @@ def namespace_name_for(test_name: str) -> str:
 def lab_namespace(lab_api_client: ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace (with its ``default`` service account, so Pods are admissible)."""
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(lab_api_client)
     name = namespace_name_for(request.node.name)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-        name=name, labels={"webhook-dev.io/test": "true"})))
+    core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=name, labels={"webhook-dev.io/test": "true"})
+        )
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -1,26 +1,31 @@
-"""``webhook-dev up | down | status | doctor``: the redirect of a cluster's webhook to here."""
+"""``webhook-dev up`` and ``webhook-dev doctor``: redirect a cluster's webhook to here, or check."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
-from webhook_dev import journal, redirect
+from webhook_dev import redirect
+from webhook_dev.cli_options import cluster_options, err_console, say, target_options
 from webhook_dev.cluster import Cluster
 from webhook_dev.console import ConsolePrinter
 from webhook_dev.errors import UsageError, WebhookDevError
 from webhook_dev.inspector import ExchangeFeed, InspectorServer
 from webhook_dev.inspector.cli import inspector_line, inspector_options
-from webhook_dev.serve_cli import default_recording
+from webhook_dev.live_view import LiveView
+from webhook_dev.serve_cli import (
+    app_watch_dirs,
+    check_app_or_upstream,
+    default_recording,
+    recording_name,
+    upstream_options,
+)
 from webhook_dev.session import (
     Session,
     UpOptions,
@@ -28,41 +33,12 @@ from webhook_dev.session import (
     discover,
     preflight_warnings,
     subject_of,
-    take_down,
 )
 from webhook_dev.tunnel import Tunnel, TunnelSpec
 
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _say(text: str) -> None:
-    _err.print(text, markup=False)
-
-
-def _cluster_options(function: Any) -> Any:
-    function = click.option("--context", help="kubeconfig context (default: the current one).")(
-        function
-    )
-    return click.option(
-        "--kubeconfig",
-        type=click.Path(dir_okay=False),
-        help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config).",
-    )(function)
-
-
-def _target_options(function: Any) -> Any:
-    function = click.option(
-        "--webhook",
-        metavar="NAME[/ENTRY]",
-        help="A Mutating/ValidatingWebhookConfiguration (all its entries, or one).",
-    )(function)
-    return click.option(
-        "--service", metavar="NS/NAME", help="Every webhook entry that calls this Service."
-    )(function)
-
 
 @click.command()
-@_target_options
+@target_options
 @click.option(
     "--ssh",
     "ssh",
@@ -70,8 +46,9 @@ def _target_options(function: Any) -> Any:
     metavar="DEST",
     help="The master, as you would pass it to ssh ([user@]host or a config alias).",
 )
-@click.option("--app", required=True, help="Your aiohttp webhook, module[:attr].")
-@_cluster_options
+@click.option("--app", help="Your aiohttp webhook, module[:attr] (or --upstream).")
+@upstream_options
+@cluster_options
 @click.option("--port", default=0, show_default="any free", help="Local proxy port on 127.0.0.1.")
 @click.option(
     "--remote-port",
@@ -111,8 +88,7 @@ def _target_options(function: Any) -> Any:
 @click.option(
     "--watch",
     multiple=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Reload on changes under this directory. Repeatable.",
+    help="Reload on changes under this directory (with --run: or a glob). Repeatable.",
 )
 @click.option("--no-probe", is_flag=True, help="Skip the dry-run that proves the path.")
 @inspector_options
@@ -120,7 +96,12 @@ def up(
     webhook: str | None,
     service: str | None,
     ssh: str,
-    app: str,
+    app: str | None,
+    upstream: str | None,
+    upstream_ca: Path | None,
+    upstream_insecure: bool,
+    run_command: str | None,
+    build_command: str | None,
     context: str | None,
     kubeconfig: str | None,
     port: int,
@@ -133,7 +114,7 @@ def up(
     record: Path | None,
     no_record: bool,
     no_reload: bool,
-    watch: tuple[Path, ...],
+    watch: tuple[str, ...],
     no_probe: bool,
     inspector_port: int | None,
     no_inspector: bool,
@@ -147,6 +128,7 @@ def up(
         raise UsageError("say what to redirect: exactly one of --webhook or --service")
     if record and no_record:
         raise UsageError("--record and --no-record exclude each other")
+    check_app_or_upstream(app, upstream, run_command)
     options = UpOptions(
         ssh=ssh,
         app=app,
@@ -161,180 +143,67 @@ def up(
         timeout_seconds=timeout_seconds,
         accept_new_host_key=accept_new_host_key,
         force=force,
-        record=None if no_record else (record or default_recording(app)),
+        record=None if no_record else (record or default_recording(recording_name(app, upstream))),
         reload=not no_reload,
-        watch=list(watch),
+        watch=[Path(entry) for entry in watch] if upstream else (app_watch_dirs(watch) or []),
         probe=not no_probe,
-        subscribers=[ConsolePrinter()],
+        upstream=upstream,
+        upstream_ca=upstream_ca,
+        upstream_insecure=upstream_insecure,
+        run=run_command,
+        build=build_command,
     )
     inspector = None
     if not no_inspector:
         feed = ExchangeFeed()
         options.subscribers.append(feed)
-        inspector = InspectorServer(feed, port=inspector_port, source=f"up {app}")
+        inspector = InspectorServer(feed, port=inspector_port, source=f"up {app or upstream}")
     if options.record:
-        _say(f"recording to {options.record}")
+        say(f"recording to {options.record}")
     report = asyncio.run(_run_session(options, inspector))
     if report is not None and not report.clean:
         sys.exit(1)
 
 
 async def _run_session(options: UpOptions, inspector: InspectorServer | None = None) -> Any:
-    session = Session(options, _say)
+    session = Session(options, say)
+    live = None
+    if err_console.is_terminal:
+        live = LiveView(err_console, session.facts)
+        options.subscribers.append(live)
+        live.start()
+    else:
+        options.subscribers.append(ConsolePrinter(sys.stderr))
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        if live is not None:
+            live.stop()  # the restore's lines read better without the panel
+        session.request_stop()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, session.request_stop)
+        loop.add_signal_handler(signum, stop)
     try:
         async with contextlib.AsyncExitStack() as running:
             if inspector is not None:
                 # Replays go to the session's app, the code that answers the cluster now.
                 inspector.replay_target = lambda: session.stack.upstream if session.stack else None
                 await running.enter_async_context(inspector)
-                _say(inspector_line(inspector))
+                say(inspector_line(inspector))
             return await session.run()
     except asyncio.CancelledError:
-        _say("stopped before any change to the cluster")
+        say("stopped before any change to the cluster")
         return None
     finally:
         await session.close()
+        if live is not None:
+            live.stop()
 
 
 @click.command()
-@_target_options
-@click.option("--all", "everything", is_flag=True, help="Every redirect in this cluster.")
-@_cluster_options
-def down(
-    webhook: str | None,
-    service: str | None,
-    everything: bool,
-    context: str | None,
-    kubeconfig: str | None,
-) -> None:
-    """Restore the cluster from the journal, from any shell or machine. Safe to repeat.
-
-    Where someone else changed a field during the session, it is left as they set it and
-    reported; the exit code is then 1.
-    """
-    cluster = Cluster.connect(context, kubeconfig)
-    found = _journals(cluster)
-    if service:
-        found = [j for j in found if str(j.subject) == service]
-    elif webhook:
-        name = webhook.partition("/")[0]
-        found = [j for j in found if any(c.ref.name == name for c in j.plan.changes)]
-    elif not everything and len(found) > 1:
-        listed = ", ".join(str(j.subject) for j in found)
-        raise UsageError(
-            f"several redirects are active ({listed})",
-            hint="name one with --service NS/NAME, or pass --all",
-        )
-    leases_only = _orphan_leases(cluster, found) if (everything or service) else []
-    if not found and not leases_only:
-        _say("nothing to restore: no webhook-dev journal in this cluster or on this machine")
-        return
-    clean = True
-    for record in found:
-        report = take_down(cluster, record, _say)
-        clean = clean and report.clean
-    for subject in leases_only:
-        journal.release_lease(cluster, subject)
-        _say(f"released the lock of {subject} (its session changed nothing)")
-    if not clean:
-        sys.exit(1)
-
-
-def _journals(cluster: Cluster) -> list[journal.Journal]:
-    """Cluster journals, plus local ones for this cluster the cluster never got."""
-    by_subject = {str(j.subject): j for j in journal.read_cluster_all(cluster)}
-    for record in journal.read_local_all():
-        if record.server == cluster.server:
-            by_subject.setdefault(str(record.subject), record)
-    return list(by_subject.values())
-
-
-def _orphan_leases(cluster: Cluster, found: list[journal.Journal]) -> list[journal.Subject]:
-    known = {str(j.subject) for j in found}
-    leases = cluster.list(
-        "/apis/coordination.k8s.io/v1/leases", label_selector=f"{journal.MANAGED_LABEL}=webhook-dev"
-    )
-    subjects = []
-    for lease in leases:
-        meta = lease["metadata"]
-        name = meta["name"].removeprefix("webhook-dev-")
-        subject = journal.Subject(meta["namespace"], name)
-        if str(subject) not in known:
-            subjects.append(subject)
-    return subjects
-
-
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@_cluster_options
-def status(as_json: bool, context: str | None, kubeconfig: str | None) -> None:
-    """Who holds which redirect, since when, tunnel health and calls."""
-    cluster = Cluster.connect(context, kubeconfig)
-    rows: list[dict[str, Any]] = []
-    for record in _journals(cluster):
-        lease = journal.read_lease(cluster, record.subject)
-        rows.append(
-            {
-                "subject": str(record.subject),
-                "holder": record.holder,
-                "since": record.created,
-                "webhooks": sorted(
-                    {
-                        c.ref.name
-                        for c in record.plan.changes
-                        if c.ref.kind in redirect.CONFIG_COLLECTIONS
-                    }
-                ),
-                "tunnel": record.tunnel,
-                "recording": record.recording,
-                "lease": None
-                if lease is None
-                else {
-                    "renewed": lease.renewed.isoformat(),
-                    "stale": lease.is_stale(),
-                    **lease.health,
-                },
-            }
-        )
-    if as_json:
-        click.echo(json.dumps({"context": cluster.context_name, "redirects": rows}, indent=2))
-        return
-    if not rows:
-        click.echo(f"no redirects in context {cluster.context_name}")
-        return
-    now = datetime.now(UTC)
-    for row in rows:
-        lease = row["lease"]
-        state = (
-            "no lease: the session died; run `webhook-dev down`"
-            if lease is None
-            else "STALE: the session stopped renewing; run `webhook-dev down`"
-            if lease["stale"]
-            else f"live, tunnel {lease.get('tunnel', '?')}, {lease.get('calls', '0')} calls"
-            f", last {lease.get('last-call') or 'never'}"
-        )
-        since = datetime.fromisoformat(row["since"])
-        click.echo(
-            f"{row['subject']}  held by {row['holder']}  since {row['since']} "
-            f"({int((now - since).total_seconds())}s)"
-        )
-        click.echo(f"  webhooks: {', '.join(row['webhooks'])}")
-        tunnel = row["tunnel"]
-        click.echo(
-            f"  tunnel: {tunnel.get('master')}:{tunnel.get('port')} via "
-            f"{tunnel.get('destination')}  ({state})"
-        )
-        if row["recording"]:
-            click.echo(f"  recording: {row['recording']}")
-
-
-@click.command()
-@_target_options
+@target_options
 @click.option("--ssh", "ssh", required=True, metavar="DEST", help="The master, as for ssh.")
-@_cluster_options
+@cluster_options
 @click.option("--master-address", help="The master's IP as the apiserver reaches it.")
 @click.option("--accept-new-host-key", is_flag=True, help="As for up.")
 def doctor(
@@ -370,11 +239,13 @@ async def _doctor(
     def check(name: str, error: Exception | None, detail: str = "") -> None:
         nonlocal failures
         if error is None:
-            _err.print(f"[green]✓[/] {name}{': ' + detail if detail else ''}", highlight=False)
+            err_console.print(
+                f"[green]✓[/] {name}{': ' + detail if detail else ''}", highlight=False
+            )
         else:
             failures += 1
-            _err.print(f"[red]✗[/] {name}", highlight=False)
-            _say(f"    {error}")
+            err_console.print(f"[red]✗[/] {name}", highlight=False)
+            say(f"    {error}")
 
     try:
         cluster = await asyncio.to_thread(Cluster.connect, context, kubeconfig)
@@ -393,7 +264,7 @@ async def _doctor(
     except WebhookDevError as error:
         check("Service usable as a redirect target", error)
     for warning in preflight_warnings(snapshot):
-        _say(f"! {warning}")
+        say(f"! {warning}")
     try:
         await asyncio.to_thread(check_not_held, cluster, subject_of(snapshot), False)
         check("no other session holds it", None)

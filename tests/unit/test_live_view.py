@@ -1,0 +1,59 @@
+"""The live panel of `up` shows what a person needs at a glance."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from io import StringIO
+
+from rich.console import Console
+from rich.text import Text
+
+from webhook_dev.exchange import Exchange
+from webhook_dev.live_view import LiveView, SessionFacts, render_panel
+
+FACTS = SessionFacts(
+    subject="hooks/sidecar",
+    tunnel="up",
+    endpoint="10.0.0.5:40001 → 127.0.0.1:8443",
+    recording="/tmp/rec.jsonl",
+    reconnects=2,
+)
+
+
+def _text(renderable: object) -> str:
+    console = Console(file=StringIO(), width=100, color_system=None)
+    console.print(renderable)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_panel_shows_redirect_tunnel_recording_and_call_rate() -> None:
+    text = _text(render_panel(FACTS, 2.5, 40, [Text("12:00:00.000  Pod a/b  CREATE  allowed")]))
+    assert "hooks/sidecar" in text
+    assert "up  10.0.0.5:40001 → 127.0.0.1:8443  (2 reconnects)" in text
+    assert "/tmp/rec.jsonl" in text
+    assert "40 total, 2.5/s" in text
+    assert "Pod a/b  CREATE  allowed" in text
+
+
+def test_panel_before_the_tunnel_exists_says_starting() -> None:
+    assert "starting" in _text(render_panel(None, 0.0, 0, []))
+
+
+def test_each_call_prints_its_line_and_the_rate_counts_the_last_ten_seconds() -> None:
+    now = [0.0]
+    output = StringIO()
+    view = LiveView(Console(file=output, width=120), lambda: None, clock=lambda: now[0])
+    for moment in (0.0, 5.0, 11.0, 12.0):
+        now[0] = moment
+        view.on_exchange(
+            Exchange(
+                id=str(moment),
+                started=datetime.now(UTC),
+                path="/mutate",
+                http_status=400,
+                error="not JSON",
+            )
+        )
+    now[0] = 14.0
+    assert view.calls_per_second() == 0.3
+    assert view.total == 4 and output.getvalue().count("not JSON") == 4
