@@ -40,36 +40,50 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One headless Chromium for a test module (each test gets a fresh context)."""
+def playwright() -> Iterator[Any]:
+    """Playwright's driver, for a test module (it runs its own event loop in this thread)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         _unavailable("the playwright Python package is not installed")
     if not Path(CHROMIUM).exists():
         _unavailable(f"{CHROMIUM} is missing: apt-get install chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with sync_playwright() as driver:
+        yield driver
+
+
+def launch_chromium(playwright: Any, executable: str = CHROMIUM) -> Any:
+    """Headless Chromium from ``executable`` (Debian's, or a wrapper that runs it)."""
+    return playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Any]:
+    """One headless Chromium for a test module (each test gets a fresh context)."""
+    launched = launch_chromium(playwright)
+    try:
+        yield launched
+    finally:
+        launched.close()
+
+
+def new_page(browser: Any) -> Any:
+    """A page in a fresh context (no cookies from another test), 1400x900."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(STARTUP_TIMEOUT * 1000)  # a busy 2-core machine; never a race
+    return context.new_page()
 
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     """A page in a fresh context (no cookies from another test), 1400x900."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(STARTUP_TIMEOUT * 1000)  # a busy 2-core machine; never a race
-    page = context.new_page()
+    page = new_page(browser)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:
         yield page
     finally:
-        context.close()
+        page.context.close()
     assert not errors, f"the page raised: {errors}"
 
 

@@ -227,15 +227,18 @@ class InspectorServer:
             response.headers.setdefault(name, value)
         await response.prepare(request)
         with self.feed.listen() as listener:
-            await response.write(_event("status", self.feed.status))
-            while not self._closing.is_set():
-                message = await _next_message(listener, self._closing)
-                if message is None:
-                    if listener.overflowed.is_set() or self._closing.is_set():
-                        break
-                    await response.write(b": keep-alive\n\n")
-                    continue
-                await response.write(_event(message.kind, message.data))
+            try:
+                await response.write(_event("status", self.feed.status))
+                while not self._closing.is_set():
+                    message = await _next_message(listener, self._closing)
+                    if message is None:
+                        if listener.overflowed.is_set() or self._closing.is_set():
+                            break
+                        await response.write(b": keep-alive\n\n")  # finds closed tabs
+                        continue
+                    await response.write(_event(message.kind, message.data))
+            except ConnectionResetError:
+                pass  # the tab was closed: nothing to tell anyone
         return response
 
     def _target(self) -> Upstream | None:
