@@ -19,7 +19,7 @@ from tests.conftest import Served, run_webhook_dev
 from tests.e2e.test_serve_reload import _alive
 from tests.reviews import request_review
 from tests.upstream_fixtures import LanguageProject, call_under_load, free_port, pid_in
-from webhook_dev.lab.pki import CertificateAuthority
+from webhook_dev import certs
 
 BUILD = "go build -o bin/webhook ."
 
@@ -178,9 +178,8 @@ def test_https_upstream_with_its_own_ca_is_recorded_and_replays_with_url_and_cac
     serve: Callable[..., Served], go_project: LanguageProject, go_toolchain: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    ca = CertificateAuthority.create("my-webhook-ca")
-    issued = ca.issue("localhost", dns_names=("localhost",), ip_addresses=("127.0.0.1",),
-                      server=True)
+    ca = certs.new_ca("my-webhook-ca")
+    issued = certs.new_serving_cert(ca, dns_names=["localhost"], ip_addresses=["127.0.0.1"])
     (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
     (tmp_path / "tls.crt").write_bytes(issued.cert_pem)
     (tmp_path / "tls.key").write_bytes(issued.key_pem)
