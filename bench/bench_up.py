@@ -240,6 +240,26 @@ class LoadClient:
             samples.seconds += time.perf_counter() - started
 
 
+def up_argv(lab: Lab) -> list[str]:
+    """``webhook-dev up`` for the bench's Service, in the workstation namespace."""
+    return lab.workstation_argv(
+        [
+            sys.executable,
+            "-m",
+            "webhook_dev",
+            "up",
+            "--service",
+            "bench-webhook-dev/sidecar-injector",
+            "--ssh",
+            lab.ssh_destination,
+            "--app",
+            "sample_webhook.sidecar_injector",
+            "--no-record",
+            "--no-reload",
+        ]
+    )
+
+
 def round_trips(lab: Lab, work: Path, requests: int, rounds: int) -> dict[int, list[Samples]]:
     """Samples per concurrency (16 as the issue asks, and 1 to see each call's own cost)."""
     cluster = Cluster.connect(kubeconfig=str(lab.host_kubeconfig))
@@ -271,22 +291,7 @@ def round_trips(lab: Lab, work: Path, requests: int, rounds: int) -> dict[int, l
             lab.ssh_destination,
         ]
     )
-    up = lab.workstation_argv(
-        [
-            sys.executable,
-            "-m",
-            "webhook_dev",
-            "up",
-            "--service",
-            "bench-webhook-dev/sidecar-injector",
-            "--ssh",
-            lab.ssh_destination,
-            "--app",
-            "sample_webhook.sidecar_injector",
-            "--no-record",
-            "--no-reload",
-        ]
-    )
+    up = up_argv(lab)
     client = LoadClient(lab)
     setups = {
         "direct": "bench-direct",
@@ -314,22 +319,7 @@ def round_trips(lab: Lab, work: Path, requests: int, rounds: int) -> dict[int, l
 def up_and_down(lab: Lab, work: Path, cycles: int) -> dict[str, list[float]]:
     """up-to-ready, down by SIGTERM, and `down` from another process after kill -9."""
     env = {**os.environ, "WEBHOOK_DEV_STATE_DIR": str(work / "state")}
-    up = lab.workstation_argv(
-        [
-            sys.executable,
-            "-m",
-            "webhook_dev",
-            "up",
-            "--service",
-            "bench-webhook-dev/sidecar-injector",
-            "--ssh",
-            lab.ssh_destination,
-            "--app",
-            "sample_webhook.sidecar_injector",
-            "--no-record",
-            "--no-reload",
-        ]
-    )
+    up = up_argv(lab)
     down = lab.workstation_argv(
         [
             sys.executable,
