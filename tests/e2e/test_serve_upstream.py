@@ -111,7 +111,8 @@ def test_a_compile_error_without_build_says_the_old_process_is_gone_and_answers_
     served.wait_for(r"worker 1 ready", timeout=300)
     go_project.write("broken.go", "package main\n\nfunc broken( {\n")
     served.wait_for(r"no worker is serving", timeout=300)
-    assert "the old process is already stopped; --build CMD keeps it serving" in served.output
+    # The explanation is printed under that line, as part of the error.
+    served.wait_for(r"the old process is already stopped; --build CMD keeps it serving")
     status, body = served.call(request_review(), path="/mutate?timeout=2s")
     assert status == 503
     assert b"is not serving " + go_project.url.encode() in body

@@ -481,6 +481,7 @@ class Lab:
 
     def _write_sshd_config(self) -> None:
         layout = self.layout
+        ensure_private_dir(layout.master_home)
         layout.sshd_config.write_text(
             configs.sshd_config(
                 listen_address=self.master_ip,
@@ -489,6 +490,7 @@ class Lab:
                 authorized_keys=str(layout.authorized_keys),
                 pid_file=str(layout.ssh / "sshd.pid"),
                 gateway_ports=self.state.gateway_ports,  # type: ignore[arg-type]
+                session_home=str(layout.master_home),
             )
         )
 

@@ -104,6 +104,11 @@ class LabLayout:
         return self.ssh / "sshd_config"
 
     @property
+    def master_home(self) -> Path:
+        """$HOME of ssh sessions on the master (empty: none of this machine's rc files)."""
+        return self.ssh / "master-home"
+
+    @property
     def ssh_host_key(self) -> Path:
         return self.ssh / "ssh_host_ed25519_key"
 
