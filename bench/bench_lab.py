@@ -42,8 +42,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from webhook_dev import certs  # noqa: E402
 from webhook_dev.lab import Lab, teardown  # noqa: E402
-from webhook_dev.lab.pki import CertificateAuthority  # noqa: E402
 from webhook_dev.lab.probe import listening_addresses  # noqa: E402
 
 WEBHOOK_SERVER = REPO / "tests" / "e2e" / "webhook_server.py"
@@ -290,7 +290,7 @@ def bench_round_trips(requests: int) -> list[RoundTrip]:
     lab = Lab.start(gateway_ports="yes")
     try:
         client = DryRunClient(lab)
-        ca = CertificateAuthority.create("bench-ca")
+        ca = certs.new_ca("bench-ca")
         results = [RoundTrip("no webhook", [], 1.0)]
         namespace_with_webhook(lab, "bench-none", None, 0, b"")
         results[0] = client.measure("no webhook", "bench-none", requests)
@@ -299,9 +299,7 @@ def bench_round_trips(requests: int) -> list[RoundTrip]:
         try:
 
             def serving(namespace: str) -> list[str]:
-                issued = ca.issue(
-                    f"webhook.{namespace}.svc", dns_names=(f"webhook.{namespace}.svc",), server=True
-                )
+                issued = certs.new_serving_cert(ca, dns_names=[f"webhook.{namespace}.svc"])
                 cert, key = workdir / f"{namespace}.crt", workdir / f"{namespace}.key"
                 cert.write_bytes(issued.cert_pem)
                 key.write_bytes(issued.key_pem)

@@ -208,7 +208,9 @@ class LoadClient:
             str(lab.layout.client_cert("admin")), str(lab.layout.client_key("admin"))
         )
 
-    async def run(self, namespace: str, count: int, samples: Samples, check: bool) -> None:
+    async def run(
+        self, namespace: str, count: int, samples: Samples, check: bool, concurrency: int
+    ) -> None:
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -216,7 +218,7 @@ class LoadClient:
             "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
         }
         url = f"{self.base}/api/v1/namespaces/{namespace}/pods?dryRun=All"
-        connector = aiohttp.TCPConnector(ssl=self.context, limit=CONCURRENCY)
+        connector = aiohttp.TCPConnector(ssl=self.context, limit=concurrency)
         remaining = count
         async with aiohttp.ClientSession(connector=connector) as session:
 
@@ -234,11 +236,32 @@ class LoadClient:
                         raise SystemExit(f"{namespace}: the webhook did not mutate the Pod")
 
             started = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
             samples.seconds += time.perf_counter() - started
 
 
-def round_trips(lab: Lab, work: Path, requests: int, rounds: int) -> list[Samples]:
+def up_argv(lab: Lab) -> list[str]:
+    """``webhook-dev up`` for the bench's Service, in the workstation namespace."""
+    return lab.workstation_argv(
+        [
+            sys.executable,
+            "-m",
+            "webhook_dev",
+            "up",
+            "--service",
+            "bench-webhook-dev/sidecar-injector",
+            "--ssh",
+            lab.ssh_destination,
+            "--app",
+            "sample_webhook.sidecar_injector",
+            "--no-record",
+            "--no-reload",
+        ]
+    )
+
+
+def round_trips(lab: Lab, work: Path, requests: int, rounds: int) -> dict[int, list[Samples]]:
+    """Samples per concurrency (16 as the issue asks, and 1 to see each call's own cost)."""
     cluster = Cluster.connect(kubeconfig=str(lab.host_kubeconfig))
     ca = certs.new_ca("bench CA")
     python = [sys.executable, "-c", SERVE_SAMPLE]
@@ -268,29 +291,14 @@ def round_trips(lab: Lab, work: Path, requests: int, rounds: int) -> list[Sample
             lab.ssh_destination,
         ]
     )
-    up = lab.workstation_argv(
-        [
-            sys.executable,
-            "-m",
-            "webhook_dev",
-            "up",
-            "--service",
-            "bench-webhook-dev/sidecar-injector",
-            "--ssh",
-            lab.ssh_destination,
-            "--app",
-            "sample_webhook.sidecar_injector",
-            "--no-record",
-            "--no-reload",
-        ]
-    )
+    up = up_argv(lab)
     client = LoadClient(lab)
     setups = {
         "direct": "bench-direct",
         "manual ssh -R": "bench-manual",
         "webhook-dev": "bench-webhook-dev",
     }
-    results = {name: Samples(name) for name in setups}
+    results = {level: {name: Samples(name) for name in setups} for level in (CONCURRENCY, 1)}
     with (
         process(direct, "listening", env=env),
         process(local, "listening", env=env),
@@ -299,32 +307,19 @@ def round_trips(lab: Lab, work: Path, requests: int, rounds: int) -> list[Sample
     ):
         time.sleep(1.0)  # ssh -R has no ready line; its forward is up within a few ms
         for namespace in setups.values():  # warm up, and prove every path mutates
-            asyncio.run(client.run(namespace, 200, Samples("warm-up"), check=True))
-        for _ in range(rounds):
-            for name, namespace in setups.items():
-                asyncio.run(client.run(namespace, requests // rounds, results[name], check=False))
-    return list(results.values())
+            asyncio.run(client.run(namespace, 200, Samples("warm-up"), True, CONCURRENCY))
+        for level, by_setup in results.items():
+            count = requests // rounds if level > 1 else requests // (4 * rounds)
+            for _ in range(rounds):
+                for name, namespace in setups.items():
+                    asyncio.run(client.run(namespace, count, by_setup[name], False, level))
+    return {level: list(by_setup.values()) for level, by_setup in results.items()}
 
 
 def up_and_down(lab: Lab, work: Path, cycles: int) -> dict[str, list[float]]:
     """up-to-ready, down by SIGTERM, and `down` from another process after kill -9."""
     env = {**os.environ, "WEBHOOK_DEV_STATE_DIR": str(work / "state")}
-    up = lab.workstation_argv(
-        [
-            sys.executable,
-            "-m",
-            "webhook_dev",
-            "up",
-            "--service",
-            "bench-webhook-dev/sidecar-injector",
-            "--ssh",
-            lab.ssh_destination,
-            "--app",
-            "sample_webhook.sidecar_injector",
-            "--no-record",
-            "--no-reload",
-        ]
-    )
+    up = up_argv(lab)
     down = lab.workstation_argv(
         [
             sys.executable,
@@ -374,23 +369,24 @@ def main() -> None:
     finally:
         teardown()
 
-    baseline = next(r for r in results if r.setup == "manual ssh -R")
-    print(
-        f"\nadmission round trip, dry-run Pod creates, concurrency {CONCURRENCY}, "
-        f"{args.requests} calls per setup in {args.rounds} alternating rounds"
-    )
-    print(
-        f"{'setup':16} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>8} {'>30ms':>6}   "
-        "ratios to manual ssh -R (p50, p99, throughput)"
-    )
-    for result in results:
+    for level, samples in results.items():
+        baseline = next(r for r in samples if r.setup == "manual ssh -R")
         print(
-            f"{result.setup:16} {result.percentile(0.5):8.2f} {result.percentile(0.99):8.2f} "
-            f"{result.per_second:8.0f} {result.stalls:6d}   "
-            f"x{result.percentile(0.5) / baseline.percentile(0.5):.2f}  "
-            f"x{result.percentile(0.99) / baseline.percentile(0.99):.2f}  "
-            f"x{result.per_second / baseline.per_second:.2f}"
+            f"\nadmission round trip, dry-run Pod creates, concurrency {level}, "
+            f"{len(baseline.latencies_ms)} calls per setup in {args.rounds} alternating rounds"
         )
+        print(
+            f"{'setup':16} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>8} {'>30ms':>6}   "
+            "ratios to manual ssh -R (p50, p99, throughput)"
+        )
+        for result in samples:
+            print(
+                f"{result.setup:16} {result.percentile(0.5):8.2f} "
+                f"{result.percentile(0.99):8.2f} {result.per_second:8.0f} {result.stalls:6d}   "
+                f"x{result.percentile(0.5) / baseline.percentile(0.5):.2f}  "
+                f"x{result.percentile(0.99) / baseline.percentile(0.99):.2f}  "
+                f"x{result.per_second / baseline.per_second:.2f}"
+            )
     print(f"\nup/down over {args.cycles} cycles (seconds; goals: up <= 3, down <= 2)")
     for name, values in timings.items():
         print(f"{name:30} median {statistics.median(values):5.2f}  max {max(values):5.2f}")

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(iproute2 iptables openssh-server openssh-client conntrack procps)
+# chromium + chromium-driver: the inspector's browser tests (Playwright cannot download one).
+apt_packages=(iproute2 iptables openssh-server openssh-client conntrack procps chromium chromium-driver)
 missing=()
 for package in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

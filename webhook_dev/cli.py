@@ -27,6 +27,7 @@ COMMANDS = {
     "doctor": "webhook_dev.up_cli:doctor",
     "serve": "webhook_dev.serve_cli:serve",
     "replay": "webhook_dev.replay_cli:replay",
+    "inspect": "webhook_dev.inspector.cli:inspect",
     "demo": "webhook_dev.demo:demo",
     "lab": "webhook_dev.lab.cli:lab",
 }

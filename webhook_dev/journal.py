@@ -42,6 +42,8 @@ def lease_seconds() -> int:
     session renews three times per duration.
     """
     return int(os.environ.get("WEBHOOK_DEV_LEASE_SECONDS") or LEASE_SECONDS)
+
+
 _COORDINATION = "/apis/coordination.k8s.io/v1"
 
 

@@ -26,11 +26,11 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 
+from webhook_dev.child_process import WatchedChild
 from webhook_dev.errors import UsageError
-from webhook_dev.exchange import Hooks, ReloadStarted, WorkerFailed, WorkerOutput
+from webhook_dev.exchange import Hooks, ReloadStarted, WorkerFailed
 from webhook_dev.upstream import BackendStartError, Handover, UpstreamRequest, UpstreamResponse
 from webhook_dev.upstream_url import UpstreamUrl, UrlBackend
 
@@ -111,7 +111,7 @@ def _group_alive(group: int) -> bool:
     return False
 
 
-class CommandProcess(UrlBackend):
+class CommandProcess(UrlBackend, WatchedChild):
     """One generation: CMD running under the guard, and the URL it serves."""
 
     def __init__(
@@ -184,24 +184,8 @@ class CommandProcess(UrlBackend):
     def still_there(self) -> bool:
         return self.process.returncode is None and not self._stopping
 
-    def watch_exit(self, callback: Callable[[CommandProcess, int | None], None]) -> None:
-        """Call ``callback(self, returncode)`` if CMD ends without :meth:`stop`."""
-
-        async def wait() -> None:
-            returncode = await self.process.wait()
-            if not self._stopping:
-                callback(self, returncode)
-
-        self._tasks.append(asyncio.create_task(wait()))
-
-    async def _pump_output(self, hooks: Hooks) -> None:
-        stream = self.process.stdout
-        if stream is None:
-            return
-        while line := await stream.readline():
-            text = line.decode(errors="replace").rstrip()
-            self.output_tail.append(text)
-            hooks.event(WorkerOutput(self.generation, text))
+    def _remember_output(self, text: str) -> None:
+        self.output_tail.append(text)
 
     async def stop(self) -> None:
         self._stopping = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from datetime import datetime
@@ -13,6 +14,8 @@ import click
 
 from webhook_dev.console import ConsolePrinter
 from webhook_dev.errors import UsageError
+from webhook_dev.inspector import ExchangeFeed, InspectorServer
+from webhook_dev.inspector.cli import inspector_line, inspector_options
 from webhook_dev.paths import state_dir
 from webhook_dev.stack import ServingStack
 
@@ -119,6 +122,7 @@ def recording_name(app: str | None, upstream: str | None) -> str:
     "('*.go', 'cmd/*') [default: source files, not VCS or build dirs]. Repeatable.",
 )
 @click.option("--no-reload", is_flag=True, help="Do not watch files.")
+@inspector_options
 def serve(
     app: str | None,
     upstream: str | None,
@@ -134,6 +138,8 @@ def serve(
     key: Path | None,
     watch: tuple[str, ...],
     no_reload: bool,
+    inspector_port: int | None,
+    no_inspector: bool,
 ) -> None:
     """Serve the aiohttp webhook APP (module or module:attr) over HTTPS on 127.0.0.1.
 
@@ -157,6 +163,9 @@ def serve(
         "redact": not show_secrets,
         "subscribers": [ConsolePrinter()],
     }
+    feed = None if no_inspector else ExchangeFeed()
+    if feed is not None:
+        common["subscribers"].append(feed)
     if upstream is not None:
         stack = ServingStack.for_upstream(
             upstream,
@@ -172,11 +181,21 @@ def serve(
         stack = ServingStack.for_app(
             app or "", reload=not no_reload, watch=app_watch_dirs(watch), **common
         )
-    interrupted = asyncio.run(_serve_until_signal(stack, recording))
+    inspector = None
+    if feed is not None:
+        inspector = InspectorServer(
+            feed,
+            port=inspector_port,
+            replay_target=lambda: stack.upstream,
+            source=f"serve {app or upstream}",
+        )
+    interrupted = asyncio.run(_serve_until_signal(stack, recording, inspector))
     sys.exit(130 if interrupted else 0)
 
 
-async def _serve_until_signal(stack: ServingStack, recording: Path | None) -> bool:
+async def _serve_until_signal(
+    stack: ServingStack, recording: Path | None, inspector: InspectorServer | None = None
+) -> bool:
     """Serve until SIGINT (returns True) or SIGTERM (False); always shuts down cleanly."""
     loop = asyncio.get_running_loop()
     stopped: asyncio.Future[signal.Signals] = loop.create_future()
@@ -187,8 +206,13 @@ async def _serve_until_signal(stack: ServingStack, recording: Path | None) -> bo
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop, signum)
-    async with stack:
+    async with contextlib.AsyncExitStack() as running:
+        if inspector is not None:
+            await running.enter_async_context(inspector)  # a taken port fails before the app starts
+        await running.enter_async_context(stack)
         if recording is not None:
             click.echo(f"recording to {recording}")
+        if inspector is not None:
+            click.echo(inspector_line(inspector))
         received = await stopped
     return received == signal.SIGINT

@@ -36,10 +36,11 @@ from webhook_dev import certs, journal, probe, redirect
 from webhook_dev.authority import LocalAuthority
 from webhook_dev.cluster import Cluster
 from webhook_dev.cluster_changes import RestoreReport, applier, apply_plan
-from webhook_dev.errors import ClusterError, HeldError, PreflightError
+from webhook_dev.errors import ClusterError
 from webhook_dev.exchange import Exchange
 from webhook_dev.live_view import SessionFacts
-from webhook_dev.plan import SERVICE_NAME_LABEL, ChangeKind, Json, RedirectPlan, get_field
+from webhook_dev.plan import ChangeKind, RedirectPlan, get_field
+from webhook_dev.preflight import check_not_held, discover, preflight_warnings, subject_of
 from webhook_dev.redirect import Snapshot
 from webhook_dev.restore import take_down
 from webhook_dev.stack import ServingStack
@@ -51,10 +52,6 @@ PROBE_TIMEOUT_SECONDS = 30.0
 # returns, the call has reached the proxy or never will; this covers the hook's scheduling.
 PROBE_ARRIVAL_GRACE_SECONDS = 0.25
 PROBE_PAUSE_SECONDS = 0.1
-CA_INJECTOR_ANNOTATIONS = (
-    "cert-manager.io/inject-ca-from",
-    "cert-manager.io/inject-ca-from-secret",
-)
 
 Say = Callable[[str], None]
 
@@ -86,96 +83,6 @@ class UpOptions:
     upstream_insecure: bool = False
     run: str | None = None
     build: str | None = None
-
-
-# --- reading the cluster --------------------------------------------------------------------
-
-
-def discover(cluster: Cluster, webhook: str | None, service: str | None) -> Snapshot:
-    """The webhook entries to redirect and the objects they involve, as they are now."""
-    configs: dict[tuple[str, str], Json] = {}
-    for kind, collection in redirect.CONFIG_COLLECTIONS.items():
-        for item in cluster.list(collection):
-            configs[(kind, item["metadata"]["name"])] = item
-    if webhook:
-        name, _, entry = webhook.partition("/")
-        entries = redirect.entries_named(configs, name, entry or None)
-    elif service:
-        namespace, _, name = service.partition("/")
-        if not namespace or not name:
-            raise PreflightError(f"--service wants NAMESPACE/NAME, not {service!r}")
-        entries = redirect.entries_for_service(configs, namespace, name)
-        if not entries:
-            raise PreflightError(
-                f"no Mutating- or ValidatingWebhookConfiguration calls Service {service}",
-                hint="check the Service name, or name the configuration with --webhook",
-            )
-    else:
-        raise PreflightError("say what to redirect: --webhook NAME[/ENTRY] or --service NS/NAME")
-    used = {(ref.config_kind, ref.config_name) for ref in entries}
-    snapshot = Snapshot(configs={key: configs[key] for key in used}, entries=entries)
-    target = redirect.service_target(snapshot)
-    if target is not None:
-        core = f"/api/v1/namespaces/{target.namespace}"
-        snapshot.service = cluster.get_or_none(f"{core}/services/{target.name}")
-        snapshot.endpoints = cluster.get_or_none(f"{core}/endpoints/{target.name}")
-        snapshot.endpoint_slices = cluster.list(
-            redirect.slices_path(target.namespace),
-            label_selector=f"{SERVICE_NAME_LABEL}={target.name}",
-        )
-    return snapshot
-
-
-def subject_of(snapshot: Snapshot) -> journal.Subject:
-    target = redirect.service_target(snapshot)
-    if target is not None:
-        return journal.Subject(target.namespace, target.name)
-    return journal.Subject("default", snapshot.entries[0].config_name)
-
-
-def preflight_warnings(snapshot: Snapshot) -> list[str]:
-    """Things that are allowed but deserve a word before the cluster depends on a laptop."""
-    warnings = []
-    for ref in snapshot.entries:
-        entry = redirect.entry_of(snapshot, ref)
-        if not probe.excludes_system_namespaces(entry):
-            warnings.append(
-                f"webhook {ref} has no namespaceSelector keeping it off kube-system: while "
-                "your code is broken or the laptop sleeps it is also called for control-plane "
-                "Pods (add a NotIn kube-system expression on kubernetes.io/metadata.name)"
-            )
-    for (kind, name), config in snapshot.configs.items():
-        annotations = config["metadata"].get("annotations") or {}
-        for key in CA_INJECTOR_ANNOTATIONS:
-            if key in annotations:
-                warnings.append(
-                    f"{kind} {name} has its caBundle injected by cert-manager ({key}); if it "
-                    "rewrites the bundle during the session, webhook-dev appends its CA again"
-                )
-    return warnings
-
-
-def check_not_held(
-    cluster: Cluster, subject: journal.Subject, force: bool
-) -> journal.Journal | None:
-    """Refuse if another session holds ``subject``; return a stale journal to clean up."""
-    lease = journal.read_lease(cluster, subject)
-    leftover = journal.read_cluster(cluster, subject)
-    if lease is not None and not lease.is_stale():
-        raise HeldError(
-            f"{subject} is already redirected by {lease.holder} "
-            f"(lease renewed {lease.renewed:%H:%M:%S} UTC)",
-            hint="stop that session, or take it down from here: "
-            f"webhook-dev down --service {subject}",
-        )
-    if (lease is not None or leftover is not None) and not force:
-        holder = lease.holder if lease else (leftover.holder if leftover else "?")
-        raise HeldError(
-            f"{subject} was redirected by a session of {holder} that did not finish",
-            hint=f"restore it with `webhook-dev down --service {subject}`, or pass --force "
-            "to restore and take over in one go",
-        )
-    return leftover
 
 
 # --- the session ----------------------------------------------------------------------------
@@ -300,6 +207,17 @@ class Session:
             recording=str(options.record) if options.record else None,
         )
         started = time.monotonic()
+        # Take the lock before anything that `finally` would undo: if another session took
+        # it since the preflight, its journal and Lease are not ours to remove.
+        await asyncio.to_thread(
+            journal.acquire_lease,
+            cluster,
+            subject,
+            self.holder,
+            self.session_id,
+            force=options.force or leftover is not None,
+        )
+        fault_point("lease")
         self._changing = True
         try:
             await asyncio.to_thread(self._redirect, cluster, self.journal)
@@ -368,9 +286,7 @@ class Session:
         return authority.serving_files(name, dns_names=dns_names or ["localhost"], ip_addresses=ips)
 
     def _redirect(self, cluster: Cluster, record: journal.Journal) -> None:
-        """Steps 4 and 5: lock, journal (local first), then the changes. Blocking."""
-        journal.acquire_lease(cluster, record.subject, self.holder, self.session_id, force=True)
-        fault_point("lease")
+        """Steps 4 and 5: the journal (local first, then the cluster), then the changes."""
         journal.write_local(record)
         fault_point("journal-local")
         journal.write_cluster(cluster, record)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 from collections.abc import Callable
@@ -284,19 +285,35 @@ class Tunnel:
 
 
 async def _server_address(conn: asyncssh.SSHClientConnection) -> str:
-    """The master's address as sshd sees it: ``$SSH_CONNECTION`` (third field).
+    """The master's address for the Endpoints: the IP we reached sshd on, when usable.
 
-    Unlike the address we dialled, this is right behind a ProxyJump or a NAT too.
+    That needs no shell on the master (a login shell's rc files can be slow or hang, and
+    some masters have none). Behind a ProxyJump the peer is not an IP of ours to use, so
+    ask sshd's ``$SSH_CONNECTION`` (third field) instead. Behind NAT neither is right:
+    ``--master-address`` says it, and the probe after redirecting proves it either way.
     """
+    peer = str(conn.get_extra_info("peername")[0])
+    if _usable_endpoint(peer):
+        return peer
     try:
-        result = await conn.run('printf %s "$SSH_CONNECTION"', check=True, timeout=15)
+        result = await conn.run('printf %s "$SSH_CONNECTION"', check=True, timeout=5)
         fields = str(result.stdout).split()
-        if len(fields) == 4:
+        if len(fields) == 4 and _usable_endpoint(fields[2]):
             return fields[2]
     except (asyncssh.Error, TimeoutError, OSError):
         pass
-    peer = conn.get_extra_info("peername")
-    return str(peer[0])
+    raise TunnelError(
+        f"cannot tell the master's IP address (connected to {peer!r})",
+        hint="pass --master-address with the IP kube-apiserver reaches the master on",
+    )
+
+
+def _usable_endpoint(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return not (ip.is_loopback or ip.is_link_local or ip.is_unspecified)
 
 
 async def _hold_pty_session(conn: asyncssh.SSHClientConnection) -> None:

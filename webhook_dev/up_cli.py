@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from pathlib import Path
@@ -15,7 +16,10 @@ from webhook_dev.cli_options import cluster_options, err_console, say, target_op
 from webhook_dev.cluster import Cluster
 from webhook_dev.console import ConsolePrinter
 from webhook_dev.errors import UsageError, WebhookDevError
+from webhook_dev.inspector import ExchangeFeed, InspectorServer
+from webhook_dev.inspector.cli import inspector_line, inspector_options
 from webhook_dev.live_view import LiveView
+from webhook_dev.preflight import check_not_held, discover, preflight_warnings, subject_of
 from webhook_dev.serve_cli import (
     app_watch_dirs,
     check_app_or_upstream,
@@ -23,14 +27,7 @@ from webhook_dev.serve_cli import (
     recording_name,
     upstream_options,
 )
-from webhook_dev.session import (
-    Session,
-    UpOptions,
-    check_not_held,
-    discover,
-    preflight_warnings,
-    subject_of,
-)
+from webhook_dev.session import Session, UpOptions
 from webhook_dev.tunnel import Tunnel, TunnelSpec
 
 
@@ -88,6 +85,7 @@ from webhook_dev.tunnel import Tunnel, TunnelSpec
     help="Reload on changes under this directory (with --run: or a glob). Repeatable.",
 )
 @click.option("--no-probe", is_flag=True, help="Skip the dry-run that proves the path.")
+@inspector_options
 def up(
     webhook: str | None,
     service: str | None,
@@ -112,6 +110,8 @@ def up(
     no_reload: bool,
     watch: tuple[str, ...],
     no_probe: bool,
+    inspector_port: int | None,
+    no_inspector: bool,
 ) -> None:
     """Send a cluster's webhook calls to APP on this machine, until Ctrl-C.
 
@@ -147,14 +147,19 @@ def up(
         run=run_command,
         build=build_command,
     )
+    inspector = None
+    if not no_inspector:
+        feed = ExchangeFeed()
+        options.subscribers.append(feed)
+        inspector = InspectorServer(feed, port=inspector_port, source=f"up {app or upstream}")
     if options.record:
         say(f"recording to {options.record}")
-    report = asyncio.run(_run_session(options))
+    report = asyncio.run(_run_session(options, inspector))
     if report is not None and not report.clean:
         sys.exit(1)
 
 
-async def _run_session(options: UpOptions) -> Any:
+async def _run_session(options: UpOptions, inspector: InspectorServer | None = None) -> Any:
     session = Session(options, say)
     live = None
     if err_console.is_terminal:
@@ -173,7 +178,13 @@ async def _run_session(options: UpOptions) -> Any:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop)
     try:
-        return await session.run()
+        async with contextlib.AsyncExitStack() as running:
+            if inspector is not None:
+                # Replays go to the session's app, the code that answers the cluster now.
+                inspector.replay_target = lambda: session.stack.upstream if session.stack else None
+                await running.enter_async_context(inspector)
+                say(inspector_line(inspector))
+            return await session.run()
     except asyncio.CancelledError:
         say("stopped before any change to the cluster")
         return None

@@ -20,13 +20,13 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 
+from webhook_dev.child_process import WatchedChild
 from webhook_dev.errors import UsageError
-from webhook_dev.exchange import Hooks, WorkerOutput
+from webhook_dev.exchange import Hooks
 from webhook_dev.upstream import (
     BackendGone,
     BackendStartError,
@@ -65,7 +65,7 @@ def check_app_spec(spec: str, cwd: Path) -> None:
         )
 
 
-class WorkerProcess:
+class WorkerProcess(WatchedChild):
     """One child process; becomes a generation once :meth:`start_app` succeeds."""
 
     def __init__(
@@ -140,23 +140,6 @@ class WorkerProcess:
             connector=aiohttp.UnixConnector(path=str(self.socket_path), limit=0),
             auto_decompress=False,
         )
-
-    def watch_exit(self, callback: Callable[[WorkerProcess, int | None], None]) -> None:
-        """Call ``callback(self, returncode)`` if the process ends without :meth:`stop`."""
-
-        async def wait() -> None:
-            returncode = await self.process.wait()
-            if not self._stopping:
-                callback(self, returncode)
-
-        self._tasks.append(asyncio.create_task(wait()))
-
-    async def _pump_output(self, hooks: Hooks) -> None:
-        stream = self.process.stdout
-        if stream is None:
-            return
-        while line := await stream.readline():
-            hooks.event(WorkerOutput(self.generation, line.decode(errors="replace").rstrip()))
 
     async def send(self, request: UpstreamRequest, budget: float) -> UpstreamResponse:
         session = self._session

@@ -16,8 +16,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from webhook_dev import certs
 from webhook_dev.lab import Lab
-from webhook_dev.lab.pki import CertificateAuthority
 
 WEBHOOK_SERVER = str(Path(__file__).with_name("webhook_server.py"))
 LABEL = "webhook-dev.io/mutated-by"
@@ -71,14 +71,14 @@ def background() -> Iterator[Callable[..., subprocess.Popen[str]]]:
 @pytest.fixture
 def webhook_tls(tmp_path: Path, lab_namespace: str) -> WebhookTLS:
     """A test CA and a serving cert for Service ``webhook`` in the test namespace."""
-    ca = CertificateAuthority.create("webhook-test-ca")
+    ca = certs.new_ca("webhook-test-ca")
     names = (
         "webhook",
         f"webhook.{lab_namespace}",
         f"webhook.{lab_namespace}.svc",
         f"webhook.{lab_namespace}.svc.cluster.local",
     )
-    issued = ca.issue(f"webhook.{lab_namespace}.svc", dns_names=names, server=True)
+    issued = certs.new_serving_cert(ca, dns_names=names)
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     cert.write_bytes(issued.cert_pem)
     key.write_bytes(issued.key_pem)

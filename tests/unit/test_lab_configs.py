@@ -46,9 +46,11 @@ def test_sshd_config_sets_gateway_ports_and_key_only_root_login(gateway_ports: s
         authorized_keys="/a",
         pid_file="/p",
         gateway_ports=gateway_ports,
+        session_home="/lab/home",
     )  # type: ignore[arg-type]
     lines = set(text.splitlines())
     assert f"GatewayPorts {gateway_ports}" in lines
+    assert "SetEnv HOME=/lab/home" in lines  # not this machine's ~/.bashrc
     assert {
         "PermitRootLogin prohibit-password",
         "PasswordAuthentication no",
@@ -67,6 +69,7 @@ def test_sshd_config_refuses_unknown_gateway_ports() -> None:
             authorized_keys="/a",
             pid_file="/p",
             gateway_ports="maybe",
+            session_home="/lab/home",
         )  # type: ignore[arg-type]
 
 

@@ -3,17 +3,15 @@ pieces under the lab."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 
 from webhook_dev.errors import LabError
 from webhook_dev.lab.netns import dnat_destinations
-from webhook_dev.lab.pki import CertificateAuthority, SSHKeyPair
 from webhook_dev.lab.pytest_plugin import namespace_name_for
+from webhook_dev.lab.ssh_keys import SSHKeyPair
 from webhook_dev.lab.state import LabState
 
 # Real kube-proxy output lines, abridged; kept verbatim, hence the long lines.
@@ -71,16 +69,6 @@ def test_namespace_names_are_valid_unique_and_say_which_test(test_name: str) -> 
     assert len(first) <= 63
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", first)
     assert first.startswith("t-test")
-
-
-def test_issued_serving_certificate_chains_to_the_ca_and_carries_the_sans() -> None:
-    ca = CertificateAuthority.create("test-ca")
-    issued = ca.issue("svc", dns_names=("webhook.ns.svc",), ip_addresses=("10.0.0.5",), server=True)
-    cert = x509.load_pem_x509_certificate(issued.cert_pem)
-    cert.verify_directly_issued_by(ca.cert)
-    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert sans.get_values_for_type(x509.DNSName) == ["webhook.ns.svc"]
-    assert sans.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.0.0.5")]
 
 
 def test_ssh_key_pair_is_in_openssh_formats() -> None:

@@ -101,23 +101,6 @@ def kube_proxy_argv(kube_proxy: Path, layout: LabLayout) -> list[str]:
 
 
 def sshd_argv(sshd: Path, layout: LabLayout) -> list[str]:
-    """sshd with the master's own, empty home directory for root.
-
-    Sessions run root's login shell, and bash sources ~/.bashrc under sshd: the machine's
-    /root/.bashrc (pyenv, conda, nvm...) would run on "the master" and can stall every
-    ``ssh master cmd`` (a stale pyenv rehash lock made each one wait 60 s here). The master
-    is another machine; it gets its own /root, bind-mounted in the mount namespace that
-    ``ip netns exec`` already made private for this process. ``exec`` keeps the pid.
-    -D: stay in the foreground so we own the pid; -e: log to stderr (our log file).
-    """
-    return [
-        "sh",
-        "-c",
-        'mount --bind "$0" /root && exec "$@"',
-        str(layout.master_home),
-        str(sshd),
-        "-D",
-        "-e",
-        "-f",
-        str(layout.sshd_config),
-    ]
+    # -D: stay in the foreground so we own the pid; -e: log to stderr (our log file).
+    # sshd re-executes itself by absolute path for each connection and on SIGHUP.
+    return [str(sshd), "-D", "-e", "-f", str(layout.sshd_config)]

@@ -91,11 +91,17 @@ def sshd_config(
     authorized_keys: str,
     pid_file: str,
     gateway_ports: GatewayPorts,
+    session_home: str,
 ) -> str:
     """The master's sshd: key-only root login, TCP forwarding, GatewayPorts as asked.
 
     ``UsePAM no``: PAM would consult the machine's /etc/pam.d and account state, which is
     not the lab's business; ``StrictModes`` stays on (our files are root-owned, 0600/0700).
+
+    ``SetEnv HOME``: the master shares this machine's files, so a command over ssh would
+    run root's own ``~/.bashrc`` — on a developer's machine that can be slow or hang (a
+    version manager's rehash waiting on a lock that a killed session left behind). A real
+    master has its own home; sessions here get an empty one of the lab's.
     """
     if gateway_ports not in GATEWAY_PORTS_CHOICES:
         raise ValueError(f"GatewayPorts must be one of {GATEWAY_PORTS_CHOICES}")
@@ -114,6 +120,7 @@ def sshd_config(
             "UsePAM no",
             "AllowTcpForwarding yes",
             f"GatewayPorts {gateway_ports}",
+            f"SetEnv HOME={session_home}",
             "ClientAliveInterval 15",
             "MaxStartups 100",
             "MaxSessions 100",

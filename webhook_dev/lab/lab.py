@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from webhook_dev import certs
 from webhook_dev.errors import LabError
-from webhook_dev.lab import binaries, commands, configs, netns, pki, probe, processes
+from webhook_dev.lab import binaries, commands, configs, netns, probe, processes
 from webhook_dev.lab.gobuild import ProgressCallback
 from webhook_dev.lab.layout import LabLayout, lab_dir
+from webhook_dev.lab.ssh_keys import SSHKeyPair
 from webhook_dev.lab.state import LabState
 from webhook_dev.lab.topology import APISERVER_PORT, SSH_PORT, Topology
 from webhook_dev.paths import ensure_private_dir, write_private
@@ -416,24 +418,18 @@ class Lab:
 
     def _write_files(self) -> None:
         layout, topology = self.layout, self.topology
-        for directory in (
-            layout.pki,
-            layout.logs,
-            layout.ssh,
-            layout.etcd_data,
-            layout.master_home,
-        ):
+        for directory in (layout.pki, layout.logs, layout.ssh, layout.etcd_data):
             ensure_private_dir(directory)
-        ca = pki.CertificateAuthority.create("webhook-dev-lab-ca")
+        ca = certs.new_ca("webhook-dev-lab-ca", valid_days=365)
         (layout.ca_cert).write_bytes(ca.cert_pem)
         write_private(layout.ca_key, ca.key_pem)
         dns, ips = topology.apiserver_sans
-        serving = ca.issue("kube-apiserver", dns_names=dns, ip_addresses=ips, server=True)
+        serving = certs.new_serving_cert(ca, dns_names=dns, ip_addresses=ips)
         layout.apiserver_cert.write_bytes(serving.cert_pem)
         write_private(layout.apiserver_key, serving.key_pem)
-        signing = pki.SigningKeyPair.create()
-        write_private(layout.service_account_key, signing.private_pem)
-        layout.service_account_pub.write_bytes(signing.public_pem)
+        signing_key = certs.new_private_key_pem()
+        write_private(layout.service_account_key, signing_key)
+        layout.service_account_pub.write_bytes(certs.public_key_pem(signing_key))
 
         users = {
             _ADMIN: ("webhook-dev-lab-admin", ("system:masters",)),
@@ -441,7 +437,7 @@ class Lab:
             "kube-proxy": ("system:kube-proxy", ()),
         }
         for user, (common_name, groups) in users.items():
-            client = ca.issue(common_name, organizations=groups, client=True)
+            client = certs.new_client_cert(ca, common_name=common_name, organizations=groups)
             layout.client_cert(user).write_bytes(client.cert_pem)
             write_private(layout.client_key(user), client.key_pem)
             local = configs.kubeconfig(
@@ -475,16 +471,17 @@ class Lab:
             )
         )
 
-        host_key = pki.SSHKeyPair.create("webhook-dev-lab-host")
+        host_key = SSHKeyPair.create("webhook-dev-lab-host")
         write_private(layout.ssh_host_key, host_key.private_openssh)
         layout.ssh_host_key.with_suffix(".pub").write_text(host_key.public_line + "\n")
-        client_key = pki.SSHKeyPair.create("webhook-dev-lab-workstation")
+        client_key = SSHKeyPair.create("webhook-dev-lab-workstation")
         write_private(layout.client_identity, client_key.private_openssh)
         write_private(layout.authorized_keys, (client_key.public_line + "\n").encode())
         self._write_sshd_config()
 
     def _write_sshd_config(self) -> None:
         layout = self.layout
+        ensure_private_dir(layout.master_home)
         layout.sshd_config.write_text(
             configs.sshd_config(
                 listen_address=self.master_ip,
@@ -493,6 +490,7 @@ class Lab:
                 authorized_keys=str(layout.authorized_keys),
                 pid_file=str(layout.ssh / "sshd.pid"),
                 gateway_ports=self.state.gateway_ports,  # type: ignore[arg-type]
+                session_home=str(layout.master_home),
             )
         )
 

@@ -49,11 +49,6 @@ class LabLayout:
     def ssh(self) -> Path:
         return self.root / "ssh"
 
-    @property
-    def master_home(self) -> Path:
-        """Root's home directory as sessions on the master see it (see commands.sshd_argv)."""
-        return self.root / "master-home"
-
     # PKI files.
     @property
     def ca_cert(self) -> Path:
@@ -107,6 +102,11 @@ class LabLayout:
     @property
     def sshd_config(self) -> Path:
         return self.ssh / "sshd_config"
+
+    @property
+    def master_home(self) -> Path:
+        """$HOME of ssh sessions on the master (empty: none of this machine's rc files)."""
+        return self.ssh / "master-home"
 
     @property
     def ssh_host_key(self) -> Path:

@@ -1,0 +1,128 @@
+"""The inspector's subscriber: a bounded ring of recent exchanges and a fan-out to browsers.
+
+It hangs off the stack's hook like the recorder. ``on_exchange`` runs on the event loop
+in the proxy's path, so it only stores the exchange, computes its list row once, and
+puts a message on each open page's queue — it never waits for a browser. A page that
+falls behind by more than :data:`QUEUE_LIMIT` messages is cut off; its EventSource
+reconnects and fetches the list again, so it misses nothing that is still in the ring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook_dev.exchange import (
+    Event,
+    Exchange,
+    ReloadStarted,
+    WorkerExited,
+    WorkerFailed,
+    WorkerReady,
+)
+from webhook_dev.inspector import views
+from webhook_dev.review import JsonObject
+
+CAPACITY = 1000
+QUEUE_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class Message:
+    """One server-sent event: ``kind`` is its event name, ``data`` its JSON payload."""
+
+    kind: str
+    data: JsonObject
+
+
+@dataclass(eq=False)  # compared and hashed by identity: kept in a set
+class Listener:
+    """One open page: its queue, and whether it fell too far behind to keep."""
+
+    queue: asyncio.Queue[Message] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ExchangeFeed:
+    """Keeps the newest ``capacity`` exchanges (oldest dropped first) and tells listeners."""
+
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self.capacity = capacity
+        self._exchanges: OrderedDict[str, tuple[Exchange, JsonObject]] = OrderedDict()
+        self._listeners: set[Listener] = set()
+        self.status: JsonObject = {"generation": None, "state": "starting", "message": ""}
+
+    def __repr__(self) -> str:
+        return f"<ExchangeFeed {len(self._exchanges)}/{self.capacity}>"
+
+    # --- hook subscriber -------------------------------------------------------------
+
+    def on_exchange(self, exchange: Exchange) -> None:
+        self.add(exchange)
+
+    def on_event(self, event: Event) -> None:
+        """Track the worker's state for the page header (which code answers now)."""
+        if isinstance(event, ReloadStarted):
+            self.status = {**self.status, "state": "reloading", "message": event.reason}
+        elif isinstance(event, WorkerReady):
+            self.status = {"generation": event.generation, "state": "ready", "message": ""}
+        elif isinstance(event, WorkerFailed):
+            message = event.error.strip().splitlines()[-1:] or ["failed to start"]
+            self.status = {"generation": event.still_serving, "state": "failed",
+                           "message": message[0]}
+        elif isinstance(event, WorkerExited):
+            self.status = {**self.status, "state": "exited",
+                           "message": f"worker {event.generation} exited ({event.returncode})"}
+        else:
+            return
+        self._publish(Message("status", self.status))
+
+    # --- reading ---------------------------------------------------------------------
+
+    def add(self, exchange: Exchange) -> None:
+        row = views.summary(exchange)
+        self._exchanges[exchange.id] = (exchange, row)
+        while len(self._exchanges) > self.capacity:
+            self._exchanges.popitem(last=False)
+        self._publish(Message("exchange", row))
+
+    def get(self, exchange_id: str) -> Exchange | None:
+        entry = self._exchanges.get(exchange_id)
+        return entry[0] if entry is not None else None
+
+    def rows(self) -> list[JsonObject]:
+        """List rows, oldest first."""
+        return [row for _, row in self._exchanges.values()]
+
+    def __len__(self) -> int:
+        return len(self._exchanges)
+
+    # --- listening -------------------------------------------------------------------
+
+    @contextmanager
+    def listen(self) -> Iterator[Listener]:
+        """A listener receiving every message published while the block runs."""
+        listener = Listener()
+        self._listeners.add(listener)
+        try:
+            yield listener
+        finally:
+            self._listeners.discard(listener)
+
+    def _publish(self, message: Message) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener.queue.put_nowait(message)
+            except asyncio.QueueFull:
+                listener.overflowed.set()
+                self._listeners.discard(listener)
+
+    def listener_count(self) -> int:
+        return len(self._listeners)
+
+    def describe(self) -> dict[str, Any]:
+        return {"count": len(self), "capacity": self.capacity, "status": self.status}

@@ -1,0 +1,363 @@
+// webhook-dev inspector: the list of admission calls, live, and one call in detail.
+// Plain DOM, no framework, no build step. Everything from the cluster is untrusted text:
+// it only ever goes into textContent, never into HTML.
+"use strict";
+
+const state = {
+  rows: new Map(),      // id -> list row (from the server's views.summary)
+  selected: null,       // id of the call shown in the detail pane
+  follow: true,         // select each new call as it arrives
+  replayable: false,
+};
+
+const $ = (selector) => document.querySelector(selector);
+const filters = () => document.getElementById("filters").elements;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "class") node.className = value;
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+const pretty = (value) => JSON.stringify(value, null, 2);
+// One line when it reads well on one line, indented otherwise.
+const compact = (value) => { const line = JSON.stringify(value); return line.length <= 72 ? line : pretty(value); };
+const clock = (iso) => {
+  const t = new Date(iso);
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+  return `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}.${pad(t.getMilliseconds(), 3)}`;
+};
+const ms = (value) => (value === null || value === undefined ? "–" : `${value.toFixed(1)} ms`);
+const objectName = (row) => (row.kind ? `${row.kind} ${row.name}` : row.path);
+
+// --- the list --------------------------------------------------------------------------
+
+async function loadList() {
+  const answer = await fetch("/api/exchanges").then((r) => r.json());
+  $("#source").textContent = answer.source;
+  state.replayable = answer.replay;
+  showStatus(answer.status);
+  for (const row of answer.exchanges) addRow(row, false);
+  if (state.selected === null || !state.rows.has(state.selected)) selectNewest();
+  renderList();
+}
+
+function addRow(row, live) {
+  state.rows.set(row.id, row);
+  for (const name of ["kind", "namespace", "operation"]) addOption(name, row[name]);
+  if (live) scheduleRender(state.follow || state.selected === null);
+}
+
+// A burst of calls (a Deployment rolling out) renders once a frame, not once a call.
+let renderPending = false;
+let selectPending = false;
+function scheduleRender(selectNewestAfter) {
+  selectPending = selectPending || selectNewestAfter;
+  if (renderPending) return;
+  renderPending = true;
+  requestAnimationFrame(() => {
+    renderPending = false;
+    renderList();
+    if (selectPending) { selectPending = false; selectNewest(); }
+  });
+}
+
+function addOption(name, value) {
+  if (!value) return;
+  const select = filters()[name];
+  if ([...select.options].some((option) => option.value === value)) return;
+  select.append(el("option", { value }, value));
+}
+
+function matches(row) {
+  const f = filters();
+  if (f.kind.value && row.kind !== f.kind.value) return false;
+  if (f.namespace.value && row.namespace !== f.namespace.value) return false;
+  if (f.operation.value && row.operation !== f.operation.value) return false;
+  if (f.result.value === "flagged" && row.flags.length === 0) return false;
+  if (f.result.value && f.result.value !== "flagged" && row.result !== f.result.value) return false;
+  const text = f.text.value.trim().toLowerCase();
+  if (!text) return true;
+  const haystack = [row.kind, row.namespace, row.name, row.user, row.uid, row.operation,
+    row.result, row.message, row.path, ...row.flags.map((flag) => flag.label)].join(" ");
+  return haystack.toLowerCase().includes(text);
+}
+
+function visibleRows() {
+  return [...state.rows.values()].filter(matches).reverse(); // newest first
+}
+
+function renderList() {
+  const rows = visibleRows();
+  const body = $("#exchanges tbody");
+  body.replaceChildren(...rows.map(listRow));
+  $("#empty").hidden = rows.length > 0;
+  $("#empty").textContent = state.rows.size ? "No call matches the filters." : "Waiting for admission calls…";
+  $("#count").textContent = `${rows.length} of ${state.rows.size} calls`;
+}
+
+function listRow(row) {
+  const patch = row.patch_ops === null ? "" : `${row.patch_ops} op${row.patch_ops === 1 ? "" : "s"}`;
+  return el("tr", {
+    "data-id": row.id,
+    class: row.id === state.selected ? "selected" : "",
+    onclick: () => { state.follow = row.id === newestId(); filters().follow.checked = state.follow; select(row.id); },
+  },
+  el("td", { class: "mono muted" }, clock(row.time)),
+  el("td", {}, row.operation || "–"),
+  el("td", { class: "object", title: row.uid }, objectName(row)),
+  el("td", { class: "muted user" }, row.user),
+  el("td", {}, el("span", { class: `result ${row.result.replace(" ", "-")}`, title: row.message }, row.result),
+    row.flags.map((flag) => el("span", { class: `flag ${flag.code}`, title: flag.message }, flag.label))),
+  el("td", { class: "num" }, patch),
+  el("td", { class: "num mono" }, ms(row.duration_ms)));
+}
+
+function newestId() {
+  const rows = visibleRows();
+  return rows.length ? rows[0].id : null;
+}
+
+function selectNewest() {
+  const id = newestId();
+  if (id !== null) select(id);
+}
+
+function move(step) {
+  const ids = visibleRows().map((row) => row.id);
+  const at = ids.indexOf(state.selected);
+  const next = ids[Math.min(Math.max(at + step, 0), ids.length - 1)];
+  if (next !== undefined) { state.follow = false; filters().follow.checked = false; select(next); }
+}
+
+// --- the detail pane -------------------------------------------------------------------
+
+async function select(id) {
+  state.selected = id;
+  for (const tr of document.querySelectorAll("#exchanges tbody tr")) {
+    tr.classList.toggle("selected", tr.dataset.id === id);
+  }
+  const response = await fetch(`/api/exchanges/${encodeURIComponent(id)}`);
+  if (state.selected !== id) return; // another click won the race
+  if (!response.ok) {
+    $("#detail").replaceChildren(el("p", { class: "empty" }, await response.text()));
+    return;
+  }
+  renderDetail(await response.json());
+}
+
+function section(title, ...content) {
+  return el("section", { class: "part" }, el("h3", {}, title), ...content);
+}
+
+function collapsible(title, open, ...content) {
+  return el("details", { class: "part", open }, el("summary", {}, title), ...content);
+}
+
+function jsonBlock(value, label) {
+  const text = pretty(value);
+  return el("div", { class: "json" },
+    el("button", { type: "button", class: "copy", onclick: (event) => copy(text, event.target) }, `Copy ${label}`),
+    el("pre", {}, text));
+}
+
+function renderDetail(d) {
+  const s = d.summary;
+  const replayOut = el("div", { id: "replay-result" });
+  const head = el("div", { class: "head" },
+    el("h2", {}, `${objectName(s)} `, el("span", { class: "op" }, s.operation)),
+    el("span", { class: `result big ${s.result.replace(" ", "-")}` }, s.result),
+    s.flags.map((flag) => el("span", { class: `flag ${flag.code}`, title: flag.message }, flag.label)),
+    el("button", {
+      type: "button", id: "replay", class: "replay", disabled: !state.replayable || !s.kind,
+      title: state.replayable ? "Send this request to the current code and compare the answers"
+        : "Start webhook-dev inspect with --app APP to replay",
+      onclick: () => replay(s.id, replayOut),
+    }, "Replay"));
+  const parts = [head, replayOut];
+  if (s.result === "bad request") {
+    parts.push(section("Refused by webhook-dev", el("p", {}, `HTTP ${s.http_status}: the request never reached your code.`)));
+  } else {
+    parts.push(section("Response", responseView(d)));
+  }
+  if (d.patch !== null) parts.push(section(`Patch (${d.patch.length} op${d.patch.length === 1 ? "" : "s"})`, patchView(d.patch)));
+  if (d.patch_problems.length) parts.push(section("Patch problems", el("ul", { class: "problems" }, d.patch_problems.map((p) => el("li", {}, p)))));
+  if (d.diff !== null && d.patch !== null) parts.push(section("Object before → after the patch", diffView(d.diff, "request object", "after the patch")));
+  if (d.error) parts.push(section("Error", el("pre", { class: "error" }, d.error)));
+  if (d.update_diff !== null) parts.push(section("What this UPDATE changes (oldObject → object)", diffView(d.update_diff, "oldObject", "object")));
+  if (d.object !== null) parts.push(collapsible("Request object", d.patch === null, jsonBlock(d.object, "object")));
+  if (d.old_object !== null) parts.push(collapsible("oldObject", false, jsonBlock(d.old_object, "oldObject")));
+  parts.push(section("Timing", timingView(d.timing)));
+  parts.push(collapsible("Raw AdmissionReviews", false,
+    el("h4", {}, "Request"), d.request_review === null ? el("p", { class: "muted" }, "not an AdmissionReview") : jsonBlock(d.request_review, "request"),
+    el("h4", {}, "Response"), d.response_review === null ? el("p", { class: "muted" }, "no AdmissionReview came back") : jsonBlock(d.response_review, "response")));
+  $("#detail").replaceChildren(...parts);
+}
+
+function responseView(d) {
+  const r = d.response;
+  const status = r.status || {};
+  const rows = [
+    ["allowed", r.allowed === undefined || r.allowed === null ? "missing" : String(r.allowed)],
+    ["HTTP", String(d.summary.http_status)],
+  ];
+  if (status.code !== undefined) rows.push(["status.code", String(status.code)]);
+  if (status.reason) rows.push(["status.reason", status.reason]);
+  if (status.message) rows.push(["status.message", status.message]);
+  if (r.patch_type) rows.push(["patchType", r.patch_type]);
+  const table = el("table", { class: "facts" }, rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))));
+  const warnings = r.warnings.length
+    ? el("ul", { class: "warnings" }, r.warnings.map((w) => el("li", {}, w))) : null;
+  const flags = d.flags.filter((flag) => flag.code !== "http-status");
+  const problems = flags.length
+    ? el("ul", { class: "problems" }, flags.map((f) => el("li", {}, `${f.code}: ${f.message}`))) : null;
+  return [table, warnings ? el("h4", {}, "Warnings") : null, warnings,
+    problems ? el("h4", {}, "The apiserver would reject this answer") : null, problems];
+}
+
+function patchView(ops) {
+  return el("table", { class: "patch" },
+    el("thead", {}, el("tr", {}, el("th", {}, "op"), el("th", {}, "path"), el("th", {}, "value"))),
+    el("tbody", {}, ops.map((op) => el("tr", { class: `op-${op.op}` },
+      el("td", { class: "mono" }, op.op),
+      el("td", { class: "mono" }, op.from ? `${op.from} → ${op.path}` : op.path),
+      el("td", {}, "value" in op ? el("pre", {}, compact(op.value)) : "")))));
+}
+
+const FOLD_CONTEXT = 3; // unchanged lines kept around each change
+const FOLD_MIN = 3;     // fewer unchanged lines than this are shown, not folded
+
+function diffView(rows, leftTitle, rightTitle) {
+  const body = el("tbody");
+  const changed = rows.map((row) => row.kind !== "same");
+  const near = (i) => changed.slice(Math.max(0, i - FOLD_CONTEXT), i + FOLD_CONTEXT + 1).some(Boolean);
+  let hidden = [];
+  const flush = () => {
+    if (hidden.length < FOLD_MIN) { body.append(...hidden.map(diffRow)); hidden = []; return; }
+    const rowsToShow = hidden;
+    const fold = el("tr", { class: "fold" }, el("td", { colspan: 4, onclick: () => fold.replaceWith(...rowsToShow.map(diffRow)) },
+      `⋯ ${rowsToShow.length} unchanged line${rowsToShow.length === 1 ? "" : "s"} (click to show)`));
+    body.append(fold);
+    hidden = [];
+  };
+  rows.forEach((row, i) => {
+    if (row.kind === "same" && !near(i)) { hidden.push(row); return; }
+    flush();
+    body.append(diffRow(row));
+  });
+  flush();
+  const columns = el("colgroup", {}, ["no", "code", "no", "code"].map((name) => el("col", { class: name })));
+  return el("table", { class: "diff" }, columns,
+    el("thead", {}, el("tr", {}, el("th", { colspan: 2 }, leftTitle), el("th", { colspan: 2 }, rightTitle))), body);
+}
+
+function diffRow(row) {
+  const side = (no, text, kind) => [
+    el("td", { class: "no" }, no === null ? "" : String(no)),
+    el("td", { class: `code ${text === null ? "blank" : kind}` }, text === null ? "" : text),
+  ];
+  const leftKind = row.kind === "same" ? "" : "del";
+  const rightKind = row.kind === "same" ? "" : "ins";
+  return el("tr", { class: row.kind }, side(row.left_no, row.left, leftKind), side(row.right_no, row.right, rightKind));
+}
+
+function timingView(t) {
+  const rows = [
+    ["started", new Date(t.started).toLocaleString()],
+    ["latency (proxy)", ms(t.duration_ms)],
+    ["in your code", ms(t.upstream_ms)],
+    ["apiserver timeout", `${t.timeout_s} s`],
+    ["worker", t.generation === null ? "–" : `generation ${t.generation}`],
+  ];
+  return el("table", { class: "facts" }, rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))));
+}
+
+async function replay(id, out) {
+  const button = $("#replay");
+  button.disabled = true;
+  out.replaceChildren(el("p", { class: "muted" }, "Replaying to the current code…"));
+  try {
+    const response = await fetch(`/api/exchanges/${encodeURIComponent(id)}/replay`, { method: "POST" });
+    const answer = await response.json();
+    if (!response.ok) { out.replaceChildren(el("p", { class: "replay-verdict error" }, answer.error)); return; }
+    const worker = answer.generation === null ? "" : ` (worker ${answer.generation})`;
+    const verdict = answer.verdict === "same"
+      ? el("p", { class: "replay-verdict same" }, el("strong", {}, "same"), ` — the current code${worker} gives the recorded answer`)
+      : el("p", { class: "replay-verdict changed" }, el("strong", {}, "changed"), ` — the current code${worker} answers differently`);
+    const lines = answer.diff ? answer.diff.split("\n") : [];
+    const diff = lines.length ? el("pre", { class: "unified" }, lines.map((line) => {
+      const t = line.trimStart();
+      const kind = t.startsWith("+++") || t.startsWith("---") ? "file" : t.startsWith("+") ? "ins" : t.startsWith("-") ? "del" : t.startsWith("@@") ? "hunk" : "";
+      return el("span", { class: kind }, line || " ");
+    })) : null;
+    out.replaceChildren(...[verdict, diff].filter(Boolean));
+  } catch (error) {
+    out.replaceChildren(el("p", { class: "replay-verdict error" }, `replay failed: ${error}`));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function copy(text, button) {
+  const label = button.textContent;
+  try {
+    await navigator.clipboard.writeText(text);
+    button.textContent = "Copied";
+  } catch {
+    button.textContent = "Copy failed";
+  }
+  setTimeout(() => { button.textContent = label; }, 1200);
+}
+
+function showStatus(status) {
+  const worker = $("#worker");
+  const generation = status.generation === null ? "no worker" : `worker ${status.generation}`;
+  worker.textContent = status.state === "ready" ? `${generation} ready` : `${generation} · ${status.state}`;
+  worker.title = status.message || "the code that answers now";
+  worker.className = `pill ${status.state}`;
+}
+
+// --- live updates ----------------------------------------------------------------------
+
+function connect() {
+  const events = new EventSource("/api/events");
+  const connection = $("#connection");
+  events.addEventListener("open", () => {
+    connection.textContent = "live";
+    connection.className = "pill live";
+    loadList(); // on every (re)connect: catch up on what arrived while disconnected
+  });
+  events.addEventListener("error", () => {
+    connection.textContent = "reconnecting…";
+    connection.className = "pill offline";
+  });
+  events.addEventListener("exchange", (event) => addRow(JSON.parse(event.data), true));
+  events.addEventListener("status", (event) => showStatus(JSON.parse(event.data)));
+}
+
+function start() {
+  const form = document.getElementById("filters");
+  form.addEventListener("input", () => {
+    state.follow = filters().follow.checked;
+    renderList();
+    if (state.follow) selectNewest();
+  });
+  form.addEventListener("submit", (event) => event.preventDefault());
+  document.addEventListener("keydown", (event) => {
+    if (event.target.matches("input, select")) return;
+    if (event.key === "j" || event.key === "ArrowDown") { move(1); event.preventDefault(); }
+    if (event.key === "k" || event.key === "ArrowUp") { move(-1); event.preventDefault(); }
+  });
+  connect();
+}
+
+start();
