@@ -27,7 +27,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,9 +91,17 @@ class UpOptions:
 class Session:
     """A running ``up``: owns the stack, the tunnel, the journal and the heartbeat."""
 
-    def __init__(self, options: UpOptions, say: Say) -> None:
+    def __init__(
+        self,
+        options: UpOptions,
+        say: Say,
+        on_serving: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``on_serving`` runs once the local stack serves (e.g. to start the inspector),
+        so nothing extra starts for an ``up`` that fails its preflight."""
         self.options = options
         self.say = say
+        self._on_serving = on_serving
         self.session_id = uuid.uuid4().hex
         self.holder = journal.holder_identity()
         self.cluster: Cluster | None = None
@@ -178,6 +186,8 @@ class Session:
             )
         redirect.check_master_address(master)
         assert self.stack is not None
+        if self._on_serving is not None:
+            await self._on_serving()
         remote_port = await self.tunnel.open_forward(self.stack.port)
 
         if leftover is not None:

@@ -152,15 +152,24 @@ def up(
         feed = ExchangeFeed()
         options.subscribers.append(feed)
         inspector = InspectorServer(feed, port=inspector_port, source=f"up {app or upstream}")
-    if options.record:
-        say(f"recording to {options.record}")
     report = asyncio.run(_run_session(options, inspector))
     if report is not None and not report.clean:
         sys.exit(1)
 
 
 async def _run_session(options: UpOptions, inspector: InspectorServer | None = None) -> Any:
-    session = Session(options, say)
+    running = contextlib.AsyncExitStack()
+
+    async def serving() -> None:
+        if options.record:
+            say(f"recording to {options.record}")
+        if inspector is not None:
+            # Replays go to the session's app, the code that answers the cluster now.
+            inspector.replay_target = lambda: session.stack.upstream if session.stack else None
+            await running.enter_async_context(inspector)
+            say(inspector_line(inspector))
+
+    session = Session(options, say, on_serving=serving)
     live = None
     if err_console.is_terminal:
         live = LiveView(err_console, session.facts)
@@ -178,12 +187,7 @@ async def _run_session(options: UpOptions, inspector: InspectorServer | None = N
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop)
     try:
-        async with contextlib.AsyncExitStack() as running:
-            if inspector is not None:
-                # Replays go to the session's app, the code that answers the cluster now.
-                inspector.replay_target = lambda: session.stack.upstream if session.stack else None
-                await running.enter_async_context(inspector)
-                say(inspector_line(inspector))
+        async with running:
             return await session.run()
     except asyncio.CancelledError:
         say("stopped before any change to the cluster")
