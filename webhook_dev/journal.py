@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from webhook_dev.cluster import Cluster, NotFound
+from webhook_dev.cluster import Cluster
 from webhook_dev.errors import HeldError, RecordingError
 from webhook_dev.paths import ensure_private_dir, state_dir, write_private
 from webhook_dev.plan import Json, RedirectPlan
@@ -296,10 +296,8 @@ def renew_lease(
 
 
 def release_lease(cluster: Cluster, subject: Subject) -> bool:
-    try:
-        return cluster.delete(f"{_leases(subject.namespace)}/{subject.object_name}")
-    except NotFound:
-        return False
+    """Drop the lock; ``False`` if it was already gone."""
+    return cluster.delete(f"{_leases(subject.namespace)}/{subject.object_name}")
 
 
 def _now() -> datetime:
