@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from webhook_dev import event_loop
 from webhook_dev.console import ConsolePrinter
 from webhook_dev.errors import UsageError
 from webhook_dev.inspector import ExchangeFeed, InspectorServer
@@ -189,7 +190,7 @@ def serve(
             replay_target=lambda: stack.upstream,
             source=f"serve {app or upstream}",
         )
-    interrupted = asyncio.run(_serve_until_signal(stack, recording, inspector))
+    interrupted = event_loop.run(_serve_until_signal(stack, recording, inspector))
     sys.exit(130 if interrupted else 0)
 
 

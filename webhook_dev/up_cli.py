@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from webhook_dev import redirect
+from webhook_dev import event_loop, redirect
 from webhook_dev.cli_options import cluster_options, err_console, say, target_options
 from webhook_dev.cluster import Cluster
 from webhook_dev.console import ConsolePrinter
@@ -152,7 +152,7 @@ def up(
         feed = ExchangeFeed()
         options.subscribers.append(feed)
         inspector = InspectorServer(feed, port=inspector_port, source=f"up {app or upstream}")
-    report = asyncio.run(_run_session(options, inspector))
+    report = event_loop.run(_run_session(options, inspector))
     if report is not None and not report.clean:
         sys.exit(1)
 

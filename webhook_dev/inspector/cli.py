@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from webhook_dev import event_loop
 from webhook_dev.exchange import Hooks
 from webhook_dev.inspector.feed import CAPACITY, ExchangeFeed
 from webhook_dev.inspector.server import DEFAULT_PORT, InspectorServer
@@ -84,7 +85,7 @@ def inspect(
         redaction_key=redaction_key(),
         source=", ".join(path.name for path in files),
     )
-    asyncio.run(_inspect_until_signal(server, workers, not no_reload, open_browser))
+    event_loop.run(_inspect_until_signal(server, workers, not no_reload, open_browser))
     sys.exit(0)
 
 
