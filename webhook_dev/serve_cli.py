@@ -28,6 +28,33 @@ def default_recording(app: str) -> Path:
     return state_dir() / "recordings" / f"{stamp}-{name}.jsonl"
 
 
+def loop_options(function: Any) -> Any:
+    """``--record``, ``--no-record``, ``--watch`` and ``--no-reload``, shared by serve and up."""
+    for option in reversed(
+        [
+            click.option(
+                "--record",
+                "record",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Append exchanges to this JSON Lines file "
+                "[default: a new file in the state directory].",
+            ),
+            click.option("--no-record", is_flag=True, help="Record nothing."),
+            click.option(
+                "--watch",
+                "watch",
+                multiple=True,
+                help="Reload when Python files under this directory change "
+                "[default: the current directory]. With --run: a directory or a glob of files "
+                "('*.go', 'cmd/*') [default: source files, not VCS or build dirs]. Repeatable.",
+            ),
+            click.option("--no-reload", is_flag=True, help="Do not watch files."),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
 def upstream_options(function: Any) -> Any:
     """``--upstream URL [--run CMD [--build CMD]]``, shared by ``serve`` and ``up``."""
     for option in reversed(
@@ -96,13 +123,7 @@ def recording_name(app: str | None, upstream: str | None) -> str:
 @click.argument("app", required=False)
 @upstream_options
 @click.option("--port", default=8443, show_default=True, help="Port on 127.0.0.1; 0: any free.")
-@click.option(
-    "--record",
-    "record",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Append exchanges to this JSON Lines file [default: a new file in the state directory].",
-)
-@click.option("--no-record", is_flag=True, help="Record nothing.")
+@loop_options
 @click.option("--show-secrets", is_flag=True, help="Record Secret data in clear.")
 @click.option(
     "--cert",
@@ -114,15 +135,6 @@ def recording_name(app: str | None, upstream: str | None) -> str:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Its private key (PEM).",
 )
-@click.option(
-    "--watch",
-    "watch",
-    multiple=True,
-    help="Reload when Python files under this directory change "
-    "[default: the current directory]. With --run: a directory or a glob of files "
-    "('*.go', 'cmd/*') [default: source files, not VCS or build dirs]. Repeatable.",
-)
-@click.option("--no-reload", is_flag=True, help="Do not watch files.")
 @inspector_options
 def serve(
     app: str | None,

@@ -24,6 +24,7 @@ from webhook_dev.serve_cli import (
     app_watch_dirs,
     check_app_or_upstream,
     default_recording,
+    loop_options,
     recording_name,
     upstream_options,
 )
@@ -72,18 +73,7 @@ from webhook_dev.tunnel import Tunnel, TunnelSpec
     help="Trust the master's SSH host key if none is known yet (never a changed one).",
 )
 @click.option("--force", is_flag=True, help="Restore and take over what a stale session left.")
-@click.option(
-    "--record",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Recording file [default: a new one in the state directory].",
-)
-@click.option("--no-record", is_flag=True, help="Record nothing.")
-@click.option("--no-reload", is_flag=True, help="Do not reload the app on save.")
-@click.option(
-    "--watch",
-    multiple=True,
-    help="Reload on changes under this directory (with --run: or a glob). Repeatable.",
-)
+@loop_options
 @click.option("--no-probe", is_flag=True, help="Skip the dry-run that proves the path.")
 @inspector_options
 def up(
