@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from webhook_dev import certs  # noqa: E402
-from webhook_dev.cluster import Cluster  # noqa: E402
+from webhook_dev.kube.cluster import Cluster  # noqa: E402
 from webhook_dev.lab import Lab, teardown  # noqa: E402
 
 BENCH_ENV = {

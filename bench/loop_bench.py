@@ -31,7 +31,7 @@ from typing import Any
 
 import aiohttp
 
-from webhook_dev.authority import LocalAuthority
+from webhook_dev.tls.authority import LocalAuthority
 
 REPO = Path(__file__).resolve().parents[1]
 CONCURRENCY = 16

@@ -122,8 +122,11 @@ async def run_mode(name: str, run_args: list[str], edits: int, env: dict[str, st
 
         async def client(session: aiohttp.ClientSession) -> None:
             while not done.is_set():
-                async with session.post(f"{served.url}/mutate?timeout=30s", data=body,
-                                        headers={"Content-Type": "application/json"}) as answer:
+                async with session.post(
+                    f"{served.url}/mutate?timeout=30s",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                ) as answer:
                     text = await answer.text()
                     if answer.status != 200:
                         failures.append(f"{answer.status}: {text}")

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from webhook_dev.cluster import Cluster
+from webhook_dev.kube.cluster import Cluster
 from webhook_dev.lab import Lab
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,3 +1,3 @@
-from webhook_dev.cli import main
+from webhook_dev.commands.main import main
 
 main()

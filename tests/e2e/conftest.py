@@ -16,8 +16,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from webhook_dev import certs
 from webhook_dev.lab import Lab
+from webhook_dev.tls import certs
 
 WEBHOOK_SERVER = str(Path(__file__).with_name("webhook_server.py"))
 LABEL = "webhook-dev.io/mutated-by"

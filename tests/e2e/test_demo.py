@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook_dev.cluster import Cluster
+from webhook_dev.kube.cluster import Cluster
 from webhook_dev.lab import Lab
 
 pytestmark = pytest.mark.e2e

@@ -168,20 +168,22 @@ def test_replay_says_same_then_changed_with_the_diff_after_a_code_edit(
 
 
 def test_inspect_opens_a_recording_offline_with_the_newest_call_selected_and_replay(
-    serve: Callable[..., Served], inspect_recordings: Callable[..., Any], page: Page,
+    serve: Callable[..., Served],
+    inspect_recordings: Callable[..., Any],
+    page: Page,
     tmp_path: Path,
 ) -> None:
     recording = tmp_path / "session.jsonl"
-    served = serve(SIDECAR, "--port", "0", "--record", str(recording), "--no-reload",
-                   "--no-inspector")
+    served = serve(
+        SIDECAR, "--port", "0", "--record", str(recording), "--no-reload", "--no-inspector"
+    )
     served.review(request_review(pod("first"), uid="uid-1"))
     served.review(request_review(pod("second"), uid="uid-2"))
     served.wait_for(r"Pod default/second")
     served.stop()
     assert "inspector" not in served.output
 
-    inspecting = inspect_recordings(str(recording), "--port", "0", "--app", SIDECAR,
-                                    "--no-reload")
+    inspecting = inspect_recordings(str(recording), "--port", "0", "--app", SIDECAR, "--no-reload")
     page.goto(inspecting.url)
     expect(page.locator("#source")).to_have_text("session.jsonl")
     expect(rows(page)).to_have_count(2)

@@ -19,13 +19,14 @@ from tests.conftest import Served, run_webhook_dev
 from tests.e2e.test_serve_reload import _alive
 from tests.reviews import request_review
 from tests.upstream_fixtures import LanguageProject, call_under_load, free_port, pid_in
-from webhook_dev import certs
+from webhook_dev.tls import certs
 
 BUILD = "go build -o bin/webhook ."
 
 
-def go_serve(serve: Callable[..., Served], project: LanguageProject, env: dict[str, str],
-             *extra: str) -> Served:
+def go_serve(
+    serve: Callable[..., Served], project: LanguageProject, env: dict[str, str], *extra: str
+) -> Served:
     """``serve --upstream --build --run`` of the Go example, once its first build serves."""
     served = serve(
         "--upstream", project.url,
@@ -59,8 +60,9 @@ def test_editing_the_go_webhook_under_load_fails_no_call_and_the_new_code_answer
     served = go_serve(serve, go_project, go_toolchain)
     assert version_of(served) == "v1"
     result = asyncio.run(
-        call_under_load(served.url, served.tls_context(), edit_versions(served, go_project,
-                                                                         range(2, 5)))
+        call_under_load(
+            served.url, served.tls_context(), edit_versions(served, go_project, range(2, 5))
+        )
     )
     assert result.failures == []
     assert len(result.statuses) > 3
@@ -77,8 +79,9 @@ def test_go_run_without_build_restarts_and_holds_calls_until_the_new_process_lis
         "--port", "0", "--no-record", cwd=go_project.path, env=go_toolchain,
     )  # fmt: skip
     result = asyncio.run(
-        call_under_load(served.url, served.tls_context(), edit_versions(served, go_project,
-                                                                         range(2, 4)))
+        call_under_load(
+            served.url, served.tls_context(), edit_versions(served, go_project, range(2, 4))
+        )
     )
     assert result.failures == []
     assert version_of(served) == "v3"
@@ -136,8 +139,9 @@ def test_an_upstream_nobody_runs_answers_503_naming_the_url(
     serve: Callable[..., Served], tmp_path: Path
 ) -> None:
     port = free_port()
-    served = serve("--upstream", f"http://127.0.0.1:{port}", "--port", "0", "--no-record",
-                   cwd=tmp_path)
+    served = serve(
+        "--upstream", f"http://127.0.0.1:{port}", "--port", "0", "--no-record", cwd=tmp_path
+    )
     status, body = served.call(request_review(), path="/mutate?timeout=2s")
     assert status == 503
     assert f"nothing accepted connections at http://127.0.0.1:{port}".encode() in body
@@ -168,15 +172,18 @@ def test_editing_the_node_webhook_under_load_fails_no_call(
     )  # fmt: skip
     assert version_of(served) == "v1"
     result = asyncio.run(
-        call_under_load(served.url, served.tls_context(), edit_versions(served, node_project,
-                                                                         range(2, 5)))
+        call_under_load(
+            served.url, served.tls_context(), edit_versions(served, node_project, range(2, 5))
+        )
     )
     assert result.failures == []
     assert version_of(served) == "v4"
 
 
 def test_https_upstream_with_its_own_ca_is_recorded_and_replays_with_url_and_cacert(
-    serve: Callable[..., Served], go_project: LanguageProject, go_toolchain: dict[str, str],
+    serve: Callable[..., Served],
+    go_project: LanguageProject,
+    go_toolchain: dict[str, str],
     tmp_path: Path,
 ) -> None:
     ca = certs.new_ca("my-webhook-ca")

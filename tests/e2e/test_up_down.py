@@ -27,10 +27,10 @@ from tests.redirect_fixtures import (
     UpProcess,
     container_names,
 )
-from webhook_dev import certs
-from webhook_dev.cluster import ClusterError
+from webhook_dev.kube.cluster import ClusterError
 from webhook_dev.lab import Lab
 from webhook_dev.lab.topology import Topology
+from webhook_dev.tls import certs
 
 pytestmark = pytest.mark.e2e
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from webhook_dev import certs
-from webhook_dev.authority import LocalAuthority
 from webhook_dev.errors import UsageError
+from webhook_dev.tls import certs
+from webhook_dev.tls.authority import LocalAuthority
 
 
 async def _handshake(tmp_path: Path, served: certs.Issued, ca_pem: bytes, server_name: str) -> None:

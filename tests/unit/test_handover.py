@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from webhook_dev.exchange import Hooks, WorkerFailed
-from webhook_dev.upstream import (
+from webhook_dev.admission.exchange import Hooks, WorkerFailed
+from webhook_dev.serving.upstream import (
     BackendStartError,
     Handover,
     UpstreamRequest,

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tests.reviews import pod, request_review
-from webhook_dev.exchange import Exchange
+from webhook_dev.admission.exchange import Exchange
+from webhook_dev.admission.review import Flag, build_response, parse_request
 from webhook_dev.inspector import views
-from webhook_dev.review import Flag, build_response, parse_request
 
 PATCH = [
     {"op": "add", "path": "/metadata/labels", "value": {"team": "a"}},
@@ -114,9 +114,7 @@ def test_the_diff_pairs_a_changed_line_and_marks_added_lines_on_the_right() -> N
     rows = views.detail(exchange())["diff"]
     changed = [row for row in rows if row["kind"] == "changed"]
     added = [row for row in rows if row["kind"] == "added"]
-    assert any(
-        '"busybox"' in row["left"] and '"busybox:1.36"' in row["right"] for row in changed
-    )
+    assert any('"busybox"' in row["left"] and '"busybox:1.36"' in row["right"] for row in changed)
     assert any('"team": "a"' in row["right"] for row in added)
     assert all(row["left"] is None for row in added)
     assert {row["kind"] for row in rows} <= {"same", "changed", "added", "removed"}

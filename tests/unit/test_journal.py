@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from webhook_dev import journal
 from webhook_dev.errors import RecordingError
-from webhook_dev.plan import ABSENT, FieldChange, ObjectRef, RedirectPlan
+from webhook_dev.redirect import journal
+from webhook_dev.redirect.plan import ABSENT, FieldChange, ObjectRef, RedirectPlan
 
 REF = ObjectRef("Service", "/api/v1/namespaces/hooks/services", "sidecar")
 PLAN = RedirectPlan(changes=[FieldChange(REF, ("spec", "selector"), {"app": "x"}, ABSENT)])

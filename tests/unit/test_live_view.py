@@ -8,8 +8,8 @@ from io import StringIO
 from rich.console import Console
 from rich.text import Text
 
-from webhook_dev.exchange import Exchange
-from webhook_dev.live_view import LiveView, SessionFacts, render_panel
+from webhook_dev.admission.exchange import Exchange
+from webhook_dev.subscribers.live_view import LiveView, SessionFacts, render_panel
 
 FACTS = SessionFacts(
     subject="hooks/sidecar",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook_dev.probe import (
+from webhook_dev.redirect.probe_objects import (
     excludes_system_namespaces,
     labels_satisfying,
     probe_object,

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.reviews import request_review
-from webhook_dev import recording
+from webhook_dev.admission.exchange import Exchange
+from webhook_dev.admission.review import Flag
 from webhook_dev.errors import RecordingError
-from webhook_dev.exchange import Exchange
-from webhook_dev.review import Flag
+from webhook_dev.recording import format as recording
 
 KEY = b"k" * 32
 

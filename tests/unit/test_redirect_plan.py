@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from webhook_dev import certs
 from webhook_dev.errors import PreflightError
-from webhook_dev.plan import (
+from webhook_dev.redirect.plan import (
     ABSENT,
     FieldChange,
     ObjectRef,
@@ -20,7 +19,7 @@ from webhook_dev.plan import (
     apply_changes,
     restore_changes,
 )
-from webhook_dev.redirect import (
+from webhook_dev.redirect.plan_builder import (
     MUTATING,
     VALIDATING,
     EntryRef,
@@ -31,6 +30,7 @@ from webhook_dev.redirect import (
     entries_named,
     tunnel_url,
 )
+from webhook_dev.tls import certs
 
 THEIR_CA = certs.new_ca("their CA").cert_pem
 OUR_CA = certs.new_ca("webhook-dev local CA").cert_pem
@@ -310,9 +310,7 @@ def test_controller_slices_with_pod_endpoints_are_emptied_and_refilled() -> None
         {
             "metadata": {
                 "name": "sidecar-mirrored",
-                "labels": {
-                    "endpointslice.kubernetes.io/managed-by": MIRRORING_CONTROLLER
-                },
+                "labels": {"endpointslice.kubernetes.io/managed-by": MIRRORING_CONTROLLER},
             },
             "endpoints": pod_endpoints,
         },

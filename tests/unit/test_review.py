@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tests.reviews import pod, request_review
-from webhook_dev import review
+from webhook_dev.admission import review
 from webhook_dev.errors import ReviewError
 
 

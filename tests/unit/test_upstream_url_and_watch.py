@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from webhook_dev.errors import UsageError
-from webhook_dev.source_watch import SourceFilter
-from webhook_dev.upstream_url import UpstreamUrl
+from webhook_dev.serving.source_watch import SourceFilter
+from webhook_dev.serving.upstreams.url import UpstreamUrl
 
 
 def test_the_calls_path_is_appended_to_the_upstream_url() -> None:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook_dev.exchange import (
+from webhook_dev.admission.exchange import (
     Event,
     Exchange,
     ReloadStarted,
@@ -24,8 +24,8 @@ from webhook_dev.exchange import (
     WorkerFailed,
     WorkerReady,
 )
+from webhook_dev.admission.review import JsonObject
 from webhook_dev.inspector import views
-from webhook_dev.review import JsonObject
 
 CAPACITY = 1000
 QUEUE_LIMIT = 1000
@@ -72,11 +72,17 @@ class ExchangeFeed:
             self.status = {"generation": event.generation, "state": "ready", "message": ""}
         elif isinstance(event, WorkerFailed):
             message = event.error.strip().splitlines()[-1:] or ["failed to start"]
-            self.status = {"generation": event.still_serving, "state": "failed",
-                           "message": message[0]}
+            self.status = {
+                "generation": event.still_serving,
+                "state": "failed",
+                "message": message[0],
+            }
         elif isinstance(event, WorkerExited):
-            self.status = {**self.status, "state": "exited",
-                           "message": f"worker {event.generation} exited ({event.returncode})"}
+            self.status = {
+                **self.status,
+                "state": "exited",
+                "message": f"worker {event.generation} exited ({event.returncode})",
+            }
         else:
             return
         self._publish(Message("status", self.status))

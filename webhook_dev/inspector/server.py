@@ -32,8 +32,8 @@ from aiohttp import web
 from webhook_dev.errors import ReviewError, UsageError
 from webhook_dev.inspector import views
 from webhook_dev.inspector.feed import ExchangeFeed, Listener
-from webhook_dev.replay import render, replay_exchange
-from webhook_dev.upstream import Upstream
+from webhook_dev.replay.replayer import render, replay_exchange
+from webhook_dev.serving.upstream import Upstream
 
 DEFAULT_PORT = 4041  # ngrok's page is on 4040; one up, so both can run
 STATIC_DIR = Path(__file__).with_name("static")
@@ -280,5 +280,8 @@ def _hostname(host: str) -> str:
 
 
 def _forbidden(message: str) -> web.Response:
-    return web.Response(status=403, text=f"webhook-dev inspector: {message}\n",
-                        headers={"Cache-Control": "no-store"})
+    return web.Response(
+        status=403,
+        text=f"webhook-dev inspector: {message}\n",
+        headers={"Cache-Control": "no-store"},
+    )

@@ -14,10 +14,10 @@ from itertools import zip_longest
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from webhook_dev.admission.exchange import Exchange
+from webhook_dev.admission.review import AdmissionResponse, JsonObject, parse_request, read_response
 from webhook_dev.errors import ReviewError
-from webhook_dev.exchange import Exchange
-from webhook_dev.proxy import DEFAULT_TIMEOUT, parse_go_duration
-from webhook_dev.review import AdmissionResponse, JsonObject, parse_request, read_response
+from webhook_dev.serving.proxy import DEFAULT_TIMEOUT, parse_go_duration
 
 SLOW_FRACTION = 0.8  # of the apiserver's timeout: past it, a busier cluster would time out
 
@@ -129,7 +129,8 @@ def detail(exchange: Exchange) -> JsonObject:
         ],
         "after": after,
         "diff": side_by_side(before, after) if before is not None and after is not None else None,
-        "update_diff": side_by_side(old, before) if old is not None and before is not None
+        "update_diff": side_by_side(old, before)
+        if old is not None and before is not None
         else None,
         "timing": {
             "started": exchange.started.isoformat(),
@@ -157,13 +158,16 @@ def side_by_side(before: Any, after: Any) -> list[JsonObject]:
     matcher = difflib.SequenceMatcher(a=left, b=right, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
-            rows.extend(_row(SAME, left, i, right, j) for i, j in zip(range(i1, i2), range(j1, j2),
-                                                                     strict=True))
+            rows.extend(
+                _row(SAME, left, i, right, j)
+                for i, j in zip(range(i1, i2), range(j1, j2), strict=True)
+            )
             continue
         kind = {"replace": CHANGED, "delete": REMOVED, "insert": ADDED}[tag]
         for i, j in zip_longest(range(i1, i2), range(j1, j2)):
-            row_kind = kind if (i is not None and j is not None) else (ADDED if i is None
-                                                                      else REMOVED)
+            row_kind = (
+                kind if (i is not None and j is not None) else (ADDED if i is None else REMOVED)
+            )
             rows.append(_row(row_kind, left, i, right, j))
     return rows
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from webhook_dev import certs
 from webhook_dev.errors import LabError
 from webhook_dev.lab import binaries, commands, configs, netns, probe, processes
 from webhook_dev.lab.gobuild import ProgressCallback
@@ -28,6 +27,7 @@ from webhook_dev.lab.ssh_keys import SSHKeyPair
 from webhook_dev.lab.state import LabState
 from webhook_dev.lab.topology import APISERVER_PORT, SSH_PORT, Topology
 from webhook_dev.paths import ensure_private_dir, write_private
+from webhook_dev.tls import certs
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient

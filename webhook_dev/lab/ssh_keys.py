@@ -1,7 +1,7 @@
 """The lab's SSH keys: sshd's host key and the workstation's client key (Ed25519).
 
 Certificates (the apiserver's CA, serving and client certificates, the service-account
-signing key) come from :mod:`webhook_dev.certs`, like everything else webhook-dev issues.
+signing key) come from :mod:`webhook_dev.tls.certs`, like everything else webhook-dev issues.
 """
 
 from __future__ import annotations

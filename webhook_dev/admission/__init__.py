@@ -1,0 +1,1 @@
+"""AdmissionReviews and exchanges as plain data: parse, answer, check, compare. Pure."""

@@ -1,0 +1,144 @@
+"""An exchange (one admission call and its answer) and the hook that publishes it.
+
+Like a mitmproxy flow, an :class:`Exchange` is plain data: the proxy fills it in and hands
+it to every subscriber — the recorder, the console, ``up``'s live view, the inspector.
+Subscribers are small objects with optional ``on_exchange(exchange)`` and
+``on_event(event)`` methods; the proxy never knows which ones exist.
+
+Subscribers run on the event loop and must be quick; one that raises is reported once
+on stderr and never breaks serving.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from webhook_dev.admission.review import Flag, JsonObject
+
+
+@dataclass
+class Exchange:
+    """One call: what came in, what went back, how long it took, what looks wrong.
+
+    ``request_review`` is ``None`` when the body was not a usable AdmissionReview (the
+    proxy answered 4xx itself); ``response_review`` is ``None`` when there was no valid
+    JSON answer (then ``error`` says why, e.g. the handler's traceback).
+    """
+
+    id: str
+    started: datetime
+    path: str
+    http_status: int = 0
+    request_review: JsonObject | None = None
+    response_review: JsonObject | None = None
+    duration_ms: float = 0.0
+    upstream_ms: float | None = None
+    generation: int | None = None
+    flags: list[Flag] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def request(self) -> JsonObject:
+        """``request_review["request"]`` or an empty dict."""
+        if self.request_review and isinstance(self.request_review.get("request"), dict):
+            return dict(self.request_review["request"])
+        return {}
+
+    @property
+    def response(self) -> JsonObject:
+        if self.response_review and isinstance(self.response_review.get("response"), dict):
+            return dict(self.response_review["response"])
+        return {}
+
+
+# --- lifecycle events, for subscribers that show the state of the serving stack ---------
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The proxy listens at ``url``."""
+
+    url: str
+
+
+@dataclass(frozen=True)
+class ReloadStarted:
+    reason: str
+    first: bool = False  # the very first start, not a reload
+
+
+@dataclass(frozen=True)
+class WorkerReady:
+    generation: int
+    pid: int | None
+    startup_ms: float
+
+
+@dataclass(frozen=True)
+class WorkerFailed:
+    """A new worker could not import or start the app; the old one (if any) keeps serving."""
+
+    generation: int
+    error: str
+    still_serving: int | None
+
+
+@dataclass(frozen=True)
+class WorkerExited:
+    """A worker stopped without being asked to (a crash, ``sys.exit`` in user code)."""
+
+    generation: int
+    returncode: int | None
+
+
+@dataclass(frozen=True)
+class WorkerOutput:
+    """A line the user's app printed."""
+
+    generation: int
+    line: str
+
+
+Event = Serving | ReloadStarted | WorkerReady | WorkerFailed | WorkerExited | WorkerOutput
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Hooks:
+    """The one hook point: a list of subscribers and the two ways to call them."""
+
+    def __init__(self, subscribers: Any = ()) -> None:
+        self._subscribers: list[Any] = list(subscribers)
+        self._broken: set[int] = set()
+
+    def subscribe(self, subscriber: Any) -> None:
+        """Add an object with ``on_exchange`` and/or ``on_event``."""
+        self._subscribers.append(subscriber)
+
+    def unsubscribe(self, subscriber: Any) -> None:
+        self._subscribers.remove(subscriber)
+
+    def exchange(self, exchange: Exchange) -> None:
+        self._call("on_exchange", exchange)
+
+    def event(self, event: Event) -> None:
+        self._call("on_event", event)
+
+    def _call(self, method: str, argument: Any) -> None:
+        for subscriber in list(self._subscribers):
+            callback = getattr(subscriber, method, None)
+            if callback is None:
+                continue
+            try:
+                callback(argument)
+            except Exception:
+                if id(subscriber) not in self._broken:
+                    self._broken.add(id(subscriber))
+                    print(f"webhook-dev: subscriber {subscriber!r} failed:", file=sys.stderr)
+                    traceback.print_exc()

@@ -1,0 +1,1 @@
+"""The Kubernetes API adapter: raw JSON manifests, optimistic concurrency, apply of YAML."""

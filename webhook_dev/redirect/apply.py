@@ -1,0 +1,178 @@
+"""Carry a :class:`~webhook_dev.redirect.plan.RedirectPlan` out against the cluster, and back.
+
+The order is chosen so the cluster is safe at every step, not just at the end:
+
+``up``:   webhook entries first (our CA appended, ``failurePolicy: Ignore``) — harmless while
+          the in-cluster webhook still serves; then the Service loses its selector (so the
+          endpoint controllers stop maintaining its Endpoints and slices); then Endpoints,
+          the controller's slices emptied, and our slice created.
+``down``: Endpoints and the controller's slices refilled *before* the selector returns (so
+          the controllers' next reconcile wins), then the selector, our slice deleted, and
+          the webhook entries last, so ``Ignore`` stays until calls go to the in-cluster
+          Pods again.
+
+Both report each step through ``on_step`` so ``up`` can be killed at any point in tests
+(``WEBHOOK_DEV_FAULT_AFTER``) and the live view can show progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from webhook_dev.errors import ClusterError
+from webhook_dev.kube.cluster import Cluster
+from webhook_dev.redirect.plan import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    FieldChange,
+    FieldResult,
+    Json,
+    ObjectCreate,
+    ObjectRef,
+    Outcome,
+    RedirectPlan,
+    apply_changes,
+    canonical,
+    restore_changes,
+)
+from webhook_dev.redirect.plan_builder import MUTATING, VALIDATING
+
+# (kind, created by us?) in the order each direction touches them.
+_UP_ORDER = [
+    (MUTATING, False),
+    (VALIDATING, False),
+    ("Service", False),
+    ("Endpoints", False),
+    ("Endpoints", True),
+    ("EndpointSlice", False),
+    ("EndpointSlice", True),
+]
+_DOWN_ORDER = [
+    ("Endpoints", False),
+    ("Endpoints", True),
+    ("EndpointSlice", False),
+    ("Service", False),
+    ("EndpointSlice", True),
+    (MUTATING, False),
+    (VALIDATING, False),
+]
+
+StepCallback = Callable[[str], None]
+
+
+@dataclass
+class RestoreReport:
+    """What ``down`` did to each object, in words a person can check."""
+
+    restored: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.conflicts
+
+    def add_fields(self, results: list[FieldResult]) -> None:
+        for result in results:
+            text = result.change.describe()
+            if result.outcome is Outcome.RESTORED:
+                self.restored.append(text)
+            elif result.outcome is Outcome.ALREADY:
+                self.already.append(text)
+            else:
+                self.conflicts.append(
+                    f"{text}: changed by someone else during the session (now "
+                    f"{canonical(result.current)[:80]}); left as it is"
+                )
+
+
+def step_name(ref: ObjectRef) -> str:
+    return f"{ref.kind}/{ref.name}"
+
+
+def _ordered(plan: RedirectPlan, order: list[tuple[str, bool]]) -> list[ObjectRef]:
+    created = {create.ref for create in plan.creates}
+    return sorted(plan.refs(), key=lambda ref: order.index((ref.kind, ref in created)))
+
+
+def apply_plan(cluster: Cluster, plan: RedirectPlan, on_step: StepCallback) -> None:
+    """Make every planned change; each object is written once, with conflict retries."""
+    creates = {create.ref: create for create in plan.creates}
+    for ref in _ordered(plan, _UP_ORDER):
+        if ref in creates:
+            _create_or_take(cluster, creates[ref])
+        else:
+            stored = cluster.update(ref.url, applier(plan.changes_for(ref)))
+            if stored is None:
+                raise ClusterError(f"{ref} disappeared while redirecting it")
+        on_step(step_name(ref))
+
+
+def applier(changes: list[FieldChange]) -> Callable[[Json], Json]:
+    return lambda current: apply_changes(current, changes)
+
+
+def restore_plan(cluster: Cluster, plan: RedirectPlan, on_step: StepCallback) -> RestoreReport:
+    """Undo ``plan`` from the journal alone; safe to run any number of times."""
+    report = RestoreReport()
+    creates = {create.ref: create for create in plan.creates}
+    for ref in _ordered(plan, _DOWN_ORDER):
+        if ref in creates:
+            _remove_created(cluster, creates[ref], report)
+        else:
+            _restore_fields(cluster, ref, plan, report)
+        on_step(step_name(ref))
+    return report
+
+
+def _restore_fields(
+    cluster: Cluster, ref: ObjectRef, plan: RedirectPlan, report: RestoreReport
+) -> None:
+    changes = plan.changes_for(ref)
+    results: list[FieldResult] = []
+
+    def restored(current: Json) -> Json:
+        nonlocal results
+        obj, results = restore_changes(current, changes)
+        return obj
+
+    if cluster.update(ref.url, restored) is None:
+        report.conflicts.append(f"{ref}: deleted by someone else during the session")
+        return
+    report.add_fields(results)
+
+
+def _create_or_take(cluster: Cluster, create: ObjectCreate) -> None:
+    """Create, or (after a crash mid-``up``) bring our earlier copy up to date."""
+    existing = cluster.get_or_none(create.ref.url)
+    if existing is None:
+        cluster.create(create.ref.api_path, create.manifest)
+        return
+    manifest = dict(create.manifest)
+    manifest["metadata"] = dict(
+        manifest["metadata"], resourceVersion=existing["metadata"]["resourceVersion"]
+    )
+    cluster.replace(create.ref.url, manifest)
+
+
+def _remove_created(cluster: Cluster, create: ObjectCreate, report: RestoreReport) -> None:
+    current = cluster.get_or_none(create.ref.url)
+    if current is None:
+        report.already.append(f"{create.ref} (ours) is gone")
+        return
+    ours_by_label = (current["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
+    same_content = _content(current) == _content(create.manifest)
+    if ours_by_label or same_content:
+        cluster.delete(create.ref.url)
+        report.restored.append(f"{create.ref} (ours) deleted")
+    else:
+        report.conflicts.append(f"{create.ref}: changed by someone else; left in place")
+
+
+def _content(manifest: Json) -> str:
+    """Compare what an object says, not its bookkeeping (resourceVersion, uid, timestamps)."""
+    body = {key: value for key, value in manifest.items() if key not in ("metadata", "status")}
+    metadata = manifest.get("metadata") or {}
+    body["labels"] = metadata.get("labels") or {}
+    return canonical(body)

@@ -1,0 +1,321 @@
+"""The redirect as data: what ``up`` changes in the cluster and how ``down`` undoes it. Pure.
+
+A plan is a list of :class:`FieldChange`, each naming one object, one field inside it, the
+value before and the value ``up`` sets. Restoring works field by field against the *current*
+object, not by writing back a saved manifest, because between ``up`` and ``down`` other
+actors legitimately touch the same objects (cert-manager rewrites ``caBundle``, someone edits
+an annotation). For each field:
+
+* current == what ``up`` set   → put back the value from before ("restored");
+* current == the value before → nothing to do ("already");
+* anything else                → someone else changed it: leave it and report ("conflict").
+
+``caBundle`` is special: ``up`` *appends* our CA, so its inverse removes exactly our CA from
+whatever bundle is there now, which survives a rewrite by a CA injector.
+
+Paths address list items of ``webhooks`` by entry name, not index, so a reordering by
+someone else cannot make us restore the wrong entry.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from webhook_dev.tls import certs
+
+#: The value of a field that is not there (JSON has no such value; this marks it).
+ABSENT: Any = {"$webhook-dev": "absent"}
+
+SKIP_MIRROR_LABEL = "endpointslice.kubernetes.io/skip-mirror"
+MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+MANAGED_BY = "webhook-dev"
+
+Json = dict[str, Any]
+#: A path step is a mapping key, or ``("name", <entry>)`` for a list item found by its name.
+PathStep = str | tuple[str, str]
+
+
+class ChangeKind(StrEnum):
+    SET = "set"  # the field holds exactly ``after`` during the session
+    BUNDLE_APPEND = "bundle-append"  # a base64 PEM bundle that has our CA appended
+
+
+class Outcome(StrEnum):
+    RESTORED = "restored"
+    ALREADY = "already"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """Which object: its REST collection path and name (namespace is in the path)."""
+
+    kind: str
+    api_path: str  # e.g. "/api/v1/namespaces/webhooks/endpoints"
+    name: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.api_path}/{self.name}"
+
+    def __str__(self) -> str:
+        namespace = (
+            self.api_path.split("/namespaces/")[1].split("/")[0]
+            if ("/namespaces/" in self.api_path)
+            else None
+        )
+        return f"{self.kind} {namespace}/{self.name}" if namespace else f"{self.kind} {self.name}"
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field of one object: its value before ``up`` and the value ``up`` sets."""
+
+    ref: ObjectRef
+    path: tuple[PathStep, ...]
+    before: Any
+    after: Any
+    kind: ChangeKind = ChangeKind.SET
+
+    def describe(self) -> str:
+        return f"{self.ref} {render_path(self.path)}"
+
+
+@dataclass(frozen=True)
+class ObjectCreate:
+    """An object ``up`` creates (our EndpointSlice; Endpoints that did not exist)."""
+
+    ref: ObjectRef
+    manifest: Json
+
+
+@dataclass
+class RedirectPlan:
+    """Everything ``up`` will do, in order. Serialisable, so it can be the journal."""
+
+    changes: list[FieldChange] = field(default_factory=list)
+    creates: list[ObjectCreate] = field(default_factory=list)
+
+    def refs(self) -> list[ObjectRef]:
+        """Objects touched, in the order changes apply, each once."""
+        seen = dict.fromkeys([c.ref for c in self.changes] + [c.ref for c in self.creates])
+        return list(seen)
+
+    def changes_for(self, ref: ObjectRef) -> list[FieldChange]:
+        return [change for change in self.changes if change.ref == ref]
+
+    def to_json(self) -> Json:
+        return {
+            "changes": [_change_to_json(change) for change in self.changes],
+            "creates": [
+                {"ref": _ref_to_json(create.ref), "manifest": create.manifest}
+                for create in self.creates
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RedirectPlan:
+        return cls(
+            changes=[_change_from_json(item) for item in data.get("changes", [])],
+            creates=[
+                ObjectCreate(_ref_from_json(item["ref"]), item["manifest"])
+                for item in data.get("creates", [])
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class FieldResult:
+    change: FieldChange
+    outcome: Outcome
+    current: Any = None
+
+
+# --- reading and writing fields -----------------------------------------------------------
+
+
+def get_field(obj: Json, path: Sequence[PathStep]) -> Any:
+    """The value at ``path`` in ``obj``, or :data:`ABSENT`."""
+    node: Any = obj
+    for step in path:
+        node = _child(node, step)
+        if node is ABSENT:
+            return ABSENT
+    return node
+
+
+def set_field(obj: Json, path: Sequence[PathStep], value: Any) -> None:
+    """Set (or with :data:`ABSENT`, remove) the value at ``path``, creating parent maps."""
+    node: Any = obj
+    for step in path[:-1]:
+        child = _child(node, step)
+        if child is ABSENT:
+            if isinstance(step, tuple):
+                raise KeyError(f"no list item named {step[1]!r}")
+            child = node[step] = {}
+        node = child
+    last = path[-1]
+    if isinstance(last, tuple):
+        raise ValueError("a path must end in a mapping key")
+    if value is ABSENT:
+        node.pop(last, None)
+    else:
+        node[last] = copy.deepcopy(value)
+
+
+def render_path(path: Sequence[PathStep]) -> str:
+    parts = [f"[{step[1]}]" if isinstance(step, tuple) else f".{step}" for step in path]
+    return "".join(parts).lstrip(".")
+
+
+def _child(node: Any, step: PathStep) -> Any:
+    if isinstance(step, tuple):
+        key, wanted = step
+        if not isinstance(node, list):
+            return ABSENT
+        for item in node:
+            if isinstance(item, dict) and item.get(key) == wanted:
+                return item
+        return ABSENT
+    if not isinstance(node, dict) or step not in node:
+        return ABSENT
+    return node[step]
+
+
+# --- applying and restoring ---------------------------------------------------------------
+
+
+def apply_changes(obj: Json, changes: Iterable[FieldChange]) -> Json:
+    """``obj`` with the session's values set (idempotent)."""
+    result = copy.deepcopy(obj)
+    for change in changes:
+        if change.kind is ChangeKind.BUNDLE_APPEND:
+            current = get_field(result, change.path)
+            set_field(result, change.path, bundle_with(current, change.after))
+        else:
+            set_field(result, change.path, change.after)
+    return result
+
+
+def restore_changes(obj: Json, changes: Iterable[FieldChange]) -> tuple[Json, list[FieldResult]]:
+    """``obj`` with every field ``up`` set put back, where nobody else changed it since."""
+    result = copy.deepcopy(obj)
+    outcomes: list[FieldResult] = []
+    for change in changes:
+        current = get_field(result, change.path)
+        if change.kind is ChangeKind.BUNDLE_APPEND:
+            outcome, restored = _restore_bundle(current, change)
+        elif _same(current, change.before):
+            outcome, restored = Outcome.ALREADY, current
+        elif _same(current, change.after):
+            outcome, restored = Outcome.RESTORED, change.before
+        else:
+            outcome, restored = Outcome.CONFLICT, current
+        if outcome is Outcome.RESTORED:
+            set_field(result, change.path, restored)
+        outcomes.append(FieldResult(change, outcome, current))
+    return result, outcomes
+
+
+def _restore_bundle(current: Any, change: FieldChange) -> tuple[Outcome, Any]:
+    """Remove our CA (``change.after``) from whatever bundle is there now."""
+    if current is ABSENT or not certs.bundle_contains(
+        _b64decode(current), _b64decode(change.after)
+    ):
+        return Outcome.ALREADY, current
+    remaining = bundle_without(current, change.after)
+    if remaining == "" and change.before is ABSENT:
+        return Outcome.RESTORED, ABSENT
+    # Byte-exact when the bundle is as we left it; otherwise keep the new owner's bundle.
+    if _same(current, bundle_with(change.before, change.after)):
+        return Outcome.RESTORED, change.before
+    return Outcome.RESTORED, remaining
+
+
+def bundle_with(bundle_b64: Any, ca_b64: str) -> str:
+    existing = b"" if bundle_b64 is ABSENT or not bundle_b64 else _b64decode(bundle_b64)
+    return _b64encode(certs.append_to_bundle(existing, _b64decode(ca_b64)))
+
+
+def bundle_without(bundle_b64: str, ca_b64: str) -> str:
+    ours = _b64decode(ca_b64)
+    kept = [
+        pem
+        for pem in certs.split_bundle(_b64decode(bundle_b64))
+        if not certs.bundle_contains(pem, ours)
+    ]
+    return _b64encode(b"".join(kept)) if kept else ""
+
+
+def _same(left: Any, right: Any) -> bool:
+    """Equal as the apiserver sees it: absent, null, [] and {} are one value (omitempty).
+
+    We may write ``endpoints: []`` and read back ``null``; that is still what we wrote.
+    """
+    if _is_empty(left) or _is_empty(right):
+        return _is_empty(left) and _is_empty(right)
+    return bool(left == right)
+
+
+def _is_empty(value: Any) -> bool:
+    return value is ABSENT or value is None or value == [] or value == {}
+
+
+def _b64decode(value: str) -> bytes:
+    return base64.b64decode(value)
+
+
+def _b64encode(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+# --- journal serialisation ----------------------------------------------------------------
+
+
+def _encode_value(value: Any) -> Any:
+    return {"absent": True} if value is ABSENT else {"value": value}
+
+
+def _decode_value(data: Mapping[str, Any]) -> Any:
+    return ABSENT if data.get("absent") else data["value"]
+
+
+def _ref_to_json(ref: ObjectRef) -> Json:
+    return {"kind": ref.kind, "apiPath": ref.api_path, "name": ref.name}
+
+
+def _ref_from_json(data: Mapping[str, Any]) -> ObjectRef:
+    return ObjectRef(data["kind"], data["apiPath"], data["name"])
+
+
+def _change_to_json(change: FieldChange) -> Json:
+    return {
+        "ref": _ref_to_json(change.ref),
+        "path": [list(step) if isinstance(step, tuple) else step for step in change.path],
+        "before": _encode_value(change.before),
+        "after": _encode_value(change.after),
+        "kind": change.kind.value,
+    }
+
+
+def _change_from_json(data: Mapping[str, Any]) -> FieldChange:
+    path = tuple((step[0], step[1]) if isinstance(step, list) else step for step in data["path"])
+    return FieldChange(
+        ref=_ref_from_json(data["ref"]),
+        path=path,
+        before=_decode_value(data["before"]),
+        after=_decode_value(data["after"]),
+        kind=ChangeKind(data["kind"]),
+    )
+
+
+def canonical(obj: Any) -> str:
+    """A stable text of a JSON value, for equality checks that ignore key order."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,1 @@
+"""Replay recorded exchanges against the current code and compare answers by meaning."""

@@ -1,0 +1,305 @@
+"""Replay recorded exchanges against the current code and compare answers by meaning.
+
+A library first (``up``, the inspector's replay button), the ``replay`` command second::
+
+    target = AppWorkers("sample_webhook.sidecar_injector")  # or UrlUpstream(url)
+    await target.start(require_ready=True)
+    try:
+        result = await replay_exchange(exchange, target, idempotence=True)
+        if not result.passed:
+            print(render(result))
+    finally:
+        await target.close()
+
+Two answers match when they agree on ``allowed``, the status code, reason and message,
+the warnings, and the object that results from applying each patch to the recorded
+request's object — the patch's text and the order of its operations do not matter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import json
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import aiohttp
+
+from webhook_dev.admission import review
+from webhook_dev.admission.exchange import Exchange
+from webhook_dev.admission.review import AdmissionResponse, Comparison, Difference, JsonObject
+from webhook_dev.errors import ReviewError, UsageError
+from webhook_dev.recording import format as recording
+from webhook_dev.recording.writer import read_recording, redaction_key
+from webhook_dev.serving.proxy import DEFAULT_TIMEOUT, parse_go_duration
+from webhook_dev.serving.upstream import Upstream, UpstreamRequest, UpstreamResponse
+
+
+@dataclass
+class ReplayResult:
+    """How the current code answered one recorded request, against the recorded answer."""
+
+    where: str
+    exchange: Exchange
+    comparison: Comparison
+    current_review: JsonObject | None = None
+    current_status: int = 0
+    problems: list[str] = field(default_factory=list)
+    idempotence: Comparison | None = None
+
+    @property
+    def passed(self) -> bool:
+        second_pass_ok = self.idempotence is None or self.idempotence.matches
+        return self.comparison.matches and second_pass_ok
+
+    @property
+    def title(self) -> str:
+        request = self.exchange.request
+        kind = (request.get("kind") or {}).get("kind", "?")
+        try:
+            name = review.parse_request(self.exchange.request_review or {}).display_name
+        except ReviewError:
+            name = "?"
+        return f"{kind} {name} {request.get('operation', '?')} (uid {request.get('uid', '?')})"
+
+    def to_json(self) -> dict[str, Any]:
+        def differences(comparison: Comparison | None) -> list[dict[str, Any]] | None:
+            if comparison is None:
+                return None
+            return [
+                {"field": d.field, "recorded": d.expected, "current": d.actual}
+                for d in comparison.differences
+            ]
+
+        return {
+            "where": self.where,
+            "id": self.exchange.id,
+            "title": self.title,
+            "passed": self.passed,
+            "differences": differences(self.comparison),
+            "idempotence": differences(self.idempotence),
+            "problems": self.problems,
+            "current_status": self.current_status,
+        }
+
+
+class UrlUpstream:
+    """Upstream: a webhook the user runs at ``url`` (HTTPS verified against ``cafile``).
+
+    With no path in ``url``, each call goes to the recorded path (``/mutate?...``).
+    """
+
+    def __init__(self, url: str, *, cafile: Path | None = None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise UsageError(f"--url {url!r} is not an http(s) URL")
+        self.url = url
+        self._use_recorded_path = parts.path in ("", "/")
+        self._cafile = cafile
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def generation(self) -> int | None:
+        return None
+
+    async def start(self) -> None:
+        context = ssl.create_default_context()
+        if self._cafile is not None:
+            context.load_verify_locations(self._cafile)
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def reload(self, reason: str) -> None:
+        return None
+
+    def request_reload(self, reason: str) -> None:
+        return None
+
+    async def send(self, request: UpstreamRequest, deadline: float) -> UpstreamResponse:
+        assert self._session is not None, "start() first"
+        url = self.url.rstrip("/") + request.path if self._use_recorded_path else self.url
+        budget = max(deadline - asyncio.get_running_loop().time(), 0.5)
+        try:
+            async with self._session.post(
+                url,
+                data=request.body,
+                headers=dict(request.headers),
+                timeout=aiohttp.ClientTimeout(total=budget),
+            ) as response:
+                return UpstreamResponse(response.status, await response.read())
+        except (aiohttp.ClientError, TimeoutError) as error:
+            return UpstreamResponse(0, b"", error=f"cannot reach {url}: {error!r}")
+
+
+async def replay_exchange(
+    exchange: Exchange,
+    target: Upstream,
+    *,
+    idempotence: bool = False,
+    redaction_key: bytes | None = None,
+    where: str = "",
+) -> ReplayResult:
+    """Send ``exchange``'s request to ``target`` and compare with the recorded answer.
+
+    ``redaction_key`` (the recorder's) lets answers about redacted Secrets compare equal.
+    Raises :class:`ReviewError` when the exchange has no valid request.
+    """
+    admission = review.parse_request(exchange.request_review or {})
+    expected = _meaning(admission, exchange.http_status, exchange.response_review)
+    current = await _send(target, admission, admission.review, exchange.path)
+    result = ReplayResult(where or exchange.id, exchange, Comparison())
+    result.current_status = current.status
+    result.current_review = _json(current.body)
+    actual, problems = _read(admission, current)
+    result.problems = problems
+    if redaction_key is not None and admission.kind == "Secret":
+        expected, actual = _redacted(expected, redaction_key), _redacted(actual, redaction_key)
+    result.comparison = _compare(exchange.http_status, expected, current.status, actual)
+    if idempotence and actual is not None and actual.patched is not None:
+        again = review.with_object(admission, actual.patched, uid=f"{admission.uid}-again")
+        second_request = review.parse_request(again)
+        second = await _send(target, second_request, again, exchange.path)
+        second_meaning, second_problems = _read(second_request, second)
+        result.problems.extend(f"second pass: {p}" for p in second_problems)
+        twice = second_meaning.patched if second_meaning is not None else None
+        result.idempotence = Comparison(
+            ()
+            if twice == actual.patched
+            else (Difference("object after a second pass", actual.patched, twice),)
+        )
+    return result
+
+
+async def replay_files(
+    paths: Sequence[Path], target: Upstream, *, idempotence: bool = False
+) -> tuple[list[ReplayResult], list[str]]:
+    """Replay every exchange of every file, in order; also returns the files' warnings."""
+    loaded = [(path, read_recording(path)) for path in paths]  # all readable, or exit 2
+    key = redaction_key()
+    results: list[ReplayResult] = []
+    warnings: list[str] = []
+    for path, (exchanges, file_warnings) in loaded:
+        warnings.extend(file_warnings)
+        for number, exchange in enumerate(exchanges, start=1):
+            results.append(
+                await replay_exchange(
+                    exchange,
+                    target,
+                    idempotence=idempotence,
+                    redaction_key=key,
+                    where=f"{path}:{number}",
+                )
+            )
+    return results, warnings
+
+
+def render(result: ReplayResult) -> str:
+    """A readable account of what differs (empty when the result passed)."""
+    lines: list[str] = []
+    for difference in result.comparison.differences + (
+        result.idempotence.differences if result.idempotence else ()
+    ):
+        if isinstance(difference.expected, dict) or isinstance(difference.actual, dict):
+            lines.append(f"  {difference.field}:")
+            recorded = "recorded" if difference.field == "object" else "after the first pass"
+            current = "now" if difference.field == "object" else "after a second pass"
+            lines.extend(
+                "    " + line
+                for line in difflib.unified_diff(
+                    _pretty(difference.expected),
+                    _pretty(difference.actual),
+                    fromfile=recorded,
+                    tofile=current,
+                    lineterm="",
+                )
+            )
+        else:
+            lines.append(
+                f"  {difference.field}: recorded {_short(difference.expected)}, "
+                f"now {_short(difference.actual)}"
+            )
+    lines.extend(f"  note: {problem}" for problem in result.problems)
+    return "\n".join(lines)
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+async def _send(
+    target: Upstream, admission: review.AdmissionRequest, body: JsonObject, path: str
+) -> UpstreamResponse:
+    query_timeout = parse_go_duration(dict(_query(path)).get("timeout"))
+    deadline = asyncio.get_running_loop().time() + (query_timeout or DEFAULT_TIMEOUT)
+    request = UpstreamRequest(
+        path=path or "/",
+        body=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    return await target.send(request, deadline)
+
+
+def _query(path: str) -> list[tuple[str, str]]:
+    return parse_qsl(urlsplit(path).query)
+
+
+def _meaning(
+    admission: review.AdmissionRequest, status: int, body: JsonObject | None
+) -> AdmissionResponse | None:
+    if status != 200 or body is None:
+        return None
+    meaning, _ = review.read_response(admission, body)
+    return meaning
+
+
+def _read(
+    admission: review.AdmissionRequest, answer: UpstreamResponse
+) -> tuple[AdmissionResponse | None, list[str]]:
+    if answer.status != 200:
+        detail = answer.error or answer.body.decode(errors="replace").strip()
+        return None, [f"HTTP {answer.status}: {detail}" if answer.status else detail]
+    meaning, flags = review.read_response(admission, answer.body)
+    return meaning, [f"{flag.code}: {flag.message}" for flag in flags]
+
+
+def _compare(
+    recorded_status: int,
+    expected: AdmissionResponse | None,
+    current_status: int,
+    actual: AdmissionResponse | None,
+) -> Comparison:
+    if expected is None or actual is None:
+        if expected is None and actual is None and recorded_status == current_status:
+            return Comparison()
+        return Comparison((Difference("http status", recorded_status, current_status),))
+    return review.compare(expected, actual)
+
+
+def _redacted(meaning: AdmissionResponse | None, key: bytes) -> AdmissionResponse | None:
+    if meaning is None:
+        return None
+    return replace(meaning, patched=recording.redact_object(meaning.patched, key))
+
+
+def _json(body: bytes) -> JsonObject | None:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _pretty(value: Any) -> list[str]:
+    return json.dumps(value, indent=2, sort_keys=True).splitlines()
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -1,0 +1,1 @@
+"""The local serving stack: TLS proxy, upstreams (app, command, URL), reloading."""

@@ -1,0 +1,142 @@
+"""The HTTPS front door: check each call, pass it upstream, check the answer, publish it.
+
+The proxy refuses what no webhook should have to handle (wrong method, oversized body,
+not JSON, not an AdmissionReview, no ``request.uid``) with a clear 4xx and keeps serving;
+it flags answers the apiserver would reject. Everything it learns goes into one
+:class:`~webhook_dev.admission.exchange.Exchange` handed to the hooks: the proxy prints and records
+nothing itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+
+from aiohttp import web
+
+from webhook_dev.admission import review
+from webhook_dev.admission.exchange import Exchange, Hooks, now
+from webhook_dev.admission.review import Flag
+from webhook_dev.errors import ReviewError
+from webhook_dev.serving.upstream import Upstream, UpstreamRequest
+
+DEFAULT_TIMEOUT = 10.0  # seconds: the apiserver's default webhook timeoutSeconds
+MAX_BODY = 8 * 1024 * 1024  # an object and its old version, each up to etcd's 1.5 MiB, and more
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_go_duration(text: str | None) -> float | None:
+    """Seconds in a Go duration such as the apiserver's ``?timeout=10s``; ``None`` if invalid."""
+    if not text:
+        return None
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+
+
+class Proxy:
+    """An aiohttp application answering every path by way of ``upstream``."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        hooks: Hooks,
+        *,
+        max_body: int = MAX_BODY,
+        default_timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.upstream = upstream
+        self.hooks = hooks
+        self.max_body = max_body
+        self.default_timeout = default_timeout
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        exchange = Exchange(id=uuid.uuid4().hex[:16], started=now(), path=request.path_qs)
+        try:
+            response = await self._answer(request, exchange, started)
+            exchange.http_status = response.status
+            return response
+        finally:
+            exchange.duration_ms = (loop.time() - started) * 1000
+            self.hooks.exchange(exchange)
+
+    async def _answer(
+        self, request: web.Request, exchange: Exchange, started: float
+    ) -> web.Response:
+        if request.method != "POST":
+            return _refuse(
+                exchange,
+                405,
+                f"method {request.method} not allowed: the apiserver POSTs AdmissionReviews",
+                headers={"Allow": "POST"},
+            )
+        if request.content_length is not None and request.content_length > self.max_body:
+            return _refuse(exchange, 413, self._too_large(request.content_length))
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _refuse(exchange, 413, self._too_large(None))
+        try:
+            admission = review.parse_request(body)
+        except ReviewError as error:
+            return _refuse(exchange, 400, str(error))
+        exchange.request_review = admission.review
+
+        timeout = parse_go_duration(request.query.get("timeout")) or self.default_timeout
+        forwarded = UpstreamRequest(
+            path=request.path_qs,
+            body=body,
+            headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
+        )
+        answer = await self.upstream.send(forwarded, started + timeout)
+        exchange.generation = answer.generation
+        exchange.upstream_ms = answer.elapsed_ms
+        exchange.error = answer.error
+        if answer.status != 200:
+            exchange.flags.append(
+                Flag("http-status", f"HTTP {answer.status}: the apiserver fails the call")
+            )
+            if answer.error and answer.status == 500:
+                last = answer.error.strip().splitlines()[-1] if answer.error.strip() else ""
+                text = f"the webhook raised {last} (traceback in webhook-dev's console)\n"
+                return web.Response(status=500, text=text)
+            return web.Response(
+                status=answer.status, body=answer.body, content_type=answer.content_type
+            )
+        response_review = _json_or_none(answer.body)
+        _, flags = review.read_response(
+            admission, answer.body if response_review is None else response_review
+        )
+        exchange.flags.extend(flags)
+        exchange.response_review = response_review
+        return web.Response(status=200, body=answer.body, content_type=answer.content_type)
+
+    def _too_large(self, size: int | None) -> str:
+        actual = f" ({size} bytes)" if size is not None else ""
+        return f"request body too large{actual}: the limit is {self.max_body} bytes"
+
+
+def _refuse(
+    exchange: Exchange, status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    exchange.error = message
+    return web.Response(status=status, text=f"webhook-dev: {message}\n", headers=headers)
+
+
+def _json_or_none(body: bytes) -> review.JsonObject | None:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,242 @@
+"""The serving stack: TLS proxy + upstream + reloader + subscribers, as one async object.
+
+``webhook-dev serve`` is a thin wrapper over it, and ``up`` runs it in-process next to the
+SSH tunnel::
+
+    async with ServingStack.for_app("sample_webhook.sidecar_injector", port=0,
+                                    dns_names=certs.service_dns_names("sidecar", "webhooks"),
+                                    record=Path("session.jsonl")) as stack:
+        stack.subscribe(my_live_view)          # anything with on_exchange / on_event
+        await tunnel.forward_to("127.0.0.1", stack.port)
+
+Nothing listens beyond 127.0.0.1. Closing it drains and stops the workers; they also exit
+on their own if this process dies (see ``webhook_dev.serving.upstreams.app``).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import watchfiles
+from aiohttp import web
+
+from webhook_dev.admission.exchange import Hooks, Serving
+from webhook_dev.errors import UsageError
+from webhook_dev.recording.writer import Recorder
+from webhook_dev.serving.proxy import MAX_BODY, Proxy
+from webhook_dev.serving.reloader import Reloader
+from webhook_dev.serving.upstream import Upstream
+from webhook_dev.serving.upstreams.app import AppWorkers
+from webhook_dev.tls.authority import LocalAuthority
+
+LOCAL_DNS_NAMES = ("localhost",)
+LOCAL_IP_ADDRESSES = ("127.0.0.1", "::1")
+
+
+class ServingStack:
+    """HTTPS on ``host:port`` in front of ``upstream``, publishing every exchange to hooks.
+
+    :param upstream: what answers (see :meth:`for_app` for the user's aiohttp app).
+    :param port: 0 picks a free port; read it back from :attr:`port` once entered.
+    :param cert_file, key_file: serving certificate; by default one from the local CA for
+        ``dns_names`` and ``ip_addresses`` (reissued when they change).
+    :param record: append exchanges to this JSON Lines file (secrets redacted unless
+        ``redact=False``).
+    :param watch: directories whose Python files trigger a reload on save.
+    :param subscribers: objects with ``on_exchange(exchange)`` / ``on_event(event)``.
+    :raises UsageError: the port is taken, or the certificate files cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        *,
+        hooks: Hooks | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8443,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
+        dns_names: Sequence[str] = LOCAL_DNS_NAMES,
+        ip_addresses: Sequence[str] = LOCAL_IP_ADDRESSES,
+        record: Path | None = None,
+        redact: bool = True,
+        watch: Sequence[Path] = (),
+        subscribers: Iterable[Any] = (),
+        max_body: int = MAX_BODY,
+        watch_filter: watchfiles.BaseFilter | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.hooks = hooks or Hooks()
+        for subscriber in subscribers:
+            self.hooks.subscribe(subscriber)
+        self.host = host
+        self.port = port
+        self._cert_file, self._key_file = cert_file, key_file
+        self._dns_names, self._ip_addresses = dns_names, ip_addresses
+        self._record, self._redact = record, redact
+        self._watch = list(watch)
+        self._watch_filter = watch_filter
+        self._max_body = max_body
+        self.recorder: Recorder | None = None
+        self._reloader: Reloader | None = None
+        self._runner: web.AppRunner | None = None
+        self.ca_cert_pem: bytes | None = None
+
+    @classmethod
+    def for_app(
+        cls,
+        app: str,
+        *,
+        cwd: Path | None = None,
+        reload: bool = True,
+        watch: Sequence[Path] | None = None,
+        **options: Any,
+    ) -> ServingStack:
+        """A stack serving the aiohttp app ``module[:attr]`` (imported from ``cwd``).
+
+        With ``reload`` (default), Python files under ``watch`` (default: ``cwd``) reload it.
+        """
+        hooks = options.pop("hooks", None) or Hooks()
+        workers = AppWorkers(app, cwd=cwd, hooks=hooks)
+        if reload:
+            options["watch"] = list(watch) if watch is not None else [workers.cwd]
+        return cls(workers, hooks=hooks, **options)
+
+    @classmethod
+    def for_upstream(
+        cls,
+        url: str,
+        *,
+        run: str | None = None,
+        build: str | None = None,
+        ca_file: Path | None = None,
+        insecure: bool = False,
+        cwd: Path | None = None,
+        reload: bool = True,
+        watch: Sequence[str] = (),
+        **options: Any,
+    ) -> ServingStack:
+        """A stack forwarding to a webhook at ``url``, in any language (``--upstream``).
+
+        With ``run``, the stack starts that command, restarts it when source files change
+        (``watch``: directories or globs, default: the source files under ``cwd``) and
+        holds calls while it is down; ``build`` builds first and swaps only on success.
+        Without ``run`` the user runs the webhook; calls wait while it refuses connections.
+
+        :raises UsageError: a bad URL or TLS option, ``build`` without ``run``.
+        """
+        from webhook_dev.serving.source_watch import SourceFilter
+        from webhook_dev.serving.upstreams.command import ProcessUpstream
+        from webhook_dev.serving.upstreams.url import ForwardingUpstream, UpstreamUrl
+
+        target = UpstreamUrl.parse(url, ca_file=ca_file, insecure=insecure)
+        hooks = options.pop("hooks", None) or Hooks()
+        if run is None:
+            if build is not None:
+                raise UsageError("--build needs --run: webhook-dev builds what it runs")
+            return cls(ForwardingUpstream(target), hooks=hooks, **options)
+        root = (cwd or Path.cwd()).resolve()
+        upstream = ProcessUpstream(target, run, build=build, cwd=root, hooks=hooks)
+        if reload:
+            directories = [root / entry for entry in watch if (root / entry).is_dir()]
+            globs = [entry for entry in watch if not (root / entry).is_dir()]
+            options["watch"] = directories or [root]
+            options["watch_filter"] = SourceFilter(root, globs)
+        return cls(upstream, hooks=hooks, **options)
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    def subscribe(self, subscriber: Any) -> None:
+        """Add a subscriber (``on_exchange`` / ``on_event``) at any time."""
+        self.hooks.subscribe(subscriber)
+
+    async def start(self) -> None:
+        tls = self._tls_context()
+        listener = self._listen()
+        try:
+            if self._record is not None:
+                self.recorder = Recorder(self._record, redact=self._redact)
+                self.hooks.subscribe(self.recorder)
+            await self.upstream.start()
+            if self._watch:
+                self._reloader = Reloader(
+                    self.upstream, self._watch, watch_filter=self._watch_filter
+                )
+                await self._reloader.start()
+            proxy = Proxy(self.upstream, self.hooks, max_body=self._max_body)
+            self._runner = web.AppRunner(proxy.application(), access_log=None)
+            await self._runner.setup()
+            await web.SockSite(self._runner, listener, ssl_context=tls).start()
+        except BaseException:
+            listener.close()
+            await self.close()
+            raise
+        self.hooks.event(Serving(self.url))
+
+    async def close(self) -> None:
+        """Stop accepting, let calls in flight finish, stop workers, flush the recording."""
+        if self._reloader is not None:
+            await self._reloader.close()
+            self._reloader = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.upstream.close()
+        if self.recorder is not None:
+            self.recorder.close()
+
+    async def __aenter__(self) -> ServingStack:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        cert_file, key_file = self._cert_file, self._key_file
+        if (cert_file is None) != (key_file is None):
+            raise UsageError("give both --cert and --key, or neither")
+        if cert_file is None or key_file is None:
+            authority = LocalAuthority.load_or_create()
+            self.ca_cert_pem = authority.ca_cert_pem
+            cert_file, key_file = authority.serving_files(
+                "serve" if self._dns_names == LOCAL_DNS_NAMES else self._dns_names[0],
+                dns_names=self._dns_names,
+                ip_addresses=self._ip_addresses,
+            )
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(cert_file, key_file)
+        except (OSError, ssl.SSLError) as error:
+            raise UsageError(
+                f"cannot load the serving certificate {cert_file} / {key_file}: {error}"
+            ) from error
+        return context
+
+    def _listen(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((self.host, self.port))
+        except OSError as error:
+            listener.close()
+            raise UsageError(
+                f"cannot listen on {self.host}:{self.port}: {error.strerror}",
+                hint="pick another --port, or --port 0 for any free one",
+            ) from error
+        listener.listen(512)
+        self.port = listener.getsockname()[1]
+        return listener

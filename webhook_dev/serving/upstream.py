@@ -1,0 +1,290 @@
+"""Where the proxy sends calls, and the zero-drop handover between generations of it.
+
+An :class:`Upstream` answers AdmissionReview POSTs. Today's implementation runs the
+user's aiohttp app in worker processes (``webhook_dev.serving.upstreams.app``); another can
+forward to
+a URL the user runs. Whatever restarts, :class:`Handover` keeps the promise that no call
+fails because of a reload:
+
+* a call that arrives while a new generation starts is *held* until it is ready, so it
+  sees the new code; held at most until shortly before the call's own deadline (the
+  apiserver's ``?timeout=``), after which the old generation — still running — answers;
+* a generation that fails to start changes nothing: the old one keeps serving;
+* the old generation is stopped only once the calls it is answering have finished;
+* with no generation running at all (the first start failed, or it crashed), calls wait
+  for one until their deadline, then get a clear 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from webhook_dev.admission.exchange import (
+    Hooks,
+    ReloadStarted,
+    WorkerExited,
+    WorkerFailed,
+    WorkerReady,
+)
+
+# Time kept back from a held call's deadline for the old generation to answer it.
+_RESERVE_SECONDS = 1.0
+# Longest wait for an old generation's calls to finish before it is stopped anyway.
+_DRAIN_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class UpstreamRequest:
+    path: str  # path and query, e.g. "/mutate?timeout=10s"
+    body: bytes
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class UpstreamResponse:
+    """What came back. ``error`` explains a failure (a handler's traceback, no worker, ...)."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    generation: int | None = None
+    error: str | None = None
+    elapsed_ms: float | None = None
+
+
+class Upstream(Protocol):
+    """What the proxy needs from whatever answers the calls."""
+
+    @property
+    def generation(self) -> int | None:
+        """The generation now answering, ``None`` before the first is ready."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def send(self, request: UpstreamRequest, deadline: float) -> UpstreamResponse:
+        """Answer ``request`` by ``deadline`` (``loop.time()`` seconds); never raises."""
+
+    async def reload(self, reason: str) -> None:
+        """Start a new generation and switch to it; returns once it is serving or failed."""
+
+    def request_reload(self, reason: str) -> None:
+        """Like :meth:`reload` without waiting; saves in quick succession coalesce."""
+
+
+class BackendStartError(Exception):
+    """A new generation could not start; the message is what the user must see (traceback)."""
+
+
+class BackendGone(Exception):
+    """The backend was unreachable before it got the call: safe to send it elsewhere."""
+
+
+class Backend(Protocol):
+    """One generation: a running worker process, or a ``--run`` command and its URL."""
+
+    generation: int
+    pid: int | None  # of the process answering, when there is one
+    startup_ms: float
+
+    @property
+    def alive(self) -> bool: ...
+
+    async def send(self, request: UpstreamRequest, budget: float) -> UpstreamResponse:
+        """Answer within ``budget`` seconds.
+
+        Raises :class:`BackendGone` when the call certainly did not reach the app.
+        """
+
+    async def stop(self) -> None: ...
+
+
+B = TypeVar("B", bound=Backend)
+
+
+class Handover(Generic[B]):
+    """Holds the current backend, starts the next one, and moves calls over without loss."""
+
+    def __init__(
+        self,
+        start_backend: Callable[[int], Awaitable[B]],
+        hooks: Hooks,
+        *,
+        unavailable: bytes = b"webhook-dev: no worker is running the app (see its console)\n",
+    ) -> None:
+        self._start_backend = start_backend
+        self._hooks = hooks
+        self._unavailable = unavailable
+        self._current: B | None = None
+        self._last_generation = 0
+        self._inflight: dict[int, int] = {}
+        self._changed = asyncio.Event()
+        self._reloading = False
+        self._pending_reason: str | None = None
+        self._reload_task: asyncio.Task[None] | None = None
+        self._retiring: dict[asyncio.Task[None], B] = {}
+        self._closed = False
+        self.last_error: str | None = None
+
+    @property
+    def current(self) -> B | None:
+        return self._current
+
+    @property
+    def generation(self) -> int | None:
+        current = self._current
+        return current.generation if current is not None and current.alive else None
+
+    # --- reloads ----------------------------------------------------------------------
+
+    def request_reload(self, reason: str) -> None:
+        if self._closed:
+            return
+        self._pending_reason = reason
+        self._reloading = True  # calls arriving from now on wait for the new generation
+        if self._reload_task is None or self._reload_task.done():
+            self._reload_task = asyncio.create_task(self._reload_loop())
+
+    async def reload(self, reason: str) -> None:
+        self.request_reload(reason)
+        task = self._reload_task
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def _reload_loop(self) -> None:
+        while self._pending_reason is not None and not self._closed:
+            reason, self._pending_reason = self._pending_reason, None
+            self._hooks.event(ReloadStarted(reason, first=self._last_generation == 0))
+            self._last_generation += 1
+            generation = self._last_generation
+            try:
+                backend = await self._start_backend(generation)
+            except BackendStartError as error:
+                self.last_error = str(error)
+                serving = self.generation
+                self._hooks.event(WorkerFailed(generation, str(error), serving))
+                continue
+            if self._closed:
+                await backend.stop()
+                break
+            old, self._current = self._current, backend
+            self.last_error = None
+            self._hooks.event(WorkerReady(generation, backend.pid, backend.startup_ms))
+            self._inflight.setdefault(generation, 0)
+            if old is not None:
+                self._retire(old)
+        self._reloading = False
+        self._notify()
+
+    def _retire(self, old: B) -> None:
+        task = asyncio.create_task(self._drain_and_stop(old))
+        self._retiring[task] = old
+        task.add_done_callback(lambda done: self._retiring.pop(done, None))
+
+    async def _drain_and_stop(self, old: B) -> None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + _DRAIN_SECONDS
+        while self._inflight.get(old.generation, 0) > 0 and loop.time() < until:
+            await self._wait_changed(until - loop.time())
+        self._inflight.pop(old.generation, None)
+        await old.stop()
+
+    async def stop_current(self) -> None:
+        """Take the serving backend out of service, let its calls finish, then stop it.
+
+        For backends that cannot run side by side (a ``--run`` command bound to one fixed
+        port): a starter calls this just before starting the next one. Calls arriving from
+        now on wait for the next generation, within their deadline.
+        """
+        old, self._current = self._current, None
+        if old is not None:
+            self._notify()
+            await self._drain_and_stop(old)
+
+    def backend_exited(self, backend: B, returncode: int | None) -> None:
+        """Called by a backend that stopped on its own: restart it if it was serving."""
+        if self._closed or backend is not self._current:
+            return
+        self._hooks.event(WorkerExited(backend.generation, returncode))
+        self._notify()
+        self.request_reload(f"worker {backend.generation} exited ({returncode})")
+
+    # --- calls ------------------------------------------------------------------------
+
+    async def send(self, request: UpstreamRequest, deadline: float) -> UpstreamResponse:
+        loop = asyncio.get_running_loop()
+        for _attempt in range(3):
+            backend = await self._acquire(deadline)
+            if backend is None:
+                detail = f":\n{self.last_error}" if self.last_error else ""
+                return UpstreamResponse(
+                    503,
+                    self._unavailable,
+                    "text/plain",
+                    error=f"no worker could answer before the call's deadline{detail}",
+                )
+            generation = backend.generation
+            self._inflight[generation] = self._inflight.get(generation, 0) + 1
+            try:
+                return await backend.send(request, max(deadline - loop.time(), 0.5))
+            except BackendGone:
+                if backend is self._current and not backend.alive:
+                    self._notify()
+                continue
+            finally:
+                self._inflight[generation] = self._inflight.get(generation, 1) - 1
+                if self._inflight[generation] <= 0:
+                    self._notify()
+        return UpstreamResponse(
+            502, b"webhook-dev: the worker went away\n", "text/plain", error="worker went away"
+        )
+
+    async def _acquire(self, deadline: float) -> B | None:
+        loop = asyncio.get_running_loop()
+        if self._reloading:
+            remaining = deadline - loop.time()
+            hold_until = deadline - min(_RESERVE_SECONDS, remaining / 2)
+            while self._reloading and loop.time() < hold_until:
+                await self._wait_changed(hold_until - loop.time())
+        while True:
+            current = self._current
+            if current is not None and current.alive:
+                return current
+            remaining = deadline - loop.time() - 0.2
+            if remaining <= 0 or self._closed:
+                return None
+            await self._wait_changed(remaining)
+
+    async def _wait_changed(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        changed = self._changed
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), seconds)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # --- shutdown ---------------------------------------------------------------------
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._reload_task is not None:
+            self._reload_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reload_task
+        backends = list(self._retiring.values())
+        for task in list(self._retiring):
+            task.cancel()
+        if self._current is not None:
+            backends.append(self._current)
+        self._current = None
+        self._notify()
+        for backend in backends:
+            await backend.stop()

@@ -1,0 +1,282 @@
+"""The user's app in worker processes: the :class:`AppWorkers` upstream.
+
+Each generation is a ``webhook_dev.serving.upstreams.app_worker`` child listening on a Unix
+socket in a private
+temporary directory (nothing but the proxy can reach it). One spare child is kept ready
+with aiohttp already imported, so a reload costs only the user's own import.
+
+Workers never outlive us: their stdin is a pipe from this process (EOF when we die, even
+by SIGKILL) and on Linux they also ask for ``PR_SET_PDEATHSIG``. They run in their own
+session so a Ctrl-C in the terminal reaches us, and we stop them after draining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+
+from webhook_dev.admission.exchange import Hooks
+from webhook_dev.errors import UsageError
+from webhook_dev.serving.upstream import (
+    BackendGone,
+    BackendStartError,
+    Handover,
+    UpstreamRequest,
+    UpstreamResponse,
+)
+from webhook_dev.serving.upstreams.app_worker import ERROR_HEADER, AppSpecError, split_spec
+from webhook_dev.serving.upstreams.child_process import WatchedChild
+
+STARTUP_TIMEOUT = 60.0
+STOP_GRACE = 5.0
+
+
+def check_app_spec(spec: str, cwd: Path) -> None:
+    """Fail fast (exit 2) on an APP whose top-level module cannot be found at all.
+
+    Only *finds* the module; running the user's code happens in the worker, where an
+    error is shown and the next save is awaited instead of exiting.
+    """
+    try:
+        module, _ = split_spec(spec)
+    except AppSpecError as error:
+        raise UsageError(str(error)) from error
+    top = module.split(".")[0]
+    sys.path.insert(0, str(cwd))
+    try:
+        found = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        found = None
+    finally:
+        sys.path.remove(str(cwd))
+    if found is None:
+        raise UsageError(
+            f"cannot find module {top!r} for APP {spec!r} (looked in {cwd} and sys.path)",
+            hint="run from your project's directory, or give APP as package.module[:attr]",
+        )
+
+
+class WorkerProcess(WatchedChild):
+    """One child process; becomes a generation once :meth:`start_app` succeeds."""
+
+    def __init__(
+        self, process: asyncio.subprocess.Process, socket_path: Path, ready: asyncio.StreamReader
+    ) -> None:
+        self.process = process
+        self.socket_path = socket_path
+        self._ready = ready
+        self.generation = 0
+        self.pid: int | None = process.pid
+        self.startup_ms = 0.0
+        self._session: aiohttp.ClientSession | None = None
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def spawn(cls, cwd: Path, socket_path: Path) -> WorkerProcess:
+        ready_read, ready_write = os.pipe()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "webhook_dev.serving.upstreams.app_worker",
+                "--socket",
+                str(socket_path),
+                "--ready-fd",
+                str(ready_write),
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                pass_fds=(ready_write,),
+                start_new_session=True,
+            )
+        finally:
+            os.close(ready_write)
+        loop = asyncio.get_running_loop()
+        ready = asyncio.StreamReader()
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(ready), os.fdopen(ready_read, "rb")
+        )
+        return cls(process, socket_path, ready)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None and not self._stopping
+
+    async def start_app(self, spec: str, generation: int, hooks: Hooks) -> None:
+        """Load APP; :class:`BackendStartError` carries the traceback when it fails."""
+        self.generation = generation
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self._tasks.append(asyncio.create_task(self._pump_output(hooks)))
+        assert self.process.stdin is not None
+        self.process.stdin.write((json.dumps({"app": spec}) + "\n").encode())
+        try:
+            line = await asyncio.wait_for(self._ready.readline(), STARTUP_TIMEOUT)
+        except TimeoutError:
+            await self.stop()
+            raise BackendStartError(
+                f"the app did not start within {STARTUP_TIMEOUT:.0f} s"
+            ) from None
+        report = json.loads(line) if line.strip() else {"ok": False}
+        if not report.get("ok"):
+            await self.stop()
+            error = report.get("error") or f"the worker exited ({self.process.returncode})\n"
+            raise BackendStartError(error)
+        self.startup_ms = (loop.time() - started) * 1000
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=str(self.socket_path), limit=0),
+            auto_decompress=False,
+        )
+
+    async def send(self, request: UpstreamRequest, budget: float) -> UpstreamResponse:
+        session = self._session
+        if session is None or session.closed:
+            raise BackendGone()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with session.post(
+                f"http://worker{request.path}",
+                data=request.body,
+                headers=dict(request.headers),
+                timeout=aiohttp.ClientTimeout(total=budget),
+            ) as response:
+                body = await response.read()
+                error = body.decode(errors="replace") if ERROR_HEADER in response.headers else None
+                return UpstreamResponse(
+                    status=response.status,
+                    body=body,
+                    content_type=response.content_type,
+                    generation=self.generation,
+                    error=error,
+                    elapsed_ms=(loop.time() - started) * 1000,
+                )
+        except aiohttp.ClientConnectorError as error:
+            raise BackendGone() from error
+        except TimeoutError:
+            return UpstreamResponse(
+                504,
+                b"webhook-dev: the app did not answer before the call's deadline\n",
+                "text/plain",
+                self.generation,
+                error=f"no answer within {budget:.1f} s (the apiserver's timeout)",
+            )
+        except aiohttp.ClientError as error:
+            return UpstreamResponse(
+                502,
+                b"webhook-dev: the worker dropped the call\n",
+                "text/plain",
+                self.generation,
+                error=f"the worker dropped the call: {error!r}",
+            )
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._session is not None:
+            await self._session.close()
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), STOP_GRACE)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+                await self.process.wait()
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+
+
+class AppWorkers:
+    """Upstream: the user's aiohttp app (``module[:attr]``), reloadable without a lost call."""
+
+    def __init__(self, app: str, *, cwd: Path | None = None, hooks: Hooks | None = None) -> None:
+        self.app = app
+        self.cwd = (cwd or Path.cwd()).resolve()
+        self.hooks = hooks or Hooks()
+        self._handover: Handover[WorkerProcess] = Handover(self._start_generation, self.hooks)
+        self._socket_dir: Path | None = None
+        self._spare: asyncio.Task[WorkerProcess] | None = None
+        self._spawned = 0
+
+    @property
+    def generation(self) -> int | None:
+        return self._handover.generation
+
+    @property
+    def last_error(self) -> str | None:
+        return self._handover.last_error
+
+    async def start(self, *, require_ready: bool = False) -> None:
+        """Start the first generation. ``require_ready``: raise :class:`UsageError` if it fails.
+
+        Without it (``serve``), a failing app leaves the stack up, answering 503 with the
+        error, until a save fixes it.
+        """
+        check_app_spec(self.app, self.cwd)
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="webhook-dev-"))
+        await self._handover.reload(f"starting {self.app}")
+        if require_ready and self._handover.generation is None:
+            await self.close()
+            raise UsageError(f"APP {self.app} did not start:\n{self._handover.last_error}")
+
+    async def close(self) -> None:
+        await self._handover.close()
+        if self._spare is not None:
+            spare = self._spare
+            self._spare = None
+            with contextlib.suppress(Exception):
+                await (await spare).stop()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    async def send(self, request: UpstreamRequest, deadline: float) -> UpstreamResponse:
+        return await self._handover.send(request, deadline)
+
+    async def reload(self, reason: str) -> None:
+        await self._handover.reload(reason)
+
+    def request_reload(self, reason: str) -> None:
+        self._handover.request_reload(reason)
+
+    async def _start_generation(self, generation: int) -> WorkerProcess:
+        worker = await self._take_spare()
+        try:
+            await worker.start_app(self.app, generation, self.hooks)
+        finally:
+            self._spare = asyncio.create_task(self._spawn())
+        worker.watch_exit(self._handover.backend_exited)
+        return worker
+
+    async def _take_spare(self) -> WorkerProcess:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            with contextlib.suppress(Exception):
+                worker = await spare
+                if worker.process.returncode is None:
+                    return worker
+        return await self._spawn()
+
+    async def _spawn(self) -> WorkerProcess:
+        assert self._socket_dir is not None
+        self._spawned += 1
+        return await WorkerProcess.spawn(self.cwd, self._socket_dir / f"w{self._spawned}.sock")

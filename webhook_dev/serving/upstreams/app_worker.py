@@ -1,0 +1,153 @@
+"""The worker: a child process that runs the user's own aiohttp app on a Unix socket.
+
+Run as ``python -m webhook_dev.serving.upstreams.app_worker --socket PATH --ready-fd N``.
+It imports aiohttp
+first and then waits for one line on stdin naming the app (``{"app": "module:attr"}``),
+so the parent can start it ahead of time and a reload pays only for the user's import.
+
+It tells the parent on the ``--ready-fd`` pipe, as one JSON line, either
+``{"ok": true, "pid": ...}`` once the app accepts calls, or ``{"ok": false, "error": ...}``
+with the traceback. It never outlives the parent: it exits when its stdin reaches EOF
+(the parent closed it or died) and, on Linux, on ``PR_SET_PDEATHSIG``.
+
+The app is the user's, unchanged, except for one outermost middleware that turns an
+exception in a handler into a 500 whose body is the traceback, marked with the
+``X-Webhook-Dev-Error`` header so the proxy can print and record it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import importlib
+import inspect
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+ERROR_HEADER = "X-Webhook-Dev-Error"
+DEFAULT_ATTRS = ("create_app", "app")
+
+
+class AppSpecError(Exception):
+    """APP does not name an aiohttp Application or a factory of one."""
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``"pkg.mod:attr"`` → ``("pkg.mod", "attr")``; ``"pkg.mod"`` → ``("pkg.mod", None)``."""
+    module, _, attr = spec.partition(":")
+    if not module or (":" in spec and not attr):
+        raise AppSpecError(f"APP {spec!r} must be 'module' or 'module:attribute'")
+    return module, attr or None
+
+
+async def load_app(spec: str) -> web.Application:
+    """Import APP and return its Application, calling a (sync or async) factory if need be."""
+    module_name, attr = split_spec(spec)
+    module = importlib.import_module(module_name)
+    if attr is None:
+        found = [name for name in DEFAULT_ATTRS if hasattr(module, name)]
+        if not found:
+            raise AppSpecError(f"module {module_name} has neither create_app() nor app")
+        attr = found[0]
+    target: object = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise AppSpecError(f"module {module_name} has no attribute {attr!r}")
+        target = getattr(target, part)
+    if not isinstance(target, web.Application) and callable(target):
+        target = target()
+        if inspect.isawaitable(target):
+            target = await target
+    if not isinstance(target, web.Application):
+        raise AppSpecError(
+            f"{spec} is {type(target).__name__}, not an aiohttp.web.Application "
+            "or a zero-argument function returning one"
+        )
+    return target
+
+
+@web.middleware
+async def _report_handler_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except (web.HTTPException, asyncio.CancelledError):
+        raise
+    except Exception:
+        return web.Response(
+            status=500,
+            text=traceback.format_exc(),
+            headers={ERROR_HEADER: "handler-exception"},
+        )
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before we asked
+        os._exit(0)
+
+
+async def _serve(spec: str, socket_path: str, ready_fd: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    def _on_stdin() -> None:
+        with contextlib.suppress(OSError):
+            if os.read(0, 4096):
+                return
+        stop.set()
+
+    loop.add_reader(0, _on_stdin)
+    try:
+        app = await load_app(spec)
+        if not app.frozen:
+            app.middlewares.insert(0, _report_handler_errors)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.UnixSite(runner, socket_path)
+        await site.start()
+    except BaseException as error:
+        report = {"ok": False, "error": traceback.format_exc()}
+        if isinstance(error, AppSpecError):
+            report["error"] = f"{error}\n"
+        os.write(ready_fd, (json.dumps(report) + "\n").encode())
+        os.close(ready_fd)
+        if isinstance(error, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
+            raise
+        sys.exit(3)
+    os.write(ready_fd, (json.dumps({"ok": True, "pid": os.getpid()}) + "\n").encode())
+    os.close(ready_fd)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m webhook_dev.serving.upstreams.app_worker")
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--ready-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    _die_with_parent()
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return
+    spec = json.loads(line)["app"]
+    sys.path.insert(0, os.getcwd())
+    asyncio.run(_serve(spec, args.socket, args.ready_fd))
+
+
+if __name__ == "__main__":
+    main()

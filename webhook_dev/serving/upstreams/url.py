@@ -1,0 +1,261 @@
+"""Forwarding calls to a webhook the user runs at a URL (``--upstream URL``).
+
+The apiserver's path (the webhook entry's ``/mutate?timeout=10s``) is kept: it is
+appended to the URL's own path, so ``--upstream https://127.0.0.1:9443`` gets
+``https://127.0.0.1:9443/mutate?timeout=10s``.
+
+A webhook that restarts refuses connections for a moment. A refused connection never
+reached the user's code, so it is safe to try again: :class:`UrlBackend` polls until the
+port accepts, within the call's deadline, and only then forwards. Everything else (a
+dropped connection, a timeout) did or may have reached the code and is reported, not
+retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from webhook_dev.errors import UsageError
+from webhook_dev.serving.upstream import BackendGone, UpstreamRequest, UpstreamResponse
+
+# Kept back from a call's budget to answer it with a clear error rather than be cut off.
+ERROR_RESERVE_SECONDS = 0.3
+CONNECT_POLL_SECONDS = 0.02
+# Below the shortest idle timeout of common servers (Node: 5 s), so that we never send on
+# a keep-alive connection the server is closing at that very moment.
+KEEPALIVE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class UpstreamUrl:
+    """A parsed ``--upstream`` URL and how to trust it."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    base_path: str  # without a trailing slash; prefixed to each call's path
+    ca_file: Path | None = None
+    insecure: bool = False
+
+    @classmethod
+    def parse(cls, url: str, *, ca_file: Path | None = None, insecure: bool = False) -> UpstreamUrl:
+        """:raises UsageError: not an http(s) URL with a host, or TLS options that do not fit."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(
+                f"--upstream {url!r} is not an http:// or https:// URL",
+                hint="e.g. --upstream https://127.0.0.1:9443",
+            )
+        if parts.scheme == "http" and (ca_file is not None or insecure):
+            raise UsageError("--upstream-ca and --upstream-insecure are for https:// upstreams")
+        if ca_file is not None and insecure:
+            raise UsageError("--upstream-ca and --upstream-insecure exclude each other")
+        if parts.query or parts.fragment:
+            raise UsageError(f"--upstream {url!r}: give no query or fragment; calls bring theirs")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as error:
+            raise UsageError(f"--upstream {url!r}: {error}") from error
+        return cls(
+            url=url,
+            scheme=parts.scheme,
+            host=parts.hostname,
+            port=port,
+            base_path=parts.path.rstrip("/"),
+            ca_file=ca_file,
+            insecure=insecure,
+        )
+
+    def target(self, path: str) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.base_path}{path}"
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """What aiohttp verifies the upstream with: the system's CAs, ``ca_file``'s, or nothing.
+
+        :raises UsageError: ``ca_file`` cannot be read as PEM certificates.
+        """
+        if self.scheme == "http":
+            return True  # unused for http
+        if self.insecure:
+            return False
+        context = ssl.create_default_context()
+        if self.ca_file is not None:
+            try:
+                context.load_verify_locations(self.ca_file)
+            except (OSError, ssl.SSLError) as error:
+                raise UsageError(f"cannot load --upstream-ca {self.ca_file}: {error}") from error
+        return context
+
+    async def accepts_connections(self) -> bool:
+        """One TCP connect to the upstream's port: does something listen?"""
+        try:
+            _, writer = await asyncio.open_connection(self.host, self.port)
+        except OSError:
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+
+
+class UrlBackend:
+    """Sends calls to one :class:`UpstreamUrl`; a generation of a ``--run`` command, or alone.
+
+    ``still_there()`` says whether waiting for a refused port can help (the process that
+    should open it is alive); with none, we wait until the call's deadline.
+    """
+
+    def __init__(self, upstream: UpstreamUrl, generation: int = 0) -> None:
+        self.upstream = upstream
+        self.generation = generation
+        self.pid: int | None = None
+        self.startup_ms = 0.0
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._session is not None and not self._session.closed
+
+    def open(self) -> None:
+        connector = aiohttp.TCPConnector(
+            ssl=self.upstream.ssl_context(), limit=0, keepalive_timeout=KEEPALIVE_SECONDS
+        )
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def still_there(self) -> bool:
+        return True
+
+    async def send(self, request: UpstreamRequest, budget: float) -> UpstreamResponse:
+        """Forward; wait (within ``budget``) while the port refuses connections.
+
+        :raises BackendGone: refused, and the process that should listen has exited.
+        """
+        session = self._session
+        if session is None or session.closed:
+            raise BackendGone()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + budget
+        url = self.upstream.target(request.path)
+        while True:
+            try:
+                return await self._post(session, url, request, deadline - loop.time(), started)
+            except aiohttp.ClientConnectorError as error:
+                if isinstance(error, aiohttp.ClientConnectorCertificateError | ssl.SSLError):
+                    return self._failed(502, f"TLS with {url} failed: {error}", started)
+                if not self.still_there():
+                    raise BackendGone() from error
+                if not await self._wait_until_accepting(deadline - ERROR_RESERVE_SECONDS):
+                    return self._failed(
+                        503,
+                        f"nothing accepted connections at {self.upstream.url} before the "
+                        f"call's deadline ({error.os_error.strerror or error})",
+                        started,
+                    )
+
+    async def _post(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        request: UpstreamRequest,
+        budget: float,
+        started: float,
+    ) -> UpstreamResponse:
+        loop = asyncio.get_running_loop()
+        try:
+            async with session.post(
+                url,
+                data=request.body,
+                headers=dict(request.headers),
+                timeout=aiohttp.ClientTimeout(total=max(budget, 0.1)),
+            ) as response:
+                body = await response.read()
+                return UpstreamResponse(
+                    status=response.status,
+                    body=body,
+                    content_type=response.content_type,
+                    generation=self.generation or None,
+                    # a 500 is passed through as the user's server wrote it (the proxy
+                    # would read ``error`` as a Python traceback); its log shows why
+                    error=None
+                    if response.status in (200, 500)
+                    else f"{url} answered HTTP {response.status}: {_excerpt(body)}",
+                    elapsed_ms=(loop.time() - started) * 1000,
+                )
+        except aiohttp.ClientConnectorError:
+            raise
+        except TimeoutError:
+            return self._failed(504, f"{url} did not answer before the call's deadline", started)
+        except aiohttp.ClientError as error:
+            return self._failed(502, f"{url} dropped the call: {error!r}", started)
+
+    async def _wait_until_accepting(self, until: float) -> bool:
+        loop = asyncio.get_running_loop()
+        while loop.time() < until and self.still_there():
+            if await self.upstream.accepts_connections():
+                return True
+            await asyncio.sleep(CONNECT_POLL_SECONDS)
+        return False
+
+    def _failed(self, status: int, message: str, started: float) -> UpstreamResponse:
+        return UpstreamResponse(
+            status,
+            f"webhook-dev: {message}\n".encode(),
+            "text/plain",
+            generation=self.generation or None,
+            error=message,
+            elapsed_ms=(asyncio.get_running_loop().time() - started) * 1000,
+        )
+
+    async def stop(self) -> None:
+        await self.close()
+
+
+class ForwardingUpstream:
+    """Upstream: a webhook the user starts and restarts themselves (``--upstream`` alone).
+
+    There are no generations to switch between; a restart of the user's server shows up as
+    refused connections, and calls wait for the port within their deadline.
+    """
+
+    def __init__(self, upstream: UpstreamUrl) -> None:
+        self.upstream = upstream
+        self._backend = UrlBackend(upstream)
+
+    @property
+    def generation(self) -> int | None:
+        return None
+
+    async def start(self) -> None:
+        self._backend.open()
+
+    async def close(self) -> None:
+        await self._backend.close()
+
+    async def send(self, request: UpstreamRequest, deadline: float) -> UpstreamResponse:
+        budget = max(deadline - asyncio.get_running_loop().time(), 0.5)
+        return await self._backend.send(request, budget)
+
+    async def reload(self, reason: str) -> None:
+        return None
+
+    def request_reload(self, reason: str) -> None:
+        return None
+
+
+def _excerpt(body: bytes, limit: int = 300) -> str:
+    text = body.decode(errors="replace").strip()
+    return text if len(text) <= limit else text[:limit] + "..."

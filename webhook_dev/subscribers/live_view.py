@@ -1,0 +1,103 @@
+"""``up``'s live status on a terminal: tunnel, calls per second, last calls, recording.
+
+A subscriber on the stack's hook like the recorder. On a terminal it keeps a small panel
+at the bottom (rich ``Live``) while each call's line scrolls above it; elsewhere (CI
+logs, pipes) ``up`` prints plain lines instead, and this class is not used.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from webhook_dev.admission.exchange import Exchange
+from webhook_dev.subscribers.console import exchange_line
+
+RATE_WINDOW_SECONDS = 10.0
+LAST_CALLS = 5
+
+
+@dataclass(frozen=True)
+class SessionFacts:
+    """What the panel shows besides calls; read from the session on each refresh."""
+
+    subject: str
+    tunnel: str
+    endpoint: str
+    recording: str | None
+    reconnects: int
+
+
+class LiveView:
+    """Prints each exchange's line above a live status panel."""
+
+    def __init__(
+        self,
+        console: Console,
+        facts: Callable[[], SessionFacts | None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.console = console
+        self._facts = facts
+        self._clock = clock
+        self._arrivals: deque[float] = deque()
+        self._last: deque[Text] = deque(maxlen=LAST_CALLS)
+        self.total = 0
+        self._live = Live(
+            console=console, refresh_per_second=4, get_renderable=self.render, transient=True
+        )
+
+    def start(self) -> None:
+        self._live.start()
+
+    def stop(self) -> None:
+        self._live.stop()
+
+    def on_exchange(self, exchange: Exchange) -> None:
+        line = exchange_line(exchange)
+        self.console.print(line)
+        self.total += 1
+        self._arrivals.append(self._clock())
+        self._last.append(line)
+
+    def calls_per_second(self) -> float:
+        now = self._clock()
+        while self._arrivals and self._arrivals[0] < now - RATE_WINDOW_SECONDS:
+            self._arrivals.popleft()
+        return len(self._arrivals) / RATE_WINDOW_SECONDS
+
+    def render(self) -> Any:
+        facts = self._facts()
+        return render_panel(facts, self.calls_per_second(), self.total, list(self._last))
+
+
+def render_panel(facts: SessionFacts | None, rate: float, total: int, last: list[Text]) -> Panel:
+    """The panel itself (pure, so it can be tested without a terminal)."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    if facts is None:
+        table.add_row("state", "starting…")
+    else:
+        style = "green" if facts.tunnel == "up" else "bold yellow"
+        tunnel = Text(facts.tunnel, style=style)
+        tunnel.append(f"  {facts.endpoint}", style="dim")
+        if facts.reconnects:
+            tunnel.append(f"  ({facts.reconnects} reconnects)", style="dim")
+        table.add_row("redirect", facts.subject)
+        table.add_row("tunnel", tunnel)
+        table.add_row("recording", facts.recording or "off")
+    table.add_row("calls", f"{total} total, {rate:.1f}/s (last {RATE_WINDOW_SECONDS:.0f} s)")
+    body = Group(table, *last) if last else table
+    return Panel(
+        body, title="webhook-dev up", subtitle="Ctrl-C restores the cluster", border_style="cyan"
+    )

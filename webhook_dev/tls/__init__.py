@@ -1,0 +1,1 @@
+"""Certificates: the pure issuing code and the workstation's own CA."""

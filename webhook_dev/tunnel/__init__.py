@@ -1,0 +1,1 @@
+"""Transports that carry the apiserver's connections to the local proxy (today: SSH)."""
