@@ -7,5 +7,6 @@ bash dev/setup.sh
 source .venv/bin/activate
 ruff check webhook_dev sample_webhook tests bench
 mypy
+lint-imports --no-cache  # the import layers of docs/architecture.md (pyproject.toml)
 webhook-dev lab build
 python -m pytest -ra "$@"

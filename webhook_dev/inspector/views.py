@@ -12,12 +12,11 @@ import difflib
 import json
 from itertools import zip_longest
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from webhook_dev.admission.exchange import Exchange
 from webhook_dev.admission.review import AdmissionResponse, JsonObject, parse_request, read_response
+from webhook_dev.admission.timeouts import call_timeout
 from webhook_dev.errors import ReviewError
-from webhook_dev.serving.proxy import DEFAULT_TIMEOUT, parse_go_duration
 
 SLOW_FRACTION = 0.8  # of the apiserver's timeout: past it, a busier cluster would time out
 
@@ -27,8 +26,7 @@ SAME, CHANGED, REMOVED, ADDED = "same", "changed", "removed", "added"
 
 def timeout_seconds(exchange: Exchange) -> float:
     """The apiserver's budget for this call: its ``?timeout=``, else the default 10 s."""
-    query = dict(parse_qsl(urlsplit(exchange.path).query))
-    return parse_go_duration(query.get("timeout")) or DEFAULT_TIMEOUT
+    return call_timeout(exchange.path)
 
 
 def is_slow(exchange: Exchange) -> bool:

@@ -20,7 +20,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from webhook_dev.errors import ClusterError
-from webhook_dev.redirect.plan import Json
+
+Json = dict[str, Any]  # a manifest as the API serves it
 
 _CONFLICT_RETRIES = 5
 

@@ -26,17 +26,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from webhook_dev.admission import review
 from webhook_dev.admission.exchange import Exchange
 from webhook_dev.admission.review import AdmissionResponse, Comparison, Difference, JsonObject
+from webhook_dev.admission.timeouts import call_timeout
 from webhook_dev.errors import ReviewError, UsageError
 from webhook_dev.recording import format as recording
 from webhook_dev.recording.writer import read_recording, redaction_key
-from webhook_dev.serving.proxy import DEFAULT_TIMEOUT, parse_go_duration
 from webhook_dev.serving.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
 
@@ -236,18 +236,13 @@ def render(result: ReplayResult) -> str:
 async def _send(
     target: Upstream, admission: review.AdmissionRequest, body: JsonObject, path: str
 ) -> UpstreamResponse:
-    query_timeout = parse_go_duration(dict(_query(path)).get("timeout"))
-    deadline = asyncio.get_running_loop().time() + (query_timeout or DEFAULT_TIMEOUT)
+    deadline = asyncio.get_running_loop().time() + call_timeout(path)
     request = UpstreamRequest(
         path=path or "/",
         body=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
     return await target.send(request, deadline)
-
-
-def _query(path: str) -> list[tuple[str, str]]:
-    return parse_qsl(urlsplit(path).query)
 
 
 def _meaning(

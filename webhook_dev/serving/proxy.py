@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import uuid
 
 from aiohttp import web
@@ -19,23 +18,11 @@ from aiohttp import web
 from webhook_dev.admission import review
 from webhook_dev.admission.exchange import Exchange, Hooks, now
 from webhook_dev.admission.review import Flag
+from webhook_dev.admission.timeouts import DEFAULT_TIMEOUT, parse_go_duration
 from webhook_dev.errors import ReviewError
 from webhook_dev.serving.upstream import Upstream, UpstreamRequest
 
-DEFAULT_TIMEOUT = 10.0  # seconds: the apiserver's default webhook timeoutSeconds
 MAX_BODY = 8 * 1024 * 1024  # an object and its old version, each up to etcd's 1.5 MiB, and more
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_go_duration(text: str | None) -> float | None:
-    """Seconds in a Go duration such as the apiserver's ``?timeout=10s``; ``None`` if invalid."""
-    if not text:
-        return None
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(number + unit for number, unit in parts) != text:
-        return None
-    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
 
 
 class Proxy:

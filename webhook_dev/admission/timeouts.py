@@ -1,0 +1,31 @@
+"""How long the apiserver waits for an admission call: its ``?timeout=`` in Go's syntax. Pure.
+
+The apiserver appends ``?timeout=<timeoutSeconds>s`` to every webhook call. The proxy
+holds calls within it, replay gives the code the same budget, and the inspector flags a
+call that used most of it — so all three read it here, the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlsplit
+
+DEFAULT_TIMEOUT = 10.0  # seconds: the apiserver's default webhook timeoutSeconds
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_go_duration(text: str | None) -> float | None:
+    """Seconds in a Go duration such as the apiserver's ``?timeout=10s``; ``None`` if invalid."""
+    if not text:
+        return None
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+
+
+def call_timeout(path_qs: str) -> float:
+    """The budget of a call to ``path_qs`` (path and query): its ``?timeout=``, else 10 s."""
+    query = dict(parse_qsl(urlsplit(path_qs).query))
+    return parse_go_duration(query.get("timeout")) or DEFAULT_TIMEOUT
