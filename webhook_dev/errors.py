@@ -7,11 +7,22 @@ with ``--debug``. Messages name the object, the problem and what to do next, e.g
 
 from __future__ import annotations
 
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """What every ``webhook-dev`` command exits with; documented in README."""
+
+    OK = 0
+    FAILED = 1  # a failure; for ``replay`` a difference; for ``down`` a conflict left alone
+    USAGE = 2  # bad usage or unreadable input: nothing was done
+    INTERRUPTED = 130  # Ctrl-C
+
 
 class WebhookDevError(Exception):
     """Base class: an error the user can act on. ``exit_code`` is what the CLI returns."""
 
-    exit_code = 1
+    exit_code: int = ExitCode.FAILED
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -25,7 +36,7 @@ class WebhookDevError(Exception):
 class UsageError(WebhookDevError):
     """Bad flags, an unimportable APP, an unreadable or unknown-version recording."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class ReviewError(WebhookDevError):

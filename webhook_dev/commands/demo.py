@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 
 from webhook_dev.admission import review
-from webhook_dev.commands.lab import _BuildReporter
+from webhook_dev.commands.lab import BuildReporter
 from webhook_dev.errors import LabError, WebhookDevError
 from webhook_dev.kube import manifests
 from webhook_dev.kube.cluster import Cluster
@@ -114,7 +114,7 @@ def _lab() -> tuple[Lab, bool]:
     except LabError:
         pass
     _step("Starting a lab: etcd, kube-apiserver, controllers, kube-proxy and sshd in netns")
-    reporter = _BuildReporter()
+    reporter = BuildReporter()
     started = time.monotonic()
     try:
         lab = Lab.start(allow_build=True, progress=reporter)

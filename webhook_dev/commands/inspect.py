@@ -10,40 +10,19 @@ import asyncio
 import signal
 import sys
 import webbrowser
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
 from webhook_dev.admission.exchange import Hooks
 from webhook_dev.commands import event_loop
+from webhook_dev.commands.options import inspector_line
+from webhook_dev.errors import ExitCode
 from webhook_dev.inspector.feed import CAPACITY, ExchangeFeed
 from webhook_dev.inspector.server import DEFAULT_PORT, InspectorServer
 from webhook_dev.recording.writer import read_recording, redaction_key
 from webhook_dev.serving.reloader import Reloader
-from webhook_dev.serving.upstreams.app import AppWorkers
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def inspector_options(function: F) -> F:
-    """``--inspector-port`` and ``--no-inspector``, for ``serve`` and ``up``."""
-    function = click.option(
-        "--no-inspector", is_flag=True, help="Do not serve the inspector page."
-    )(function)
-    return click.option(
-        "--inspector-port",
-        type=int,
-        default=None,
-        help=f"Port of the inspector page on 127.0.0.1; 0: any free "
-        f"[default: {DEFAULT_PORT}, or any free one if taken].",
-    )(function)
-
-
-def inspector_line(server: InspectorServer) -> str:
-    """What ``serve`` and ``up`` print: tests and scripts parse it."""
-    return f"inspector {server.url}"
+from webhook_dev.serving.upstreams.app import AppUpstream
 
 
 @click.command()
@@ -77,7 +56,7 @@ def inspect(
     feed.status = {"generation": None, "state": "offline", "message": ""}
     for exchange in sorted(exchanges, key=lambda exchange: exchange.started):
         feed.add(exchange)
-    workers = AppWorkers(app, hooks=Hooks([feed])) if app is not None else None
+    workers = AppUpstream(app, hooks=Hooks([feed])) if app is not None else None
     server = InspectorServer(
         feed,
         port=port,
@@ -86,11 +65,11 @@ def inspect(
         source=", ".join(path.name for path in files),
     )
     event_loop.run(_inspect_until_signal(server, workers, not no_reload, open_browser))
-    sys.exit(0)
+    sys.exit(ExitCode.OK)
 
 
 async def _inspect_until_signal(
-    server: InspectorServer, workers: AppWorkers | None, reload: bool, open_browser: bool
+    server: InspectorServer, workers: AppUpstream | None, reload: bool, open_browser: bool
 ) -> None:
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from webhook_dev.errors import ExitCode
 from webhook_dev.lab import binaries, configs
 from webhook_dev.lab.gobuild import BuildProgress
 from webhook_dev.lab.lab import DEFAULT_GATEWAY_PORTS, Lab, summary, teardown
@@ -23,7 +24,7 @@ def _format_elapsed(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
-class _BuildReporter:
+class BuildReporter:
     """Shows which binary is building and for how long; one line per finished step.
 
     On a terminal it is a live status line; in CI logs it prints a line at most every
@@ -87,7 +88,7 @@ def lab() -> None:
 @_assets_option
 def build(assets: Path | None) -> None:
     """Build (or find) the lab's binaries and cache them; prints where each came from."""
-    reporter = _BuildReporter()
+    reporter = BuildReporter()
     started = time.monotonic()
     try:
         found = binaries.resolve(
@@ -133,7 +134,7 @@ def up(
 ) -> None:
     """Start the lab; return once the apiserver is ready. Remove it with `lab down`."""
     started = time.monotonic()
-    reporter = _BuildReporter()
+    reporter = BuildReporter()
     try:
         running = Lab.start(
             assets=binaries.assets_dir_from(str(assets) if assets else None),
@@ -200,7 +201,7 @@ def status(as_json: bool) -> None:
     click.echo(f"  kubeconfig (workstation): {running.kubeconfig}")
     click.echo(f"  kubeconfig (this shell):  {running.host_kubeconfig}")
     if not description["apiserver_ready"]:
-        sys.exit(1)
+        sys.exit(ExitCode.FAILED)
 
 
 @lab.command()

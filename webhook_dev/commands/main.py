@@ -3,8 +3,8 @@
 Each area keeps its commands beside its code (``webhook_dev.commands.lab`` and so on); this
 module only assembles the group and turns our typed errors into one line and an exit code.
 
-Exit codes: 0 success; 1 a failure or (for ``replay``) a difference; 2 bad usage or
-unreadable input; 130 interrupted.
+Exit codes are :class:`webhook_dev.errors.ExitCode`: 0 success; 1 a failure or (for
+``replay``) a difference; 2 bad usage or unreadable input; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from webhook_dev.errors import WebhookDevError
 COMMANDS = {
     "up": "webhook_dev.commands.up:up",
     "down": "webhook_dev.commands.down:down",
-    "status": "webhook_dev.commands.down:status",
-    "doctor": "webhook_dev.commands.up:doctor",
+    "status": "webhook_dev.commands.status:status",
+    "doctor": "webhook_dev.commands.doctor:doctor",
     "serve": "webhook_dev.commands.serve:serve",
     "replay": "webhook_dev.commands.replay:replay",
     "inspect": "webhook_dev.commands.inspect:inspect",

@@ -1,11 +1,18 @@
-"""Options and output shared by the commands that talk to a cluster."""
+"""Options and output the commands share: cluster and target flags, the local loop's flags
+(one :class:`~webhook_dev.serving.spec.ServingSpec` from them), the inspector's."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+
+from webhook_dev.inspector.server import DEFAULT_PORT, InspectorServer
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -35,3 +42,87 @@ def target_options(function: Any) -> Any:
     return click.option(
         "--service", metavar="NS/NAME", help="Every webhook entry that calls this Service."
     )(function)
+
+
+def loop_options(function: Any) -> Any:
+    """``--record``, ``--no-record``, ``--watch`` and ``--no-reload``, shared by serve and up."""
+    for option in reversed(
+        [
+            click.option(
+                "--record",
+                "record",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Append exchanges to this JSON Lines file "
+                "[default: a new file in the state directory].",
+            ),
+            click.option("--no-record", is_flag=True, help="Record nothing."),
+            click.option(
+                "--watch",
+                "watch",
+                multiple=True,
+                help="Reload when Python files under this directory change "
+                "[default: the current directory]. With --run: a directory or a glob of files "
+                "('*.go', 'cmd/*') [default: source files, not VCS or build dirs]. Repeatable.",
+            ),
+            click.option("--no-reload", is_flag=True, help="Do not watch files."),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def upstream_options(function: Any) -> Any:
+    """``--upstream URL [--run CMD [--build CMD]]``, shared by ``serve`` and ``up``."""
+    for option in reversed(
+        [
+            click.option(
+                "--upstream",
+                metavar="URL",
+                help="Instead of APP, forward to the webhook you run at this http(s) URL "
+                "(any language); the call's path is appended.",
+            ),
+            click.option(
+                "--upstream-ca",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="CA (PEM) to verify an https --upstream with [default: the system's].",
+            ),
+            click.option(
+                "--upstream-insecure", is_flag=True, help="Do not verify an https --upstream."
+            ),
+            click.option(
+                "--run",
+                "run_command",
+                metavar="CMD",
+                help="Start CMD (it must listen at --upstream) and restart it on save; "
+                "calls wait while it restarts.",
+            ),
+            click.option(
+                "--build",
+                "build_command",
+                metavar="CMD",
+                help="Build with CMD before each (re)start; the old process serves until "
+                "a build succeeds.",
+            ),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def inspector_options(function: F) -> F:
+    """``--inspector-port`` and ``--no-inspector``, for ``serve`` and ``up``."""
+    function = click.option(
+        "--no-inspector", is_flag=True, help="Do not serve the inspector page."
+    )(function)
+    return click.option(
+        "--inspector-port",
+        type=int,
+        default=None,
+        help=f"Port of the inspector page on 127.0.0.1; 0: any free "
+        f"[default: {DEFAULT_PORT}, or any free one if taken].",
+    )(function)
+
+
+def inspector_line(server: InspectorServer) -> str:
+    """What ``serve`` and ``up`` print: tests and scripts parse it."""
+    return f"inspector {server.url}"

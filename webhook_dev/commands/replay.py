@@ -14,10 +14,10 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from webhook_dev.errors import UsageError
-from webhook_dev.replay.replayer import ReplayResult, UrlUpstream, render, replay_files
+from webhook_dev.errors import ExitCode, UsageError
+from webhook_dev.replay.replayer import FixedUrlUpstream, ReplayResult, render, replay_files
 from webhook_dev.serving.upstream import Upstream
-from webhook_dev.serving.upstreams.app import AppWorkers
+from webhook_dev.serving.upstreams.app import AppUpstream
 
 
 @click.command()
@@ -51,7 +51,9 @@ def replay(
     if (app is None) == (url is None):
         raise UsageError("give exactly one of --app APP or --url URL")
     target: Upstream = (
-        AppWorkers(app) if app is not None else UrlUpstream(url or "", cafile=cacert or _local_ca())
+        AppUpstream(app)
+        if app is not None
+        else FixedUrlUpstream(url or "", cafile=cacert or _local_ca())
     )
     results, warnings = asyncio.run(_run(target, files, idempotence))
     for warning in warnings:
@@ -63,13 +65,13 @@ def replay(
         click.echo(json.dumps(summary, indent=2, default=str))
     else:
         _print(results, passed, failed)
-    sys.exit(1 if failed else 0)
+    sys.exit(ExitCode.FAILED if failed else ExitCode.OK)
 
 
 async def _run(
     target: Upstream, files: tuple[Path, ...], idempotence: bool
 ) -> tuple[list[ReplayResult], list[str]]:
-    if isinstance(target, AppWorkers):
+    if isinstance(target, AppUpstream):
         await target.start(require_ready=True)
     else:
         await target.start()

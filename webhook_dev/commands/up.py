@@ -12,25 +12,22 @@ from typing import Any
 import click
 
 from webhook_dev.commands import event_loop
-from webhook_dev.commands.inspect import inspector_line, inspector_options
-from webhook_dev.commands.options import cluster_options, err_console, say, target_options
-from webhook_dev.commands.serve import (
-    app_watch_dirs,
-    check_app_or_upstream,
-    default_recording,
+from webhook_dev.commands.options import (
+    cluster_options,
+    err_console,
+    inspector_line,
+    inspector_options,
     loop_options,
-    recording_name,
+    say,
+    target_options,
     upstream_options,
 )
-from webhook_dev.errors import UsageError, WebhookDevError
+from webhook_dev.errors import ExitCode, UsageError
 from webhook_dev.inspector import ExchangeFeed, InspectorServer
-from webhook_dev.kube.cluster import Cluster
-from webhook_dev.redirect import plan_builder as redirect
-from webhook_dev.redirect.discovery import check_not_held, discover, preflight_warnings, subject_of
 from webhook_dev.redirect.session import Session, UpOptions
+from webhook_dev.serving.spec import ServingSpec
 from webhook_dev.subscribers.console import ConsolePrinter
 from webhook_dev.subscribers.live_view import LiveView
-from webhook_dev.tunnel.ssh import Tunnel, TunnelSpec
 
 
 @click.command()
@@ -111,12 +108,23 @@ def up(
     """
     if bool(webhook) == bool(service):
         raise UsageError("say what to redirect: exactly one of --webhook or --service")
-    if record and no_record:
-        raise UsageError("--record and --no-record exclude each other")
-    check_app_or_upstream(app, upstream, run_command)
+    serving = ServingSpec.from_flags(
+        app=app,
+        upstream=upstream,
+        upstream_ca=upstream_ca,
+        upstream_insecure=upstream_insecure,
+        run=run_command,
+        build=build_command,
+        record=record,
+        no_record=no_record,
+        no_reload=no_reload,
+        watch=watch,
+        no_inspector=no_inspector,
+        inspector_port=inspector_port,
+    )
     options = UpOptions(
         ssh=ssh,
-        app=app,
+        serving=serving,
         webhook=webhook,
         service=service,
         context=context,
@@ -128,32 +136,26 @@ def up(
         timeout_seconds=timeout_seconds,
         accept_new_host_key=accept_new_host_key,
         force=force,
-        record=None if no_record else (record or default_recording(recording_name(app, upstream))),
-        reload=not no_reload,
-        watch=[Path(entry) for entry in watch] if upstream else (app_watch_dirs(watch) or []),
         probe=not no_probe,
-        upstream=upstream,
-        upstream_ca=upstream_ca,
-        upstream_insecure=upstream_insecure,
-        run=run_command,
-        build=build_command,
     )
     inspector = None
-    if not no_inspector:
+    if serving.inspector:
         feed = ExchangeFeed()
         options.subscribers.append(feed)
-        inspector = InspectorServer(feed, port=inspector_port, source=f"up {app or upstream}")
+        inspector = InspectorServer(
+            feed, port=serving.inspector_port, source=f"up {serving.source}"
+        )
     report = event_loop.run(_run_session(options, inspector))
     if report is not None and not report.clean:
-        sys.exit(1)
+        sys.exit(ExitCode.FAILED)
 
 
 async def _run_session(options: UpOptions, inspector: InspectorServer | None = None) -> Any:
     running = contextlib.AsyncExitStack()
 
     async def serving() -> None:
-        if options.record:
-            say(f"recording to {options.record}")
+        if options.serving.record:
+            say(f"recording to {options.serving.record}")
         if inspector is not None:
             # Replays go to the session's app, the code that answers the cluster now.
             inspector.replay_target = lambda: session.stack.upstream if session.stack else None
@@ -187,105 +189,3 @@ async def _run_session(options: UpOptions, inspector: InspectorServer | None = N
         await session.close()
         if live is not None:
             live.stop()
-
-
-@click.command()
-@target_options
-@click.option("--ssh", "ssh", required=True, metavar="DEST", help="The master, as for ssh.")
-@cluster_options
-@click.option("--master-address", help="The master's IP as the apiserver reaches it.")
-@click.option("--accept-new-host-key", is_flag=True, help="As for up.")
-def doctor(
-    webhook: str | None,
-    service: str | None,
-    ssh: str,
-    context: str | None,
-    kubeconfig: str | None,
-    master_address: str | None,
-    accept_new_host_key: bool,
-) -> None:
-    """Run up's preflight checks and change nothing."""
-    if bool(webhook) == bool(service):
-        raise UsageError("say what to check: exactly one of --webhook or --service")
-    failures = asyncio.run(
-        _doctor(webhook, service, ssh, context, kubeconfig, master_address, accept_new_host_key)
-    )
-    if failures:
-        sys.exit(1)
-
-
-async def _doctor(
-    webhook: str | None,
-    service: str | None,
-    ssh: str,
-    context: str | None,
-    kubeconfig: str | None,
-    master_address: str | None,
-    accept_new_host_key: bool,
-) -> int:
-    failures = 0
-
-    def check(name: str, error: Exception | None, detail: str = "") -> None:
-        nonlocal failures
-        if error is None:
-            err_console.print(
-                f"[green]✓[/] {name}{': ' + detail if detail else ''}", highlight=False
-            )
-        else:
-            failures += 1
-            err_console.print(f"[red]✗[/] {name}", highlight=False)
-            say(f"    {error}")
-
-    try:
-        cluster = await asyncio.to_thread(Cluster.connect, context, kubeconfig)
-        snapshot = await asyncio.to_thread(discover, cluster, webhook, service)
-        check(
-            "cluster reachable, webhook entries found",
-            None,
-            f"{', '.join(map(str, snapshot.entries))} ({cluster.context_name})",
-        )
-    except WebhookDevError as error:
-        check("cluster reachable, webhook entries found", error)
-        return failures
-    try:
-        redirect.validate_snapshot(snapshot)
-        check("Service usable as a redirect target", None)
-    except WebhookDevError as error:
-        check("Service usable as a redirect target", error)
-    for warning in preflight_warnings(snapshot):
-        say(f"! {warning}")
-    try:
-        await asyncio.to_thread(check_not_held, cluster, subject_of(snapshot), False)
-        check("no other session holds it", None)
-    except WebhookDevError as error:
-        check("no other session holds it", error)
-    tunnel = Tunnel(
-        TunnelSpec(
-            destination=ssh, master_address=master_address, accept_new_host_key=accept_new_host_key
-        )
-    )
-    try:
-        master = await tunnel.connect()
-        check("sshd reachable, host key known, key accepted", None, ssh)
-        redirect.check_master_address(master)
-        check("master address usable as an Endpoint", None, master)
-        listener = await _loopback_sink()
-        await tunnel.open_forward(listener.sockets[0].getsockname()[1])
-        check(
-            "GatewayPorts lets the forward bind the master's address",
-            None,
-            f"{master}:{tunnel.remote_port}",
-        )
-        listener.close()
-    except WebhookDevError as error:
-        check("SSH tunnel", error)
-    finally:
-        await tunnel.close()
-    return failures
-
-
-async def _loopback_sink() -> asyncio.Server:
-    async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.close()
-
-    return await asyncio.start_server(close, "127.0.0.1", 0)

@@ -43,6 +43,7 @@ from webhook_dev.redirect.discovery import check_not_held, discover, preflight_w
 from webhook_dev.redirect.plan import ChangeKind, RedirectPlan, get_field
 from webhook_dev.redirect.plan_builder import Snapshot
 from webhook_dev.redirect.restore import take_down
+from webhook_dev.serving.spec import ServingSpec
 from webhook_dev.serving.stack import ServingStack
 from webhook_dev.subscribers.live_view import SessionFacts
 from webhook_dev.tls import certs
@@ -64,7 +65,7 @@ class UpOptions:
     """Everything ``up`` needs; the CLI fills it from flags, config and environment."""
 
     ssh: str
-    app: str | None = None  # an aiohttp APP, or else ``upstream``
+    serving: ServingSpec  # what answers, recording, reload, inspector: as for ``serve``
     webhook: str | None = None  # NAME or NAME/ENTRY
     service: str | None = None  # NAMESPACE/NAME
     context: str | None = None
@@ -76,16 +77,8 @@ class UpOptions:
     timeout_seconds: int = 5
     accept_new_host_key: bool = False
     force: bool = False
-    record: Path | None = None
-    reload: bool = True
-    watch: list[Path] = field(default_factory=list)
     probe: bool = True
     subscribers: list[Any] = field(default_factory=list)
-    upstream: str | None = None  # any language: forward to this URL (see ServingStack)
-    upstream_ca: Path | None = None
-    upstream_insecure: bool = False
-    run: str | None = None
-    build: str | None = None
 
 
 # --- the session ----------------------------------------------------------------------------
@@ -129,7 +122,7 @@ class Session:
             subject=str(self.journal.subject) if self.journal else "(preparing)",
             tunnel=str(tunnel.state),
             endpoint=f"{remote} → 127.0.0.1:{tunnel.local_port}",
-            recording=str(self.options.record) if self.options.record else None,
+            recording=str(self.options.serving.record) if self.options.serving.record else None,
             reconnects=tunnel.reconnects,
         )
 
@@ -217,7 +210,7 @@ class Session:
             server=cluster.server,
             plan=plan,
             tunnel={"destination": options.ssh, "master": master, "port": remote_port},
-            recording=str(options.record) if options.record else None,
+            recording=str(options.serving.record) if options.serving.record else None,
         )
         started = time.monotonic()
         # Take the lock before anything that `finally` would undo: if another session took
@@ -262,29 +255,13 @@ class Session:
         cert_file, key_file = await asyncio.to_thread(
             self._serving_files, authority, snapshot, master
         )
-        common: dict[str, Any] = {
-            "port": options.port,
-            "cert_file": cert_file,
-            "key_file": key_file,
-            "record": options.record,
-            "subscribers": [self, *options.subscribers],
-        }
-        if options.upstream is not None:
-            self.stack = ServingStack.for_upstream(
-                options.upstream,
-                run=options.run,
-                build=options.build,
-                ca_file=options.upstream_ca,
-                insecure=options.upstream_insecure,
-                reload=options.reload,
-                watch=[str(entry) for entry in options.watch],
-                **common,
-            )
-        else:
-            assert options.app is not None, "UpOptions needs app or upstream"
-            self.stack = ServingStack.for_app(
-                options.app, reload=options.reload, watch=options.watch or None, **common
-            )
+        self.stack = ServingStack.from_spec(
+            options.serving,
+            port=options.port,
+            cert_file=cert_file,
+            key_file=key_file,
+            subscribers=[self, *options.subscribers],
+        )
         await self.stack.start()
 
     def _serving_files(

@@ -2,7 +2,7 @@
 
 A library first (``up``, the inspector's replay button), the ``replay`` command second::
 
-    target = AppWorkers("sample_webhook.sidecar_injector")  # or UrlUpstream(url)
+    target = AppUpstream("sample_webhook.sidecar_injector")  # or FixedUrlUpstream(url)
     await target.start(require_ready=True)
     try:
         result = await replay_exchange(exchange, target, idempotence=True)
@@ -88,7 +88,7 @@ class ReplayResult:
         }
 
 
-class UrlUpstream:
+class FixedUrlUpstream:
     """Upstream: a webhook the user runs at ``url`` (HTTPS verified against ``cafile``).
 
     With no path in ``url``, each call goes to the recorded path (``/mutate?...``).

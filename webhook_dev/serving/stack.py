@@ -30,8 +30,12 @@ from webhook_dev.errors import UsageError
 from webhook_dev.recording.writer import Recorder
 from webhook_dev.serving.proxy import MAX_BODY, Proxy
 from webhook_dev.serving.reloader import Reloader
+from webhook_dev.serving.source_watch import SourceFilter
+from webhook_dev.serving.spec import Answerer, ServingSpec
 from webhook_dev.serving.upstream import Upstream
-from webhook_dev.serving.upstreams.app import AppWorkers
+from webhook_dev.serving.upstreams.app import AppUpstream
+from webhook_dev.serving.upstreams.command import CommandUpstream
+from webhook_dev.serving.upstreams.url import UpstreamUrl, UrlUpstream
 from webhook_dev.tls.authority import LocalAuthority
 
 LOCAL_DNS_NAMES = ("localhost",)
@@ -85,69 +89,50 @@ class ServingStack:
         self.recorder: Recorder | None = None
         self._reloader: Reloader | None = None
         self._runner: web.AppRunner | None = None
-        self.ca_cert_pem: bytes | None = None
 
     @classmethod
-    def for_app(
-        cls,
-        app: str,
-        *,
-        cwd: Path | None = None,
-        reload: bool = True,
-        watch: Sequence[Path] | None = None,
-        **options: Any,
-    ) -> ServingStack:
-        """A stack serving the aiohttp app ``module[:attr]`` (imported from ``cwd``).
+    def from_spec(cls, spec: ServingSpec, **options: Any) -> ServingStack:
+        """The stack ``spec`` describes; ``options`` are where and how it listens
+        (``port``, ``host``, certificate, ``subscribers``, ``hooks``; see the class).
 
-        With ``reload`` (default), Python files under ``watch`` (default: ``cwd``) reload it.
+        The upstream follows :attr:`ServingSpec.answerer`. With ``spec.reload``, an APP
+        reloads when Python files under ``spec.watch`` (default: the project directory)
+        change; a ``--run`` command restarts when its source files change (``watch``:
+        directories or globs, default: the source files under the project directory).
+
+        :raises UsageError: a bad upstream URL or TLS option.
         """
         hooks = options.pop("hooks", None) or Hooks()
-        workers = AppWorkers(app, cwd=cwd, hooks=hooks)
-        if reload:
-            options["watch"] = list(watch) if watch is not None else [workers.cwd]
-        return cls(workers, hooks=hooks, **options)
+        root = spec.root
+        upstream: Upstream
+        if spec.answerer is Answerer.APP:
+            assert spec.app is not None
+            upstream = AppUpstream(spec.app, cwd=root, hooks=hooks)
+            if spec.reload:
+                options["watch"] = [root / entry for entry in spec.watch] or [root]
+        else:
+            target = UpstreamUrl.parse(
+                spec.upstream or "", ca_file=spec.upstream_ca, insecure=spec.upstream_insecure
+            )
+            if spec.run is None:
+                upstream = UrlUpstream(target)
+            else:
+                upstream = CommandUpstream(
+                    target, spec.run, build=spec.build, cwd=root, hooks=hooks
+                )
+                if spec.reload:
+                    directories = [root / e for e in spec.watch if (root / e).is_dir()]
+                    globs = [e for e in spec.watch if not (root / e).is_dir()]
+                    options["watch"] = directories or [root]
+                    options["watch_filter"] = SourceFilter(root, globs)
+        return cls(upstream, hooks=hooks, record=spec.record, redact=spec.redact, **options)
 
     @classmethod
-    def for_upstream(
-        cls,
-        url: str,
-        *,
-        run: str | None = None,
-        build: str | None = None,
-        ca_file: Path | None = None,
-        insecure: bool = False,
-        cwd: Path | None = None,
-        reload: bool = True,
-        watch: Sequence[str] = (),
-        **options: Any,
-    ) -> ServingStack:
-        """A stack forwarding to a webhook at ``url``, in any language (``--upstream``).
-
-        With ``run``, the stack starts that command, restarts it when source files change
-        (``watch``: directories or globs, default: the source files under ``cwd``) and
-        holds calls while it is down; ``build`` builds first and swaps only on success.
-        Without ``run`` the user runs the webhook; calls wait while it refuses connections.
-
-        :raises UsageError: a bad URL or TLS option, ``build`` without ``run``.
-        """
-        from webhook_dev.serving.source_watch import SourceFilter
-        from webhook_dev.serving.upstreams.command import ProcessUpstream
-        from webhook_dev.serving.upstreams.url import ForwardingUpstream, UpstreamUrl
-
-        target = UpstreamUrl.parse(url, ca_file=ca_file, insecure=insecure)
-        hooks = options.pop("hooks", None) or Hooks()
-        if run is None:
-            if build is not None:
-                raise UsageError("--build needs --run: webhook-dev builds what it runs")
-            return cls(ForwardingUpstream(target), hooks=hooks, **options)
-        root = (cwd or Path.cwd()).resolve()
-        upstream = ProcessUpstream(target, run, build=build, cwd=root, hooks=hooks)
-        if reload:
-            directories = [root / entry for entry in watch if (root / entry).is_dir()]
-            globs = [entry for entry in watch if not (root / entry).is_dir()]
-            options["watch"] = directories or [root]
-            options["watch_filter"] = SourceFilter(root, globs)
-        return cls(upstream, hooks=hooks, **options)
+    def for_app(cls, app: str, **options: Any) -> ServingStack:
+        """A stack serving the aiohttp app ``module[:attr]``, reloaded on save, with the
+        class's keyword options (``port=0``, ``record=Path(...)``, ``subscribers=[...]``)."""
+        record, redact = options.pop("record", None), options.pop("redact", True)
+        return cls.from_spec(ServingSpec(app=app, record=record, redact=redact), **options)
 
     @property
     def url(self) -> str:
@@ -210,7 +195,6 @@ class ServingStack:
             raise UsageError("give both --cert and --key, or neither")
         if cert_file is None or key_file is None:
             authority = LocalAuthority.load_or_create()
-            self.ca_cert_pem = authority.ca_cert_pem
             cert_file, key_file = authority.serving_files(
                 "serve" if self._dns_names == LOCAL_DNS_NAMES else self._dns_names[0],
                 dns_names=self._dns_names,

@@ -1,4 +1,4 @@
-"""The user's app in worker processes: the :class:`AppWorkers` upstream.
+"""The user's app in worker processes: the :class:`AppUpstream` upstream.
 
 Each generation is a ``webhook_dev.serving.upstreams.app_worker`` child listening on a Unix
 socket in a private
@@ -206,7 +206,7 @@ class WorkerProcess(WatchedChild):
             self.socket_path.unlink()
 
 
-class AppWorkers:
+class AppUpstream:
     """Upstream: the user's aiohttp app (``module[:attr]``), reloadable without a lost call."""
 
     def __init__(self, app: str, *, cwd: Path | None = None, hooks: Hooks | None = None) -> None:

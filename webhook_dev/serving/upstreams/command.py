@@ -216,7 +216,7 @@ async def run_build(command: str, cwd: Path) -> tuple[bool, str]:
     return process.returncode == 0, output.decode(errors="replace")
 
 
-class ProcessUpstream:
+class CommandUpstream:
     """Upstream: ``--run CMD`` serving ``--upstream URL``, restarted on save without a lost call.
 
     :param build: ``--build CMD``, run before each (re)start; the old process keeps

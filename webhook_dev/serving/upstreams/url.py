@@ -224,7 +224,7 @@ class UrlBackend:
         await self.close()
 
 
-class ForwardingUpstream:
+class UrlUpstream:
     """Upstream: a webhook the user starts and restarts themselves (``--upstream`` alone).
 
     There are no generations to switch between; a restart of the user's server shows up as

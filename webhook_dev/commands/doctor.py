@@ -1,0 +1,117 @@
+"""``webhook-dev doctor``: run ``up``'s checks on the cluster and the master; change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from webhook_dev.commands.options import cluster_options, err_console, say, target_options
+from webhook_dev.errors import ExitCode, UsageError, WebhookDevError
+from webhook_dev.kube.cluster import Cluster
+from webhook_dev.redirect import plan_builder as redirect
+from webhook_dev.redirect.discovery import check_not_held, discover, preflight_warnings, subject_of
+from webhook_dev.tunnel.ssh import Tunnel, TunnelSpec
+
+
+@click.command()
+@target_options
+@click.option("--ssh", "ssh", required=True, metavar="DEST", help="The master, as for ssh.")
+@cluster_options
+@click.option("--master-address", help="The master's IP as the apiserver reaches it.")
+@click.option("--accept-new-host-key", is_flag=True, help="As for up.")
+def doctor(
+    webhook: str | None,
+    service: str | None,
+    ssh: str,
+    context: str | None,
+    kubeconfig: str | None,
+    master_address: str | None,
+    accept_new_host_key: bool,
+) -> None:
+    """Run up's preflight checks and change nothing."""
+    if bool(webhook) == bool(service):
+        raise UsageError("say what to check: exactly one of --webhook or --service")
+    failures = asyncio.run(
+        _doctor(webhook, service, ssh, context, kubeconfig, master_address, accept_new_host_key)
+    )
+    if failures:
+        sys.exit(ExitCode.FAILED)
+
+
+async def _doctor(
+    webhook: str | None,
+    service: str | None,
+    ssh: str,
+    context: str | None,
+    kubeconfig: str | None,
+    master_address: str | None,
+    accept_new_host_key: bool,
+) -> int:
+    failures = 0
+
+    def check(name: str, error: Exception | None, detail: str = "") -> None:
+        nonlocal failures
+        if error is None:
+            err_console.print(
+                f"[green]✓[/] {name}{': ' + detail if detail else ''}", highlight=False
+            )
+        else:
+            failures += 1
+            err_console.print(f"[red]✗[/] {name}", highlight=False)
+            say(f"    {error}")
+
+    try:
+        cluster = await asyncio.to_thread(Cluster.connect, context, kubeconfig)
+        snapshot = await asyncio.to_thread(discover, cluster, webhook, service)
+        check(
+            "cluster reachable, webhook entries found",
+            None,
+            f"{', '.join(map(str, snapshot.entries))} ({cluster.context_name})",
+        )
+    except WebhookDevError as error:
+        check("cluster reachable, webhook entries found", error)
+        return failures
+    try:
+        redirect.validate_snapshot(snapshot)
+        check("Service usable as a redirect target", None)
+    except WebhookDevError as error:
+        check("Service usable as a redirect target", error)
+    for warning in preflight_warnings(snapshot):
+        say(f"! {warning}")
+    try:
+        await asyncio.to_thread(check_not_held, cluster, subject_of(snapshot), False)
+        check("no other session holds it", None)
+    except WebhookDevError as error:
+        check("no other session holds it", error)
+    tunnel = Tunnel(
+        TunnelSpec(
+            destination=ssh, master_address=master_address, accept_new_host_key=accept_new_host_key
+        )
+    )
+    try:
+        master = await tunnel.connect()
+        check("sshd reachable, host key known, key accepted", None, ssh)
+        redirect.check_master_address(master)
+        check("master address usable as an Endpoint", None, master)
+        listener = await _loopback_sink()
+        await tunnel.open_forward(listener.sockets[0].getsockname()[1])
+        check(
+            "GatewayPorts lets the forward bind the master's address",
+            None,
+            f"{master}:{tunnel.remote_port}",
+        )
+        listener.close()
+    except WebhookDevError as error:
+        check("SSH tunnel", error)
+    finally:
+        await tunnel.close()
+    return failures
+
+
+async def _loopback_sink() -> asyncio.Server:
+    async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    return await asyncio.start_server(close, "127.0.0.1", 0)

@@ -1,0 +1,79 @@
+"""``webhook-dev status``: who holds which redirect, since when, tunnel health and calls."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from webhook_dev.commands.options import cluster_options
+from webhook_dev.kube.cluster import Cluster
+from webhook_dev.redirect import journal
+from webhook_dev.redirect import plan_builder as redirect
+from webhook_dev.redirect.restore import find_journals
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@cluster_options
+def status(as_json: bool, context: str | None, kubeconfig: str | None) -> None:
+    """Who holds which redirect, since when, tunnel health and calls."""
+    cluster = Cluster.connect(context, kubeconfig)
+    rows: list[dict[str, Any]] = []
+    for record in find_journals(cluster):
+        lease = journal.read_lease(cluster, record.subject)
+        rows.append(
+            {
+                "subject": str(record.subject),
+                "holder": record.holder,
+                "since": record.created,
+                "webhooks": sorted(
+                    {
+                        c.ref.name
+                        for c in record.plan.changes
+                        if c.ref.kind in redirect.CONFIG_COLLECTIONS
+                    }
+                ),
+                "tunnel": record.tunnel,
+                "recording": record.recording,
+                "lease": None
+                if lease is None
+                else {
+                    "renewed": lease.renewed.isoformat(),
+                    "stale": lease.is_stale(),
+                    **lease.health,
+                },
+            }
+        )
+    if as_json:
+        click.echo(json.dumps({"context": cluster.context_name, "redirects": rows}, indent=2))
+        return
+    if not rows:
+        click.echo(f"no redirects in context {cluster.context_name}")
+        return
+    now = datetime.now(UTC)
+    for row in rows:
+        lease = row["lease"]
+        state = (
+            "no lease: the session died; run `webhook-dev down`"
+            if lease is None
+            else "STALE: the session stopped renewing; run `webhook-dev down`"
+            if lease["stale"]
+            else f"live, tunnel {lease.get('tunnel', '?')}, {lease.get('calls', '0')} calls"
+            f", last {lease.get('last-call') or 'never'}"
+        )
+        since = datetime.fromisoformat(row["since"])
+        click.echo(
+            f"{row['subject']}  held by {row['holder']}  since {row['since']} "
+            f"({int((now - since).total_seconds())}s)"
+        )
+        click.echo(f"  webhooks: {', '.join(row['webhooks'])}")
+        tunnel = row["tunnel"]
+        click.echo(
+            f"  tunnel: {tunnel.get('master')}:{tunnel.get('port')} via "
+            f"{tunnel.get('destination')}  ({state})"
+        )
+        if row["recording"]:
+            click.echo(f"  recording: {row['recording']}")
