@@ -27,7 +27,7 @@ from tests.e2e.conftest import (
     webhook_server_argv,
 )
 from webhook_dev.lab import Lab
-from webhook_dev.lab.probe import listening_addresses
+from webhook_dev.lab.readiness import listening_addresses
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from webhook_dev.errors import LabError
-from webhook_dev.lab import binaries, commands, configs, netns, probe, processes
+from webhook_dev.lab import binaries, commands, configs, netns, processes, readiness
 from webhook_dev.lab.gobuild import ProgressCallback
 from webhook_dev.lab.layout import LabLayout, lab_dir
 from webhook_dev.lab.ssh_keys import SSHKeyPair
@@ -225,8 +225,8 @@ class Lab:
         self.state.aggregator_routing = enabled
         self._restart("kube-apiserver")
         self._save()
-        probe.wait_until(
-            lambda: self._check_alive() or self._probe().ok("/readyz"),
+        readiness.wait_until(
+            lambda: self._check_alive() or self._readiness().ok("/readyz"),
             timeout=READY_TIMEOUT_SECONDS,
             what="kube-apiserver /readyz",
         )
@@ -243,7 +243,7 @@ class Lab:
         EndpointSlice (which the apiserver's endpoint resolver reads) nor programmed by
         kube-proxy. A canary Endpoints change, followed through both, is the barrier.
         """
-        api = self._probe()
+        api = self._readiness()
         port = 30000 + int(time.monotonic() * 1000) % 30000
         base = "/api/v1/namespaces/kube-system"
         service = {
@@ -268,14 +268,14 @@ class Lab:
             f"/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices"
             f"?labelSelector=kubernetes.io/service-name%3D{_CANARY}"
         )
-        probe.wait_until(
+        readiness.wait_until(
             lambda: f'"port":{port}' in api.get(slices)[1],
             timeout=timeout,
             what="the EndpointSlice mirroring controller",
             hint=f"see {self.layout.log('kube-controller-manager')}",
         )
         destination = f"{self.master_ip}:{port}"
-        probe.wait_until(
+        readiness.wait_until(
             lambda: destination in self.proxy_destinations("kube-system", _CANARY),
             timeout=timeout,
             what="kube-proxy to program a new endpoint",
@@ -322,8 +322,8 @@ class Lab:
 
     # ---- health -------------------------------------------------------------------
 
-    def _probe(self) -> probe.ApiProbe:
-        return probe.ApiProbe(
+    def _readiness(self) -> readiness.ApiReadiness:
+        return readiness.ApiReadiness(
             self.topology.master_host_ip,
             APISERVER_PORT,
             self.ca_cert,
@@ -340,13 +340,13 @@ class Lab:
         return {component: self._alive(component) for component in COMPONENTS}
 
     def healthy(self) -> bool:
-        return all(self.component_status().values()) and self._probe().ok("/readyz")
+        return all(self.component_status().values()) and self._readiness().ok("/readyz")
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
         """Block until the apiserver is ready and the cluster is usable for a webhook test:
         default namespaces and service account exist, kube-proxy has programmed rules,
         sshd listens."""
-        api = self._probe()
+        api = self._readiness()
         deadline = time.monotonic() + timeout
 
         def remaining() -> float:
@@ -356,7 +356,7 @@ class Lab:
             self._check_alive()
             return api.ok(path)
 
-        probe.wait_until(
+        readiness.wait_until(
             lambda: ready("/readyz"),
             timeout=remaining(),
             what="kube-apiserver /readyz",
@@ -364,23 +364,23 @@ class Lab:
         )
         for namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
             path = f"/api/v1/namespaces/{namespace}"
-            probe.wait_until(
+            readiness.wait_until(
                 functools.partial(ready, path), timeout=remaining(), what=f"namespace {namespace}"
             )
-        probe.wait_until(
+        readiness.wait_until(
             lambda: ready("/api/v1/namespaces/default/serviceaccounts/default"),
             timeout=remaining(),
             what="service account default/default",
             hint="kube-controller-manager creates it; see its log",
         )
-        probe.wait_until(
+        readiness.wait_until(
             self._proxy_programmed,
             timeout=remaining(),
             what="kube-proxy to program the kubernetes Service",
             hint="see the kube-proxy log",
         )
-        probe.wait_until(
-            lambda: probe.listening(self.master_ns, SSH_PORT),
+        readiness.wait_until(
+            lambda: readiness.listening(self.master_ns, SSH_PORT),
             timeout=remaining(),
             what="sshd to listen",
         )
@@ -544,8 +544,8 @@ class Lab:
         # config, so it and kube-proxy wait for /readyz, which includes that hook.
         for component in ("etcd", "kube-apiserver", "sshd"):
             self._spawn(component)
-        api = self._probe()
-        probe.wait_until(
+        api = self._readiness()
+        readiness.wait_until(
             lambda: self._check_alive() or api.ok("/readyz"),
             timeout=READY_TIMEOUT_SECONDS,
             what="kube-apiserver /readyz",
@@ -579,7 +579,7 @@ class Lab:
                 ]
             },
         }
-        status, body = self._probe().request("POST", "/api/v1/nodes", node)
+        status, body = self._readiness().request("POST", "/api/v1/nodes", node)
         if status not in (201, 409):
             raise LabError(f"cannot register Node {self.master_ns}: {status} {body[:300]}")
 
@@ -591,8 +591,8 @@ class Lab:
             processes.terminate([pid], grace_seconds=1.0)
         self._spawn(component)
         if component == "sshd":
-            probe.wait_until(
-                lambda: probe.listening(self.master_ns, SSH_PORT),
+            readiness.wait_until(
+                lambda: readiness.listening(self.master_ns, SSH_PORT),
                 timeout=10,
                 what="sshd to listen again",
             )

@@ -30,10 +30,6 @@ class LabLayout:
         return self.root / "state.json"
 
     @property
-    def lock_file(self) -> Path:
-        return self.root.parent / f".{self.root.name}.lock"
-
-    @property
     def pki(self) -> Path:
         return self.root / "pki"
 

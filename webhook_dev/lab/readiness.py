@@ -19,7 +19,7 @@ from webhook_dev.errors import LabError
 from webhook_dev.lab.netns import in_namespace
 
 
-class ApiProbe:
+class ApiReadiness:
     """GETs against the apiserver with the admin client certificate."""
 
     def __init__(self, host: str, port: int, ca: Path, cert: Path, key: Path) -> None:
