@@ -47,6 +47,10 @@ class RecordingError(UsageError):
     """A recording that cannot be read: not JSON Lines, or a format version we do not know."""
 
 
+class JournalError(UsageError):
+    """A journal ``down`` cannot read: not ours, or a format version we do not know."""
+
+
 class ClusterError(WebhookDevError):
     """The Kubernetes API refused, or an object is not in the shape we need."""
 

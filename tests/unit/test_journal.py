@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook_dev.errors import RecordingError
+from webhook_dev.errors import JournalError
 from webhook_dev.redirect import journal
 from webhook_dev.redirect.plan import ABSENT, FieldChange, ObjectRef, RedirectPlan
 
@@ -38,7 +38,7 @@ def test_a_journal_reads_back_as_written() -> None:
 
 def test_a_journal_of_an_unknown_version_is_refused_with_what_to_do() -> None:
     data = dict(_journal().to_json(), version=99)
-    with pytest.raises(RecordingError, match="version 99") as raised:
+    with pytest.raises(JournalError, match="version 99") as raised:
         journal.Journal.from_json(data, source="ConfigMap hooks/webhook-dev-sidecar")
     assert "webhook-dev version that ran `up`" in str(raised.value)
 

@@ -12,7 +12,7 @@ from webhook_dev.errors import ExitCode, UsageError, WebhookDevError
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.discovery import check_not_held, discover, preflight_warnings, subject_of
-from webhook_dev.tunnel.ssh import Tunnel, TunnelSpec
+from webhook_dev.tunnel.ssh import SshSpec, SshTunnel
 
 
 @click.command()
@@ -85,23 +85,19 @@ async def _doctor(
         check("no other session holds it", None)
     except WebhookDevError as error:
         check("no other session holds it", error)
-    tunnel = Tunnel(
-        TunnelSpec(
+    tunnel = SshTunnel(
+        SshSpec(
             destination=ssh, master_address=master_address, accept_new_host_key=accept_new_host_key
         )
     )
     try:
-        master = await tunnel.connect()
+        master = await tunnel.prepare()
         check("sshd reachable, host key known, key accepted", None, ssh)
         redirect.check_master_address(master)
         check("master address usable as an Endpoint", None, master)
         listener = await _loopback_sink()
-        await tunnel.open_forward(listener.sockets[0].getsockname()[1])
-        check(
-            "GatewayPorts lets the forward bind the master's address",
-            None,
-            f"{master}:{tunnel.remote_port}",
-        )
+        address = await tunnel.carry(listener.sockets[0].getsockname()[1])
+        check("GatewayPorts lets the forward bind the master's address", None, str(address))
         listener.close()
     except WebhookDevError as error:
         check("SSH tunnel", error)

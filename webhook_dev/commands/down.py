@@ -10,7 +10,7 @@ from webhook_dev.commands.options import cluster_options, say, target_options
 from webhook_dev.errors import ExitCode, UsageError
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import journal
-from webhook_dev.redirect.restore import find_journals, orphan_leases, take_down
+from webhook_dev.redirect.restore import find_journals, orphan_leases, restore_from_journal
 
 
 @click.command()
@@ -48,7 +48,7 @@ def down(
         return
     clean = True
     for record in found:
-        report = take_down(cluster, record, say)
+        report = restore_from_journal(cluster, record, say)
         clean = clean and report.clean
     for subject in leases_only:
         journal.release_lease(cluster, subject)

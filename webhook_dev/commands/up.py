@@ -26,8 +26,11 @@ from webhook_dev.errors import ExitCode, UsageError
 from webhook_dev.inspector import ExchangeFeed, InspectorServer
 from webhook_dev.redirect.session import Session, UpOptions
 from webhook_dev.serving.spec import ServingSpec
+from webhook_dev.serving.stack import ServingStack
 from webhook_dev.subscribers.console import ConsolePrinter
 from webhook_dev.subscribers.live_view import LiveView
+from webhook_dev.tunnel.ssh import SshSpec, SshTunnel
+from webhook_dev.tunnel.transport import Transport
 
 
 @click.command()
@@ -123,20 +126,25 @@ def up(
         inspector_port=inspector_port,
     )
     options = UpOptions(
-        ssh=ssh,
         serving=serving,
         webhook=webhook,
         service=service,
         context=context,
         kubeconfig=kubeconfig,
         port=port,
-        remote_port=remote_port,
-        master_address=master_address,
         keep_failure_policy=keep_failure_policy,
         timeout_seconds=timeout_seconds,
-        accept_new_host_key=accept_new_host_key,
         force=force,
         probe=not no_probe,
+    )
+    transport = SshTunnel(
+        SshSpec(
+            destination=ssh,
+            remote_port=remote_port,
+            master_address=master_address,
+            accept_new_host_key=accept_new_host_key,
+        ),
+        on_state=lambda state, detail: say(f"tunnel {state}: {detail}"),
     )
     inspector = None
     if serving.inspector:
@@ -145,24 +153,26 @@ def up(
         inspector = InspectorServer(
             feed, port=serving.inspector_port, source=f"up {serving.source}"
         )
-    report = event_loop.run(_run_session(options, inspector))
+    report = event_loop.run(_run_session(options, transport, inspector))
     if report is not None and not report.clean:
         sys.exit(ExitCode.FAILED)
 
 
-async def _run_session(options: UpOptions, inspector: InspectorServer | None = None) -> Any:
+async def _run_session(
+    options: UpOptions, transport: Transport, inspector: InspectorServer | None = None
+) -> Any:
     running = contextlib.AsyncExitStack()
 
-    async def serving() -> None:
+    async def serving(stack: ServingStack) -> None:
         if options.serving.record:
             say(f"recording to {options.serving.record}")
         if inspector is not None:
             # Replays go to the session's app, the code that answers the cluster now.
-            inspector.replay_target = lambda: session.stack.upstream if session.stack else None
+            inspector.replay_target = lambda: stack.upstream
             await running.enter_async_context(inspector)
             say(inspector_line(inspector))
 
-    session = Session(options, say, on_serving=serving)
+    session = Session(options, transport, say, on_serving=serving)
     live = None
     if err_console.is_terminal:
         live = LiveView(err_console, session.facts)

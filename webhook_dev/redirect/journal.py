@@ -1,7 +1,8 @@
 """The crash-safe record of a redirect, and the lock that says who holds it.
 
-Protocol 1 of DESIGN.md: before ``up`` changes anything it writes a :class:`Journal` holding
-the whole plan — every field's value before and during the session — in two places:
+Protocol 1 of docs/architecture.md: before ``up`` changes anything it writes a
+:class:`Journal` holding the whole plan — every field's value before and during the
+session — in two places:
 
 * a local file under the state directory, written atomically and fsync'd, so ``down`` on this
   machine works even if the cluster journal could not be written;
@@ -25,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from webhook_dev.errors import HeldError, RecordingError
+from webhook_dev.errors import HeldError, JournalError
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.paths import ensure_private_dir, state_dir, write_private
 from webhook_dev.redirect.plan import Json, RedirectPlan
@@ -93,7 +94,7 @@ class Journal:
     @classmethod
     def from_json(cls, data: Json, *, source: str) -> Journal:
         if data.get("version") != JOURNAL_VERSION:
-            raise RecordingError(
+            raise JournalError(
                 f"journal {source} has format version {data.get('version')!r}; this "
                 f"webhook-dev reads version {JOURNAL_VERSION}",
                 hint="run `down` with the webhook-dev version that ran `up`",

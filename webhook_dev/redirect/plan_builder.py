@@ -23,10 +23,10 @@ that ``up`` journals and applies:
 from __future__ import annotations
 
 import base64
-import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+from webhook_dev.addresses import is_ip_address, usable_endpoint_ip
 from webhook_dev.errors import PreflightError
 from webhook_dev.redirect.plan import (
     ABSENT,
@@ -220,14 +220,12 @@ def build_plan(snapshot: Snapshot, target: Target) -> RedirectPlan:
 
 def check_master_address(address: str) -> None:
     """kube-apiserver refuses loopback and link-local endpoints; say so before changing anything."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError as error:
+    if not is_ip_address(address):
         raise PreflightError(
             f"master address {address!r} is not an IP address",
             hint="pass --master-address with the IP the apiserver reaches the master on",
-        ) from error
-    if ip.is_loopback or ip.is_link_local or ip.is_unspecified:
+        )
+    if not usable_endpoint_ip(address):
         raise PreflightError(
             f"master address {address} cannot be an Endpoint (kube-apiserver refuses "
             "loopback, link-local and unspecified addresses)",

@@ -12,7 +12,7 @@ from webhook_dev.redirect.apply import RestoreReport, restore_plan
 Say = Callable[[str], None]
 
 
-def take_down(cluster: Cluster, record: journal.Journal, say: Say) -> RestoreReport:
+def restore_from_journal(cluster: Cluster, record: journal.Journal, say: Say) -> RestoreReport:
     """Restore from a journal alone, then drop the journal and the lock. Idempotent."""
     report = restore_plan(cluster, record.plan, lambda step: None)
     journal.remove_cluster(cluster, record.subject)

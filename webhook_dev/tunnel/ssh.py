@@ -10,12 +10,12 @@ What ``ssh -N -R <master-ip>:<port>:127.0.0.1:<local>`` does, with the checks it
   must never appear in the middle of a live status view.
 * The forward binds the master's routable address, because kube-apiserver refuses loopback
   Endpoints. sshd with ``GatewayPorts no`` silently binds loopback instead, so after
-  forwarding we *probe*: ask sshd to connect to ``<master-address>:<port>`` itself. Refused
+  forwarding we *check*: ask sshd to connect to ``<master-address>:<port>`` itself. Refused
   means the listener is on loopback only, and we say which sshd setting fixes it.
 * A session with a pty is kept open on the same connection: sshd enables ``TCP_NODELAY`` on
   a connection only when a pty session is opened on it, and without it a small share of
-  webhook calls stall ~40 ms in Nagle/delayed-ACK interplay (DESIGN.md, field notes;
-  ``bench/bench_tunnel.py`` watches for the stalls coming back).
+  webhook calls stall ~40 ms in Nagle/delayed-ACK interplay (docs/architecture.md, field
+  notes; the ">30 ms" column of ``bench/bench_up.py`` would show the stalls coming back).
 * Keepalives detect a dead path; the tunnel reconnects with backoff and asks for the same
   remote port, so the Endpoints written at ``up`` stay right.
 """
@@ -24,18 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, cast
 
 import asyncssh
 
+from webhook_dev.addresses import usable_endpoint_ip
 from webhook_dev.errors import PreflightError, TunnelError
+from webhook_dev.tunnel.transport import DialAddress, TransportState
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +46,8 @@ DEFAULT_GLOBAL_KNOWN_HOSTS = ["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_ho
 _BACKOFF = [0.5, 1, 2, 4, 8]
 
 
-class TunnelState(StrEnum):
-    CONNECTING = "connecting"
-    UP = "up"
-    RECONNECTING = "reconnecting"
-    CLOSED = "closed"
-
-
 @dataclass(frozen=True)
-class TunnelSpec:
+class SshSpec:
     destination: str  # what you would type after `ssh`: host, user@host or a config alias
     remote_port: int = 0  # 0: let sshd choose, then keep it across reconnects
     master_address: str | None = None  # default: the address sshd was reached on
@@ -84,16 +77,17 @@ def split_destination(destination: str) -> tuple[str | None, str, int | None]:
     return user or None, host, port
 
 
-class Tunnel:
-    """One reverse forward, kept alive until :meth:`close`."""
+class SshTunnel:
+    """The ``--ssh`` transport: one reverse forward on the master, kept alive until
+    :meth:`close` (see :class:`~webhook_dev.tunnel.transport.Transport`)."""
 
     def __init__(
         self,
-        spec: TunnelSpec,
-        on_state: Callable[[TunnelState, str], None] | None = None,
+        spec: SshSpec,
+        on_state: Callable[[TransportState, str], None] | None = None,
     ) -> None:
         self.spec = spec
-        self.state = TunnelState.CONNECTING
+        self.state = TransportState.CONNECTING
         self.master_address: str | None = spec.master_address
         self.remote_port: int = spec.remote_port
         self.reconnects = 0
@@ -103,28 +97,38 @@ class Tunnel:
         self._keeper: asyncio.Task[None] | None = None
         self._closing = False
 
-    async def connect(self) -> str:
+    async def prepare(self) -> str:
         """Connect and learn the master's address; no forward yet. Returns the address.
 
-        Separate from :meth:`open_forward` so the caller can issue a serving certificate
-        for that address (``url:`` webhooks) before it starts serving.
+        Separate from :meth:`carry` so the caller can issue a serving certificate for that
+        address (``url:`` webhooks) before it starts serving.
         """
         self._conn = await self._connect()
         if self.master_address is None:
             self.master_address = await _server_address(self._conn)
         return self.master_address
 
-    async def open_forward(self, local_port: int) -> int:
+    async def carry(self, local_port: int) -> DialAddress:
         """Forward ``<master>:<remote_port>`` to ``127.0.0.1:local_port``, verified; keep it up.
 
-        Returns the remote port (chosen by sshd when ``remote_port`` was 0).
+        The port is sshd's choice when ``remote_port`` was 0, and kept across reconnects.
         """
         self.local_port = local_port
         if self._conn is None:
-            await self.connect()
+            await self.prepare()
         await self._forward_on(self._conn_or_fail())
         self._keeper = asyncio.create_task(self._keep_alive(), name="tunnel-keeper")
-        return self.remote_port
+        assert self.master_address is not None
+        return DialAddress(self.master_address, self.remote_port)
+
+    def describe(self) -> dict[str, str]:
+        """What the journal and ``status`` show: ``master:port via destination``."""
+        return {
+            "kind": "ssh",
+            "destination": self.spec.destination,
+            "master": self.master_address or "",
+            "port": str(self.remote_port),
+        }
 
     async def close(self) -> None:
         self._closing = True
@@ -136,12 +140,7 @@ class Tunnel:
             self._conn.close()
             with contextlib.suppress(Exception):
                 await self._conn.wait_closed()
-        self._set_state(TunnelState.CLOSED, "closed")
-
-    def drop(self) -> None:
-        """Close the SSH connection abruptly (tests; the keeper reconnects)."""
-        if self._conn:
-            self._conn.abort()
+        self._set_state(TransportState.CLOSED, "closed")
 
     # --- connection -------------------------------------------------------------------------
 
@@ -154,13 +153,13 @@ class Tunnel:
         try:
             listener = await self._forward(conn)
             self.remote_port = listener.get_port()
-            await self._probe(conn)
+            await self._check_gateway_ports(conn)
             await _hold_pty_session(conn)
         except BaseException:
             conn.close()
             raise
         self._set_state(
-            TunnelState.UP,
+            TransportState.UP,
             f"{self.master_address}:{self.remote_port} → 127.0.0.1:{self.local_port}",
         )
 
@@ -242,13 +241,13 @@ class Tunnel:
                 "remote forwards; pass another --remote-port or allow forwarding in sshd_config",
             ) from error
 
-    async def _probe(self, conn: asyncssh.SSHClientConnection) -> None:
+    async def _check_gateway_ports(self, conn: asyncssh.SSHClientConnection) -> None:
         """Ask sshd itself to connect to the forward's address: proves what it bound."""
         try:
             _, writer = await conn.open_connection(self.master_address, self.remote_port)
         except asyncssh.ChannelOpenError as error:
             if error.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED:
-                log.warning("sshd forbids local forwards; cannot probe the listener directly")
+                log.warning("sshd forbids local forwards; cannot check the listener directly")
                 return
             raise PreflightError(
                 f"sshd bound the tunnel to loopback only, not {self.master_address}:"
@@ -265,7 +264,7 @@ class Tunnel:
             await self._conn.wait_closed()
             if self._closing:
                 return
-            self._set_state(TunnelState.RECONNECTING, "connection lost")
+            self._set_state(TransportState.RECONNECTING, "connection lost")
             attempt = 0
             while not self._closing:
                 await asyncio.sleep(_BACKOFF[min(attempt, len(_BACKOFF) - 1)])
@@ -273,12 +272,12 @@ class Tunnel:
                 try:
                     await self._reestablish()
                 except (TunnelError, PreflightError, OSError, asyncssh.Error) as error:
-                    self._set_state(TunnelState.RECONNECTING, f"attempt {attempt}: {error}")
+                    self._set_state(TransportState.RECONNECTING, f"attempt {attempt}: {error}")
                     continue
                 self.reconnects += 1
                 break
 
-    def _set_state(self, state: TunnelState, detail: str) -> None:
+    def _set_state(self, state: TransportState, detail: str) -> None:
         self.state = state
         log.info("tunnel %s: %s", state, detail)
         self._on_state(state, detail)
@@ -290,15 +289,15 @@ async def _server_address(conn: asyncssh.SSHClientConnection) -> str:
     That needs no shell on the master (a login shell's rc files can be slow or hang, and
     some masters have none). Behind a ProxyJump the peer is not an IP of ours to use, so
     ask sshd's ``$SSH_CONNECTION`` (third field) instead. Behind NAT neither is right:
-    ``--master-address`` says it, and the probe after redirecting proves it either way.
+    ``--master-address`` says it, and the dry-run probe after redirecting proves it.
     """
     peer = str(conn.get_extra_info("peername")[0])
-    if _usable_endpoint(peer):
+    if usable_endpoint_ip(peer):
         return peer
     try:
         result = await conn.run('printf %s "$SSH_CONNECTION"', check=True, timeout=5)
         fields = str(result.stdout).split()
-        if len(fields) == 4 and _usable_endpoint(fields[2]):
+        if len(fields) == 4 and usable_endpoint_ip(fields[2]):
             return fields[2]
     except (asyncssh.Error, TimeoutError, OSError):
         pass
@@ -306,14 +305,6 @@ async def _server_address(conn: asyncssh.SSHClientConnection) -> str:
         f"cannot tell the master's IP address (connected to {peer!r})",
         hint="pass --master-address with the IP kube-apiserver reaches the master on",
     )
-
-
-def _usable_endpoint(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return not (ip.is_loopback or ip.is_link_local or ip.is_unspecified)
 
 
 async def _hold_pty_session(conn: asyncssh.SSHClientConnection) -> None:

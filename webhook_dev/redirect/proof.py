@@ -1,0 +1,110 @@
+"""The proof that a redirect works: dry-run creates the webhook's rules match, seen arriving.
+
+``up`` prints ``ready`` only once a call the apiserver made really reached the local code:
+the endpoints were accepted, kube-proxy or the endpoint resolver picked them up, the
+transport carried the connection and TLS verified against the ``caBundle``. A dry run
+stores nothing. ``failurePolicy: Ignore`` would hide a call that never arrived, so
+arrival is watched at the proxy (this object is one more subscriber on its hook) rather
+than inferred from the apiserver's answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from webhook_dev.admission.exchange import Exchange
+from webhook_dev.errors import ClusterError
+from webhook_dev.kube.cluster import Cluster
+from webhook_dev.redirect import plan_builder, probe_objects
+from webhook_dev.redirect.plan_builder import Snapshot
+
+TIMEOUT_SECONDS = 30.0
+# The apiserver answers a dry run only after our webhook answered it, so when the dry run
+# returns, the call has reached the proxy or never will; this covers the hook's scheduling.
+ARRIVAL_GRACE_SECONDS = 0.25
+PAUSE_SECONDS = 0.1
+
+Say = Callable[[str], None]
+
+
+class PathProof:
+    """Subscriber on the serving stack, and the dry runs whose arrival it waits for."""
+
+    def __init__(self, cluster: Cluster, say: Say) -> None:
+        self.cluster = cluster
+        self.say = say
+        self._awaited: dict[str, asyncio.Future[float]] = {}
+
+    def on_exchange(self, exchange: Exchange) -> None:
+        name = (exchange.request.get("name") or "") if exchange.request else ""
+        waiter = self._awaited.get(name)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(time.monotonic())
+
+    async def prove(self, snapshot: Snapshot, stopping: asyncio.Event) -> float | None:
+        """Round trip in seconds of a call that reached the proxy; ``None`` when none did.
+
+        Says why on the console when it cannot: no resource to dry-run, or no arrival
+        within :data:`TIMEOUT_SECONDS` (the apiserver cannot call through the transport).
+        """
+        namespaces = await asyncio.to_thread(self.cluster.list, "/api/v1/namespaces")
+        candidates: list[probe_objects.ProbeObject] = []
+        for ref in snapshot.entries:
+            entry = plan_builder.entry_of(snapshot, ref)
+            candidates = probe_objects.probe_objects(entry, namespaces)
+            if candidates:
+                break
+        if not candidates:
+            self.say(
+                "ready (no probe: the rules match no resource we can dry-run); "
+                "waiting for the first real call"
+            )
+            return None
+        # kube-proxy and the apiserver's endpoint cache pick up the new endpoints
+        # asynchronously, and failurePolicy Ignore hides a call that did not arrive: so try
+        # again until one does, rotating namespaces in case another webhook refuses there.
+        deadline = time.monotonic() + TIMEOUT_SECONDS
+        round_trip = None
+        refusals: set[str] = set()
+        attempt = 0
+        candidate = candidates[0]
+        while round_trip is None and time.monotonic() < deadline and not stopping.is_set():
+            candidate = candidates[attempt % len(candidates)]
+            attempt += 1
+            round_trip = await self._dry_run(candidate, refusals)
+        if round_trip is not None:
+            # The first call to arrive may have paid for new connections along the way; a
+            # second one says what a call costs now.
+            return await self._dry_run(candidate, refusals) or round_trip
+        if not stopping.is_set():
+            self.say(
+                "warning: the probe's dry-run creates did not reach your code within "
+                f"{TIMEOUT_SECONDS:.0f} s; the apiserver cannot call through the tunnel "
+                "(see `webhook-dev doctor`)"
+            )
+        return None
+
+    async def _dry_run(
+        self, candidate: probe_objects.ProbeObject, refusals: set[str]
+    ) -> float | None:
+        """One dry-run create; its round trip in seconds if it reached the proxy in time."""
+        seen: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._awaited[candidate.name] = seen
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(
+                self.cluster.create, candidate.collection, candidate.manifest, dry_run=True
+            )
+        except ClusterError as error:
+            if error.message not in refusals:
+                refusals.add(error.message)
+                self.say(f"probe: the apiserver refused the dry run: {error.message}")
+        try:
+            return (await asyncio.wait_for(seen, ARRIVAL_GRACE_SECONDS)) - started
+        except TimeoutError:
+            await asyncio.sleep(PAUSE_SECONDS)
+            return None
+        finally:
+            self._awaited.pop(candidate.name, None)
