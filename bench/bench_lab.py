@@ -10,7 +10,7 @@ one keep-alive HTTPS connection from the root namespace, in four setups:
 * ``ssh -R (no session)``   — the seed's manual technique: OpenSSH ``ssh -N -R`` from the
   workstation, webhook on the workstation's loopback;
 * ``ssh -R + pty session``  — the same, with a pty session open on the SSH connection
-  (``ssh -tt ... sleep``), which makes sshd set TCP_NODELAY (see DESIGN.md field notes).
+  (``ssh -tt ... sleep``), which makes sshd set TCP_NODELAY (see docs/architecture.md, field notes).
 
 Figures are printed as absolute values *and* ratios to the baseline measured in the same
 run, since absolute numbers depend on the machine and its load. ``--cold-build`` also
@@ -42,9 +42,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from webhook_dev import certs  # noqa: E402
 from webhook_dev.lab import Lab, teardown  # noqa: E402
-from webhook_dev.lab.probe import listening_addresses  # noqa: E402
+from webhook_dev.lab.readiness import listening_addresses  # noqa: E402
+from webhook_dev.tls import certs  # noqa: E402
 
 WEBHOOK_SERVER = REPO / "tests" / "e2e" / "webhook_server.py"
 BENCH_ENV = {

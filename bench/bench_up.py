@@ -14,8 +14,8 @@ running side by side (each in its own namespace, rounds alternating between them
 
 Figures are ratios against ``manual ssh -R`` measured in the same run (the goal: p50 and p99
 within 1.3x), plus the count of calls over 30 ms ("stalls": the Nagle/delayed-ACK
-signature, see DESIGN.md field notes). Then ``up``-to-ready (process start to the ``ready``
-line, probe included) and ``down`` (SIGTERM to exit, restore included; and a separate
+signature, see docs/architecture.md, field notes). Then ``up``-to-ready (process start to
+the ``ready`` line, probe included) and ``down`` (SIGTERM to exit, restore included; and a separate
 ``webhook-dev down`` after ``kill -9``), over ``--cycles`` runs.
 """
 
@@ -42,9 +42,9 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from webhook_dev import certs  # noqa: E402
 from webhook_dev.kube.cluster import Cluster  # noqa: E402
 from webhook_dev.lab import Lab, teardown  # noqa: E402
+from webhook_dev.tls import certs  # noqa: E402
 
 BENCH_ENV = {
     "WEBHOOK_DEV_LAB_PREFIX": "wdupb",

@@ -1,11 +1,15 @@
 """webhook-dev: develop Kubernetes admission webhooks on your workstation.
 
-Layers, with imports pointing only downwards (see docs/architecture.md):
+The packages are the subsystems, in layers whose imports point only downwards (the map is
+docs/architecture.md; ``lint-imports`` enforces it):
 
-* pure core — ``review``, ``certs``, ``plan``: no network, no files;
-* adapters — ``cluster``, ``tunnel``, ``proxy``, ``worker``, ``reloader``, ``recorder``,
-  ``journal``, ``lab``: each owns one outside system and stays thin;
-* commands — ``cli`` and ``session``: wire adapters together for a user.
+* ``commands`` — the command line, one module per command;
+* ``redirect`` (the cluster side of ``up``/``down``), ``inspector``, ``lab``;
+* ``tunnel`` (transports), ``replay``, ``subscribers``;
+* ``serving`` — the TLS proxy, the upstreams (app, command, URL), reloading;
+* ``recording``, ``kube`` — files of exchanges; the Kubernetes API;
+* ``admission``, ``tls`` — the pure core: reviews, exchanges, certificates;
+* ``errors``, ``paths``, ``addresses`` — what everything may use.
 """
 
 __version__ = "0.1.0"
