@@ -4,6 +4,7 @@ when a holder's lock has gone stale."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -61,6 +62,9 @@ def test_a_lease_is_stale_once_not_renewed_for_its_duration() -> None:
     assert lease.is_stale(now=renewed + timedelta(seconds=31))
 
 
-def test_lock_names_stay_valid_for_long_service_names() -> None:
-    subject = journal.Subject("hooks", "a" * 80)
-    assert len(subject.object_name) <= 63 and subject.object_name.startswith("webhook-dev-")
+def test_record_names_stay_valid_dns_subdomains_for_long_names() -> None:
+    subject = journal.Subject("hooks", "a" * 300)
+    name = subject.object_name
+    assert len(name) <= 253 and name.startswith("webhook-dev.hooks.")
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name)
+    assert name != journal.Subject("hooks", "a" * 299).object_name

@@ -10,7 +10,7 @@ from webhook_dev.commands.options import cluster_options, say, target_options
 from webhook_dev.errors import ExitCode, UsageError
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import journal
-from webhook_dev.redirect.restore import find_journals, orphan_leases, restore_from_journal
+from webhook_dev.redirect.restore import find_journals, orphan_locks, restore_from_journal
 
 
 @click.command()
@@ -42,7 +42,7 @@ def down(
             f"several redirects are active ({listed})",
             hint="name one with --service NS/NAME, or pass --all",
         )
-    leases_only = orphan_leases(cluster, found) if (everything or service) else []
+    leases_only = orphan_locks(cluster, found) if (everything or service) else []
     if not found and not leases_only:
         say("nothing to restore: no webhook-dev journal in this cluster or on this machine")
         return

@@ -179,6 +179,6 @@ def _typed(
         return ClusterError(
             text,
             hint="your kubeconfig user lacks the permission; webhook-dev needs to edit "
-            "Services, Endpoints, EndpointSlices, webhook configurations, Leases and ConfigMaps",
+            "Services, Endpoints, EndpointSlices and webhook configurations (docs/up-and-down.md)",
         )
     return ClusterError(text)

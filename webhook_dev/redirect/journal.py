@@ -5,12 +5,20 @@ Protocol 1 of docs/architecture.md: before ``up`` changes anything it writes a
 session — in two places:
 
 * a local file under the state directory, written atomically and fsync'd, so ``down`` on this
-  machine works even if the cluster journal could not be written;
-* a ConfigMap ``webhook-dev-<name>`` beside the Service, so ``down`` works from another shell
-  or machine.
+  machine works even if the cluster copy could not be written;
+* the session's *record* in the cluster, so ``down`` works from another shell or machine.
 
-The holder lock is a ``coordination.k8s.io/v1`` Lease of the same name, renewed while the
-session lives. A Lease not renewed for its duration is stale: ``up --force`` may take over
+Protocol 7: our own bookkeeping must be webhook-proof. A ConfigMap or a Lease beside the
+Service is what a webhook may intercept — Kubernetes' conformance layout puts a
+ConfigMap-denying webhook's Service in the very namespace whose ConfigMaps it denies, and
+policy engines match ``*`` — and while we redirect that webhook its in-cluster backend may
+be absent, so such a write would time out before ``up`` even starts. The apiserver never
+sends webhook configuration objects to webhooks, so the record is one: a
+ValidatingWebhookConfiguration with no webhooks (it admits nothing and costs nothing),
+named ``webhook-dev.<namespace>.<name>``, whose annotations hold the journal and the lock
+(holder, session, renew time, duration and the session's health, like a Lease's fields).
+Created with ``create`` (refused if it exists) and renewed with optimistic concurrency, it is
+the one-holder lock; not renewed for its duration, it is stale: ``up --force`` may take over
 (after restoring what the stale session left), and ``status`` says so.
 """
 
@@ -27,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from webhook_dev.errors import HeldError, JournalError
-from webhook_dev.kube.cluster import Cluster
+from webhook_dev.kube.cluster import Cluster, Conflict
 from webhook_dev.paths import ensure_private_dir, state_dir, write_private
 from webhook_dev.redirect.plan import Json, RedirectPlan
 
@@ -45,7 +53,16 @@ def lease_seconds() -> int:
     return int(os.environ.get("WEBHOOK_DEV_LEASE_SECONDS") or LEASE_SECONDS)
 
 
-_COORDINATION = "/apis/coordination.k8s.io/v1"
+RECORDS = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+_PREFIX = "webhook-dev/"
+_JOURNAL = f"{_PREFIX}journal"
+_HOLDER = f"{_PREFIX}holder"
+_SESSION = f"{_PREFIX}session"
+_RENEWED = f"{_PREFIX}renew-time"
+_DURATION = f"{_PREFIX}lease-seconds"
+_SUBJECT = f"{_PREFIX}subject"
+_DESCRIPTION = f"{_PREFIX}description"
+_LOCK_KEYS = (_HOLDER, _SESSION, _RENEWED, _DURATION)
 
 
 @dataclass(frozen=True)
@@ -57,7 +74,12 @@ class Subject:
 
     @property
     def object_name(self) -> str:
-        return f"webhook-dev-{self.name}"[:63].rstrip("-.")
+        """The record's name: ``webhook-dev.<namespace>.<name>``, a valid DNS subdomain."""
+        name = f"webhook-dev.{self.namespace}.{self.name}".lower()
+        if len(name) <= 253:
+            return name
+        digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+        return f"{name[:242].rstrip('-.')}.{digest}"
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
@@ -145,61 +167,67 @@ def remove_local(journal: Journal) -> None:
     local_path(journal.server, journal.subject).unlink(missing_ok=True)
 
 
-# --- cluster copy and lock ------------------------------------------------------------------
+# --- the record in the cluster: journal and lock ---------------------------------------------
 
 
-def _configmaps(namespace: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/configmaps"
+def record_path(subject: Subject) -> str:
+    return f"{RECORDS}/{subject.object_name}"
 
 
-def _leases(namespace: str) -> str:
-    return f"{_COORDINATION}/namespaces/{namespace}/leases"
+def _annotations(record: Json) -> dict[str, str]:
+    return dict(record["metadata"].get("annotations") or {})
 
 
 def write_cluster(cluster: Cluster, journal: Journal) -> None:
-    subject = journal.subject
-    manifest: Json = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": subject.object_name,
-            "namespace": subject.namespace,
-            "labels": {MANAGED_LABEL: "webhook-dev"},
-            "annotations": {"webhook-dev/holder": journal.holder},
-        },
-        "data": {"journal.json": json.dumps(journal.to_json(), indent=2)},
-    }
-    path = f"{_configmaps(subject.namespace)}/{subject.object_name}"
-    existing = cluster.get_or_none(path)
-    if existing is None:
-        cluster.create(_configmaps(subject.namespace), manifest)
-    else:
-        manifest["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-        cluster.replace(path, manifest)
+    """Put the journal in the session's record; the lock (:func:`acquire_lease`) made it."""
+
+    def with_journal(record: Json) -> Json:
+        annotations = record["metadata"].setdefault("annotations", {})
+        annotations[_JOURNAL] = json.dumps(journal.to_json(), separators=(",", ":"))
+        return record
+
+    if cluster.update(record_path(journal.subject), with_journal) is None:
+        raise HeldError(
+            f"the record of {journal.subject} vanished before its journal was written "
+            "(taken down from elsewhere?)",
+            hint="nothing was changed; run `webhook-dev up` again",
+        )
 
 
 def read_cluster(cluster: Cluster, subject: Subject) -> Journal | None:
-    path = f"{_configmaps(subject.namespace)}/{subject.object_name}"
-    configmap = cluster.get_or_none(path)
-    if configmap is None or "journal.json" not in (configmap.get("data") or {}):
-        return None
-    return Journal.from_json(json.loads(configmap["data"]["journal.json"]), source=path)
+    record = cluster.get_or_none(record_path(subject))
+    return None if record is None else _journal_of(record)
 
 
 def read_cluster_all(cluster: Cluster) -> list[Journal]:
     found = []
-    for configmap in cluster.list(
-        "/api/v1/configmaps", label_selector=f"{MANAGED_LABEL}=webhook-dev"
-    ):
-        text = (configmap.get("data") or {}).get("journal.json")
-        if text:
-            name = f"{configmap['metadata']['namespace']}/{configmap['metadata']['name']}"
-            found.append(Journal.from_json(json.loads(text), source=f"ConfigMap {name}"))
+    for record in _records(cluster):
+        journal = _journal_of(record)
+        if journal is not None:
+            found.append(journal)
     return found
 
 
-def remove_cluster(cluster: Cluster, subject: Subject) -> None:
-    cluster.delete(f"{_configmaps(subject.namespace)}/{subject.object_name}")
+def unjournaled_locks(cluster: Cluster) -> list[Subject]:
+    """Subjects locked by a session that died before writing its journal (nothing changed)."""
+    return [_subject_of(record) for record in _records(cluster) if _journal_of(record) is None]
+
+
+def _records(cluster: Cluster) -> list[Json]:
+    return cluster.list(RECORDS, label_selector=f"{MANAGED_LABEL}=webhook-dev")
+
+
+def _journal_of(record: Json) -> Journal | None:
+    text = _annotations(record).get(_JOURNAL)
+    if not text:
+        return None
+    name = record["metadata"]["name"]
+    return Journal.from_json(json.loads(text), source=f"ValidatingWebhookConfiguration {name}")
+
+
+def _subject_of(record: Json) -> Subject:
+    namespace, _, name = _annotations(record).get(_SUBJECT, "/").partition("/")
+    return Subject(namespace, name)
 
 
 @dataclass(frozen=True)
@@ -215,18 +243,22 @@ class LeaseState:
 
 
 def read_lease(cluster: Cluster, subject: Subject) -> LeaseState | None:
-    lease = cluster.get_or_none(f"{_leases(subject.namespace)}/{subject.object_name}")
-    if lease is None:
+    record = cluster.get_or_none(record_path(subject))
+    if record is None:
         return None
-    spec = lease.get("spec") or {}
-    renewed = (
-        spec.get("renewTime") or spec.get("acquireTime") or lease["metadata"]["creationTimestamp"]
-    )
+    annotations = _annotations(record)
+    renewed = annotations.get(_RENEWED) or record["metadata"]["creationTimestamp"]
+    health_keys = set(annotations) - {*_LOCK_KEYS, _JOURNAL, _SUBJECT, _DESCRIPTION}
     return LeaseState(
-        holder=spec.get("holderIdentity", "?"),
+        holder=annotations.get(_HOLDER, "?"),
         renewed=_parse_time(renewed),
-        duration=timedelta(seconds=spec.get("leaseDurationSeconds", LEASE_SECONDS)),
-        session_id=(lease["metadata"].get("annotations") or {}).get("webhook-dev/session", ""),
+        duration=timedelta(seconds=int(annotations.get(_DURATION) or LEASE_SECONDS)),
+        session_id=annotations.get(_SESSION, ""),
+        health={
+            key.removeprefix(_PREFIX): annotations[key]
+            for key in sorted(health_keys)
+            if key.startswith(_PREFIX)
+        },
     )
 
 
@@ -250,55 +282,61 @@ def acquire_lease(
                 "over a stale one",
                 hint=f"stop it there, or wait {current.duration.seconds}s after it dies",
             )
-        cluster.delete(f"{_leases(subject.namespace)}/{subject.object_name}")
+        cluster.delete(record_path(subject))
     now = _format_time(_now())
-    cluster.create(
-        _leases(subject.namespace),
-        {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": subject.object_name,
-                "namespace": subject.namespace,
-                "labels": {MANAGED_LABEL: "webhook-dev"},
-                "annotations": {"webhook-dev/session": session_id},
-            },
-            "spec": {
-                "holderIdentity": holder,
-                "leaseDurationSeconds": lease_seconds(),
-                "acquireTime": now,
-                "renewTime": now,
+    record: Json = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {
+            "name": subject.object_name,
+            "labels": {MANAGED_LABEL: "webhook-dev"},
+            "annotations": {
+                _DESCRIPTION: "webhook-dev's journal and lock for a redirect of "
+                f"{subject}; it has no webhooks. `webhook-dev down` removes it.",
+                _SUBJECT: str(subject),
+                _HOLDER: holder,
+                _SESSION: session_id,
+                _RENEWED: now,
+                _DURATION: str(lease_seconds()),
             },
         },
-    )
+        "webhooks": [],
+    }
+    try:
+        cluster.create(RECORDS, record)
+    except Conflict as error:  # created by another session since we looked
+        taker = read_lease(cluster, subject)
+        raise HeldError(
+            f"{subject} was just taken by {taker.holder if taker else 'another session'}",
+            hint="stop that session first, or run `webhook-dev down --service "
+            f"{subject}` from here",
+        ) from error
 
 
 def renew_lease(
     cluster: Cluster, subject: Subject, session_id: str, health: dict[str, str] | None = None
 ) -> bool:
-    """Heartbeat; ``False`` if the lease is gone or was taken over (the session must stop).
+    """Heartbeat; ``False`` if the record is gone or was taken over (the session must stop).
 
-    ``health`` (tunnel state, call count, last call) is published as annotations, so
+    ``health`` (transport state, call count, last call) is published as annotations, so
     ``status`` from any shell or machine sees it.
     """
 
-    def renewed(lease: Json) -> Json | None:
-        annotations = lease["metadata"].setdefault("annotations", {})
-        if annotations.get("webhook-dev/session") != session_id:
+    def renewed(record: Json) -> Json | None:
+        annotations = record["metadata"].setdefault("annotations", {})
+        if annotations.get(_SESSION) != session_id:
             return None
-        annotations.update({f"webhook-dev/{key}": value for key, value in (health or {}).items()})
-        lease["spec"]["renewTime"] = _format_time(_now())
-        return lease
+        annotations.update({f"{_PREFIX}{key}": value for key, value in (health or {}).items()})
+        annotations[_RENEWED] = _format_time(_now())
+        return record
 
-    result = cluster.update(f"{_leases(subject.namespace)}/{subject.object_name}", renewed)
-    return result is not None and (
-        (result["metadata"].get("annotations") or {}).get("webhook-dev/session") == session_id
-    )
+    result = cluster.update(record_path(subject), renewed)
+    return result is not None and _annotations(result).get(_SESSION) == session_id
 
 
 def release_lease(cluster: Cluster, subject: Subject) -> bool:
-    """Drop the lock; ``False`` if it was already gone."""
-    return cluster.delete(f"{_leases(subject.namespace)}/{subject.object_name}")
+    """Drop the record, journal and lock together; ``False`` if it was already gone."""
+    return cluster.delete(record_path(subject))
 
 
 def _now() -> datetime:

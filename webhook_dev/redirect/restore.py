@@ -15,8 +15,7 @@ Say = Callable[[str], None]
 def restore_from_journal(cluster: Cluster, record: journal.Journal, say: Say) -> RestoreReport:
     """Restore from a journal alone, then drop the journal and the lock. Idempotent."""
     report = restore_plan(cluster, record.plan, lambda step: None)
-    journal.remove_cluster(cluster, record.subject)
-    journal.release_lease(cluster, record.subject)
+    journal.release_lease(cluster, record.subject)  # the record: journal and lock
     journal.remove_local(record)
     for line in report.conflicts:
         say(f"conflict: {line}")
@@ -36,16 +35,7 @@ def find_journals(cluster: Cluster) -> list[journal.Journal]:
     return list(by_subject.values())
 
 
-def orphan_leases(cluster: Cluster, found: list[journal.Journal]) -> list[journal.Subject]:
+def orphan_locks(cluster: Cluster, found: list[journal.Journal]) -> list[journal.Subject]:
+    """Locks of sessions that died before journaling (they changed nothing), not in ``found``."""
     known = {str(j.subject) for j in found}
-    leases = cluster.list(
-        "/apis/coordination.k8s.io/v1/leases", label_selector=f"{journal.MANAGED_LABEL}=webhook-dev"
-    )
-    subjects = []
-    for lease in leases:
-        meta = lease["metadata"]
-        name = meta["name"].removeprefix("webhook-dev-")
-        subject = journal.Subject(meta["namespace"], name)
-        if str(subject) not in known:
-            subjects.append(subject)
-    return subjects
+    return [s for s in journal.unjournaled_locks(cluster) if str(s) not in known]
