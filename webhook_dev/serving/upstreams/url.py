@@ -24,6 +24,7 @@ import aiohttp
 
 from webhook_dev.errors import UsageError
 from webhook_dev.serving.upstream import BackendGone, UpstreamRequest, UpstreamResponse
+from webhook_dev.serving.upstreams.forward import failure, forward
 
 # Kept back from a call's budget to answer it with a clear error rather than be cut off.
 ERROR_RESERVE_SECONDS = 0.3
@@ -150,57 +151,30 @@ class UrlBackend:
         started = loop.time()
         deadline = started + budget
         url = self.upstream.target(request.path)
+        generation = self.generation or None
         while True:
             try:
-                return await self._post(session, url, request, deadline - loop.time(), started)
+                return await forward(
+                    session,
+                    url,
+                    request,
+                    deadline - loop.time(),
+                    generation=generation,
+                    who=url,
+                    answer_error=lambda response, body: _unexpected_status(url, response, body),
+                )
             except aiohttp.ClientConnectorError as error:
                 if isinstance(error, aiohttp.ClientConnectorCertificateError | ssl.SSLError):
-                    return self._failed(502, f"TLS with {url} failed: {error}", started)
+                    message = f"TLS with {url} failed: {error}"
+                    return failure(502, message, generation=generation, since=started)
                 if not self.still_there():
                     raise BackendGone() from error
                 if not await self._wait_until_accepting(deadline - ERROR_RESERVE_SECONDS):
-                    return self._failed(
-                        503,
+                    message = (
                         f"nothing accepted connections at {self.upstream.url} before the "
-                        f"call's deadline ({error.os_error.strerror or error})",
-                        started,
+                        f"call's deadline ({error.os_error.strerror or error})"
                     )
-
-    async def _post(
-        self,
-        session: aiohttp.ClientSession,
-        url: str,
-        request: UpstreamRequest,
-        budget: float,
-        started: float,
-    ) -> UpstreamResponse:
-        loop = asyncio.get_running_loop()
-        try:
-            async with session.post(
-                url,
-                data=request.body,
-                headers=dict(request.headers),
-                timeout=aiohttp.ClientTimeout(total=max(budget, 0.1)),
-            ) as response:
-                body = await response.read()
-                return UpstreamResponse(
-                    status=response.status,
-                    body=body,
-                    content_type=response.content_type,
-                    generation=self.generation or None,
-                    # a 500 is passed through as the user's server wrote it (the proxy
-                    # would read ``error`` as a Python traceback); its log shows why
-                    error=None
-                    if response.status in (200, 500)
-                    else f"{url} answered HTTP {response.status}: {_excerpt(body)}",
-                    elapsed_ms=(loop.time() - started) * 1000,
-                )
-        except aiohttp.ClientConnectorError:
-            raise
-        except TimeoutError:
-            return self._failed(504, f"{url} did not answer before the call's deadline", started)
-        except aiohttp.ClientError as error:
-            return self._failed(502, f"{url} dropped the call: {error!r}", started)
+                    return failure(503, message, generation=generation, since=started)
 
     async def _wait_until_accepting(self, until: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -209,16 +183,6 @@ class UrlBackend:
                 return True
             await asyncio.sleep(CONNECT_POLL_SECONDS)
         return False
-
-    def _failed(self, status: int, message: str, started: float) -> UpstreamResponse:
-        return UpstreamResponse(
-            status,
-            f"webhook-dev: {message}\n".encode(),
-            "text/plain",
-            generation=self.generation or None,
-            error=message,
-            elapsed_ms=(asyncio.get_running_loop().time() - started) * 1000,
-        )
 
     async def stop(self) -> None:
         await self.close()
@@ -254,6 +218,15 @@ class UrlUpstream:
 
     def request_reload(self, reason: str) -> None:
         return None
+
+
+def _unexpected_status(url: str, response: aiohttp.ClientResponse, body: bytes) -> str | None:
+    """An answer other than 200 or 500, explained; a 500 is passed through as the user's
+    server wrote it (the proxy would read ``error`` as a Python traceback): its log says why.
+    """
+    if response.status in (200, 500):
+        return None
+    return f"{url} answered HTTP {response.status}: {_excerpt(body)}"
 
 
 def _excerpt(body: bytes, limit: int = 300) -> str:
