@@ -30,7 +30,6 @@ from webhook_dev.admission import review
 from webhook_dev.admission.exchange import Exchange
 from webhook_dev.admission.review import AdmissionResponse, Comparison, Difference, JsonObject
 from webhook_dev.admission.timeouts import call_timeout
-from webhook_dev.errors import ReviewError
 from webhook_dev.recording import format as recording
 from webhook_dev.recording.writer import read_recording, redaction_key
 from webhook_dev.serving.upstream import Upstream, UpstreamRequest, UpstreamResponse
@@ -57,10 +56,7 @@ class ReplayResult:
     def title(self) -> str:
         request = self.exchange.request
         kind = (request.get("kind") or {}).get("kind", "?")
-        try:
-            name = review.parse_request(self.exchange.request_review or {}).display_name
-        except ReviewError:
-            name = "?"
+        name = review.display_name(request)
         return f"{kind} {name} {request.get('operation', '?')} (uid {request.get('uid', '?')})"
 
     def to_json(self) -> dict[str, Any]:
