@@ -19,10 +19,10 @@ from typing import Any
 from webhook_dev.admission.exchange import (
     Event,
     Exchange,
+    GenerationExited,
+    GenerationFailed,
+    GenerationReady,
     ReloadStarted,
-    WorkerExited,
-    WorkerFailed,
-    WorkerReady,
 )
 from webhook_dev.admission.review import JsonObject
 from webhook_dev.inspector import views
@@ -65,23 +65,23 @@ class ExchangeFeed:
         self.add(exchange)
 
     def on_event(self, event: Event) -> None:
-        """Track the worker's state for the page header (which code answers now)."""
+        """Track the upstream's state for the page header (which code answers now)."""
         if isinstance(event, ReloadStarted):
             self.status = {**self.status, "state": "reloading", "message": event.reason}
-        elif isinstance(event, WorkerReady):
+        elif isinstance(event, GenerationReady):
             self.status = {"generation": event.generation, "state": "ready", "message": ""}
-        elif isinstance(event, WorkerFailed):
+        elif isinstance(event, GenerationFailed):
             message = event.error.strip().splitlines()[-1:] or ["failed to start"]
             self.status = {
                 "generation": event.still_serving,
                 "state": "failed",
                 "message": message[0],
             }
-        elif isinstance(event, WorkerExited):
+        elif isinstance(event, GenerationExited):
             self.status = {
                 **self.status,
                 "state": "exited",
-                "message": f"worker {event.generation} exited ({event.returncode})",
+                "message": f"{event.kind.value} {event.generation} exited ({event.returncode})",
             }
         else:
             return

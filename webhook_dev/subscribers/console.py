@@ -15,12 +15,12 @@ from rich.text import Text
 from webhook_dev.admission.exchange import (
     Event,
     Exchange,
+    GenerationExited,
+    GenerationFailed,
+    GenerationOutput,
+    GenerationReady,
     ReloadStarted,
     Serving,
-    WorkerExited,
-    WorkerFailed,
-    WorkerOutput,
-    WorkerReady,
 )
 from webhook_dev.admission.review import display_name, patch_op_count
 
@@ -86,25 +86,30 @@ class ConsolePrinter:
                 self.console.print(Text(f"serving {url}", style="bold"))
             case ReloadStarted(reason=reason, first=first):
                 self.console.print(Text(reason if first else f"reloading: {reason}", style="dim"))
-            case WorkerReady(generation=generation, pid=pid, startup_ms=startup_ms):
+            case GenerationReady(generation=generation, pid=pid, startup_ms=startup_ms, kind=kind):
                 self.console.print(
-                    Text(f"worker {generation} ready (pid {pid}, {startup_ms:.0f} ms)", "green")
+                    Text(
+                        f"{kind.value} {generation} ready (pid {pid}, {startup_ms:.0f} ms)",
+                        "green",
+                    )
                 )
-            case WorkerFailed(generation=generation, error=error, still_serving=serving):
+            case GenerationFailed(
+                generation=generation, error=error, still_serving=serving, kind=kind
+            ):
                 keeps = (
-                    f"worker {serving} keeps serving"
+                    f"{kind.value} {serving} keeps serving"
                     if serving is not None
-                    else "no worker is serving: calls get 503 until you fix it"
+                    else f"no {kind.value} is serving: calls get 503 until you fix it"
                 )
                 self.console.print(
-                    Text(f"worker {generation} failed to start; {keeps}:", style="bold red")
+                    Text(f"{kind.value} {generation} failed to start; {keeps}:", style="bold red")
                 )
                 self.console.print(Text(_indent(error), style="red"))
-            case WorkerExited(generation=generation, returncode=returncode):
+            case GenerationExited(generation=generation, returncode=returncode, kind=kind):
                 self.console.print(
-                    Text(f"worker {generation} exited ({returncode}); restarting", "bold red")
+                    Text(f"{kind.value} {generation} exited ({returncode}); restarting", "bold red")
                 )
-            case WorkerOutput(generation=generation, line=text) if self.show_output:
+            case GenerationOutput(generation=generation, line=text) if self.show_output:
                 self.console.print(Text(f"  [{generation}] {text}", style="dim"))
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import aiohttp
 
-from webhook_dev.admission.exchange import Hooks
+from webhook_dev.admission.exchange import GenerationKind, Hooks
 from webhook_dev.errors import UsageError
 from webhook_dev.serving.upstream import (
     BackendGone,
@@ -194,7 +194,9 @@ class AppUpstream:
         self.app = app
         self.cwd = (cwd or Path.cwd()).resolve()
         self.hooks = hooks or Hooks()
-        self._handover: Handover[WorkerProcess] = Handover(self._start_generation, self.hooks)
+        self._handover: Handover[WorkerProcess] = Handover(
+            self._start_generation, self.hooks, kind=GenerationKind.APP_WORKER
+        )
         self._socket_dir: Path | None = None
         self._spare: asyncio.Task[WorkerProcess] | None = None
         self._spawned = 0
