@@ -30,8 +30,9 @@ from webhook_dev.admission import review
 from webhook_dev.admission.exchange import Exchange
 from webhook_dev.admission.review import AdmissionResponse, Comparison, Difference, JsonObject
 from webhook_dev.admission.timeouts import call_timeout
-from webhook_dev.recording import format as recording
-from webhook_dev.recording.writer import read_recording, redaction_key
+from webhook_dev.recording.reader import read_recording
+from webhook_dev.recording.redaction import redact_object
+from webhook_dev.recording.redaction_key import redaction_key
 from webhook_dev.serving.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
 
@@ -221,7 +222,7 @@ def _compare(
 def _redacted(meaning: AdmissionResponse | None, key: bytes) -> AdmissionResponse | None:
     if meaning is None:
         return None
-    return replace(meaning, patched=recording.redact_object(meaning.patched, key))
+    return replace(meaning, patched=redact_object(meaning.patched, key))
 
 
 def _json(body: bytes) -> JsonObject | None:
