@@ -142,9 +142,6 @@ class Hooks:
         """Add an object with ``on_exchange`` and/or ``on_event``."""
         self._subscribers.append(subscriber)
 
-    def unsubscribe(self, subscriber: Any) -> None:
-        self._subscribers.remove(subscriber)
-
     def exchange(self, exchange: Exchange) -> None:
         self._call("on_exchange", exchange)
 

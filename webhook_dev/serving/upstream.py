@@ -1,10 +1,9 @@
 """Where the proxy sends calls, and the zero-drop handover between generations of it.
 
-An :class:`Upstream` answers AdmissionReview POSTs. Today's implementation runs the
-user's aiohttp app in worker processes (``webhook_dev.serving.upstreams.app``); another can
-forward to
-a URL the user runs. Whatever restarts, :class:`Handover` keeps the promise that no call
-fails because of a reload:
+An :class:`Upstream` answers AdmissionReview POSTs: the user's aiohttp app in worker
+processes (``upstreams.app``), a ``--run`` command at a URL (``upstreams.command``), or a
+URL alone (``upstreams.url``). Whatever restarts, :class:`Handover` keeps the promise that
+no call fails because of a reload:
 
 * a call that arrives while a new generation starts is *held* until it is ready, so it
   sees the new code; held at most until shortly before the call's own deadline (the

@@ -205,10 +205,6 @@ class AppUpstream:
     def generation(self) -> int | None:
         return self._handover.generation
 
-    @property
-    def last_error(self) -> str | None:
-        return self._handover.last_error
-
     async def start(self, *, require_ready: bool = False) -> None:
         """Start the first generation. ``require_ready``: raise :class:`UsageError` if it fails.
 

@@ -254,10 +254,6 @@ class CommandUpstream:
     def generation(self) -> int | None:
         return self._handover.generation
 
-    @property
-    def last_error(self) -> str | None:
-        return self._handover.last_error
-
     async def start(self, *, require_ready: bool = False) -> None:
         """Build (with ``--build``) and start CMD. ``require_ready``: wait, and raise if it fails.
 
