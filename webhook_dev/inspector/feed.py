@@ -26,6 +26,7 @@ from webhook_dev.admission.exchange import (
 )
 from webhook_dev.admission.review import JsonObject
 from webhook_dev.inspector import views
+from webhook_dev.subscribers.call_stats import CallStats
 
 CAPACITY = 1000
 QUEUE_LIMIT = 1000
@@ -54,6 +55,7 @@ class ExchangeFeed:
         self.capacity = capacity
         self._exchanges: OrderedDict[str, tuple[Exchange, JsonObject]] = OrderedDict()
         self._listeners: set[Listener] = set()
+        self.stats = CallStats()  # every exchange added, also those the ring dropped
         self.status: JsonObject = {"generation": None, "state": "starting", "message": ""}
 
     def __repr__(self) -> str:
@@ -91,6 +93,7 @@ class ExchangeFeed:
 
     def add(self, exchange: Exchange) -> None:
         row = views.summary(exchange)
+        self.stats.on_exchange(exchange)
         self._exchanges[exchange.id] = (exchange, row)
         while len(self._exchanges) > self.capacity:
             self._exchanges.popitem(last=False)
@@ -131,4 +134,10 @@ class ExchangeFeed:
         return len(self._listeners)
 
     def describe(self) -> dict[str, Any]:
-        return {"count": len(self), "capacity": self.capacity, "status": self.status}
+        """For the page: exchanges kept (``count``), the ring's size, calls seen, status."""
+        return {
+            "count": len(self),
+            "capacity": self.capacity,
+            "calls": self.stats.calls,
+            "status": self.status,
+        }
