@@ -114,7 +114,7 @@ async def run_mode(name: str, run_args: list[str], edits: int, env: dict[str, st
         argv = ["--upstream", f"http://127.0.0.1:{port}", "--port", "0", "--no-record",
                 *[arg.format(port=port) for arg in run_args]]  # fmt: skip
         served = Serve(argv, project, env)
-        served.wait_for(r"worker 1 ready")
+        served.wait_for(r"generation 1 ready")
         answers: list[tuple[float, str]] = []
         failures: list[str] = []
         done = asyncio.Event()

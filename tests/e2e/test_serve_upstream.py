@@ -35,7 +35,7 @@ def go_serve(
         "--port", "0", "--no-record", *extra,
         cwd=project.path, env=env,
     )  # fmt: skip
-    served.wait_for(r"worker 1 ready", timeout=300)
+    served.wait_for(r"generation 1 ready", timeout=300)
     return served
 
 
@@ -48,7 +48,7 @@ def edit_versions(served: Served, project: LanguageProject, versions: range) -> 
     def edit() -> None:
         for version in versions:
             project.set_version(f"v{version}")
-            served.wait_for(rf"worker {version} ready", timeout=300)
+            served.wait_for(rf"generation {version} ready", timeout=300)
             time.sleep(0.3)
 
     return edit
@@ -92,7 +92,7 @@ def test_a_go_build_error_keeps_the_old_process_serving_and_shows_the_compiler_o
 ) -> None:
     served = go_serve(serve, go_project, go_toolchain)
     go_project.write("broken.go", "package main\n\nfunc broken( {\n")
-    served.wait_for(r"failed to start; worker 1 keeps serving", timeout=300)
+    served.wait_for(r"failed to start; generation 1 keeps serving", timeout=300)
     served.wait_for(r"broken\.go:3:\d+: syntax error")
     assert version_of(served) == "v1"
     (go_project.path / "broken.go").unlink()
@@ -111,9 +111,9 @@ def test_a_compile_error_without_build_says_the_old_process_is_gone_and_answers_
         "--upstream", go_project.url, "--run", f"go run . --port {go_project.port}",
         "--port", "0", "--no-record", cwd=go_project.path, env=go_toolchain,
     )  # fmt: skip
-    served.wait_for(r"worker 1 ready", timeout=300)
+    served.wait_for(r"generation 1 ready", timeout=300)
     go_project.write("broken.go", "package main\n\nfunc broken( {\n")
-    served.wait_for(r"no worker is serving", timeout=300)
+    served.wait_for(r"no generation is serving", timeout=300)
     # The explanation is printed under that line, as part of the error.
     served.wait_for(r"the old process is already stopped; --build CMD keeps it serving")
     status, body = served.call(request_review(), path="/mutate?timeout=2s")
@@ -154,7 +154,7 @@ def test_killing_serve_leaves_no_go_server_behind(
         "--upstream", go_project.url, "--run", f"go run . --port {go_project.port}",
         "--port", "0", "--no-record", cwd=go_project.path, env=go_toolchain,
     )  # fmt: skip
-    served.wait_for(r"worker 1 ready", timeout=300)
+    served.wait_for(r"generation 1 ready", timeout=300)
     go_server = pid_in(served.wait_for(r"listening on"))  # the binary `go run` started
     served.stop(signal.SIGKILL)
     until = time.monotonic() + 60

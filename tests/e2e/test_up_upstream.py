@@ -39,7 +39,7 @@ def test_up_with_upstream_puts_the_apiserver_call_through_the_tunnel_to_the_go_w
         app=None,
         cwd=go_project.path,
     )
-    up.wait_for("worker 1 ready")
+    up.wait_for("generation 1 ready")
     up.wait_for("ready: kube-apiserver")
 
     pod = cluster_view.create_pod(redirect_target.namespace, "go-0")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from webhook_dev.admission.exchange import Hooks, WorkerFailed
+from webhook_dev.admission.exchange import GenerationFailed, Hooks
 from webhook_dev.serving.upstream import (
     BackendStartError,
     Handover,
@@ -99,7 +99,7 @@ async def test_a_failed_start_leaves_the_old_generation_serving() -> None:
     starter.fail_next = True
     await handover.reload("changed app.py")
     assert (await handover.send(REQUEST, deadline())).body == b"1"
-    failed = [e for e in events.events if isinstance(e, WorkerFailed)]
+    failed = [e for e in events.events if isinstance(e, GenerationFailed)]
     assert failed and failed[0].still_serving == 1 and "SyntaxError" in failed[0].error
     await handover.close()
 

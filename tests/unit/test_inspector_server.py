@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.reviews import pod, request_review
-from webhook_dev.admission.exchange import Exchange, WorkerReady
+from webhook_dev.admission.exchange import Exchange, GenerationReady
 from webhook_dev.admission.review import build_response, parse_request
 from webhook_dev.inspector import ExchangeFeed, InspectorServer
 from webhook_dev.inspector.feed import Message
@@ -132,7 +132,7 @@ async def test_the_event_stream_sends_each_new_exchange_and_worker_news(
     assert response.headers["Content-Type"] == "text/event-stream"
     first = await asyncio.wait_for(response.content.readuntil(b"\n\n"), 30)
     assert first.startswith(b"event: status\n")
-    feed.on_event(WorkerReady(generation=2, pid=None, startup_ms=1.0))
+    feed.on_event(GenerationReady(generation=2, pid=None, startup_ms=1.0))
     feed.on_exchange(exchange(7, namespace="team-a"))
     status = await asyncio.wait_for(response.content.readuntil(b"\n\n"), 30)
     row = await asyncio.wait_for(response.content.readuntil(b"\n\n"), 30)

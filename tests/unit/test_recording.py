@@ -11,6 +11,7 @@ from webhook_dev.admission.exchange import Exchange
 from webhook_dev.admission.review import Flag
 from webhook_dev.errors import RecordingError
 from webhook_dev.recording import format as recording
+from webhook_dev.recording import redaction
 
 KEY = b"k" * 32
 
@@ -68,7 +69,7 @@ def test_secret_values_are_redacted_with_markers_that_keep_equality() -> None:
     line = json.loads(recording.encode(exchange(review), redaction_key=KEY))
     data = line["request"]["request"]["object"]["data"]
     assert "aHVudGVyMg==" not in json.dumps(line)
-    assert all(v.startswith(recording.REDACTED_PREFIX) for v in data.values())
+    assert all(v.startswith(redaction.REDACTED_PREFIX) for v in data.values())
     assert data["password"] == data["same"] != data["other"]
 
 
@@ -85,14 +86,14 @@ def test_secret_values_written_by_a_patch_are_redacted_too() -> None:
             "patch": base64.b64encode(json.dumps(patch).encode()).decode(),
         },
     }
-    _, redacted = recording.redact_exchange(review, response, KEY)
+    _, redacted = redaction.redact_exchange(review, response, KEY)
     assert redacted is not None
     ops = json.loads(base64.b64decode(redacted["response"]["patch"]))
-    assert ops[0]["value"].startswith(recording.REDACTED_PREFIX)
+    assert ops[0]["value"].startswith(redaction.REDACTED_PREFIX)
 
 
 def test_redaction_is_idempotent_and_leaves_other_kinds_alone() -> None:
-    once = recording.redact_object(secret(a="eA=="), KEY)
-    assert recording.redact_object(once, KEY) == once
+    once = redaction.redact_object(secret(a="eA=="), KEY)
+    assert redaction.redact_object(once, KEY) == once
     configmap = {"kind": "ConfigMap", "data": {"a": "b"}}
-    assert recording.redact_object(configmap, KEY) == configmap
+    assert redaction.redact_object(configmap, KEY) == configmap

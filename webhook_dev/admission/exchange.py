@@ -11,6 +11,7 @@ on stderr and never breaks serving.
 
 from __future__ import annotations
 
+import enum
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -71,39 +72,59 @@ class ReloadStarted:
     first: bool = False  # the very first start, not a reload
 
 
+class GenerationKind(enum.Enum):
+    """What one generation of the upstream is; its value is what people call it."""
+
+    APP_WORKER = "worker"  # a worker process running the user's aiohttp app
+    COMMAND = "generation"  # one run of a ``--run`` command (a Go binary, ``node ...``)
+
+
 @dataclass(frozen=True)
-class WorkerReady:
+class GenerationReady:
+    """A new generation answers calls from now on."""
+
     generation: int
     pid: int | None
     startup_ms: float
+    kind: GenerationKind = GenerationKind.APP_WORKER
 
 
 @dataclass(frozen=True)
-class WorkerFailed:
-    """A new worker could not import or start the app; the old one (if any) keeps serving."""
+class GenerationFailed:
+    """A new generation could not start (import error, failed build, never listened);
+    the old one (if any) keeps serving."""
 
     generation: int
     error: str
     still_serving: int | None
+    kind: GenerationKind = GenerationKind.APP_WORKER
 
 
 @dataclass(frozen=True)
-class WorkerExited:
-    """A worker stopped without being asked to (a crash, ``sys.exit`` in user code)."""
+class GenerationExited:
+    """A generation stopped without being asked to (a crash, ``sys.exit`` in user code)."""
 
     generation: int
     returncode: int | None
+    kind: GenerationKind = GenerationKind.APP_WORKER
 
 
 @dataclass(frozen=True)
-class WorkerOutput:
-    """A line the user's app printed."""
+class GenerationOutput:
+    """A line the user's code printed."""
 
     generation: int
     line: str
 
 
-Event = Serving | ReloadStarted | WorkerReady | WorkerFailed | WorkerExited | WorkerOutput
+Event = (
+    Serving
+    | ReloadStarted
+    | GenerationReady
+    | GenerationFailed
+    | GenerationExited
+    | GenerationOutput
+)
 
 
 def now() -> datetime:
@@ -120,9 +141,6 @@ class Hooks:
     def subscribe(self, subscriber: Any) -> None:
         """Add an object with ``on_exchange`` and/or ``on_event``."""
         self._subscribers.append(subscriber)
-
-    def unsubscribe(self, subscriber: Any) -> None:
-        self._subscribers.remove(subscriber)
 
     def exchange(self, exchange: Exchange) -> None:
         self._call("on_exchange", exchange)

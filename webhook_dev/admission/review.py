@@ -46,15 +46,7 @@ class AdmissionRequest:
 
     @property
     def display_name(self) -> str:
-        """``namespace/name``, with ``generateName*`` for objects not yet named."""
-        name = self.name
-        if not name and isinstance(self.object, dict):
-            metadata = self.object.get("metadata") or {}
-            name = metadata.get("name") or (
-                f"{metadata['generateName']}*" if metadata.get("generateName") else ""
-            )
-        name = name or "?"
-        return f"{self.namespace}/{name}" if self.namespace else name
+        return display_name(self.review["request"])
 
 
 @dataclass(frozen=True)
@@ -139,6 +131,20 @@ def parse_request(body: bytes | str | Mapping[str, Any]) -> AdmissionRequest:
         old_object=old if isinstance(old, dict) else None,
         review=review,
     )
+
+
+def display_name(request: Mapping[str, Any]) -> str:
+    """``namespace/name`` of a review's ``request``, ``generateName*`` for an object not yet
+    named, ``?`` for no name at all: how the console, inspector and replay name a call."""
+    namespace = str(request.get("namespace") or "")
+    name = str(request.get("name") or "")
+    obj = request.get("object")
+    if not name and isinstance(obj, dict):
+        metadata = obj.get("metadata") or {}
+        name = metadata.get("name") or (
+            f"{metadata['generateName']}*" if metadata.get("generateName") else ""
+        )
+    return f"{namespace}/{name or '?'}" if namespace else name or "?"
 
 
 def with_object(request: AdmissionRequest, obj: JsonObject, *, uid: str) -> JsonObject:
@@ -238,24 +244,41 @@ def read_response(
     return meaning, flags
 
 
+def patch_op_count(response: Mapping[str, Any]) -> int | None:
+    """How many operations a review's ``response`` patches; ``None``: no readable patch."""
+    patch, _ = _decode_patch(response)
+    return None if patch is None else len(patch)
+
+
+def _decode_patch(response: Mapping[str, Any]) -> tuple[list[JsonObject] | None, Flag | None]:
+    """``response.patch`` as a JSON Patch: ``(None, None)`` without one, else it or a flag."""
+    encoded = response.get("patch")
+    if encoded is None:
+        return None, None
+    if response.get("patchType") != "JSONPatch":
+        return None, Flag(
+            "patch-type", f"patchType is {response.get('patchType')!r}, not 'JSONPatch'"
+        )
+    try:
+        patch = json.loads(base64.b64decode(str(encoded), validate=True))
+    except (binascii.Error, ValueError) as error:
+        return None, Flag("patch-not-base64-json", f"patch is not base64 JSON: {error}")
+    if not isinstance(patch, list) or not all(
+        isinstance(op, dict) and "op" in op and "path" in op for op in patch
+    ):
+        return None, Flag("patch-not-json-patch", "patch is not a JSON Patch (RFC 6902)")
+    return patch, None
+
+
 def _read_patch(
     request: AdmissionRequest, response: Mapping[str, Any]
 ) -> tuple[list[JsonObject] | None, JsonObject | None, list[Flag]]:
     """Decode and apply ``response.patch``; without one, the object is unchanged."""
-    encoded = response.get("patch")
-    if encoded is None:
-        return None, request.object, []
-    if response.get("patchType") != "JSONPatch":
-        flag = Flag("patch-type", f"patchType is {response.get('patchType')!r}, not 'JSONPatch'")
+    patch, flag = _decode_patch(response)
+    if flag is not None:
         return None, None, [flag]
-    try:
-        patch = json.loads(base64.b64decode(str(encoded), validate=True))
-    except (binascii.Error, ValueError) as error:
-        return None, None, [Flag("patch-not-base64-json", f"patch is not base64 JSON: {error}")]
-    if not isinstance(patch, list) or not all(
-        isinstance(op, dict) and "op" in op and "path" in op for op in patch
-    ):
-        return None, None, [Flag("patch-not-json-patch", "patch is not a JSON Patch (RFC 6902)")]
+    if patch is None:
+        return None, request.object, []
     if request.object is None:
         return patch, None, [Flag("patch-without-object", "a patch, but the request has no object")]
     try:

@@ -20,7 +20,8 @@ from webhook_dev.commands.options import inspector_line
 from webhook_dev.errors import ExitCode
 from webhook_dev.inspector.feed import CAPACITY, ExchangeFeed
 from webhook_dev.inspector.server import DEFAULT_PORT, InspectorServer
-from webhook_dev.recording.writer import read_recording, redaction_key
+from webhook_dev.recording.reader import read_recording
+from webhook_dev.recording.redaction_key import redaction_key
 from webhook_dev.serving.reloader import Reloader
 from webhook_dev.serving.upstreams.app import AppUpstream
 

@@ -15,9 +15,10 @@ from rich.console import Console
 from rich.text import Text
 
 from webhook_dev.errors import ExitCode, UsageError
-from webhook_dev.replay.replayer import FixedUrlUpstream, ReplayResult, render, replay_files
+from webhook_dev.replay.replayer import ReplayResult, render, replay_files
 from webhook_dev.serving.upstream import Upstream
 from webhook_dev.serving.upstreams.app import AppUpstream
+from webhook_dev.serving.upstreams.url import UrlUpstream
 
 
 @click.command()
@@ -53,7 +54,7 @@ def replay(
     target: Upstream = (
         AppUpstream(app)
         if app is not None
-        else FixedUrlUpstream(url or "", cafile=cacert or _local_ca())
+        else UrlUpstream.for_replay(url or "", ca_file=cacert or _local_ca())
     )
     results, warnings = asyncio.run(_run(target, files, idempotence))
     for warning in warnings:

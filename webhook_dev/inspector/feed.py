@@ -19,13 +19,14 @@ from typing import Any
 from webhook_dev.admission.exchange import (
     Event,
     Exchange,
+    GenerationExited,
+    GenerationFailed,
+    GenerationReady,
     ReloadStarted,
-    WorkerExited,
-    WorkerFailed,
-    WorkerReady,
 )
 from webhook_dev.admission.review import JsonObject
 from webhook_dev.inspector import views
+from webhook_dev.subscribers.call_stats import CallStats
 
 CAPACITY = 1000
 QUEUE_LIMIT = 1000
@@ -54,6 +55,7 @@ class ExchangeFeed:
         self.capacity = capacity
         self._exchanges: OrderedDict[str, tuple[Exchange, JsonObject]] = OrderedDict()
         self._listeners: set[Listener] = set()
+        self.stats = CallStats()  # every exchange added, also those the ring dropped
         self.status: JsonObject = {"generation": None, "state": "starting", "message": ""}
 
     def __repr__(self) -> str:
@@ -65,23 +67,23 @@ class ExchangeFeed:
         self.add(exchange)
 
     def on_event(self, event: Event) -> None:
-        """Track the worker's state for the page header (which code answers now)."""
+        """Track the upstream's state for the page header (which code answers now)."""
         if isinstance(event, ReloadStarted):
             self.status = {**self.status, "state": "reloading", "message": event.reason}
-        elif isinstance(event, WorkerReady):
+        elif isinstance(event, GenerationReady):
             self.status = {"generation": event.generation, "state": "ready", "message": ""}
-        elif isinstance(event, WorkerFailed):
+        elif isinstance(event, GenerationFailed):
             message = event.error.strip().splitlines()[-1:] or ["failed to start"]
             self.status = {
                 "generation": event.still_serving,
                 "state": "failed",
                 "message": message[0],
             }
-        elif isinstance(event, WorkerExited):
+        elif isinstance(event, GenerationExited):
             self.status = {
                 **self.status,
                 "state": "exited",
-                "message": f"worker {event.generation} exited ({event.returncode})",
+                "message": f"{event.kind.value} {event.generation} exited ({event.returncode})",
             }
         else:
             return
@@ -91,6 +93,7 @@ class ExchangeFeed:
 
     def add(self, exchange: Exchange) -> None:
         row = views.summary(exchange)
+        self.stats.on_exchange(exchange)
         self._exchanges[exchange.id] = (exchange, row)
         while len(self._exchanges) > self.capacity:
             self._exchanges.popitem(last=False)
@@ -131,4 +134,10 @@ class ExchangeFeed:
         return len(self._listeners)
 
     def describe(self) -> dict[str, Any]:
-        return {"count": len(self), "capacity": self.capacity, "status": self.status}
+        """For the page: exchanges kept (``count``), the ring's size, calls seen, status."""
+        return {
+            "count": len(self),
+            "capacity": self.capacity,
+            "calls": self.stats.calls,
+            "status": self.status,
+        }

@@ -14,7 +14,14 @@ from itertools import zip_longest
 from typing import Any
 
 from webhook_dev.admission.exchange import Exchange
-from webhook_dev.admission.review import AdmissionResponse, JsonObject, parse_request, read_response
+from webhook_dev.admission.review import (
+    AdmissionResponse,
+    JsonObject,
+    display_name,
+    parse_request,
+    patch_op_count,
+    read_response,
+)
 from webhook_dev.admission.timeouts import call_timeout
 from webhook_dev.errors import ReviewError
 
@@ -67,12 +74,6 @@ def summary(exchange: Exchange) -> JsonObject:
     """One row of the list: everything it shows, filters on, and searches."""
     request = exchange.request
     kind = (request.get("kind") or {}).get("kind", "") if request else ""
-    name = ""
-    if exchange.request_review is not None:
-        try:
-            name = parse_request(exchange.request_review).display_name
-        except ReviewError:
-            name = ""
     status = exchange.response.get("status") or {}
     return {
         "id": exchange.id,
@@ -80,7 +81,7 @@ def summary(exchange: Exchange) -> JsonObject:
         "operation": str(request.get("operation") or ""),
         "kind": str(kind),
         "namespace": str(request.get("namespace") or ""),
-        "name": name,
+        "name": display_name(request) if request else "",
         "user": str((request.get("userInfo") or {}).get("username") or ""),
         "uid": str(request.get("uid") or ""),
         "result": result_of(exchange),
@@ -88,19 +89,12 @@ def summary(exchange: Exchange) -> JsonObject:
         if isinstance(status, dict)
         else "",
         "http_status": exchange.http_status,
-        "patch_ops": patch_op_count(exchange),
+        "patch_ops": patch_op_count(exchange.response),
         "duration_ms": round(exchange.duration_ms, 2),
         "generation": exchange.generation,
         "path": exchange.path,
         "flags": list_flags(exchange),
     }
-
-
-def patch_op_count(exchange: Exchange) -> int | None:
-    meaning = _meaning(exchange)
-    if meaning is None or meaning.patch is None:
-        return None
-    return len(meaning.patch)
 
 
 def detail(exchange: Exchange) -> JsonObject:

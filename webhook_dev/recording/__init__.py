@@ -1,1 +1,2 @@
-"""Recordings: the versioned JSON Lines format, redaction, and the file's reader and writer."""
+"""Recordings: the versioned JSON Lines format and redaction (pure), the file's reader and
+writer, and the workstation's redaction key."""

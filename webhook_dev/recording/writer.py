@@ -1,4 +1,4 @@
-"""Recordings on disk: the subscriber that appends exchanges, and the reader.
+"""Recordings on disk: the subscriber that appends exchanges.
 
 Each exchange is written as one complete line in a single ``write(2)`` on a file opened
 ``O_APPEND``, so a crash of webhook-dev never leaves a half line behind a completed one:
@@ -7,8 +7,9 @@ only matters if the machine itself goes down) follows within :data:`FSYNC_DELAY`
 off the event loop, and on close.
 
 Recordings hold cluster objects, so files are created 0600. Secret values are redacted by
-default with a per-workstation HMAC key (``<state>/redaction.key``): equal secrets give
-equal markers across your recordings, and nothing else can be learned from them.
+default with the per-workstation HMAC key (:mod:`~webhook_dev.recording.redaction_key`):
+equal secrets give equal markers across your recordings, and nothing else can be learned
+from them.
 """
 
 from __future__ import annotations
@@ -16,23 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 from pathlib import Path
 
 from webhook_dev.admission.exchange import Exchange
 from webhook_dev.errors import RecordingError
-from webhook_dev.paths import state_dir, write_private
 from webhook_dev.recording import format as recording
+from webhook_dev.recording.redaction_key import redaction_key
 
 FSYNC_DELAY = 0.2
-
-
-def redaction_key() -> bytes:
-    """The workstation's redaction key, created (0600) on first use."""
-    path = state_dir() / "redaction.key"
-    if not path.exists():
-        write_private(path, secrets.token_bytes(32))
-    return path.read_bytes()
 
 
 class Recorder:
@@ -51,7 +43,6 @@ class Recorder:
         except OSError as error:
             raise RecordingError(f"cannot open recording {path}: {error.strerror}") from error
         self._fsync_pending = False
-        self.count = 0
 
     def __repr__(self) -> str:
         return f"Recorder({str(self.path)!r})"
@@ -63,7 +54,6 @@ class Recorder:
         while data:
             written = os.write(self._fd, data)
             data = data[written:]
-        self.count += 1
         self._schedule_fsync()
 
     def close(self) -> None:
@@ -90,14 +80,3 @@ class Recorder:
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.fsync(fd)
-
-
-def read_recording(path: Path) -> tuple[list[Exchange], list[str]]:
-    """Exchanges and warnings from a file; :class:`RecordingError` if it cannot be read."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as error:
-        raise RecordingError(f"recording {path} does not exist") from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise RecordingError(f"cannot read recording {path}: {error}") from error
-    return recording.decode_lines(text, source=str(path))

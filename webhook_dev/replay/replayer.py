@@ -2,7 +2,7 @@
 
 A library first (``up``, the inspector's replay button), the ``replay`` command second::
 
-    target = AppUpstream("sample_webhook.sidecar_injector")  # or FixedUrlUpstream(url)
+    target = AppUpstream("sample_webhook.sidecar_injector")  # or UrlUpstream.for_replay(url)
     await target.start(require_ready=True)
     try:
         result = await replay_exchange(exchange, target, idempotence=True)
@@ -21,22 +21,18 @@ from __future__ import annotations
 import asyncio
 import difflib
 import json
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-import aiohttp
 
 from webhook_dev.admission import review
 from webhook_dev.admission.exchange import Exchange
 from webhook_dev.admission.review import AdmissionResponse, Comparison, Difference, JsonObject
 from webhook_dev.admission.timeouts import call_timeout
-from webhook_dev.errors import ReviewError, UsageError
-from webhook_dev.recording import format as recording
-from webhook_dev.recording.writer import read_recording, redaction_key
+from webhook_dev.recording.reader import read_recording
+from webhook_dev.recording.redaction import redact_object
+from webhook_dev.recording.redaction_key import redaction_key
 from webhook_dev.serving.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
 
@@ -61,10 +57,7 @@ class ReplayResult:
     def title(self) -> str:
         request = self.exchange.request
         kind = (request.get("kind") or {}).get("kind", "?")
-        try:
-            name = review.parse_request(self.exchange.request_review or {}).display_name
-        except ReviewError:
-            name = "?"
+        name = review.display_name(request)
         return f"{kind} {name} {request.get('operation', '?')} (uid {request.get('uid', '?')})"
 
     def to_json(self) -> dict[str, Any]:
@@ -86,57 +79,6 @@ class ReplayResult:
             "problems": self.problems,
             "current_status": self.current_status,
         }
-
-
-class FixedUrlUpstream:
-    """Upstream: a webhook the user runs at ``url`` (HTTPS verified against ``cafile``).
-
-    With no path in ``url``, each call goes to the recorded path (``/mutate?...``).
-    """
-
-    def __init__(self, url: str, *, cafile: Path | None = None) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise UsageError(f"--url {url!r} is not an http(s) URL")
-        self.url = url
-        self._use_recorded_path = parts.path in ("", "/")
-        self._cafile = cafile
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def generation(self) -> int | None:
-        return None
-
-    async def start(self) -> None:
-        context = ssl.create_default_context()
-        if self._cafile is not None:
-            context.load_verify_locations(self._cafile)
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-    async def reload(self, reason: str) -> None:
-        return None
-
-    def request_reload(self, reason: str) -> None:
-        return None
-
-    async def send(self, request: UpstreamRequest, deadline: float) -> UpstreamResponse:
-        assert self._session is not None, "start() first"
-        url = self.url.rstrip("/") + request.path if self._use_recorded_path else self.url
-        budget = max(deadline - asyncio.get_running_loop().time(), 0.5)
-        try:
-            async with self._session.post(
-                url,
-                data=request.body,
-                headers=dict(request.headers),
-                timeout=aiohttp.ClientTimeout(total=budget),
-            ) as response:
-                return UpstreamResponse(response.status, await response.read())
-        except (aiohttp.ClientError, TimeoutError) as error:
-            return UpstreamResponse(0, b"", error=f"cannot reach {url}: {error!r}")
 
 
 async def replay_exchange(
@@ -280,7 +222,7 @@ def _compare(
 def _redacted(meaning: AdmissionResponse | None, key: bytes) -> AdmissionResponse | None:
     if meaning is None:
         return None
-    return replace(meaning, patched=recording.redact_object(meaning.patched, key))
+    return replace(meaning, patched=redact_object(meaning.patched, key))
 
 
 def _json(body: bytes) -> JsonObject | None:

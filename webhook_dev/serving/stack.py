@@ -5,8 +5,8 @@ SSH tunnel::
 
     async with ServingStack.for_app("sample_webhook.sidecar_injector", port=0,
                                     dns_names=certs.service_dns_names("sidecar", "webhooks"),
-                                    record=Path("session.jsonl")) as stack:
-        stack.subscribe(my_live_view)          # anything with on_exchange / on_event
+                                    record=Path("session.jsonl"),
+                                    subscribers=[my_live_view]) as stack:  # on_exchange/on_event
         await tunnel.forward_to("127.0.0.1", stack.port)
 
 Nothing listens beyond 127.0.0.1. Closing it drains and stops the workers; they also exit
@@ -137,10 +137,6 @@ class ServingStack:
     @property
     def url(self) -> str:
         return f"https://{self.host}:{self.port}"
-
-    def subscribe(self, subscriber: Any) -> None:
-        """Add a subscriber (``on_exchange`` / ``on_event``) at any time."""
-        self.hooks.subscribe(subscriber)
 
     async def start(self) -> None:
         tls = self._tls_context()

@@ -1,10 +1,9 @@
 """Where the proxy sends calls, and the zero-drop handover between generations of it.
 
-An :class:`Upstream` answers AdmissionReview POSTs. Today's implementation runs the
-user's aiohttp app in worker processes (``webhook_dev.serving.upstreams.app``); another can
-forward to
-a URL the user runs. Whatever restarts, :class:`Handover` keeps the promise that no call
-fails because of a reload:
+An :class:`Upstream` answers AdmissionReview POSTs: the user's aiohttp app in worker
+processes (``upstreams.app``), a ``--run`` command at a URL (``upstreams.command``), or a
+URL alone (``upstreams.url``). Whatever restarts, :class:`Handover` keeps the promise that
+no call fails because of a reload:
 
 * a call that arrives while a new generation starts is *held* until it is ready, so it
   sees the new code; held at most until shortly before the call's own deadline (the
@@ -24,11 +23,12 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from webhook_dev.admission.exchange import (
+    GenerationExited,
+    GenerationFailed,
+    GenerationKind,
+    GenerationReady,
     Hooks,
     ReloadStarted,
-    WorkerExited,
-    WorkerFailed,
-    WorkerReady,
 )
 
 # Time kept back from a held call's deadline for the old generation to answer it.
@@ -115,10 +115,12 @@ class Handover(Generic[B]):
         start_backend: Callable[[int], Awaitable[B]],
         hooks: Hooks,
         *,
+        kind: GenerationKind = GenerationKind.APP_WORKER,
         unavailable: bytes = b"webhook-dev: no worker is running the app (see its console)\n",
     ) -> None:
         self._start_backend = start_backend
         self._hooks = hooks
+        self.kind = kind
         self._unavailable = unavailable
         self._current: B | None = None
         self._last_generation = 0
@@ -167,14 +169,16 @@ class Handover(Generic[B]):
             except BackendStartError as error:
                 self.last_error = str(error)
                 serving = self.generation
-                self._hooks.event(WorkerFailed(generation, str(error), serving))
+                self._hooks.event(GenerationFailed(generation, str(error), serving, self.kind))
                 continue
             if self._closed:
                 await backend.stop()
                 break
             old, self._current = self._current, backend
             self.last_error = None
-            self._hooks.event(WorkerReady(generation, backend.pid, backend.startup_ms))
+            self._hooks.event(
+                GenerationReady(generation, backend.pid, backend.startup_ms, self.kind)
+            )
             self._inflight.setdefault(generation, 0)
             if old is not None:
                 self._retire(old)
@@ -210,9 +214,9 @@ class Handover(Generic[B]):
         """Called by a backend that stopped on its own: restart it if it was serving."""
         if self._closed or backend is not self._current:
             return
-        self._hooks.event(WorkerExited(backend.generation, returncode))
+        self._hooks.event(GenerationExited(backend.generation, returncode, self.kind))
         self._notify()
-        self.request_reload(f"worker {backend.generation} exited ({returncode})")
+        self.request_reload(f"{self.kind.value} {backend.generation} exited ({returncode})")
 
     # --- calls ------------------------------------------------------------------------
 
@@ -226,7 +230,7 @@ class Handover(Generic[B]):
                     503,
                     self._unavailable,
                     "text/plain",
-                    error=f"no worker could answer before the call's deadline{detail}",
+                    error=f"no {self.kind.value} could answer before the call's deadline{detail}",
                 )
             generation = backend.generation
             self._inflight[generation] = self._inflight.get(generation, 0) + 1
@@ -240,9 +244,8 @@ class Handover(Generic[B]):
                 self._inflight[generation] = self._inflight.get(generation, 1) - 1
                 if self._inflight[generation] <= 0:
                     self._notify()
-        return UpstreamResponse(
-            502, b"webhook-dev: the worker went away\n", "text/plain", error="worker went away"
-        )
+        gone = f"the {self.kind.value} went away"
+        return UpstreamResponse(502, f"webhook-dev: {gone}\n".encode(), "text/plain", error=gone)
 
     async def _acquire(self, deadline: float) -> B | None:
         loop = asyncio.get_running_loop()

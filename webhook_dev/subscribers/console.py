@@ -7,8 +7,6 @@ Colours only on a terminal (rich decides); text is escaped, never interpreted as
 
 from __future__ import annotations
 
-import base64
-import json
 from typing import TextIO
 
 from rich.console import Console
@@ -17,13 +15,14 @@ from rich.text import Text
 from webhook_dev.admission.exchange import (
     Event,
     Exchange,
+    GenerationExited,
+    GenerationFailed,
+    GenerationOutput,
+    GenerationReady,
     ReloadStarted,
     Serving,
-    WorkerExited,
-    WorkerFailed,
-    WorkerOutput,
-    WorkerReady,
 )
+from webhook_dev.admission.review import display_name, patch_op_count
 
 
 def exchange_line(exchange: Exchange) -> Text:
@@ -36,7 +35,7 @@ def exchange_line(exchange: Exchange) -> Text:
         line.append(f"  {exchange.duration_ms:.1f} ms", style="dim")
         return line
     kind = (request.get("kind") or {}).get("kind", "?")
-    line.append(f"{kind} {_display_name(request)}  ", style="bold")
+    line.append(f"{kind} {display_name(request)}  ", style="bold")
     line.append(f"{request.get('operation', '?')}  ")
     response = exchange.response
     if exchange.http_status != 200:
@@ -50,36 +49,13 @@ def exchange_line(exchange: Exchange) -> Text:
             line.append(f" ({message})", style="yellow")
     else:
         line.append("no verdict", style="bold red")
-    ops = _patch_ops(exchange)
+    ops = patch_op_count(response)
     if ops is not None:
         line.append(f"  {ops} op{'s' if ops != 1 else ''}", style="cyan")
     line.append(f"  {exchange.duration_ms:.1f} ms", style="dim")
     if exchange.generation is not None:
         line.append(f"  [gen {exchange.generation}]", style="dim")
     return line
-
-
-def _display_name(request: dict[str, object]) -> str:
-    namespace = str(request.get("namespace") or "")
-    name = str(request.get("name") or "")
-    obj = request.get("object")
-    if not name and isinstance(obj, dict):
-        metadata = obj.get("metadata") or {}
-        name = metadata.get("name") or (
-            f"{metadata['generateName']}*" if metadata.get("generateName") else ""
-        )
-    return f"{namespace}/{name or '?'}" if namespace else name or "?"
-
-
-def _patch_ops(exchange: Exchange) -> int | None:
-    patch = exchange.response.get("patch")
-    if not isinstance(patch, str):
-        return None
-    try:
-        ops = json.loads(base64.b64decode(patch))
-    except ValueError:
-        return None
-    return len(ops) if isinstance(ops, list) else None
 
 
 class ConsolePrinter:
@@ -110,25 +86,30 @@ class ConsolePrinter:
                 self.console.print(Text(f"serving {url}", style="bold"))
             case ReloadStarted(reason=reason, first=first):
                 self.console.print(Text(reason if first else f"reloading: {reason}", style="dim"))
-            case WorkerReady(generation=generation, pid=pid, startup_ms=startup_ms):
+            case GenerationReady(generation=generation, pid=pid, startup_ms=startup_ms, kind=kind):
                 self.console.print(
-                    Text(f"worker {generation} ready (pid {pid}, {startup_ms:.0f} ms)", "green")
+                    Text(
+                        f"{kind.value} {generation} ready (pid {pid}, {startup_ms:.0f} ms)",
+                        "green",
+                    )
                 )
-            case WorkerFailed(generation=generation, error=error, still_serving=serving):
+            case GenerationFailed(
+                generation=generation, error=error, still_serving=serving, kind=kind
+            ):
                 keeps = (
-                    f"worker {serving} keeps serving"
+                    f"{kind.value} {serving} keeps serving"
                     if serving is not None
-                    else "no worker is serving: calls get 503 until you fix it"
+                    else f"no {kind.value} is serving: calls get 503 until you fix it"
                 )
                 self.console.print(
-                    Text(f"worker {generation} failed to start; {keeps}:", style="bold red")
+                    Text(f"{kind.value} {generation} failed to start; {keeps}:", style="bold red")
                 )
                 self.console.print(Text(_indent(error), style="red"))
-            case WorkerExited(generation=generation, returncode=returncode):
+            case GenerationExited(generation=generation, returncode=returncode, kind=kind):
                 self.console.print(
-                    Text(f"worker {generation} exited ({returncode}); restarting", "bold red")
+                    Text(f"{kind.value} {generation} exited ({returncode}); restarting", "bold red")
                 )
-            case WorkerOutput(generation=generation, line=text) if self.show_output:
+            case GenerationOutput(generation=generation, line=text) if self.show_output:
                 self.console.print(Text(f"  [{generation}] {text}", style="dim"))
 
 

@@ -20,9 +20,9 @@ from rich.table import Table
 from rich.text import Text
 
 from webhook_dev.admission.exchange import Exchange
+from webhook_dev.subscribers.call_stats import RATE_WINDOW_SECONDS, CallStats
 from webhook_dev.subscribers.console import exchange_line
 
-RATE_WINDOW_SECONDS = 10.0
 LAST_CALLS = 5
 
 
@@ -48,10 +48,8 @@ class LiveView:
     ) -> None:
         self.console = console
         self._facts = facts
-        self._clock = clock
-        self._arrivals: deque[float] = deque()
+        self.stats = CallStats(clock)
         self._last: deque[Text] = deque(maxlen=LAST_CALLS)
-        self.total = 0
         self._live = Live(
             console=console, refresh_per_second=4, get_renderable=self.render, transient=True
         )
@@ -65,15 +63,15 @@ class LiveView:
     def on_exchange(self, exchange: Exchange) -> None:
         line = exchange_line(exchange)
         self.console.print(line)
-        self.total += 1
-        self._arrivals.append(self._clock())
+        self.stats.on_exchange(exchange)
         self._last.append(line)
 
+    @property
+    def total(self) -> int:
+        return self.stats.calls
+
     def calls_per_second(self) -> float:
-        now = self._clock()
-        while self._arrivals and self._arrivals[0] < now - RATE_WINDOW_SECONDS:
-            self._arrivals.popleft()
-        return len(self._arrivals) / RATE_WINDOW_SECONDS
+        return self.stats.per_second()
 
     def render(self) -> Any:
         facts = self._facts()

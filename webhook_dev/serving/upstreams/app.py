@@ -25,7 +25,7 @@ from pathlib import Path
 
 import aiohttp
 
-from webhook_dev.admission.exchange import Hooks
+from webhook_dev.admission.exchange import GenerationKind, Hooks
 from webhook_dev.errors import UsageError
 from webhook_dev.serving.upstream import (
     BackendGone,
@@ -36,6 +36,7 @@ from webhook_dev.serving.upstream import (
 )
 from webhook_dev.serving.upstreams.app_worker import ERROR_HEADER, AppSpecError, split_spec
 from webhook_dev.serving.upstreams.child_process import WatchedChild
+from webhook_dev.serving.upstreams.forward import forward
 
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 5.0
@@ -64,6 +65,11 @@ def check_app_spec(spec: str, cwd: Path) -> None:
             f"cannot find module {top!r} for APP {spec!r} (looked in {cwd} and sys.path)",
             hint="run from your project's directory, or give APP as package.module[:attr]",
         )
+
+
+def _traceback(response: aiohttp.ClientResponse, body: bytes) -> str | None:
+    """The handler's traceback, which the worker sends as the body of a marked 500."""
+    return body.decode(errors="replace") if ERROR_HEADER in response.headers else None
 
 
 class WorkerProcess(WatchedChild):
@@ -146,43 +152,18 @@ class WorkerProcess(WatchedChild):
         session = self._session
         if session is None or session.closed:
             raise BackendGone()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         try:
-            async with session.post(
+            return await forward(
+                session,
                 f"http://worker{request.path}",
-                data=request.body,
-                headers=dict(request.headers),
-                timeout=aiohttp.ClientTimeout(total=budget),
-            ) as response:
-                body = await response.read()
-                error = body.decode(errors="replace") if ERROR_HEADER in response.headers else None
-                return UpstreamResponse(
-                    status=response.status,
-                    body=body,
-                    content_type=response.content_type,
-                    generation=self.generation,
-                    error=error,
-                    elapsed_ms=(loop.time() - started) * 1000,
-                )
+                request,
+                budget,
+                generation=self.generation,
+                who="the app",
+                answer_error=_traceback,
+            )
         except aiohttp.ClientConnectorError as error:
             raise BackendGone() from error
-        except TimeoutError:
-            return UpstreamResponse(
-                504,
-                b"webhook-dev: the app did not answer before the call's deadline\n",
-                "text/plain",
-                self.generation,
-                error=f"no answer within {budget:.1f} s (the apiserver's timeout)",
-            )
-        except aiohttp.ClientError as error:
-            return UpstreamResponse(
-                502,
-                b"webhook-dev: the worker dropped the call\n",
-                "text/plain",
-                self.generation,
-                error=f"the worker dropped the call: {error!r}",
-            )
 
     async def stop(self) -> None:
         self._stopping = True
@@ -213,7 +194,9 @@ class AppUpstream:
         self.app = app
         self.cwd = (cwd or Path.cwd()).resolve()
         self.hooks = hooks or Hooks()
-        self._handover: Handover[WorkerProcess] = Handover(self._start_generation, self.hooks)
+        self._handover: Handover[WorkerProcess] = Handover(
+            self._start_generation, self.hooks, kind=GenerationKind.APP_WORKER
+        )
         self._socket_dir: Path | None = None
         self._spare: asyncio.Task[WorkerProcess] | None = None
         self._spawned = 0
@@ -221,10 +204,6 @@ class AppUpstream:
     @property
     def generation(self) -> int | None:
         return self._handover.generation
-
-    @property
-    def last_error(self) -> str | None:
-        return self._handover.last_error
 
     async def start(self, *, require_ready: bool = False) -> None:
         """Start the first generation. ``require_ready``: raise :class:`UsageError` if it fails.

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Self
 
-from webhook_dev.admission.exchange import Hooks, WorkerOutput
+from webhook_dev.admission.exchange import GenerationOutput, Hooks
 
 
 class WatchedChild:
@@ -35,7 +35,7 @@ class WatchedChild:
         while line := await stream.readline():
             text = line.decode(errors="replace").rstrip()
             self._remember_output(text)
-            hooks.event(WorkerOutput(self.generation, text))
+            hooks.event(GenerationOutput(self.generation, text))
 
     def _remember_output(self, text: str) -> None:
         """Override to keep output (e.g. the tail shown when a build fails)."""

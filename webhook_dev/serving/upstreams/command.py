@@ -29,7 +29,7 @@ import sys
 from collections import deque
 from pathlib import Path
 
-from webhook_dev.admission.exchange import Hooks, ReloadStarted, WorkerFailed
+from webhook_dev.admission.exchange import GenerationFailed, GenerationKind, Hooks, ReloadStarted
 from webhook_dev.errors import UsageError
 from webhook_dev.serving.upstream import (
     BackendStartError,
@@ -242,6 +242,7 @@ class CommandUpstream:
         self._handover: Handover[CommandProcess] = Handover(
             self._start_generation,
             self.hooks,
+            kind=GenerationKind.COMMAND,
             unavailable=f"webhook-dev: `{run}` is not serving {upstream.url} "
             "(see webhook-dev's console)\n".encode(),
         )
@@ -252,10 +253,6 @@ class CommandUpstream:
     @property
     def generation(self) -> int | None:
         return self._handover.generation
-
-    @property
-    def last_error(self) -> str | None:
-        return self._handover.last_error
 
     async def start(self, *, require_ready: bool = False) -> None:
         """Build (with ``--build``) and start CMD. ``require_ready``: wait, and raise if it fails.
@@ -325,7 +322,7 @@ class CommandUpstream:
             self._handover.last_error = error
             serving = self._handover.generation
             upcoming = (self._handover.current.generation if self._handover.current else 0) + 1
-            self.hooks.event(WorkerFailed(upcoming, error, serving))
+            self.hooks.event(GenerationFailed(upcoming, error, serving, GenerationKind.COMMAND))
             return
         seconds = loop.time() - started
         await self._handover.reload(f"built in {seconds:.1f} s; restarting `{self.run}`")

@@ -1,14 +1,16 @@
-"""Forwarding calls to a webhook the user runs at a URL (``--upstream URL``).
+"""Forwarding calls to a webhook the user runs at a URL (``--upstream URL``, ``replay --url``).
 
 The apiserver's path (the webhook entry's ``/mutate?timeout=10s``) is kept: it is
 appended to the URL's own path, so ``--upstream https://127.0.0.1:9443`` gets
-``https://127.0.0.1:9443/mutate?timeout=10s``.
+``https://127.0.0.1:9443/mutate?timeout=10s``. Replay's ``--url`` differs in one way: a URL
+with a path is the address of every call, and only a bare host gets the recorded path.
 
 A webhook that restarts refuses connections for a moment. A refused connection never
 reached the user's code, so it is safe to try again: :class:`UrlBackend` polls until the
 port accepts, within the call's deadline, and only then forwards. Everything else (a
 dropped connection, a timeout) did or may have reached the code and is reported, not
-retried.
+retried. Replay does not wait: nothing restarts between its calls, so a refused
+connection is reported at once.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import aiohttp
 
 from webhook_dev.errors import UsageError
 from webhook_dev.serving.upstream import BackendGone, UpstreamRequest, UpstreamResponse
+from webhook_dev.serving.upstreams.forward import failure, forward
 
 # Kept back from a call's budget to answer it with a clear error rather than be cut off.
 ERROR_RESERVE_SECONDS = 0.3
@@ -44,26 +47,38 @@ class UpstreamUrl:
     base_path: str  # without a trailing slash; prefixed to each call's path
     ca_file: Path | None = None
     insecure: bool = False
+    whole_path: bool = False  # a URL with a path is the address of every call (replay)
 
     @classmethod
-    def parse(cls, url: str, *, ca_file: Path | None = None, insecure: bool = False) -> UpstreamUrl:
-        """:raises UsageError: not an http(s) URL with a host, or TLS options that do not fit."""
+    def parse(
+        cls,
+        url: str,
+        *,
+        ca_file: Path | None = None,
+        insecure: bool = False,
+        whole_path: bool = False,
+        flag: str = "--upstream",
+    ) -> UpstreamUrl:
+        """``flag`` names the option in errors.
+
+        :raises UsageError: not an http(s) URL with a host, or TLS options that do not fit.
+        """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(
-                f"--upstream {url!r} is not an http:// or https:// URL",
-                hint="e.g. --upstream https://127.0.0.1:9443",
+                f"{flag} {url!r} is not an http:// or https:// URL",
+                hint=f"e.g. {flag} https://127.0.0.1:9443",
             )
         if parts.scheme == "http" and (ca_file is not None or insecure):
             raise UsageError("--upstream-ca and --upstream-insecure are for https:// upstreams")
         if ca_file is not None and insecure:
             raise UsageError("--upstream-ca and --upstream-insecure exclude each other")
         if parts.query or parts.fragment:
-            raise UsageError(f"--upstream {url!r}: give no query or fragment; calls bring theirs")
+            raise UsageError(f"{flag} {url!r}: give no query or fragment; calls bring theirs")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError as error:
-            raise UsageError(f"--upstream {url!r}: {error}") from error
+            raise UsageError(f"{flag} {url!r}: {error}") from error
         return cls(
             url=url,
             scheme=parts.scheme,
@@ -72,9 +87,13 @@ class UpstreamUrl:
             base_path=parts.path.rstrip("/"),
             ca_file=ca_file,
             insecure=insecure,
+            whole_path=whole_path,
         )
 
     def target(self, path: str) -> str:
+        """Where a call to ``path`` (path and query) goes."""
+        if self.whole_path and self.base_path:
+            return self.url
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}{self.base_path}{path}"
 
@@ -112,11 +131,16 @@ class UrlBackend:
 
     ``still_there()`` says whether waiting for a refused port can help (the process that
     should open it is alive); with none, we wait until the call's deadline.
+    ``wait_for_port=False`` answers a refused connection at once with status 0 (no HTTP
+    answer) and an error saying so.
     """
 
-    def __init__(self, upstream: UpstreamUrl, generation: int = 0) -> None:
+    def __init__(
+        self, upstream: UpstreamUrl, generation: int = 0, *, wait_for_port: bool = True
+    ) -> None:
         self.upstream = upstream
         self.generation = generation
+        self.wait_for_port = wait_for_port
         self.pid: int | None = None
         self.startup_ms = 0.0
         self._session: aiohttp.ClientSession | None = None
@@ -150,57 +174,32 @@ class UrlBackend:
         started = loop.time()
         deadline = started + budget
         url = self.upstream.target(request.path)
+        generation = self.generation or None
         while True:
             try:
-                return await self._post(session, url, request, deadline - loop.time(), started)
+                return await forward(
+                    session,
+                    url,
+                    request,
+                    deadline - loop.time(),
+                    generation=generation,
+                    who=url,
+                    answer_error=lambda response, body: _unexpected_status(url, response, body),
+                )
             except aiohttp.ClientConnectorError as error:
                 if isinstance(error, aiohttp.ClientConnectorCertificateError | ssl.SSLError):
-                    return self._failed(502, f"TLS with {url} failed: {error}", started)
+                    message = f"TLS with {url} failed: {error}"
+                    return failure(502, message, generation=generation, since=started)
+                if not self.wait_for_port:
+                    return UpstreamResponse(0, b"", error=f"cannot reach {url}: {error!r}")
                 if not self.still_there():
                     raise BackendGone() from error
                 if not await self._wait_until_accepting(deadline - ERROR_RESERVE_SECONDS):
-                    return self._failed(
-                        503,
+                    message = (
                         f"nothing accepted connections at {self.upstream.url} before the "
-                        f"call's deadline ({error.os_error.strerror or error})",
-                        started,
+                        f"call's deadline ({error.os_error.strerror or error})"
                     )
-
-    async def _post(
-        self,
-        session: aiohttp.ClientSession,
-        url: str,
-        request: UpstreamRequest,
-        budget: float,
-        started: float,
-    ) -> UpstreamResponse:
-        loop = asyncio.get_running_loop()
-        try:
-            async with session.post(
-                url,
-                data=request.body,
-                headers=dict(request.headers),
-                timeout=aiohttp.ClientTimeout(total=max(budget, 0.1)),
-            ) as response:
-                body = await response.read()
-                return UpstreamResponse(
-                    status=response.status,
-                    body=body,
-                    content_type=response.content_type,
-                    generation=self.generation or None,
-                    # a 500 is passed through as the user's server wrote it (the proxy
-                    # would read ``error`` as a Python traceback); its log shows why
-                    error=None
-                    if response.status in (200, 500)
-                    else f"{url} answered HTTP {response.status}: {_excerpt(body)}",
-                    elapsed_ms=(loop.time() - started) * 1000,
-                )
-        except aiohttp.ClientConnectorError:
-            raise
-        except TimeoutError:
-            return self._failed(504, f"{url} did not answer before the call's deadline", started)
-        except aiohttp.ClientError as error:
-            return self._failed(502, f"{url} dropped the call: {error!r}", started)
+                    return failure(503, message, generation=generation, since=started)
 
     async def _wait_until_accepting(self, until: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -210,16 +209,6 @@ class UrlBackend:
             await asyncio.sleep(CONNECT_POLL_SECONDS)
         return False
 
-    def _failed(self, status: int, message: str, started: float) -> UpstreamResponse:
-        return UpstreamResponse(
-            status,
-            f"webhook-dev: {message}\n".encode(),
-            "text/plain",
-            generation=self.generation or None,
-            error=message,
-            elapsed_ms=(asyncio.get_running_loop().time() - started) * 1000,
-        )
-
     async def stop(self) -> None:
         await self.close()
 
@@ -228,12 +217,27 @@ class UrlUpstream:
     """Upstream: a webhook the user starts and restarts themselves (``--upstream`` alone).
 
     There are no generations to switch between; a restart of the user's server shows up as
-    refused connections, and calls wait for the port within their deadline.
+    refused connections, and calls wait for the port within their deadline (unless
+    ``wait_for_port=False``).
     """
 
-    def __init__(self, upstream: UpstreamUrl) -> None:
+    def __init__(self, upstream: UpstreamUrl, *, wait_for_port: bool = True) -> None:
         self.upstream = upstream
-        self._backend = UrlBackend(upstream)
+        self._backend = UrlBackend(upstream, wait_for_port=wait_for_port)
+
+    @classmethod
+    def for_replay(cls, url: str, *, ca_file: Path | None = None) -> UrlUpstream:
+        """Replay's ``--url``: every call to ``url`` if it has a path, else to the recorded
+        path; HTTPS verified with the system's CAs and ``ca_file``; a refused connection is
+        reported at once.
+
+        :raises UsageError: not an http(s) URL.
+        """
+        https = urlsplit(url).scheme == "https"
+        target = UpstreamUrl.parse(
+            url, ca_file=ca_file if https else None, whole_path=True, flag="--url"
+        )
+        return cls(target, wait_for_port=False)
 
     @property
     def generation(self) -> int | None:
@@ -254,6 +258,15 @@ class UrlUpstream:
 
     def request_reload(self, reason: str) -> None:
         return None
+
+
+def _unexpected_status(url: str, response: aiohttp.ClientResponse, body: bytes) -> str | None:
+    """An answer other than 200 or 500, explained; a 500 is passed through as the user's
+    server wrote it (the proxy would read ``error`` as a Python traceback): its log says why.
+    """
+    if response.status in (200, 500):
+        return None
+    return f"{url} answered HTTP {response.status}: {_excerpt(body)}"
 
 
 def _excerpt(body: bytes, limit: int = 300) -> str:
