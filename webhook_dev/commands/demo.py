@@ -29,6 +29,7 @@ import yaml
 from rich.console import Console
 from rich.syntax import Syntax
 
+import sample_webhook
 from webhook_dev.admission import review
 from webhook_dev.commands.lab import BuildReporter
 from webhook_dev.errors import LabError, WebhookDevError
@@ -38,7 +39,9 @@ from webhook_dev.lab import Lab, preflight, teardown
 from webhook_dev.paths import state_dir
 from webhook_dev.recording import format as recording
 
-SAMPLE_MANIFESTS = Path(__file__).resolve().parents[1] / "sample_webhook" / "deploy"
+# sample_webhook is installed beside webhook_dev (pyproject.toml); up imports it from there.
+SAMPLES_ROOT = Path(sample_webhook.__file__).resolve().parents[1]
+SAMPLE_MANIFESTS = SAMPLES_ROOT / "sample_webhook" / "deploy"
 SERVICE = "sidecar-injector/sidecar-injector"
 DEMO_NAMESPACE = "sidecar-demo"
 READY_TIMEOUT = 120.0
@@ -145,7 +148,7 @@ def _start_up(lab: Lab, record: Path) -> tuple[subprocess.Popen[str], list[str]]
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
-        cwd=SAMPLE_MANIFESTS.parents[1],
+        cwd=SAMPLES_ROOT,
         env={**os.environ, "WEBHOOK_DEV_STATE_DIR": str(state_dir())},
     )
     lines: list[str] = []

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 from webhook_dev.addresses import is_ip_address
-from webhook_dev.admission.exchange import Exchange
 from webhook_dev.errors import ClusterError
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import journal
@@ -57,6 +56,7 @@ from webhook_dev.redirect.proof import PathProof
 from webhook_dev.redirect.restore import restore_from_journal
 from webhook_dev.serving.spec import ServingSpec
 from webhook_dev.serving.stack import ServingStack
+from webhook_dev.subscribers.call_stats import CallStats
 from webhook_dev.subscribers.live_view import SessionFacts
 from webhook_dev.tls import certs
 from webhook_dev.tls.authority import LocalAuthority
@@ -121,8 +121,7 @@ class Session:
         self._on_serving = on_serving
         self.session_id = uuid.uuid4().hex
         self.holder = journal.holder_identity()
-        self.calls = 0
-        self.last_call: str = ""
+        self.call_stats = CallStats()  # published in the record's health
         self._subject: journal.Subject | None = None  # for the live view
         self._stack: ServingStack | None = None  # as soon as it exists, for close()
         self._local: Local | None = None  # for the live view
@@ -151,11 +150,6 @@ class Session:
         self._stop.set()
         if not self._changing and self._task is not None:
             self._task.cancel()
-
-    # subscriber interface (ServingStack hooks)
-    def on_exchange(self, exchange: Exchange) -> None:
-        self.calls += 1
-        self.last_call = exchange.started.isoformat(timespec="seconds")
 
     async def run(self) -> RestoreReport | None:
         """Run until :meth:`request_stop`; returns the restore report (None: nothing changed)."""
@@ -230,7 +224,7 @@ class Session:
             port=self.options.port,
             cert_file=cert_file,
             key_file=key_file,
-            subscribers=[self, *self.options.subscribers],
+            subscribers=[self.call_stats, *self.options.subscribers],
         )
         await self._stack.start()
         return self._stack
@@ -295,7 +289,7 @@ class Session:
     async def _prove(self, cluster: Cluster, snapshot: Snapshot) -> None:
         proof = PathProof(cluster, self.say)
         assert self._local is not None
-        self._local.stack.subscribe(proof)
+        self._local.stack.hooks.subscribe(proof)
         round_trip = await proof.prove(snapshot, self._stop)
         if round_trip is None:
             return
@@ -323,10 +317,11 @@ class Session:
                 self.say(f"warning: heartbeat failed: {error.message}")
 
     def _health(self) -> dict[str, str]:
+        last = self.call_stats.last_call
         return {
             "tunnel": str(self.transport.state),
-            "calls": str(self.calls),
-            "last-call": self.last_call,
+            "calls": str(self.call_stats.calls),
+            "last-call": last.isoformat(timespec="seconds") if last else "",
         }
 
     def _keep_ca_bundles(self, cluster: Cluster, record: journal.Journal) -> None:
