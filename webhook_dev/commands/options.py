@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,6 +12,7 @@ import click
 from rich.console import Console
 
 from webhook_dev.inspector.server import DEFAULT_PORT, InspectorServer
+from webhook_dev.serving.spec import ServingSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,7 +47,7 @@ def target_options(function: Any) -> Any:
 
 
 def loop_options(function: Any) -> Any:
-    """``--record``, ``--no-record``, ``--watch`` and ``--no-reload``, shared by serve and up."""
+    """``--record``, ``--no-record``, ``--watch``, ``--no-reload`` and ``--show-secrets``."""
     for option in reversed(
         [
             click.option(
@@ -65,6 +67,7 @@ def loop_options(function: Any) -> Any:
                 "('*.go', 'cmd/*') [default: source files, not VCS or build dirs]. Repeatable.",
             ),
             click.option("--no-reload", is_flag=True, help="Do not watch files."),
+            click.option("--show-secrets", is_flag=True, help="Record Secret data in clear."),
         ]
     ):
         function = option(function)
@@ -126,3 +129,34 @@ def inspector_options(function: F) -> F:
 def inspector_line(server: InspectorServer) -> str:
     """What ``serve`` and ``up`` print: tests and scripts parse it."""
     return f"inspector {server.url}"
+
+
+def serving_options(function: Any) -> Any:
+    """The local loop's flags — :func:`upstream_options`, :func:`loop_options` and
+    :func:`inspector_options` — handed to the command as one ``serving``
+    :class:`~webhook_dev.serving.spec.ServingSpec`, checked once by ``from_flags``.
+
+    The command declares APP itself (``serve``: an argument; ``up``: ``--app``), above this
+    decorator.
+    """
+
+    @functools.wraps(function)
+    def with_spec(*args: Any, **flags: Any) -> Any:
+        flags["serving"] = ServingSpec.from_flags(
+            app=flags.pop("app"),
+            upstream=flags.pop("upstream"),
+            upstream_ca=flags.pop("upstream_ca"),
+            upstream_insecure=flags.pop("upstream_insecure"),
+            run=flags.pop("run_command"),
+            build=flags.pop("build_command"),
+            record=flags.pop("record"),
+            no_record=flags.pop("no_record"),
+            show_secrets=flags.pop("show_secrets"),
+            no_reload=flags.pop("no_reload"),
+            watch=flags.pop("watch"),
+            no_inspector=flags.pop("no_inspector"),
+            inspector_port=flags.pop("inspector_port"),
+        )
+        return function(*args, **flags)
+
+    return upstream_options(loop_options(inspector_options(with_spec)))

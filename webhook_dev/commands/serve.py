@@ -14,9 +14,7 @@ import click
 from webhook_dev.commands import event_loop
 from webhook_dev.commands.options import (
     inspector_line,
-    inspector_options,
-    loop_options,
-    upstream_options,
+    serving_options,
 )
 from webhook_dev.errors import ExitCode
 from webhook_dev.inspector import ExchangeFeed, InspectorServer
@@ -27,10 +25,8 @@ from webhook_dev.subscribers.console import ConsolePrinter
 
 @click.command()
 @click.argument("app", required=False)
-@upstream_options
+@serving_options
 @click.option("--port", default=8443, show_default=True, help="Port on 127.0.0.1; 0: any free.")
-@loop_options
-@click.option("--show-secrets", is_flag=True, help="Record Secret data in clear.")
 @click.option(
     "--cert",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -41,25 +37,7 @@ from webhook_dev.subscribers.console import ConsolePrinter
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Its private key (PEM).",
 )
-@inspector_options
-def serve(
-    app: str | None,
-    upstream: str | None,
-    upstream_ca: Path | None,
-    upstream_insecure: bool,
-    run_command: str | None,
-    build_command: str | None,
-    port: int,
-    record: Path | None,
-    no_record: bool,
-    show_secrets: bool,
-    cert: Path | None,
-    key: Path | None,
-    watch: tuple[str, ...],
-    no_reload: bool,
-    inspector_port: int | None,
-    no_inspector: bool,
-) -> None:
+def serve(serving: ServingSpec, port: int, cert: Path | None, key: Path | None) -> None:
     """Serve the aiohttp webhook APP (module or module:attr) over HTTPS on 127.0.0.1.
 
     APP is imported from the current directory, like uvicorn and gunicorn do; attr is an
@@ -70,21 +48,7 @@ def serve(
     Any language: --upstream URL forwards to your own webhook server instead, and
     --run CMD starts and restarts it on save, holding calls while it restarts.
     """
-    spec = ServingSpec.from_flags(
-        app=app,
-        upstream=upstream,
-        upstream_ca=upstream_ca,
-        upstream_insecure=upstream_insecure,
-        run=run_command,
-        build=build_command,
-        record=record,
-        no_record=no_record,
-        show_secrets=show_secrets,
-        no_reload=no_reload,
-        watch=watch,
-        no_inspector=no_inspector,
-        inspector_port=inspector_port,
-    )
+    spec = serving
     feed = ExchangeFeed() if spec.inspector else None
     subscribers: list[Any] = [ConsolePrinter(), *([feed] if feed is not None else [])]
     stack = ServingStack.from_spec(

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -16,11 +15,9 @@ from webhook_dev.commands.options import (
     cluster_options,
     err_console,
     inspector_line,
-    inspector_options,
-    loop_options,
     say,
+    serving_options,
     target_options,
-    upstream_options,
 )
 from webhook_dev.errors import ExitCode, UsageError
 from webhook_dev.inspector import ExchangeFeed, InspectorServer
@@ -43,7 +40,7 @@ from webhook_dev.tunnel.transport import Transport
     help="The master, as you would pass it to ssh ([user@]host or a config alias).",
 )
 @click.option("--app", help="Your aiohttp webhook, module[:attr] (or --upstream).")
-@upstream_options
+@serving_options
 @cluster_options
 @click.option("--port", default=0, show_default="any free", help="Local proxy port on 127.0.0.1.")
 @click.option(
@@ -74,19 +71,12 @@ from webhook_dev.tunnel.transport import Transport
     help="Trust the master's SSH host key if none is known yet (never a changed one).",
 )
 @click.option("--force", is_flag=True, help="Restore and take over what a stale session left.")
-@loop_options
 @click.option("--no-probe", is_flag=True, help="Skip the dry-run that proves the path.")
-@inspector_options
 def up(
     webhook: str | None,
     service: str | None,
     ssh: str,
-    app: str | None,
-    upstream: str | None,
-    upstream_ca: Path | None,
-    upstream_insecure: bool,
-    run_command: str | None,
-    build_command: str | None,
+    serving: ServingSpec,
     context: str | None,
     kubeconfig: str | None,
     port: int,
@@ -96,13 +86,7 @@ def up(
     timeout_seconds: int,
     accept_new_host_key: bool,
     force: bool,
-    record: Path | None,
-    no_record: bool,
-    no_reload: bool,
-    watch: tuple[str, ...],
     no_probe: bool,
-    inspector_port: int | None,
-    no_inspector: bool,
 ) -> None:
     """Send a cluster's webhook calls to APP on this machine, until Ctrl-C.
 
@@ -111,20 +95,6 @@ def up(
     """
     if bool(webhook) == bool(service):
         raise UsageError("say what to redirect: exactly one of --webhook or --service")
-    serving = ServingSpec.from_flags(
-        app=app,
-        upstream=upstream,
-        upstream_ca=upstream_ca,
-        upstream_insecure=upstream_insecure,
-        run=run_command,
-        build=build_command,
-        record=record,
-        no_record=no_record,
-        no_reload=no_reload,
-        watch=watch,
-        no_inspector=no_inspector,
-        inspector_port=inspector_port,
-    )
     options = UpOptions(
         serving=serving,
         webhook=webhook,
