@@ -39,8 +39,18 @@ from webhook_dev.serving.upstreams.app import AppUpstream
 @click.option("--app", help="Also run this aiohttp APP (module[:attr]) so Replay works.")
 @click.option("--no-reload", is_flag=True, help="With --app: do not reload it on save.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
+@click.option(
+    "--show-secrets",
+    is_flag=True,
+    help="Show Secret values a recording holds in clear (made with --show-secrets).",
+)
 def inspect(
-    files: tuple[Path, ...], port: int | None, app: str | None, no_reload: bool, open_browser: bool
+    files: tuple[Path, ...],
+    port: int | None,
+    app: str | None,
+    no_reload: bool,
+    open_browser: bool,
+    show_secrets: bool,
 ) -> None:
     """Open the exchanges recorded in FILE... in the inspector page, offline.
 
@@ -53,7 +63,7 @@ def inspect(
         for warning in warnings:
             click.echo(f"warning: {warning}", err=True)
         exchanges.extend(loaded)
-    feed = ExchangeFeed(capacity=max(CAPACITY, len(exchanges)))
+    feed = ExchangeFeed(capacity=max(CAPACITY, len(exchanges)), redact=not show_secrets)
     feed.status = {"generation": None, "state": "offline", "message": ""}
     for exchange in sorted(exchanges, key=lambda exchange: exchange.started):
         feed.add(exchange)
@@ -62,7 +72,7 @@ def inspect(
         feed,
         port=port,
         replay_target=(lambda: workers) if workers is not None else None,
-        redaction_key=redaction_key(),
+        redaction_key=feed.redaction_key or redaction_key(),
         source=", ".join(path.name for path in files),
     )
     event_loop.run(_inspect_until_signal(server, workers, not no_reload, open_browser))

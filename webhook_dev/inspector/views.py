@@ -18,6 +18,7 @@ from webhook_dev.admission.review import (
     AdmissionResponse,
     JsonObject,
     display_name,
+    kind_of,
     parse_request,
     patch_op_count,
     read_response,
@@ -73,8 +74,9 @@ def list_flags(exchange: Exchange) -> list[dict[str, str]]:
 def summary(exchange: Exchange) -> JsonObject:
     """One row of the list: everything it shows, filters on, and searches."""
     request = exchange.request
-    kind = (request.get("kind") or {}).get("kind", "") if request else ""
+    kind = kind_of(request) if request else ""
     status = exchange.response.get("status") or {}
+    user = request.get("userInfo")
     return {
         "id": exchange.id,
         "time": exchange.started.isoformat(),
@@ -82,7 +84,7 @@ def summary(exchange: Exchange) -> JsonObject:
         "kind": str(kind),
         "namespace": str(request.get("namespace") or ""),
         "name": display_name(request) if request else "",
-        "user": str((request.get("userInfo") or {}).get("username") or ""),
+        "user": str(user.get("username") or "") if isinstance(user, dict) else "",
         "uid": str(request.get("uid") or ""),
         "result": result_of(exchange),
         "message": str(status.get("message") or exchange.error or "")

@@ -6,6 +6,14 @@ every completed line is in the kernel the moment its exchange completes. ``fsync
 only matters if the machine itself goes down) follows within :data:`FSYNC_DELAY` seconds,
 off the event loop, and on close.
 
+A write can also fail part way (``ENOSPC``: the disk is full). Then the file is truncated
+back to where the line began, so the next line written once there is space again is not
+glued to a torn one: the file only ever holds whole lines. Exchanges that could not be
+written are counted; the first failure and the resumption are published as
+:class:`~webhook_dev.admission.exchange.RecordingFailed` /
+:class:`~webhook_dev.admission.exchange.RecordingResumed` events (the console prints
+them) and :attr:`Recorder.missed` keeps the total for status views.
+
 Recordings hold cluster objects, so files are created 0600. Secret values are redacted by
 default with the per-workstation HMAC key (:mod:`~webhook_dev.recording.redaction_key`):
 equal secrets give equal markers across your recordings, and nothing else can be learned
@@ -17,9 +25,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from datetime import datetime
 from pathlib import Path
 
-from webhook_dev.admission.exchange import Exchange
+from webhook_dev.admission.exchange import (
+    Exchange,
+    Hooks,
+    RecordingFailed,
+    RecordingResumed,
+    now,
+)
 from webhook_dev.errors import RecordingError
 from webhook_dev.recording import format as recording
 from webhook_dev.recording.redaction_key import redaction_key
@@ -32,29 +47,78 @@ class Recorder:
 
     Exchanges the proxy refused as bad input (no usable request) are shown on the console
     but not recorded: there is nothing to replay.
+
+    :param hooks: where to publish recording failures and resumption (optional).
     """
 
-    def __init__(self, path: Path, *, redact: bool = True) -> None:
+    def __init__(self, path: Path, *, redact: bool = True, hooks: Hooks | None = None) -> None:
         self.path = path
         self._key = redaction_key() if redact else None
+        self._hooks = hooks
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._size = os.fstat(self._fd).st_size
         except OSError as error:
             raise RecordingError(f"cannot open recording {path}: {error.strerror}") from error
         self._fsync_pending = False
+        self.recorded = 0
+        self.missed = 0  # exchanges never written, in all
+        self._failing_since: datetime | None = None
+        self._missed_in_run = 0
 
     def __repr__(self) -> str:
         return f"Recorder({str(self.path)!r})"
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last write failed (recording is paused until one succeeds)."""
+        return self._failing_since is not None
 
     def on_exchange(self, exchange: Exchange) -> None:
         if self._fd is None or exchange.request_review is None:
             return
         data = recording.encode(exchange, redaction_key=self._key).encode()
-        while data:
-            written = os.write(self._fd, data)
-            data = data[written:]
+        try:
+            self._append(self._fd, data)
+        except OSError as error:
+            self._failed(error)
+            return
+        self.recorded += 1
+        if self._failing_since is not None:
+            self._resumed()
         self._schedule_fsync()
+
+    def _append(self, fd: int, data: bytes) -> None:
+        """Write ``data`` whole, or leave the file as it was (truncated back) and raise."""
+        start = self._size
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        except OSError:
+            with contextlib.suppress(OSError):  # shrinking needs no space
+                os.ftruncate(fd, start)
+            with contextlib.suppress(OSError):
+                self._size = os.fstat(fd).st_size
+            raise
+        self._size = start + len(data)
+
+    def _failed(self, error: OSError) -> None:
+        self.missed += 1
+        self._missed_in_run += 1
+        if self._failing_since is None:
+            self._failing_since = now()
+            if self._hooks is not None:
+                reason = error.strerror or str(error)
+                self._hooks.event(RecordingFailed(str(self.path), reason, self._missed_in_run))
+
+    def _resumed(self) -> None:
+        since, missed = self._failing_since, self._missed_in_run
+        self._failing_since, self._missed_in_run = None, 0
+        if self._hooks is not None and since is not None:
+            self._hooks.event(RecordingResumed(str(self.path), missed, since))
 
     def close(self) -> None:
         if self._fd is not None:
@@ -62,6 +126,11 @@ class Recorder:
                 os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
+        if self._failing_since is not None and self._hooks is not None:
+            # Say the final count: there was no resumption to report it.
+            self._hooks.event(
+                RecordingFailed(str(self.path), "still failing at exit", self._missed_in_run)
+            )
 
     def _schedule_fsync(self) -> None:
         if self._fsync_pending:

@@ -56,9 +56,10 @@ class ReplayResult:
     @property
     def title(self) -> str:
         request = self.exchange.request
-        kind = (request.get("kind") or {}).get("kind", "?")
+        kind = review.kind_of(request) or "?"
         name = review.display_name(request)
-        return f"{kind} {name} {request.get('operation', '?')} (uid {request.get('uid', '?')})"
+        operation, uid = request.get("operation") or "?", request.get("uid") or "?"
+        return f"{kind} {name} {operation} (uid {uid})"
 
     def to_json(self) -> dict[str, Any]:
         def differences(comparison: Comparison | None) -> list[dict[str, Any]] | None:

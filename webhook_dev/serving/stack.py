@@ -143,7 +143,7 @@ class ServingStack:
         listener = self._listen()
         try:
             if self._record is not None:
-                self.recorder = Recorder(self._record, redact=self._redact)
+                self.recorder = Recorder(self._record, redact=self._redact, hooks=self.hooks)
                 self.hooks.subscribe(self.recorder)
             await self.upstream.start()
             if self._watch:

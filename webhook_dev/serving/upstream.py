@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -54,6 +56,7 @@ class UpstreamResponse:
     generation: int | None = None
     error: str | None = None
     elapsed_ms: float | None = None
+    wait_ms: float | None = None  # spent waiting for a generation to take the call
 
 
 class Upstream(Protocol):
@@ -222,8 +225,11 @@ class Handover(Generic[B]):
 
     async def send(self, request: UpstreamRequest, deadline: float) -> UpstreamResponse:
         loop = asyncio.get_running_loop()
+        waited_ns = 0
         for _attempt in range(3):
+            acquire_started = time.perf_counter_ns()
             backend = await self._acquire(deadline)
+            waited_ns += time.perf_counter_ns() - acquire_started
             if backend is None:
                 detail = f":\n{self.last_error}" if self.last_error else ""
                 return UpstreamResponse(
@@ -231,11 +237,13 @@ class Handover(Generic[B]):
                     self._unavailable,
                     "text/plain",
                     error=f"no {self.kind.value} could answer before the call's deadline{detail}",
+                    wait_ms=waited_ns / 1e6,
                 )
             generation = backend.generation
             self._inflight[generation] = self._inflight.get(generation, 0) + 1
             try:
-                return await backend.send(request, max(deadline - loop.time(), 0.5))
+                answer = await backend.send(request, max(deadline - loop.time(), 0.5))
+                return dataclasses.replace(answer, wait_ms=waited_ns / 1e6)
             except BackendGone:
                 if backend is self._current and not backend.alive:
                     self._notify()
@@ -245,7 +253,9 @@ class Handover(Generic[B]):
                 if self._inflight[generation] <= 0:
                     self._notify()
         gone = f"the {self.kind.value} went away"
-        return UpstreamResponse(502, f"webhook-dev: {gone}\n".encode(), "text/plain", error=gone)
+        return UpstreamResponse(
+            502, f"webhook-dev: {gone}\n".encode(), "text/plain", error=gone, wait_ms=waited_ns / 1e6
+        )
 
     async def _acquire(self, deadline: float) -> B | None:
         loop = asyncio.get_running_loop()
