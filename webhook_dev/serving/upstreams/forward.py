@@ -9,13 +9,14 @@ or report it) and what in an answer counts as an error.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from webhook_dev.serving.upstream import UpstreamRequest, UpstreamResponse
+from webhook_dev.serving.upstream import BackendGone, UpstreamRequest, UpstreamResponse
 
 AnswerError = Callable[[aiohttp.ClientResponse, bytes], str | None]
+Disconnected = Callable[[], Awaitable[bool]]
 
 
 def _no_error(response: aiohttp.ClientResponse, body: bytes) -> str | None:
@@ -31,6 +32,7 @@ async def forward(
     generation: int | None,
     who: str,
     answer_error: AnswerError = _no_error,
+    disconnected: Disconnected | None = None,
 ) -> UpstreamResponse:
     """POST ``request`` to ``url`` within ``budget`` seconds and say what came back.
 
@@ -41,6 +43,8 @@ async def forward(
 
     :raises aiohttp.ClientConnectorError: no connection, so the call certainly did not
         reach the code; the caller decides what that means.
+    :raises BackendGone: the connection dropped and ``disconnected()`` says the backend is
+        going away (so the call can be sent to the next one).
     """
     started = time.perf_counter_ns()
     try:
@@ -65,6 +69,9 @@ async def forward(
         message = f"{who} did not answer before the call's deadline"
         return failure(504, message, generation=generation, since=started)
     except aiohttp.ClientError as error:
+        dropped = isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+        if dropped and disconnected is not None and await disconnected():
+            raise BackendGone() from error
         return failure(
             502, f"{who} dropped the call: {error!r}", generation=generation, since=started
         )
