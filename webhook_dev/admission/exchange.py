@@ -139,6 +139,16 @@ class GenerationMemory:
 
 
 @dataclass(frozen=True)
+class BadMessage:
+    """A client sent something that is not an HTTP request the proxy can read (bad
+    request line, chunking, headers, encoding): answered 400 before any exchange began.
+    ``message`` names the problem and never quotes the client's bytes."""
+
+    peer: str
+    message: str
+
+
+@dataclass(frozen=True)
 class RecordingFailed:
     """An exchange could not be written (a full disk, ...); the file holds no part of it.
     Sent for the first failure of a run of them; ``missed`` counts the run so far."""
@@ -165,6 +175,7 @@ Event = (
     | GenerationExited
     | GenerationOutput
     | GenerationMemory
+    | BadMessage
     | RecordingFailed
     | RecordingResumed
 )

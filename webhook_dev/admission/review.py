@@ -170,9 +170,30 @@ def _check_request_shape(request: Mapping[str, Any]) -> None:
     for name in _OBJECT_FIELDS:
         if request.get(name) is not None and not isinstance(request[name], dict):
             raise ReviewError(_wrong_type(f"request.{name}", request[name], "an object or null"))
+    for name in ("object", "oldObject"):
+        if isinstance(request.get(name), dict):
+            _check_metadata(request[name].get("metadata"), f"request.{name}.metadata")
     if request.get("dryRun") is not None and not isinstance(request["dryRun"], bool):
         raise ReviewError(_wrong_type("request.dryRun", request["dryRun"], "true or false"))
     _check_user_info(request.get("userInfo"))
+
+
+def _check_metadata(metadata: Any, where: str) -> None:
+    """An object's metadata as the apiserver sends it: names are strings, labels and
+    annotations maps of strings (webhooks index into them without looking)."""
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise ReviewError(_wrong_type(where, metadata, "an object"))
+    for name in ("name", "namespace", "generateName", "uid", "resourceVersion"):
+        if metadata.get(name) is not None and not isinstance(metadata[name], str):
+            raise ReviewError(_wrong_type(f"{where}.{name}", metadata[name], "a string"))
+    for name in ("labels", "annotations"):
+        values = metadata.get(name)
+        if values is not None and not (
+            isinstance(values, dict) and all(isinstance(v, str) for v in values.values())
+        ):
+            raise ReviewError(_wrong_type(f"{where}.{name}", values, "a map of strings"))
 
 
 def _check_user_info(user: Any) -> None:
@@ -234,8 +255,8 @@ def _check_text(text: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ReviewError(
-            f"the review holds a lone UTF-16 surrogate ({text[:40]!r}): not valid Unicode, "
-            "so no Kubernetes client would send it"
+            "the review holds a lone UTF-16 surrogate (an escape such as \\ud800 without "
+            "its pair): not valid Unicode, so no Kubernetes client would send it"
         ) from None
 
 

@@ -27,6 +27,7 @@ from webhook_dev.admission.exchange import Exchange, Hooks, now
 from webhook_dev.admission.review import Flag
 from webhook_dev.admission.timeouts import DEFAULT_TIMEOUT, parse_go_duration
 from webhook_dev.errors import ReviewError
+from webhook_dev.serving.http_server import describe
 from webhook_dev.serving.upstream import Upstream, UpstreamRequest
 
 MAX_BODY = 8 * 1024 * 1024  # an object and its old version, each up to etcd's 1.5 MiB, and more
@@ -92,13 +93,17 @@ class Proxy:
             return _refuse(exchange, 413, self._too_large(None))
         except TimeoutError:
             return _refuse(exchange, 408, f"the request body did not arrive within {timeout:g} s")
-        except http_exceptions.HttpProcessingError as error:
+        except (http_exceptions.HttpProcessingError, web.RequestPayloadError) as error:
             encoding = request.headers.get("Content-Encoding", "")
+            if encoding:
+                problem = f"does not decode as its Content-Encoding {encoding!r} says"
+            else:
+                problem = "is malformed"
             return _refuse(
                 exchange,
                 400,
-                f"the request body does not decode as its Content-Encoding {encoding!r} "
-                f"says ({error.message}); the apiserver sends plain JSON",
+                f"the request body {problem} ({describe(error)}); the apiserver sends "
+                "plain JSON",
             )
         try:
             admission = review.parse_request(body)

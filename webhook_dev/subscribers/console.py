@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from webhook_dev.admission.exchange import (
+    BadMessage,
     Event,
     Exchange,
     GenerationExited,
@@ -24,6 +25,7 @@ from webhook_dev.admission.exchange import (
     RecordingResumed,
     ReloadStarted,
     Serving,
+    now,
 )
 from webhook_dev.admission.review import display_name, kind_of, patch_op_count
 
@@ -125,6 +127,12 @@ class ConsolePrinter:
                         f"{_mib(limit)}): does a handler keep something per call?",
                         style="bold yellow",
                     )
+                )
+            case BadMessage(peer=peer, message=message):
+                stamp = now().astimezone().strftime("%H:%M:%S.%f")[:-3]
+                source = f" from {peer}" if peer else ""
+                self.console.print(
+                    Text(f"{stamp}  400 malformed HTTP{source}: {message}", style="red")
                 )
             case RecordingFailed(path=path, error=error, missed=missed):
                 self.console.print(
