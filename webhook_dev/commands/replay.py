@@ -1,6 +1,9 @@
 """``webhook-dev replay``: recorded requests against the current code, compared by meaning.
 
-Exit codes: 0 every answer matches; 1 some differ; 2 bad usage or an unreadable file.
+Exit codes: 0 every answer matches; 1 some differ; 2 bad usage or an unreadable file
+(with ``--strict``, also a damaged line; without it a damaged line is skipped with a
+warning). Results are printed as they come and the recording is streamed, so a file
+larger than memory replays in constant memory (``--json`` keeps one small dict a result).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from rich.console import Console
 from rich.text import Text
 
 from webhook_dev.errors import ExitCode, UsageError
-from webhook_dev.replay.replayer import ReplayResult, render, replay_files
+from webhook_dev.recording.reader import RecordingWarning, open_check
+from webhook_dev.replay.replayer import ReplayResult, render, replay_stream
 from webhook_dev.serving.upstream import Upstream
 from webhook_dev.serving.upstreams.app import AppUpstream
 from webhook_dev.serving.upstreams.url import UrlUpstream
@@ -36,6 +40,11 @@ from webhook_dev.serving.upstreams.url import UrlUpstream
     help="Also feed each patched object back; fail if a second pass changes it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print results as one JSON document.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse a recording with a damaged line (exit 2) instead of skipping the line.",
+)
 def replay(
     files: tuple[Path, ...],
     app: str | None,
@@ -43,6 +52,7 @@ def replay(
     cacert: Path | None,
     idempotence: bool,
     as_json: bool,
+    strict: bool,
 ) -> None:
     """Send each request recorded in FILE... to the current code and compare the answers.
 
@@ -56,42 +66,61 @@ def replay(
         if app is not None
         else UrlUpstream.for_replay(url or "", ca_file=cacert or _local_ca())
     )
-    results, warnings = asyncio.run(_run(target, files, idempotence))
-    for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
-    passed = sum(result.passed for result in results)
-    failed = len(results) - passed
-    if as_json:
-        summary = {"passed": passed, "failed": failed, "results": [r.to_json() for r in results]}
-        click.echo(json.dumps(summary, indent=2, default=str))
-    else:
-        _print(results, passed, failed)
-    sys.exit(ExitCode.FAILED if failed else ExitCode.OK)
+    report = _Report(as_json)
+    asyncio.run(_run(target, files, idempotence, strict, report))
+    report.finish()
+    sys.exit(ExitCode.FAILED if report.failed else ExitCode.OK)
+
+
+class _Report:
+    """Prints each result as it comes (or keeps its JSON), counting as it goes."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.console = Console(soft_wrap=True, highlight=False)
+        self.passed = self.failed = 0
+        self.results: list[dict[str, object]] = []
+
+    def add(self, result: ReplayResult) -> None:
+        if result.passed:
+            self.passed += 1
+        else:
+            self.failed += 1
+        if self.as_json:
+            self.results.append(result.to_json())
+        elif result.passed:
+            self.console.print(Text(f"ok    {result.where}  {result.title}", style="green"))
+        else:
+            self.console.print(Text(f"FAIL  {result.where}  {result.title}", style="bold red"))
+            self.console.print(Text(render(result)))
+
+    def finish(self) -> None:
+        if self.as_json:
+            summary = {"passed": self.passed, "failed": self.failed, "results": self.results}
+            click.echo(json.dumps(summary, indent=2, default=str))
+            return
+        style = "bold red" if self.failed else "bold green"
+        self.console.print(Text(f"{self.passed} passed, {self.failed} failed", style=style))
 
 
 async def _run(
-    target: Upstream, files: tuple[Path, ...], idempotence: bool
-) -> tuple[list[ReplayResult], list[str]]:
+    target: Upstream, files: tuple[Path, ...], idempotence: bool, strict: bool, report: _Report
+) -> None:
+    for path in files:
+        open_check(path)  # a missing file fails (exit 2) before the app starts
     if isinstance(target, AppUpstream):
         await target.start(require_ready=True)
     else:
         await target.start()
     try:
-        return await replay_files(files, target, idempotence=idempotence)
+        stream = replay_stream(files, target, idempotence=idempotence, strict=strict)
+        async for item in stream:
+            if isinstance(item, RecordingWarning):
+                click.echo(f"warning: {item}", err=True)
+            else:
+                report.add(item)
     finally:
         await target.close()
-
-
-def _print(results: list[ReplayResult], passed: int, failed: int) -> None:
-    console = Console(soft_wrap=True, highlight=False)
-    for result in results:
-        if result.passed:
-            console.print(Text(f"ok    {result.where}  {result.title}", style="green"))
-        else:
-            console.print(Text(f"FAIL  {result.where}  {result.title}", style="bold red"))
-            console.print(Text(render(result)))
-    style = "bold red" if failed else "bold green"
-    console.print(Text(f"{passed} passed, {failed} failed", style=style))
 
 
 def _local_ca() -> Path | None:
