@@ -29,7 +29,7 @@ from webhook_dev.admission.exchange import (
 )
 from webhook_dev.admission.review import JsonObject
 from webhook_dev.inspector import views
-from webhook_dev.recording.redaction import redact
+from webhook_dev.recording.redaction import may_hold_secrets_exchange, redact
 from webhook_dev.recording.redaction_key import redaction_key as workstation_key
 from webhook_dev.subscribers.call_stats import CallStats
 
@@ -63,13 +63,21 @@ class ExchangeFeed:
 
     def __init__(self, capacity: int = CAPACITY, *, redact: bool = True) -> None:
         self.capacity = capacity
-        self.redaction_key: bytes | None = workstation_key() if redact else None
+        self._redact = redact
+        self._key: bytes | None = None
         self._exchanges: OrderedDict[str, tuple[Exchange, JsonObject]] = OrderedDict()
         self._listeners: set[Listener] = set()
         self.stats = CallStats()  # every exchange added, also those the ring dropped
         self.status: JsonObject = {"generation": None, "state": "starting", "message": ""}
         self.recording: JsonObject = {"failing": False, "missed": 0, "message": ""}
         self._missed_before = 0  # exchanges not recorded in failures already resumed from
+
+    @property
+    def redaction_key(self) -> bytes | None:
+        """The workstation's key (read or made on first use), ``None`` when not redacting."""
+        if self._redact and self._key is None:
+            self._key = workstation_key()
+        return self._key
 
     def __repr__(self) -> str:
         return f"<ExchangeFeed {len(self._exchanges)}/{self.capacity}>"
@@ -125,8 +133,10 @@ class ExchangeFeed:
     # --- reading ---------------------------------------------------------------------
 
     def add(self, exchange: Exchange) -> None:
-        if self.redaction_key is not None:
-            exchange = redact(exchange, self.redaction_key)
+        if self._redact and may_hold_secrets_exchange(exchange):
+            key = self.redaction_key
+            assert key is not None
+            exchange = redact(exchange, key)
         row = views.summary(exchange)
         self.stats.on_exchange(exchange)
         self._exchanges[exchange.id] = (exchange, row)

@@ -187,15 +187,26 @@ def redact_exchange(
     return redacted.request_review, redacted.response_review
 
 
+def may_hold_secrets_exchange(exchange: Exchange) -> bool:
+    """Whether :func:`redact` could change ``exchange`` (without copying anything)."""
+    review = exchange.request_review
+    if not review or not isinstance(review.get("request"), dict):
+        return False
+    request = review["request"]
+    return is_about_secrets(request) or any(
+        _has_secret(request.get(name)) for name in ("object", "oldObject")
+    )
+
+
 def redact(exchange: Exchange, key: bytes) -> Exchange:
     """A copy of ``exchange`` holding no Secret value in clear (``exchange`` is left alone)."""
     request_review = exchange.request_review
     if not request_review or not isinstance(request_review.get("request"), dict):
         return exchange
+    if not may_hold_secrets_exchange(exchange):
+        return exchange  # the common case: found without copying anything
     request = dict(request_review["request"])
     about_secrets = is_about_secrets(request)
-    if not about_secrets and not any(_has_secret(request.get(n)) for n in ("object", "oldObject")):
-        return exchange  # the common case: found without copying anything
     redactor = _Redactor(key)
     for name in ("object", "oldObject"):
         if isinstance(request.get(name), dict):
