@@ -70,9 +70,22 @@ def main() -> None:
         (project / "hook.py").write_text(APP.replace("CALL", args.call))
         env = dict(os.environ, WEBHOOK_DEV_STATE_DIR=str(project / "state"), PYTHONUNBUFFERED="1")
         serve = subprocess.Popen(
-            [sys.executable, "-m", "webhook_dev", "serve", "hook", "--port", "0",
-             "--no-record", "--no-reload"],
-            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "webhook_dev",
+                "serve",
+                "hook",
+                "--port",
+                "0",
+                "--no-record",
+                "--no-reload",
+            ],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         try:
             port = _port(serve)

@@ -38,10 +38,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 def _fill(directory: Path) -> Path:
     filler = directory / "filler"
-    with filler.open("wb", buffering=0) as out:
-        with contextlib.suppress(OSError):
-            while True:
-                out.write(b"x" * 512)
+    with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"x" * 512)
     with pytest.raises(OSError) as full:
         (directory / "probe").write_bytes(b"x" * 8192)
     assert full.value.errno == errno.ENOSPC

@@ -25,7 +25,10 @@ def _line(review: dict[str, object], path: str = "/mutate?timeout=10s") -> str:
         path=path,
         http_status=200,
         request_review=review,
-        response_review={**ALLOWED, "response": {"uid": request["uid"], "allowed": True, "warnings": ["v1"]}},
+        response_review={
+            **ALLOWED,
+            "response": {"uid": request["uid"], "allowed": True, "warnings": ["v1"]},
+        },
     )
     return recording.encode(exchange, redaction_key=None)
 

@@ -27,10 +27,24 @@ SEED = 15
 CASES = 300
 WRONG_VALUES: list[Any] = ["Pod", 7, 1.5, True, [], ["a"], {"x": 1}, None, "\ud800"]
 FIELDS = [
-    ("kind",), ("resource",), ("userInfo",), ("userInfo", "username"), ("userInfo", "groups"),
-    ("userInfo", "extra"), ("operation",), ("namespace",), ("name",), ("object",),
-    ("oldObject",), ("dryRun",), ("options",), ("kind", "kind"), ("object", "metadata"),
-    ("object", "metadata", "name"), ("subResource",), ("requestKind",),
+    ("kind",),
+    ("resource",),
+    ("userInfo",),
+    ("userInfo", "username"),
+    ("userInfo", "groups"),
+    ("userInfo", "extra"),
+    ("operation",),
+    ("namespace",),
+    ("name",),
+    ("object",),
+    ("oldObject",),
+    ("dryRun",),
+    ("options",),
+    ("kind", "kind"),
+    ("object", "metadata"),
+    ("object", "metadata", "name"),
+    ("subResource",),
+    ("requestKind",),
 ]
 
 
@@ -63,16 +77,17 @@ def _mutated(rng: random.Random) -> tuple[str, dict[str, str], bytes]:
 
 def _post(served: Served, path: str, headers: dict[str, str], body: bytes) -> int:
     context = served.tls_context()
-    with socket.create_connection(("127.0.0.1", served.port), timeout=30) as raw:
-        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-            tls.sendall(
-                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n{head}\r\n".encode() + body
-            )
-            answer = b""
-            while chunk := tls.recv(65536):
-                answer += chunk
+    raw = socket.create_connection(("127.0.0.1", served.port), timeout=30)
+    with raw, context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        tls.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n{head}\r\n".encode()
+            + body
+        )
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
     match = re.match(rb"HTTP/1\.[01] (\d{3})", answer)
     assert match, answer[:200]
     return int(match.group(1))
@@ -126,5 +141,3 @@ def _inspector_list_status(served: Served) -> int:
     with opener.open(f"{base}/api/exchanges", timeout=30) as response:
         json.loads(response.read())
         return int(response.status)
-
-

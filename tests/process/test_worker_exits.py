@@ -62,8 +62,12 @@ class Clients:
         connection = self._connect()
         while not self.stop.is_set():
             try:
-                connection.request("POST", "/mutate?timeout=10s", body=body,
-                                   headers={"Content-Type": "application/json"})
+                connection.request(
+                    "POST",
+                    "/mutate?timeout=10s",
+                    body=body,
+                    headers={"Content-Type": "application/json"},
+                )
                 response = connection.getresponse()
                 answer = response.read()
                 outcome = None if response.status == 200 else f"{response.status} {answer[:80]!r}"
@@ -107,7 +111,9 @@ def test_sys_exit_in_a_handler_fails_only_its_own_call_under_four_clients(
             served.wait_for(r"worker \d+ is exiting: a handler called sys.exit\(\)")
             clients.wait_for_calls(50)
             del round_number
-    assert clients.failed == [], f"{len(clients.failed)} failed: {clients.failed[:5]}\n{served.output[-3000:]}"
+    assert clients.failed == [], (
+        f"{len(clients.failed)} failed: {clients.failed[:5]}\n{served.output[-3000:]}"
+    )
 
 
 def test_keyboard_interrupt_in_a_handler_fails_only_its_own_call(

@@ -180,7 +180,10 @@ def redact_exchange(
 ) -> tuple[JsonObject | None, JsonObject | None]:
     """The request and the answer with every Secret value in them redacted (both passes)."""
     exchange = Exchange(
-        id="", started=_EPOCH, path="/", request_review=request_review,
+        id="",
+        started=_EPOCH,
+        path="/",
+        request_review=request_review,
         response_review=response_review,
     )
     redacted = redact(exchange, key)
@@ -216,9 +219,7 @@ def redact(exchange: Exchange, key: bytes) -> Exchange:
     request_review = redactor.strings({**request_review, "request": request})
     response_review = exchange.response_review
     if isinstance(response_review, dict):
-        response_review = redactor.strings(
-            _redact_patch(response_review, redactor, about_secrets)
-        )
+        response_review = redactor.strings(_redact_patch(response_review, redactor, about_secrets))
     error = redactor.text(exchange.error) if exchange.error and redactor.values else exchange.error
     flags = [
         replace(flag, message=redactor.text(flag.message)) if redactor.values else flag
@@ -265,5 +266,3 @@ def _redact_patch(response_review: JsonObject, redactor: _Redactor, about_secret
     redacted_ops = redactor.strings(redacted_ops)
     encoded = base64.b64encode(json.dumps(redacted_ops).encode()).decode()
     return {**response_review, "response": {**response, "patch": encoded}}
-
-

@@ -102,8 +102,7 @@ class Proxy:
             return _refuse(
                 exchange,
                 400,
-                f"the request body {problem} ({describe(error)}); the apiserver sends "
-                "plain JSON",
+                f"the request body {problem} ({describe(error)}); the apiserver sends plain JSON",
             )
         try:
             admission = review.parse_request(body)

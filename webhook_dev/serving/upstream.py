@@ -230,9 +230,7 @@ class Handover(Generic[B]):
         """Called by a backend that stopped on its own: restart it if it was serving."""
         self.replace_backend(backend, f"exited ({returncode})", returncode=returncode)
 
-    def replace_backend(
-        self, backend: B, reason: str, *, returncode: int | None = None
-    ) -> None:
+    def replace_backend(self, backend: B, reason: str, *, returncode: int | None = None) -> None:
         """Start the next generation in place of ``backend``, which is exiting or stuck
         (it must no longer count as ``alive``); says ``reason`` once on the console."""
         if self._closed or backend is not self._current or backend in self._replaced:
@@ -272,10 +270,10 @@ class Handover(Generic[B]):
                 else:
                     answer = await backend.send(request, budget)
                 return dataclasses.replace(answer, wait_ms=waited_ns / 1e6)
-            except BackendGone as gone:
+            except BackendGone as lost:
                 if backend is self._current and not backend.alive:
                     self._notify()
-                if gone.may_have_run:
+                if lost.may_have_run:
                     if retried_after_death:
                         break
                     retried_after_death = True
@@ -286,7 +284,11 @@ class Handover(Generic[B]):
                     self._notify()
         gone = f"the {self.kind.value} went away"
         return UpstreamResponse(
-            502, f"webhook-dev: {gone}\n".encode(), "text/plain", error=gone, wait_ms=waited_ns / 1e6
+            502,
+            f"webhook-dev: {gone}\n".encode(),
+            "text/plain",
+            error=gone,
+            wait_ms=waited_ns / 1e6,
         )
 
     async def _send_suspect(

@@ -115,9 +115,7 @@ class ConsolePrinter:
                 generation=generation, returncode=returncode, kind=kind, reason=reason
             ):
                 why = reason or f"exited ({returncode})"
-                self.console.print(
-                    Text(f"{kind.value} {generation} {why}; restarting", "bold red")
-                )
+                self.console.print(Text(f"{kind.value} {generation} {why}; restarting", "bold red"))
             case GenerationMemory(
                 generation=generation, rss_bytes=rss, over_limit=True, limit_bytes=limit
             ):

@@ -34,16 +34,26 @@ def _line(exchange: Exchange) -> str:
     return recording.encode(exchange, redaction_key=KEY)
 
 
-def _exchange(review: dict[str, Any], response: dict[str, Any] | None = None, **kw: Any) -> Exchange:
+def _exchange(
+    review: dict[str, Any], response: dict[str, Any] | None = None, **kw: Any
+) -> Exchange:
     return Exchange(
-        id="x", started=now(), path="/", http_status=200, request_review=review,
-        response_review=response, **kw,
+        id="x",
+        started=now(),
+        path="/",
+        http_status=200,
+        request_review=review,
+        response_review=response,
+        **kw,
     )
 
 
 def _answer(**response: Any) -> dict[str, Any]:
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "response": {"uid": "3f1c-uid", "allowed": False, **response}}
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {"uid": "3f1c-uid", "allowed": False, **response},
+    }
 
 
 def _clear(text: str) -> bool:

@@ -34,8 +34,11 @@ class Instant:
 
     async def send(self, request: UpstreamRequest, deadline: float) -> UpstreamResponse:
         uid = json.loads(request.body)["request"]["uid"]
-        answer = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                  "response": {"uid": uid, "allowed": True}}
+        answer = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {"uid": uid, "allowed": True},
+        }
         return UpstreamResponse(200, json.dumps(answer).encode(), elapsed_ms=0.01, wait_ms=0.0)
 
     async def reload(self, reason: str) -> None: ...
@@ -89,4 +92,3 @@ def test_old_lines_without_phases_still_read() -> None:
     line = json.loads(recording.encode(exchange, redaction_key=None))
     assert "wait_ms" not in line
     assert recording.decode(json.dumps(line)).wait_ms is None
-
