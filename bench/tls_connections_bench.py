@@ -17,11 +17,13 @@ warm-up), measured in the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -193,14 +195,13 @@ def _odd_close(raw: socket.socket, mode: str, untrusted: ssl.SSLContext) -> None
     with raw:
         if mode == "reset":
             with untrusted_free(raw) as tls:
-                tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                linger_zero = struct.pack("ii", 1, 0)  # close with RST
+                tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_zero)
         elif mode == "half":
             raw.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40)
         elif mode == "untrusted":
-            try:
+            with contextlib.suppress(ssl.SSLError):
                 untrusted.wrap_socket(raw, server_hostname="localhost").close()
-            except ssl.SSLError:
-                pass
 
 
 class untrusted_free:  # noqa: N801 - reads as a context manager
