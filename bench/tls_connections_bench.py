@@ -194,7 +194,7 @@ def _odd_close(raw: socket.socket, mode: str, untrusted: ssl.SSLContext) -> None
     a client refusing the certificate, a TCP connection that never speaks."""
     with raw:
         if mode == "reset":
-            with untrusted_free(raw) as tls:
+            with UncheckedTls(raw) as tls:
                 linger_zero = struct.pack("ii", 1, 0)  # close with RST
                 tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_zero)
         elif mode == "half":
@@ -204,7 +204,7 @@ def _odd_close(raw: socket.socket, mode: str, untrusted: ssl.SSLContext) -> None
                 untrusted.wrap_socket(raw, server_hostname="localhost").close()
 
 
-class untrusted_free:  # noqa: N801 - reads as a context manager
+class UncheckedTls:
     """A TLS handshake that does not check the certificate (for the RST case)."""
 
     context = ssl.create_default_context()
