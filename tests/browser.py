@@ -7,17 +7,14 @@ it the tests skip on a developer's machine and fail under ``CI=true``.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, STARTUP_TIMEOUT, WEBHOOK_DEV, Served
+from tests.harness import REPO, STARTUP_TIMEOUT, WEBHOOK_DEV, RunningProcess, stopped_at_exit
 from webhook_dev.lab.pytest_plugin import in_ci
 
 CHROMIUM = "/usr/bin/chromium"
@@ -87,66 +84,29 @@ def page(browser: Any) -> Iterator[Any]:
     assert not errors, f"the page raised: {errors}"
 
 
-def inspector_url(served: Served) -> str:
-    """The URL ``serve`` printed for the inspector, token included."""
-    match = re.match(INSPECTOR_LINE, served.wait_for(INSPECTOR_LINE))
+def inspector_url(running: RunningProcess) -> str:
+    """The URL ``serve`` or ``inspect`` printed for the inspector, token included."""
+    match = re.match(INSPECTOR_LINE, running.wait_for(INSPECTOR_LINE))
     assert match is not None
     return match.group(1)
 
 
-class Inspecting:
-    """A running ``webhook-dev inspect FILE...``: its output and the URL it printed."""
-
-    def __init__(self, args: list[str], state: Path) -> None:
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [*WEBHOOK_DEV, "inspect", *args],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "WEBHOOK_DEV_STATE_DIR": str(state), "PYTHONUNBUFFERED": "1"},
-        )
-        self._url: str | None = None
-        self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-            match = re.match(INSPECTOR_LINE, line.strip())
-            if match:
-                self._url = match.group(1)
-                self._ready.set()
-        self._ready.set()
-
-    @property
-    def url(self) -> str:
-        self._ready.wait(STARTUP_TIMEOUT)
-        assert self._url is not None, "\n".join(self.lines)
-        return self._url
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def inspecting(args: list[str], state: Path) -> RunningProcess:
+    """``webhook-dev inspect FILE...`` started (wait for its URL with :func:`inspector_url`)."""
+    return RunningProcess(
+        [*WEBHOOK_DEV, "inspect", *args],
+        env={"WEBHOOK_DEV_STATE_DIR": str(state)},
+        cwd=REPO,
+        name="inspect",
+    )
 
 
 @pytest.fixture
 def inspect_recordings(state_dir: Path) -> Iterator[Any]:
     """Start ``webhook-dev inspect ARGS...``; stopped after the test."""
-    started: list[Inspecting] = []
+    with stopped_at_exit() as processes:
 
-    def start(*args: str) -> Inspecting:
-        inspecting = Inspecting(list(args), state_dir)
-        started.append(inspecting)
-        return inspecting
+        def start(*args: str) -> RunningProcess:
+            return processes.add(inspecting(list(args), state_dir))
 
-    yield start
-    for inspecting in started:
-        inspecting.stop()
+        yield start

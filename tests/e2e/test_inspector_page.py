@@ -184,7 +184,7 @@ def test_inspect_opens_a_recording_offline_with_the_newest_call_selected_and_rep
     assert "inspector" not in served.output
 
     inspecting = inspect_recordings(str(recording), "--port", "0", "--app", SIDECAR, "--no-reload")
-    page.goto(inspecting.url)
+    page.goto(inspector_url(inspecting))
     expect(page.locator("#source")).to_have_text("session.jsonl")
     expect(rows(page)).to_have_count(2)
     expect(rows(page).first).to_contain_text("Pod default/second")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tests.conftest import Served, run_webhook_dev
 from tests.e2e.test_serve_reload import _alive
+from tests.polling import wait_until
 from tests.reviews import request_review
 from tests.upstream_fixtures import LanguageProject, call_under_load, free_port, pid_in
 from webhook_dev.tls import certs
@@ -98,10 +99,13 @@ def test_a_go_build_error_keeps_the_old_process_serving_and_shows_the_compiler_o
     (go_project.path / "broken.go").unlink()
     go_project.set_version("v3")
     served.wait_for(r"ready", after=len(served.lines), timeout=300)
-    until = time.monotonic() + 300
-    while version_of(served) != "v3":
-        assert time.monotonic() < until, served.output
-        time.sleep(0.2)
+    wait_until(
+        lambda: version_of(served) == "v3",
+        timeout=300,
+        interval=0.2,
+        what="the rebuilt v3 answers",
+        details=lambda: served.output,
+    )
 
 
 def test_a_compile_error_without_build_says_the_old_process_is_gone_and_answers_503(
@@ -157,10 +161,9 @@ def test_killing_serve_leaves_no_go_server_behind(
     served.wait_for(r"worker 1 ready", timeout=300)
     go_server = pid_in(served.wait_for(r"listening on"))  # the binary `go run` started
     served.stop(signal.SIGKILL)
-    until = time.monotonic() + 60
-    while _alive(go_server):
-        assert time.monotonic() < until, f"Go server {go_server} outlived serve"
-        time.sleep(0.1)
+    wait_until(
+        lambda: not _alive(go_server), timeout=60, what=f"Go server {go_server} is gone with serve"
+    )
 
 
 def test_editing_the_node_webhook_under_load_fails_no_call(
