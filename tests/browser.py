@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.harness import REPO, STARTUP_TIMEOUT, WEBHOOK_DEV, RunningProcess, stopped_at_exit
-from webhook_dev.lab.pytest_plugin import in_ci
+from tests.missing import unavailable
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -30,21 +30,15 @@ CHROMIUM_ARGS = [
 INSPECTOR_LINE = r"^inspector (http://127\.0\.0\.1:\d+/\?token=[\w-]+)$"
 
 
-def _unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"browser tests cannot run under CI=true: {reason} (run dev/setup.sh)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Any]:
     """Playwright's driver, for a test module (it runs its own event loop in this thread)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("the playwright Python package is not installed")
+        unavailable("the playwright Python package is not installed (run dev/setup.sh)")
     if not Path(CHROMIUM).exists():
-        _unavailable(f"{CHROMIUM} is missing: apt-get install chromium")
+        unavailable(f"{CHROMIUM} is missing: apt-get install chromium (or run dev/setup.sh)")
     with sync_playwright() as driver:
         yield driver
 
@@ -82,6 +76,11 @@ def page(browser: Any) -> Iterator[Any]:
     finally:
         page.context.close()
     assert not errors, f"the page raised: {errors}"
+
+
+def rows(page: Any) -> Any:
+    """The rows of the inspector's exchange table."""
+    return page.locator("#exchanges tbody tr")
 
 
 def inspector_url(running: RunningProcess) -> str:

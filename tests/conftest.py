@@ -21,7 +21,7 @@ import pytest
 from tests.harness import REPO, WEBHOOK_DEV, RunningProcess, stopped_at_exit
 from webhook_dev.lab.pytest_plugin import in_ci
 
-pytest_plugins = ["tests.redirect_fixtures", "tests.upstream_fixtures", "tests.browser"]
+pytest_plugins = ["tests.lab.redirect_fixtures", "tests.upstream_fixtures", "tests.browser"]
 
 SERVING = re.compile(r"^serving (https://127\.0\.0\.1:(\d+))$")
 
@@ -163,9 +163,32 @@ def project(tmp_path: Path) -> Project:
     return project
 
 
-# --- project-wide policy: under CI=true an end-to-end test may not pass by skipping -------
-# The lab fixtures already fail instead of skipping under CI; this hook also catches skips
-# from anywhere else (an importorskip, a skip marker) on tests marked ``e2e``.
+# --- what each directory needs, and the CI policy ---------------------------------------
+# tests/unit: in-process, seconds. tests/process: starts webhook-dev (and Go, Node,
+# Chromium) on this machine, no lab. tests/lab: the lab's real control plane (root, netns).
+# The marker follows the directory, so `-m "not e2e"` or `-m process` cannot miss a test.
+# `e2e` (the lab) is registered by webhook_dev.lab.pytest_plugin, for users' projects too;
+# `process` in pyproject.toml.
+
+TESTS = Path(__file__).resolve().parent
+MARKER_OF_DIRECTORY = {"lab": pytest.mark.e2e, "process": pytest.mark.process}
+MUST_NOT_SKIP_IN_CI = ("e2e", "process")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            directory = item.path.relative_to(TESTS).parts[0]
+        except ValueError:
+            continue  # a test outside tests/ (a user's, through the plugin)
+        marker = MARKER_OF_DIRECTORY.get(directory)
+        if marker is not None:
+            item.add_marker(marker)
+
+
+# Under CI=true a lab or process test may not pass by skipping. The lab, browser, Go and
+# Node fixtures already fail instead of skipping under CI; this hook also catches skips
+# from anywhere else (an importorskip, a skip marker).
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -174,6 +197,7 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, None]:
     outcome = yield
     report = outcome.get_result()
-    if in_ci() and report.skipped and item.get_closest_marker("e2e"):
+    needed = [name for name in MUST_NOT_SKIP_IN_CI if item.get_closest_marker(name)]
+    if in_ci() and report.skipped and needed:
         report.outcome = "failed"
-        report.longrepr = f"e2e test skipped under CI=true: {report.longrepr}"
+        report.longrepr = f"{needed[0]} test skipped under CI=true: {report.longrepr}"

@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 
 from tests.harness import RunningProcess
-from tests.polling import wait_until
-from tests.redirect_fixtures import (
+from tests.lab.redirect_fixtures import (
     REPO,
     ClusterView,
     RedirectTarget,
     container_names,
 )
+from tests.polling import wait_until
 from webhook_dev.kube.cluster import ClusterError
 from webhook_dev.lab import Lab
 from webhook_dev.lab.topology import Topology

@@ -1,4 +1,4 @@
-"""DESIGN.md's open question, settled with the real controllers of the pinned release.
+"""An open question of the design, settled with the real controllers of the pinned release.
 
 When `webhook-dev up` removes a Service's selector and writes manual Endpoints pointing at
 the tunnel, what happens to the EndpointSlices the controllers made for the in-cluster
@@ -14,6 +14,9 @@ Observed (Kubernetes 1.37.2), and asserted here so an upgrade that changes it fa
 3. Deleted, it stays deleted while the selector is absent.
 4. Restoring the selector brings the controllers back: the EndpointSlice controller
    recreates its slice, the endpoints controller rewrites Endpoints, the mirror goes.
+
+The answer is recorded in docs/lab.md ("Answers to ... open questions"); the question
+is in docs/architecture.md's field notes.
 """
 
 from __future__ import annotations

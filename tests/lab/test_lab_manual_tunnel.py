@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.conftest import (
+from tests.lab.conftest import (
     LABEL,
     WebhookTLS,
     create_pod,

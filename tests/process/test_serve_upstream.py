@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import Served, run_webhook_dev
-from tests.e2e.test_serve_reload import _alive
 from tests.polling import wait_until
+from tests.process.test_serve_reload import _alive
 from tests.reviews import request_review
 from tests.upstream_fixtures import LanguageProject, call_under_load, free_port, pid_in
 from webhook_dev.tls import certs
