@@ -42,9 +42,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from webhook_dev import certs  # noqa: E402
 from webhook_dev.lab import Lab, teardown  # noqa: E402
-from webhook_dev.lab.probe import listening_addresses  # noqa: E402
+from webhook_dev.lab.readiness import listening_addresses  # noqa: E402
+from webhook_dev.tls import certs  # noqa: E402
 
 WEBHOOK_SERVER = REPO / "tests" / "lab" / "webhook_server.py"
 BENCH_ENV = {
