@@ -54,6 +54,15 @@ def _bookkeeping_free(obj: Json) -> Json:
     return dict(clean)
 
 
+def _record_content(record: Json | None) -> Json | None:
+    """What a session's record says, without what each heartbeat rewrites (time, health)."""
+    if record is None:
+        return None
+    annotations = record["metadata"].get("annotations") or {}
+    kept = ("webhook-dev/journal", "webhook-dev/holder", "webhook-dev/session")
+    return {key: annotations.get(key) for key in kept} | {"webhooks": record.get("webhooks")}
+
+
 class ClusterView:
     """What the test (another user of the cluster) reads and writes."""
 
@@ -65,12 +74,12 @@ class ClusterView:
         lock_namespace, lock_name = target.subject.split("/")
         view: Json = {
             "config": _bookkeeping_free(self.cluster.get(target.config_path)),
-            "journal": self.cluster.get_or_none(
-                f"/api/v1/namespaces/{lock_namespace}/configmaps/webhook-dev-{lock_name}"
-            ),
-            "lease": self.cluster.get_or_none(
-                f"/apis/coordination.k8s.io/v1/namespaces/{lock_namespace}/leases/"
-                f"webhook-dev-{lock_name}"
+            # up's record (journal and lock): present only during a session.
+            "record": _record_content(
+                self.cluster.get_or_none(
+                    f"{WEBHOOK_API}/validatingwebhookconfigurations/"
+                    f"webhook-dev.{lock_namespace}.{lock_name}"
+                )
             ),
         }
         if target.url:
