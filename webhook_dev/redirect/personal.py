@@ -56,6 +56,7 @@ def check_scope_free(
     scope: Scope | None,
     *,
     own_record: str | None = None,
+    only_records: set[str] | None = None,
 ) -> None:
     """Refuse if another session's claim meets ours; ``scope=None`` is a whole redirect.
 
@@ -66,6 +67,8 @@ def check_scope_free(
     wanted = {str(ref) for ref in entries}
     for holding in journal.holdings(cluster):
         if holding.record_name == own_record or not (holding.entries & wanted):
+            continue
+        if only_records is not None and holding.record_name not in only_records:
             continue
         theirs = Scope.from_json(holding.scope) if holding.scope is not None else None
         if scope is not None and theirs is not None and not scope.overlaps(theirs):
@@ -133,11 +136,30 @@ def prepare_claim(
 
 
 def recheck_after_lock(cluster: Cluster, claim: Claim, entries: Iterable[EntryRef]) -> None:
-    """Two ``up`` may pass the preflight at once: after taking our record, look again, and
-    if an overlapping claim appeared, give ours back (nothing was changed yet) and refuse."""
+    """Two ``up`` may pass the preflight at once: after taking our record, look again.
+
+    The earlier record wins (creation time, then name): if an overlapping claim made before
+    ours appeared, we give ours back (nothing was changed yet) and refuse; a later one will
+    see ours and give its own back.
+    """
+    found = journal.holdings(cluster)
+    ours = next((h for h in found if h.record_name == claim.subject.object_name), None)
+    if ours is None:
+        return
+    earlier = [
+        h.record_name
+        for h in found
+        if (h.created, h.record_name) < (ours.created, ours.record_name)
+    ]
+    if not earlier:
+        return
     try:
         check_scope_free(
-            cluster, entries, claim.personal.scope, own_record=claim.subject.object_name
+            cluster,
+            entries,
+            claim.personal.scope,
+            own_record=claim.subject.object_name,
+            only_records=set(earlier),
         )
     except HeldError:
         journal.release_lease(cluster, claim.subject)
