@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -24,16 +25,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import (  # noqa: F401  (fixtures)
+from tests.harness import RunningProcess, stopped_at_exit
+from tests.lab.conftest import (
     LABEL,
     WebhookTLS,
-    background,
     route_service_to,
     wait_for_proxy,
     webhook_server_argv,
-    webhook_tls,
 )
-from tests.redirect_fixtures import REPO, UpProcess, container_names
+from tests.lab.redirect_fixtures import REPO, container_names, up_process
 from webhook_dev.kube.cluster import Cluster, ClusterError
 from webhook_dev.lab import Lab
 from webhook_dev.tls import certs
@@ -149,8 +149,8 @@ def team(
     lab: Lab,
     lab_api_client: Any,
     lab_namespace: str,
-    webhook_tls: WebhookTLS,  # noqa: F811
-    background: Callable[..., Any],  # noqa: F811
+    webhook_tls: WebhookTLS,
+    background: Callable[..., Any],
 ) -> Iterator[Team]:
     """The team's webhook (a process on the master behind Service ``webhook``), called
     with failurePolicy Fail for Pods in three namespaces a, b and c."""
@@ -218,32 +218,31 @@ def team(
 
 
 @pytest.fixture
-def start_personal(lab: Lab) -> Iterator[Callable[..., UpProcess]]:
+def start_personal(lab: Lab) -> Iterator[Callable[..., RunningProcess]]:
     """``up --service ... --only-...`` on a developer's laptop; all stopped at the end."""
-    started: list[UpProcess] = []
+    with stopped_at_exit() as processes:
+        yield lambda developer, team, *scope: processes.add(
+            _personal_up(lab, developer, team, *scope)
+        )
 
-    def start(developer: Developer, team: Team, *scope: str) -> UpProcess:
-        argv = [
-            "up",
-            "--service",
-            team.service,
-            *scope,
-            "--ssh",
-            lab.ssh_destination,
-            "--kubeconfig",
-            str(developer.workstation_kubeconfig),
-            "--app",
-            APP,
-            "--no-record",
-        ]
-        env = {"WEBHOOK_DEV_STATE_DIR": str(developer.state_dir), "WEBHOOK_DEV_LEASE_SECONDS": "6"}
-        process = UpProcess(lab, argv, env, REPO)
-        started.append(process)
-        return process
 
-    yield start
-    for process in started:
-        process.stop()
+def _personal_up(lab: Lab, developer: Developer, team: Team, *scope: str) -> RunningProcess:
+    """``up --service ... --only-...`` as one developer, on their laptop."""
+    argv = [
+        "up",
+        "--service",
+        team.service,
+        *scope,
+        "--ssh",
+        lab.ssh_destination,
+        "--kubeconfig",
+        str(developer.workstation_kubeconfig),
+        "--app",
+        APP,
+        "--no-record",
+    ]
+    env = {"WEBHOOK_DEV_STATE_DIR": str(developer.state_dir), "WEBHOOK_DEV_LEASE_SECONDS": "6"}
+    return up_process(lab, argv, env, REPO)
 
 
 def _webhook_dev(lab: Lab, developer: Developer, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -293,7 +292,7 @@ def _content(obj: Json) -> Json:
     return dict(clean)
 
 
-def _saw(up: UpProcess, namespace: str, pod: str) -> bool:
+def _saw(up: RunningProcess, namespace: str, pod: str) -> bool:
     return f"Pod {namespace}/{pod}  CREATE" in up.output
 
 
@@ -301,16 +300,16 @@ def test_two_developers_hold_disjoint_namespaces_and_kill_9_then_down_restores_o
     lab: Lab,
     team: Team,
     developers: Callable[[str], Developer],
-    start_personal: Callable[..., UpProcess],
+    start_personal: Callable[..., RunningProcess],
 ) -> None:
     alice, bob = developers("alice"), developers("bob")
     a, b, c = team.namespaces["a"], team.namespaces["b"], team.namespaces["c"]
     before = _content(team.admin.get(team.config_path))
 
     up_a = start_personal(alice, team, "--only-namespace", a)
-    up_a.wait_for("ready: kube-apiserver")
+    up_a.wait_for(re.escape("ready: kube-apiserver"))
     up_b = start_personal(bob, team, "--only-namespace", b)
-    up_b.wait_for("ready: kube-apiserver")
+    up_b.wait_for(re.escape("ready: kube-apiserver"))
 
     # An overlapping scope is refused, naming its holder; nothing changes.
     during = _content(team.admin.get(team.config_path))
@@ -329,8 +328,8 @@ def test_two_developers_hold_disjoint_namespaces_and_kill_9_then_down_restores_o
     assert _by_laptop(pod_a) and not _by_team(pod_a)
     assert _by_laptop(pod_b) and not _by_team(pod_b)
     assert _by_team(pod_c) and not _by_laptop(pod_c)
-    up_a.wait_for(f"Pod {a}/in-a  CREATE")
-    up_b.wait_for(f"Pod {b}/in-b  CREATE")
+    up_a.wait_for(re.escape(f"Pod {a}/in-a  CREATE"))
+    up_b.wait_for(re.escape(f"Pod {b}/in-b  CREATE"))
     assert not _saw(up_a, b, "in-b") and not _saw(up_a, c, "in-c")
     assert not _saw(up_b, a, "in-a") and not _saw(up_b, c, "in-c")
     copies = {item["metadata"]["name"] for item in team.admin.list(MUTATING)}
@@ -365,7 +364,7 @@ def test_two_developers_hold_disjoint_namespaces_and_kill_9_then_down_restores_o
     pod_b2 = _create_pod(team.admin, b, "in-b-2")
     pod_a2 = _create_pod(team.admin, a, "in-a-2")
     assert _by_laptop(pod_b2) and _by_team(pod_a2) and not _by_laptop(pod_a2)
-    up_b.wait_for(f"Pod {b}/in-b-2  CREATE")
+    up_b.wait_for(re.escape(f"Pod {b}/in-b-2  CREATE"))
 
     assert up_b.stop(signal.SIGTERM) == 0, up_b.output
     assert _content(team.admin.get(team.config_path)) == edit(json.loads(json.dumps(before)))
@@ -380,20 +379,20 @@ def test_only_user_sends_only_that_users_requests_to_the_laptop(
     lab: Lab,
     team: Team,
     developers: Callable[[str], Developer],
-    start_personal: Callable[..., UpProcess],
+    start_personal: Callable[..., RunningProcess],
 ) -> None:
     alice = developers("alice")
     a = team.namespaces["a"]
     before = _content(team.admin.get(team.config_path))
 
     up_a = start_personal(alice, team, "--only-user", "alice")
-    up_a.wait_for("ready: kube-apiserver")
+    up_a.wait_for(re.escape("ready: kube-apiserver"))
 
     mine = _create_pod(alice.cluster(), a, "by-alice")
     theirs = _create_pod(team.admin, a, "by-admin")
     assert _by_laptop(mine) and not _by_team(mine)
     assert _by_team(theirs) and not _by_laptop(theirs)
-    up_a.wait_for(f"Pod {a}/by-alice  CREATE")
+    up_a.wait_for(re.escape(f"Pod {a}/by-alice  CREATE"))
     assert not _saw(up_a, a, "by-admin")
 
     assert up_a.stop(signal.SIGTERM) == 0, up_a.output
