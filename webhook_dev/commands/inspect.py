@@ -17,7 +17,7 @@ import click
 from webhook_dev.admission.exchange import Hooks
 from webhook_dev.commands import event_loop
 from webhook_dev.commands.options import inspector_line
-from webhook_dev.errors import ExitCode
+from webhook_dev.errors import ExitCode, RecordingError
 from webhook_dev.inspector.feed import CAPACITY, ExchangeFeed
 from webhook_dev.inspector.server import DEFAULT_PORT, InspectorServer
 from webhook_dev.recording.reader import read_recording
@@ -62,6 +62,11 @@ def inspect(
         loaded, warnings = read_recording(path)
         for warning in warnings:
             click.echo(f"warning: {warning}", err=True)
+        if warnings and not loaded:
+            raise RecordingError(
+                f"{path} is not a webhook-dev recording: no line could be read",
+                hint="see the warnings above",
+            )
         exchanges.extend(loaded)
     feed = ExchangeFeed(capacity=max(CAPACITY, len(exchanges)), redact=not show_secrets)
     feed.status = {"generation": None, "state": "offline", "message": ""}

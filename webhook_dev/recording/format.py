@@ -176,7 +176,7 @@ def iter_lines(
             unterminated = not line.endswith("\n")
             what = "an incomplete last line" if unterminated else "a damaged line"
             reason = error.message.removeprefix(f"{where}: ")
-            yield RecordingWarning(f"{where}: skipped {what} ({reason})")
+            yield RecordingWarning(f"{where}: skipped {what} ({reason})", error.message)
             continue
         yield exchange
 
@@ -186,6 +186,7 @@ class RecordingWarning:
     """A line :func:`decode_lines` skipped, and why."""
 
     message: str
+    error: str = ""  # why the line could not be read, naming it: ``file:line: not JSON ...``
 
     def __str__(self) -> str:
         return self.message

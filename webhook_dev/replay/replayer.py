@@ -30,7 +30,7 @@ from webhook_dev.admission import review
 from webhook_dev.admission.exchange import Exchange
 from webhook_dev.admission.review import AdmissionResponse, Comparison, Difference, JsonObject
 from webhook_dev.admission.timeouts import call_timeout
-from webhook_dev.errors import ReviewError
+from webhook_dev.errors import RecordingError, ReviewError
 from webhook_dev.recording.reader import RecordingWarning, iter_recording, open_check
 from webhook_dev.recording.redaction import is_about_secrets, redact_object
 from webhook_dev.recording.redaction_key import redaction_key
@@ -146,8 +146,10 @@ async def replay_stream(
 
     Every file is checked to open before the first call; with ``strict`` every file is
     read through first, so a damaged line refuses the run (:class:`RecordingError`)
-    before anything is sent. Exchanges that cannot be replayed (no valid request, e.g.
-    wrongly typed fields in a hand-made line) come out as failed results saying why.
+    before anything is sent. A file in which no line at all can be read is not a
+    recording: :class:`RecordingError` too, once its lines have been tried. Exchanges
+    that cannot be replayed (no valid request, e.g. wrongly typed fields in a hand-made
+    line) come out as failed results saying why.
     """
     for path in paths:
         open_check(path)
@@ -158,8 +160,10 @@ async def replay_stream(
     key = redaction_key()
     for path in paths:
         number = 0
+        first_skipped: RecordingWarning | None = None
         for item in iter_recording(path, strict=strict):
             if isinstance(item, RecordingWarning):
+                first_skipped = first_skipped or item
                 yield item
                 continue
             number += 1
@@ -175,6 +179,11 @@ async def replay_stream(
                     Comparison((Difference("request", "a valid AdmissionReview", str(error)),)),
                     problems=[f"not replayed: {error}"],
                 )
+        if number == 0 and first_skipped is not None:
+            raise RecordingError(
+                f"{path} is not a webhook-dev recording, no line could be read: "
+                f"{first_skipped.error or first_skipped}"
+            )
 
 
 def render(result: ReplayResult) -> str:
