@@ -312,12 +312,19 @@ class RecordingIndex:
         return int(total)
 
     def rows(
-        self, query: Query | None = None, *, offset: int = 0, limit: int = 100
+        self,
+        query: Query | None = None,
+        *,
+        offset: int = 0,
+        limit: int = 100,
+        by_time: bool = False,
     ) -> list[JsonObject]:
-        """List rows matching ``query``, newest (last written) first."""
+        """List rows matching ``query``, newest first: last written, or ``by_time`` by
+        the time each call started (to merge several recordings)."""
         where, parameters = (query or Query()).sql()
+        order = "time DESC, seq DESC" if by_time else "seq DESC"
         cursor = self.connection.execute(
-            f"SELECT {SELECT_ROW} FROM exchanges WHERE {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            f"SELECT {SELECT_ROW} FROM exchanges WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
             [*parameters, limit, offset],
         )
         return [row_of(values) for values in cursor]
