@@ -157,11 +157,8 @@ def main() -> None:
     options = parser.parse_args()
     began = time.monotonic()
     write_recording(options.out, options.exchanges, seed=options.seed)
-    size = options.out.stat().st_size
-    print(
-        f"{options.exchanges} exchanges, {size / 2**20:.0f} MiB in {time.monotonic() - began:.1f} s",
-        file=sys.stderr,
-    )
+    size, took = options.out.stat().st_size, time.monotonic() - began
+    print(f"{options.exchanges} exchanges, {size / 2**20:.0f} MiB in {took:.1f} s", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from webhook_dev.recording.index import RecordingIndex, index_path
 from webhook_dev.recording.writer import Recorder, part_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
-from make_recording import write_recording  # noqa: E402
+from make_recording import write_recording
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from webhook_dev.replay.batch import Selection, replay_in_order, selected
 from webhook_dev.serving.upstream import UpstreamRequest, UpstreamResponse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
-from make_recording import write_recording  # noqa: E402
+from make_recording import write_recording
 
 
 class Jittery:
