@@ -47,7 +47,7 @@ from webhook_dev.recording import stream
 from webhook_dev.recording.query import Query, flag_codes, search_text
 from webhook_dev.recording.summary import summary
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # of the index's tables, not of the recording format
 INDEX_SUFFIX = ".index.sqlite"
 COMMIT_INTERVAL = 0.5
 BATCH = 5000
@@ -83,8 +83,20 @@ CREATE TABLE IF NOT EXISTS exchanges (
     flags_json TEXT NOT NULL,
     search TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS facets (name TEXT, value TEXT, PRIMARY KEY (name, value));
 """
-_DROP = "DROP TABLE IF EXISTS exchanges; DROP TABLE IF EXISTS meta;"
+_DROP = "DROP TABLE IF EXISTS exchanges; DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS facets;"
+FACET_COLUMNS = {name: 3 + ROW_COLUMNS.index(name) for name in ("kind", "namespace", "operation")}
+
+
+def insert_rows(connection: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert index rows, and the values the page's selects offer (kept in ``facets``
+    so listing them never scans a million rows)."""
+    connection.executemany(_INSERT, rows)
+    values = {(name, row[at]) for row in rows for name, at in FACET_COLUMNS.items() if row[at]}
+    connection.executemany("INSERT OR IGNORE INTO facets (name, value) VALUES (?, ?)", values)
+
+
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS exchanges_id ON exchanges (id);
 CREATE INDEX IF NOT EXISTS exchanges_time ON exchanges (time);
@@ -276,12 +288,12 @@ class RecordingIndex:
                 continue
             batch.append(index_values(line.exchange, line_offset, length, number))
             if len(batch) >= BATCH:
-                self.connection.executemany(_INSERT, batch)
+                insert_rows(self.connection, batch)
                 report.added += len(batch)
                 batch = []
                 if progress is not None:
                     progress(line_offset + length, total)
-        self.connection.executemany(_INSERT, batch)
+        insert_rows(self.connection, batch)
         report.added += len(batch)
         end = max(reader.end, offset)
         stat = os.stat(self.recording)
@@ -356,12 +368,10 @@ class RecordingIndex:
 
     def distinct(self, column: str, limit: int = 500) -> list[str]:
         """The distinct non-empty values of a text column (for the page's selects)."""
-        if column not in ROW_COLUMNS:
+        if column not in FACET_COLUMNS:
             raise ValueError(column)
         cursor = self.connection.execute(
-            f"SELECT DISTINCT {column} FROM exchanges WHERE {column} != '' "
-            f"ORDER BY {column} LIMIT ?",
-            [limit],
+            "SELECT value FROM facets WHERE name = ? ORDER BY value LIMIT ?", [column, limit]
         )
         return [str(value) for (value,) in cursor]
 
@@ -440,7 +450,7 @@ class IndexAppender:
             indexed = int(dict(connection.execute("SELECT key, value FROM meta")).get("offset", 0))
             rows = [row for row in self._pending if row[0] >= indexed]
             if rows and rows[0][0] == indexed:
-                connection.executemany(_INSERT, rows)
+                insert_rows(connection, rows)
                 values = {"offset": rows[-1][0] + rows[-1][1], "lines": rows[-1][2], "mtime_ns": -1}
                 connection.executemany(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", values.items()
