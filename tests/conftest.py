@@ -24,7 +24,12 @@ import pytest
 
 from webhook_dev.lab.pytest_plugin import in_ci
 
-pytest_plugins = ["tests.redirect_fixtures", "tests.upstream_fixtures", "tests.browser"]
+pytest_plugins = [
+    "tests.redirect_fixtures",
+    "tests.upstream_fixtures",
+    "tests.browser",
+    "tests.direct_fixtures",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 WEBHOOK_DEV = [sys.executable, "-m", "webhook_dev"]
