@@ -30,6 +30,7 @@ import logging
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from webhook_dev.addresses import usable_endpoint_ip
 from webhook_dev.errors import PreflightError
@@ -238,8 +239,8 @@ class _Leg(asyncio.Protocol):
         self._early_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A TCP transport (uvloop's do not subclass asyncio.Transport, hence the cast).
+        self.transport = cast(asyncio.Transport, transport)
         _nodelay(transport)
 
     def link(self, other: _Leg) -> None:
