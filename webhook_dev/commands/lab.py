@@ -200,7 +200,8 @@ def status(as_json: bool) -> None:
         f"lab: {'ready' if description['apiserver_ready'] else 'NOT ready'}; "
         f"master {running.master_ip}, workstation {running.workstation_ip}; "
         f"GatewayPorts {running.state.gateway_ports}; aggregator routing "
-        f"{'on' if running.state.aggregator_routing else 'off'}"
+        f"{'on' if running.state.aggregator_routing else 'off'}; "
+        f"{'routable' if running.state.routable else 'behind NAT'}"
     )
     for name, component in description["components"].items():
         click.echo(
