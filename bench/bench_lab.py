@@ -46,7 +46,7 @@ from webhook_dev.lab import Lab, teardown  # noqa: E402
 from webhook_dev.lab.readiness import listening_addresses  # noqa: E402
 from webhook_dev.tls import certs  # noqa: E402
 
-WEBHOOK_SERVER = REPO / "tests" / "e2e" / "webhook_server.py"
+WEBHOOK_SERVER = REPO / "tests" / "lab" / "webhook_server.py"
 BENCH_ENV = {
     "WEBHOOK_DEV_LAB_PREFIX": "wdbench",
     "WEBHOOK_DEV_LAB_SUBNET": "10.237.2.0/24",

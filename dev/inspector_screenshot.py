@@ -67,6 +67,7 @@ def main(out: Path) -> None:
             project / "state",
         )
         try:
+            served.wait_until_serving()
             for path, review in reviews():
                 served.call(review, path=f"{path}?timeout=10s")
             served.call(b"not json", path="/mutate?timeout=10s")

@@ -7,18 +7,15 @@ it the tests skip on a developer's machine and fail under ``CI=true``.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, STARTUP_TIMEOUT, WEBHOOK_DEV, Served
-from webhook_dev.lab.pytest_plugin import in_ci
+from tests.harness import REPO, STARTUP_TIMEOUT, WEBHOOK_DEV, RunningProcess, stopped_at_exit
+from tests.missing import unavailable
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -33,21 +30,15 @@ CHROMIUM_ARGS = [
 INSPECTOR_LINE = r"^inspector (http://127\.0\.0\.1:\d+/\?token=[\w-]+)$"
 
 
-def _unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"browser tests cannot run under CI=true: {reason} (run dev/setup.sh)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Any]:
     """Playwright's driver, for a test module (it runs its own event loop in this thread)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("the playwright Python package is not installed")
+        unavailable("the playwright Python package is not installed (run dev/setup.sh)")
     if not Path(CHROMIUM).exists():
-        _unavailable(f"{CHROMIUM} is missing: apt-get install chromium")
+        unavailable(f"{CHROMIUM} is missing: apt-get install chromium (or run dev/setup.sh)")
     with sync_playwright() as driver:
         yield driver
 
@@ -87,66 +78,34 @@ def page(browser: Any) -> Iterator[Any]:
     assert not errors, f"the page raised: {errors}"
 
 
-def inspector_url(served: Served) -> str:
-    """The URL ``serve`` printed for the inspector, token included."""
-    match = re.match(INSPECTOR_LINE, served.wait_for(INSPECTOR_LINE))
+def rows(page: Any) -> Any:
+    """The rows of the inspector's exchange table."""
+    return page.locator("#exchanges tbody tr")
+
+
+def inspector_url(running: RunningProcess) -> str:
+    """The URL ``serve`` or ``inspect`` printed for the inspector, token included."""
+    match = re.match(INSPECTOR_LINE, running.wait_for(INSPECTOR_LINE))
     assert match is not None
     return match.group(1)
 
 
-class Inspecting:
-    """A running ``webhook-dev inspect FILE...``: its output and the URL it printed."""
-
-    def __init__(self, args: list[str], state: Path) -> None:
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [*WEBHOOK_DEV, "inspect", *args],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "WEBHOOK_DEV_STATE_DIR": str(state), "PYTHONUNBUFFERED": "1"},
-        )
-        self._url: str | None = None
-        self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-            match = re.match(INSPECTOR_LINE, line.strip())
-            if match:
-                self._url = match.group(1)
-                self._ready.set()
-        self._ready.set()
-
-    @property
-    def url(self) -> str:
-        self._ready.wait(STARTUP_TIMEOUT)
-        assert self._url is not None, "\n".join(self.lines)
-        return self._url
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def inspecting(args: list[str], state: Path) -> RunningProcess:
+    """``webhook-dev inspect FILE...`` started (wait for its URL with :func:`inspector_url`)."""
+    return RunningProcess(
+        [*WEBHOOK_DEV, "inspect", *args],
+        env={"WEBHOOK_DEV_STATE_DIR": str(state)},
+        cwd=REPO,
+        name="inspect",
+    )
 
 
 @pytest.fixture
 def inspect_recordings(state_dir: Path) -> Iterator[Any]:
     """Start ``webhook-dev inspect ARGS...``; stopped after the test."""
-    started: list[Inspecting] = []
+    with stopped_at_exit() as processes:
 
-    def start(*args: str) -> Inspecting:
-        inspecting = Inspecting(list(args), state_dir)
-        started.append(inspecting)
-        return inspecting
+        def start(*args: str) -> RunningProcess:
+            return processes.add(inspecting(list(args), state_dir))
 
-    yield start
-    for inspecting in started:
-        inspecting.stop()
+        yield start

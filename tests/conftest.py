@@ -9,31 +9,25 @@ import http.client
 import json
 import os
 import re
-import signal
 import ssl
 import subprocess
-import sys
 import textwrap
-import threading
-import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.harness import REPO, WEBHOOK_DEV, RunningProcess, stopped_at_exit
 from webhook_dev.lab.pytest_plugin import in_ci
 
 pytest_plugins = [
-    "tests.redirect_fixtures",
+    "tests.lab.redirect_fixtures",
     "tests.upstream_fixtures",
     "tests.browser",
     "tests.direct_fixtures",
 ]
 
-REPO = Path(__file__).resolve().parents[1]
-WEBHOOK_DEV = [sys.executable, "-m", "webhook_dev"]
-STARTUP_TIMEOUT = 90.0  # a loaded 2-core machine can be slow to import aiohttp twice
 SERVING = re.compile(r"^serving (https://127\.0\.0\.1:(\d+))$")
 
 
@@ -45,7 +39,7 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-class Served:
+class Served(RunningProcess):
     """A running ``webhook-dev serve``: its output, its port, and a verifying TLS client."""
 
     def __init__(
@@ -53,57 +47,19 @@ class Served:
     ) -> None:
         self.args = args
         self.state = state
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self.process = subprocess.Popen(
+        super().__init__(
             [*WEBHOOK_DEV, "serve", *args],
+            env={**(env or {}), "WEBHOOK_DEV_STATE_DIR": str(state)},
             cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=dict(
-                os.environ, **(env or {}), WEBHOOK_DEV_STATE_DIR=str(state), PYTHONUNBUFFERED="1"
-            ),
+            name="serve",
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self.url, self.port = "", 0
+
+    def wait_until_serving(self) -> None:
+        """Wait for the ``serving https://...`` line and take the port from it."""
         match = SERVING.match(self.wait_for(SERVING.pattern))
         assert match is not None
         self.url, self.port = match.group(1), int(match.group(2))
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    @property
-    def output(self) -> str:
-        with self._changed:
-            return "\n".join(self.lines)
-
-    def wait_for(self, pattern: str, *, after: int = 0, timeout: float = STARTUP_TIMEOUT) -> str:
-        """The first output line (from index ``after``) matching ``pattern``."""
-        compiled = re.compile(pattern)
-        until = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self.lines[after:]:
-                    if compiled.search(line):
-                        return line
-                if self.process.poll() is not None and not self._more_output_possible():
-                    raise AssertionError(
-                        f"serve exited; no line matched {pattern!r}:\n{self.output}"
-                    )
-                remaining = until - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"no line matched {pattern!r} in:\n{self.output}")
-                self._changed.wait(min(remaining, 0.5))
-
-    def _more_output_possible(self) -> bool:
-        return self.process.stdout is not None and not self.process.stdout.closed
 
     def tls_context(self) -> ssl.SSLContext:
         """Verify chain and host name against the local CA, as kube-apiserver does."""
@@ -142,30 +98,19 @@ class Served:
         answer: dict[str, Any] = json.loads(body)
         return answer
 
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
 
 @pytest.fixture
 def serve(state_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Served]]:
     """Start ``webhook-dev serve ARGS...`` in ``cwd`` (default: the repository)."""
-    started: list[Served] = []
+    with stopped_at_exit() as processes:
 
-    def start(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> Served:
-        served = Served(list(args), cwd, state_dir, env)
-        started.append(served)
-        return served
+        def start(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> Served:
+            served = Served(list(args), cwd, state_dir, env)
+            processes.add(served)  # stopped at teardown even if it never serves
+            served.wait_until_serving()
+            return served
 
-    yield start
-    for served in started:
-        served.stop()
+        yield start
 
 
 def run_webhook_dev(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -223,9 +168,32 @@ def project(tmp_path: Path) -> Project:
     return project
 
 
-# --- project-wide policy: under CI=true an end-to-end test may not pass by skipping -------
-# The lab fixtures already fail instead of skipping under CI; this hook also catches skips
-# from anywhere else (an importorskip, a skip marker) on tests marked ``e2e``.
+# --- what each directory needs, and the CI policy ---------------------------------------
+# tests/unit: in-process, seconds. tests/process: starts webhook-dev (and Go, Node,
+# Chromium) on this machine, no lab. tests/lab: the lab's real control plane (root, netns).
+# The marker follows the directory, so `-m "not e2e"` or `-m process` cannot miss a test.
+# `e2e` (the lab) is registered by webhook_dev.lab.pytest_plugin, for users' projects too;
+# `process` in pyproject.toml.
+
+TESTS = Path(__file__).resolve().parent
+MARKER_OF_DIRECTORY = {"lab": pytest.mark.e2e, "process": pytest.mark.process}
+MUST_NOT_SKIP_IN_CI = ("e2e", "process")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            directory = item.path.relative_to(TESTS).parts[0]
+        except ValueError:
+            continue  # a test outside tests/ (a user's, through the plugin)
+        marker = MARKER_OF_DIRECTORY.get(directory)
+        if marker is not None:
+            item.add_marker(marker)
+
+
+# Under CI=true a lab or process test may not pass by skipping. The lab, browser, Go and
+# Node fixtures already fail instead of skipping under CI; this hook also catches skips
+# from anywhere else (an importorskip, a skip marker).
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -234,6 +202,7 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, None]:
     outcome = yield
     report = outcome.get_result()
-    if in_ci() and report.skipped and item.get_closest_marker("e2e"):
+    needed = [name for name in MUST_NOT_SKIP_IN_CI if item.get_closest_marker(name)]
+    if in_ci() and report.skipped and needed:
         report.outcome = "failed"
-        report.longrepr = f"e2e test skipped under CI=true: {report.longrepr}"
+        report.longrepr = f"{needed[0]} test skipped under CI=true: {report.longrepr}"

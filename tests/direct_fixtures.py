@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.redirect_fixtures import REPO, RedirectTarget, UpProcess
+from tests.harness import REPO, RunningProcess, stopped_at_exit
+from tests.lab.redirect_fixtures import RedirectTarget, up_process
 from webhook_dev.lab import Lab
 
 # The Lease is renewed every third of this: status sees the refused count within a second.
@@ -43,29 +44,25 @@ def nat_lab(lab: Lab) -> Iterator[Lab]:
 @pytest.fixture
 def start_direct(lab: Lab, state_dir: Path) -> Iterator[Any]:
     """Start ``up --direct`` processes in the workstation namespace; all stopped at the end."""
-    started: list[UpProcess] = []
+    with stopped_at_exit() as processes:
 
-    def start(
-        target: RedirectTarget,
-        *extra: str,
-        env: dict[str, str] | None = None,
-        app: str | None = "sample_webhook.sidecar_injector",
-        cwd: Path = REPO,
-    ) -> UpProcess:
-        argv = [
-            "up",
-            "--service",
-            target.subject,
-            "--direct",
-            *(["--app", app] if app is not None else []),
-            "--no-record",
-            *extra,
-        ]
-        env = {"WEBHOOK_DEV_STATE_DIR": str(state_dir), **(env or {})}
-        process = UpProcess(lab, argv, env, cwd)
-        started.append(process)
-        return process
+        def start(
+            target: RedirectTarget,
+            *extra: str,
+            env: dict[str, str] | None = None,
+            app: str | None = "sample_webhook.sidecar_injector",
+            cwd: Path = REPO,
+        ) -> RunningProcess:
+            argv = [
+                "up",
+                "--service",
+                target.subject,
+                "--direct",
+                *(["--app", app] if app is not None else []),
+                "--no-record",
+                *extra,
+            ]
+            env = {"WEBHOOK_DEV_STATE_DIR": str(state_dir), **(env or {})}
+            return processes.add(up_process(lab, argv, env, cwd))
 
-    yield start
-    for process in started:
-        process.stop()
+        yield start

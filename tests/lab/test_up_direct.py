@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from tests.direct_fixtures import FAST_LEASE
-from tests.redirect_fixtures import REPO, ClusterView, RedirectTarget, UpProcess, container_names
+from tests.harness import REPO, RunningProcess
+from tests.lab.redirect_fixtures import ClusterView, RedirectTarget, container_names
 from webhook_dev.lab import Lab
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +38,7 @@ def webhook_dev(lab: Lab, state_dir: Path, *argv: str) -> subprocess.CompletedPr
     return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
-def listening_address(up: UpProcess) -> tuple[str, int]:
+def listening_address(up: RunningProcess) -> tuple[str, int]:
     line = up.wait_for("direct up:")
     match = re.search(r"direct up: ([\d.]+):(\d+) →", line)
     assert match, line
@@ -72,8 +73,8 @@ def test_up_direct_puts_the_apiserver_call_through_and_refuses_everyone_else(
 ) -> None:
     lab = routable_lab
     before = cluster_view.snapshot(redirect_target)
-    up: UpProcess = start_direct(redirect_target, env=FAST_LEASE)
-    up.wait_for(f"accepting connections only from {lab.master_ip} (InternalIP of control-plane")
+    up: RunningProcess = start_direct(redirect_target, env=FAST_LEASE)
+    up.wait_for(re.escape(f"accepting connections only from {lab.master_ip} (InternalIP of"))
     address = listening_address(up)
     assert address[0] == lab.workstation_ip  # the route toward the apiserver's host
     up.wait_for("ready: kube-apiserver → sidecar-injector")
@@ -102,7 +103,7 @@ def test_allow_from_widens_the_allow_list(
     routable_lab: Lab, redirect_target: RedirectTarget, start_direct: Any
 ) -> None:
     lab = routable_lab
-    up: UpProcess = start_direct(redirect_target, "--allow-from", f"{lab.workstation_ip}/32")
+    up: RunningProcess = start_direct(redirect_target, "--allow-from", f"{lab.workstation_ip}/32")
     up.wait_for("ready: kube-apiserver")
     # Now the workstation's own address may connect: it reaches the TLS proxy, which
     # answers a broken TLS record with an alert or by closing.
@@ -124,7 +125,7 @@ def test_a_code_edit_under_up_direct_reaches_the_apiserver_without_a_missed_call
         ignore=shutil.ignore_patterns("__pycache__", "deploy"),
     )
     source = project / "sample_webhook" / "sidecar_injector.py"
-    up: UpProcess = start_direct(redirect_target, cwd=project)
+    up: RunningProcess = start_direct(redirect_target, cwd=project)
     up.wait_for("ready: kube-apiserver")
 
     injected = []
@@ -146,8 +147,8 @@ def test_down_from_the_root_namespace_restores_exactly_after_kill_9_of_up_direct
     start_direct: Any,
 ) -> None:
     before = cluster_view.snapshot(redirect_target)
-    up: UpProcess = start_direct(redirect_target, env={"WEBHOOK_DEV_FAULT_AFTER": "ready"})
-    assert up.process.wait(120) == -signal.SIGKILL, up.output
+    up: RunningProcess = start_direct(redirect_target, env={"WEBHOOK_DEV_FAULT_AFTER": "ready"})
+    assert up.wait(120) == -signal.SIGKILL, up.output
     assert "ready: kube-apiserver" in up.output
 
     result = webhook_dev(routable_lab, state_dir, "down", "--service", redirect_target.subject)
@@ -162,8 +163,8 @@ def test_up_direct_fails_at_the_probe_and_restores_when_the_cluster_cannot_conne
     start_direct: Any,
 ) -> None:
     before = cluster_view.snapshot(redirect_target)
-    up: UpProcess = start_direct(redirect_target)
-    assert up.process.wait(120) == 1, up.output
+    up: RunningProcess = start_direct(redirect_target)
+    assert up.wait(120) == 1, up.output
     assert "the cluster cannot connect to this machine; the cluster was restored" in up.output
     assert "firewall" in up.output and "--address" in up.output and "--ssh" in up.output
     assert "ready: kube-apiserver" not in up.output

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.redirect_fixtures import ClusterView, RedirectTarget, UpProcess
+from tests.harness import RunningProcess
+from tests.lab.redirect_fixtures import ClusterView, RedirectTarget
 from tests.upstream_fixtures import TESTS, LanguageProject
 from webhook_dev.lab import Lab
 
@@ -75,7 +76,7 @@ def test_a_controller_runtime_webhook_answers_the_apiserver_through_up_direct_an
     project = controller_runtime_project
     cert_dir = tmp_path / "k8s-webhook-server" / "serving-certs"
     before = cluster_view.snapshot(redirect_target)
-    up: UpProcess = start_direct(
+    up: RunningProcess = start_direct(
         redirect_target,
         "--upstream", f"https://127.0.0.1:{project.port}",
         "--upstream-cert-dir", str(cert_dir),
@@ -105,7 +106,7 @@ def test_a_controller_runtime_webhook_answers_the_apiserver_through_up_direct_an
         # failurePolicy Ignore would let a missed call through without the annotation.
         answered.append((pod["metadata"].get("annotations") or {}).get(ANNOTATION))
         time.sleep(0.2)
-    up.wait_for("generation 2 ready", since=mark)
+    up.wait_for("generation 2 ready", after=mark)
     assert set(answered) <= {"go-v1", "go-v2"}, answered
 
     assert up.stop() == 0, up.output

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -36,6 +37,7 @@ from webhook_dev.errors import LabError, WebhookDevError
 from webhook_dev.kube import manifests
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.lab import Lab, preflight, teardown
+from webhook_dev.lab.process_output import ProcessOutput
 from webhook_dev.paths import state_dir
 from webhook_dev.recording import format as recording
 
@@ -77,8 +79,8 @@ def demo(once: bool, keep_lab: bool) -> None:
 
         _step("webhook-dev up (on the lab's workstation: the master reaches it only via SSH)")
         record = state_dir() / "recordings" / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
-        up, lines = _start_up(lab, record)
-        _wait_for(up, lines, "ready: kube-apiserver")
+        up, up_output = _start_up(lab, record)
+        _wait_for(up_output, "ready: kube-apiserver")
 
         _step(f"Creating a Pod in namespace {DEMO_NAMESPACE} (labelled sidecar-inject: enabled)")
         pod_name = f"demo-{secrets.token_hex(2)}"
@@ -127,7 +129,7 @@ def _lab() -> tuple[Lab, bool]:
     return lab, True
 
 
-def _start_up(lab: Lab, record: Path) -> tuple[subprocess.Popen[str], list[str]]:
+def _start_up(lab: Lab, record: Path) -> tuple[subprocess.Popen[str], ProcessOutput]:
     argv = [
         sys.executable,
         "-m",
@@ -151,27 +153,19 @@ def _start_up(lab: Lab, record: Path) -> tuple[subprocess.Popen[str], list[str]]
         cwd=SAMPLES_ROOT,
         env={**os.environ, "WEBHOOK_DEV_STATE_DIR": str(state_dir())},
     )
-    lines: list[str] = []
 
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            _console.print(f"  [dim]up │[/] {line.rstrip()}", markup=True, highlight=False)
+    def echo(line: str) -> None:
+        _console.print(f"  [dim]up │[/] {line}", markup=True, highlight=False)
 
-    threading.Thread(target=pump, daemon=True).start()
-    return process, lines
+    return process, ProcessOutput(process, echo=echo)
 
 
-def _wait_for(process: subprocess.Popen[str], lines: list[str], text: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not any(text in line for line in lines):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise WebhookDevError(
-                f"`webhook-dev up` did not get ready (exit {process.poll()})",
-                hint="its output is above",
-            )
-        time.sleep(0.1)
+def _wait_for(output: ProcessOutput, text: str) -> None:
+    if output.wait_for(re.escape(text), timeout=READY_TIMEOUT) is None:
+        raise WebhookDevError(
+            f"`webhook-dev up` did not get ready (exit {output.process.poll()})",
+            hint="its output is above",
+        )
 
 
 def _pod(name: str) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from webhook_dev.errors import ExitCode, PreflightError, UsageError, WebhookDevE
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.discovery import check_not_held, discover, preflight_warnings, subject_of
+from webhook_dev.redirect.personal import prepare_claim
+from webhook_dev.redirect.scope import Scope
 from webhook_dev.tunnel import direct_addresses
 from webhook_dev.tunnel.direct import bind_listener
 from webhook_dev.tunnel.ssh import SshSpec, SshTunnel
@@ -29,6 +31,9 @@ from webhook_dev.tunnel.ssh import SshSpec, SshTunnel
 @cluster_options
 @click.option("--master-address", help="The master's IP as the apiserver reaches it.")
 @click.option("--accept-new-host-key", is_flag=True, help="As for up.")
+@click.option("--only-namespace", "only_namespaces", multiple=True, metavar="NS", help="As for up.")
+@click.option("--only-user", "only_users", multiple=True, metavar="NAME", help="As for up.")
+@click.option("--only-group", "only_groups", multiple=True, metavar="GROUP", help="As for up.")
 def doctor(
     webhook: str | None,
     service: str | None,
@@ -41,12 +46,16 @@ def doctor(
     kubeconfig: str | None,
     master_address: str | None,
     accept_new_host_key: bool,
+    only_namespaces: tuple[str, ...],
+    only_users: tuple[str, ...],
+    only_groups: tuple[str, ...],
 ) -> None:
     """Run up's preflight checks and change nothing."""
     if bool(webhook) == bool(service):
         raise UsageError("say what to check: exactly one of --webhook or --service")
     if bool(ssh) == direct:
         raise UsageError("say which transport to check: exactly one of --ssh DEST or --direct")
+    scope = Scope(only_namespaces, only_users, only_groups) or None
     failures = asyncio.run(
         _doctor(
             webhook,
@@ -56,6 +65,7 @@ def doctor(
             kubeconfig,
             master_address,
             accept_new_host_key,
+            scope,
             DirectFlags(address, allow_from, port) if direct else None,
         )
     )
@@ -78,6 +88,7 @@ async def _doctor(
     kubeconfig: str | None,
     master_address: str | None,
     accept_new_host_key: bool,
+    scope: Scope | None = None,
     direct: DirectFlags | None = None,
 ) -> int:
     failures = 0
@@ -112,8 +123,14 @@ async def _doctor(
     for warning in preflight_warnings(snapshot):
         say(f"! {warning}")
     try:
-        await asyncio.to_thread(check_not_held, cluster, subject_of(snapshot), False)
-        check("no other session holds it", None)
+        subject = subject_of(snapshot)
+        if scope is not None:
+            claim = await asyncio.to_thread(prepare_claim, cluster, snapshot, subject, scope, False)
+            for warning in claim.warnings:
+                say(f"! {warning}")
+            subject = claim.subject
+        await asyncio.to_thread(check_not_held, cluster, subject, False)
+        check("no other session holds it" + (f" ({scope.describe()})" if scope else ""), None)
     except WebhookDevError as error:
         check("no other session holds it", error)
     if direct is not None:

@@ -10,6 +10,7 @@ from webhook_dev.commands.options import cluster_options, say, target_options
 from webhook_dev.errors import ExitCode, UsageError
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import journal
+from webhook_dev.redirect.personal import whoami
 from webhook_dev.redirect.restore import find_journals, orphan_locks, restore_from_journal
 
 
@@ -28,21 +29,36 @@ def down(
 
     Where someone else changed a field during the session, it is left as they set it and
     reported; the exit code is then 1.
+
+    Personal redirects (up --only-...) are restored only for your own Kubernetes user;
+    a teammate's are named and left running, unless --all.
     """
     cluster = Cluster.connect(context, kubeconfig)
     found = find_journals(cluster)
     if service:
-        found = [j for j in found if str(j.subject) == service]
+        found = [j for j in found if j.subject.base == service]
     elif webhook:
         name = webhook.partition("/")[0]
         found = [j for j in found if any(c.ref.name == name for c in j.plan.changes)]
-    elif not everything and len(found) > 1:
+    if not everything and any(j.owner for j in found):
+        me = whoami(cluster)
+        for record in [j for j in found if j.owner and j.owner != me]:
+            say(
+                f"left {record.subject}: a personal redirect of {record.holder}, not yours "
+                "(pass --all to restore it too)"
+            )
+        found = [j for j in found if not j.owner or j.owner == me]
+    if not service and not webhook and not everything and len(found) > 1:
         listed = ", ".join(str(j.subject) for j in found)
         raise UsageError(
             f"several redirects are active ({listed})",
             hint="name one with --service NS/NAME, or pass --all",
         )
-    leases_only = orphan_locks(cluster, found) if (everything or service) else []
+    leases_only = orphan_locks(cluster, found) if everything else []
+    if service and not everything:
+        leases_only = [
+            s for s in orphan_locks(cluster, found) if s.base == service and not s.personal
+        ]
     if not found and not leases_only:
         say("nothing to restore: no webhook-dev journal in this cluster or on this machine")
         return

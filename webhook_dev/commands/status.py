@@ -1,4 +1,8 @@
-"""``webhook-dev status``: who holds which redirect, since when, tunnel health and calls."""
+"""``webhook-dev status``: who holds which redirect, since when, tunnel health and calls.
+
+Every redirect of the cluster, whole or personal: a personal one also shows its scope and
+the copies it made, so a team on a shared cluster sees who takes which calls.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import journal
 from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.restore import find_journals
+from webhook_dev.redirect.scope import Scope
 
 
 @click.command()
@@ -28,6 +33,17 @@ def status(as_json: bool, context: str | None, kubeconfig: str | None) -> None:
             {
                 "subject": str(record.subject),
                 "holder": record.holder,
+                "personal": None
+                if record.scope is None
+                else {
+                    "owner": record.owner,
+                    "scope": Scope.from_json(record.scope).describe(),
+                    "copies": sorted(
+                        c.ref.name
+                        for c in record.plan.creates
+                        if c.ref.kind in redirect.CONFIG_COLLECTIONS
+                    ),
+                },
                 "since": record.created,
                 "webhooks": sorted(
                     {
@@ -70,6 +86,12 @@ def status(as_json: bool, context: str | None, kubeconfig: str | None) -> None:
             f"({int((now - since).total_seconds())}s)"
         )
         click.echo(f"  webhooks: {', '.join(row['webhooks'])}")
+        if row["personal"]:
+            personal = row["personal"]
+            click.echo(
+                f"  personal: {personal['scope']} → copies {', '.join(personal['copies'])} "
+                "(everyone else's calls go to the in-cluster webhook)"
+            )
         tunnel = row["tunnel"]
         if tunnel.get("kind") == "direct":
             refused = (lease or {}).get("refused", "?")

@@ -23,6 +23,7 @@ from webhook_dev.commands.options import (
 )
 from webhook_dev.errors import ExitCode, UnreachableError, UsageError
 from webhook_dev.inspector import ExchangeFeed, InspectorServer
+from webhook_dev.redirect.scope import Scope
 from webhook_dev.redirect.session import Session, UpOptions
 from webhook_dev.serving.spec import ServingSpec
 from webhook_dev.serving.stack import ServingStack
@@ -106,6 +107,29 @@ from webhook_dev.tunnel.transport import Transport
 )
 @click.option("--force", is_flag=True, help="Restore and take over what a stale session left.")
 @click.option("--no-probe", is_flag=True, help="Skip the dry-run that proves the path.")
+@click.option(
+    "--only-namespace",
+    "only_namespaces",
+    multiple=True,
+    metavar="NS",
+    help="A personal redirect: only calls for objects in this namespace come here; everyone "
+    "else's keep going to the in-cluster webhook. Repeatable.",
+)
+@click.option(
+    "--only-user",
+    "only_users",
+    multiple=True,
+    metavar="NAME",
+    help="A personal redirect: only calls for requests by this Kubernetes user come here "
+    "(CEL matchConditions, Kubernetes 1.30+). Repeatable.",
+)
+@click.option(
+    "--only-group",
+    "only_groups",
+    multiple=True,
+    metavar="GROUP",
+    help="As --only-user, for requests by members of this group. Repeatable.",
+)
 def up(
     webhook: str | None,
     service: str | None,
@@ -125,11 +149,18 @@ def up(
     accept_new_host_key: bool,
     force: bool,
     no_probe: bool,
+    only_namespaces: tuple[str, ...],
+    only_users: tuple[str, ...],
+    only_groups: tuple[str, ...],
 ) -> None:
     """Send a cluster's webhook calls to APP on this machine, until Ctrl-C.
 
     Journals every change first; Ctrl-C, SIGTERM or `webhook-dev down` (from any shell)
     restores the cluster exactly.
+
+    With --only-namespace/--only-user/--only-group it is a personal redirect on a shared
+    cluster: a copy of the entries, limited to that scope, calls this machine, and the
+    originals exclude exactly that scope; the Service and its Pods are not touched.
     """
     if bool(webhook) == bool(service):
         raise UsageError("say what to redirect: exactly one of --webhook or --service")
@@ -159,6 +190,7 @@ def up(
         probe=not no_probe,
         require_proof=direct,
         upstream_cert_dir=upstream_cert_dir,
+        scope=Scope(only_namespaces, only_users, only_groups) or None,
     )
     transport: Transport
     if ssh:

@@ -11,6 +11,11 @@ The order is chosen so the cluster is safe at every step, not just at the end:
           the webhook entries last, so ``Ignore`` stays until calls go to the in-cluster
           Pods again.
 
+A personal redirect (:mod:`webhook_dev.redirect.personal_plan`) creates its copies first and
+narrows the originals after, and ``down`` widens the originals before deleting the copies:
+in between, an in-scope call goes to both the copy and the original, never to neither, so
+no call skips the team's webhook.
+
 Both report each step through ``on_step`` so ``up`` can be killed at any point in tests
 (``WEBHOOK_DEV_FAULT_AFTER``) and the live view can show progress.
 """
@@ -22,6 +27,7 @@ from dataclasses import dataclass, field
 
 from webhook_dev.errors import ClusterError
 from webhook_dev.kube.cluster import Cluster
+from webhook_dev.redirect.personal_plan import COPY_OF_LABEL
 from webhook_dev.redirect.plan import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -40,6 +46,8 @@ from webhook_dev.redirect.plan_builder import MUTATING, VALIDATING
 
 # (kind, created by us?) in the order each direction touches them.
 _UP_ORDER = [
+    (MUTATING, True),  # a personal redirect's copies
+    (VALIDATING, True),
     (MUTATING, False),
     (VALIDATING, False),
     ("Service", False),
@@ -56,6 +64,8 @@ _DOWN_ORDER = [
     ("EndpointSlice", True),
     (MUTATING, False),
     (VALIDATING, False),
+    (MUTATING, True),
+    (VALIDATING, True),
 ]
 
 StepCallback = Callable[[str], None]
@@ -161,13 +171,22 @@ def _remove_created(cluster: Cluster, create: ObjectCreate, report: RestoreRepor
     if current is None:
         report.already.append(f"{create.ref} (ours) is gone")
         return
-    ours_by_label = (current["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
+    labels = current["metadata"].get("labels") or {}
+    # Our slices by their manager label; a personal copy by the label it was created with.
+    copy_of = _labels_of(create).get(COPY_OF_LABEL)
+    ours_by_label = labels.get(MANAGED_BY_LABEL) == MANAGED_BY or (
+        copy_of is not None and labels.get(COPY_OF_LABEL) == copy_of
+    )
     same_content = _content(current) == _content(create.manifest)
     if ours_by_label or same_content:
         cluster.delete(create.ref.url)
         report.restored.append(f"{create.ref} (ours) deleted")
     else:
         report.conflicts.append(f"{create.ref}: changed by someone else; left in place")
+
+
+def _labels_of(create: ObjectCreate) -> dict[str, str]:
+    return dict(create.manifest.get("metadata", {}).get("labels") or {})
 
 
 def _content(manifest: Json) -> str:

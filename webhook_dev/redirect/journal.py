@@ -20,6 +20,12 @@ named ``webhook-dev.<namespace>.<name>``, whose annotations hold the journal and
 Created with ``create`` (refused if it exists) and renewed with optimistic concurrency, it is
 the one-holder lock; not renewed for its duration, it is stale: ``up --force`` may take over
 (after restoring what the stale session left), and ``status`` says so.
+
+A personal redirect (``--only-namespace``/``--only-user``/``--only-group``) holds a *scope*
+of its subject, not all of it: its record is ``webhook-dev.<namespace>.<name>.<owner>.<token>``
+(:attr:`Subject.personal`), and also carries the scope and the webhook entries it takes,
+so the next ``up`` can refuse an overlapping scope naming its holder
+(:func:`holdings`) while a disjoint one takes its own record.
 """
 
 from __future__ import annotations
@@ -62,27 +68,40 @@ _RENEWED = f"{_PREFIX}renew-time"
 _DURATION = f"{_PREFIX}lease-seconds"
 _SUBJECT = f"{_PREFIX}subject"
 _DESCRIPTION = f"{_PREFIX}description"
+_SCOPE = f"{_PREFIX}scope"
+_ENTRIES = f"{_PREFIX}entries"
+_PERSONAL = f"{_PREFIX}personal"
 _LOCK_KEYS = (_HOLDER, _SESSION, _RENEWED, _DURATION)
+_RECORD_KEYS = {*_LOCK_KEYS, _JOURNAL, _SUBJECT, _DESCRIPTION, _SCOPE, _ENTRIES, _PERSONAL}
 
 
 @dataclass(frozen=True)
 class Subject:
-    """What a session redirects: named after its Service (or config, for ``url:`` entries)."""
+    """What a session redirects: named after its Service (or config, for ``url:`` entries),
+    and for a personal redirect whose scope of it (``<owner>.<token>``)."""
 
     namespace: str
     name: str
+    personal: str | None = None
+
+    @property
+    def base(self) -> str:
+        """The Service (or config) alone, whoever's scope: what ``--service`` names."""
+        return f"{self.namespace}/{self.name}"
 
     @property
     def object_name(self) -> str:
-        """The record's name: ``webhook-dev.<namespace>.<name>``, a valid DNS subdomain."""
+        """The record's name: ``webhook-dev.<namespace>.<name>[.<owner>.<token>]``."""
         name = f"webhook-dev.{self.namespace}.{self.name}".lower()
+        if self.personal:
+            name = f"{name}.{self.personal}"
         if len(name) <= 253:
             return name
         digest = hashlib.sha256(name.encode()).hexdigest()[:10]
         return f"{name[:242].rstrip('-.')}.{digest}"
 
     def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return f"{self.base} [{self.personal}]" if self.personal else self.base
 
 
 @dataclass
@@ -98,11 +117,18 @@ class Journal:
     created: str = field(default_factory=lambda: _now().isoformat())
     tunnel: dict[str, Any] = field(default_factory=dict)
     recording: str | None = None
+    scope: dict[str, list[str]] | None = None  # a personal redirect's Scope.to_json()
+    owner: str | None = None  # the Kubernetes user of a personal redirect
 
     def to_json(self) -> Json:
+        subject: Json = {"namespace": self.subject.namespace, "name": self.subject.name}
+        if self.subject.personal:
+            subject["personal"] = self.subject.personal
         return {
             "version": JOURNAL_VERSION,
-            "subject": {"namespace": self.subject.namespace, "name": self.subject.name},
+            "subject": subject,
+            "scope": self.scope,
+            "owner": self.owner,
             "session": self.session_id,
             "holder": self.holder,
             "context": self.context,
@@ -123,7 +149,7 @@ class Journal:
             )
         subject = data["subject"]
         return cls(
-            subject=Subject(subject["namespace"], subject["name"]),
+            subject=Subject(subject["namespace"], subject["name"], subject.get("personal")),
             session_id=data["session"],
             holder=data["holder"],
             context=data["context"],
@@ -132,6 +158,8 @@ class Journal:
             created=data["created"],
             tunnel=data.get("tunnel") or {},
             recording=data.get("recording"),
+            scope=data.get("scope"),
+            owner=data.get("owner"),
         )
 
 
@@ -226,8 +254,48 @@ def _journal_of(record: Json) -> Journal | None:
 
 
 def _subject_of(record: Json) -> Subject:
-    namespace, _, name = _annotations(record).get(_SUBJECT, "/").partition("/")
-    return Subject(namespace, name)
+    annotations = _annotations(record)
+    namespace, _, name = annotations.get(_SUBJECT, "/").partition("/")
+    return Subject(namespace, name, annotations.get(_PERSONAL) or None)
+
+
+@dataclass(frozen=True)
+class Holding:
+    """Another session's claim, as its record says: for refusing an overlapping ``up``."""
+
+    subject: Subject
+    holder: str
+    entries: frozenset[str]  # "config/entry" it redirects
+    scope: dict[str, list[str]] | None  # None: the whole subject
+    created: str
+    record_name: str
+
+
+def holdings(cluster: Cluster) -> list[Holding]:
+    """Every session's claim in the cluster: whole redirects and personal ones."""
+    found = []
+    for record in _records(cluster):
+        annotations = _annotations(record)
+        journal = _journal_of(record)
+        entries = set(json.loads(annotations.get(_ENTRIES) or "[]"))
+        if not entries and journal is not None:  # a record from before entries were kept
+            entries = {
+                f"{change.ref.name}/{change.path[1][1]}"
+                for change in journal.plan.changes
+                if len(change.path) > 1 and isinstance(change.path[1], tuple)
+            }
+        scope_text = annotations.get(_SCOPE)
+        found.append(
+            Holding(
+                subject=_subject_of(record),
+                holder=annotations.get(_HOLDER, "?"),
+                entries=frozenset(entries),
+                scope=json.loads(scope_text) if scope_text else None,
+                created=record["metadata"].get("creationTimestamp", ""),
+                record_name=record["metadata"]["name"],
+            )
+        )
+    return found
 
 
 @dataclass(frozen=True)
@@ -248,7 +316,7 @@ def read_lease(cluster: Cluster, subject: Subject) -> LeaseState | None:
         return None
     annotations = _annotations(record)
     renewed = annotations.get(_RENEWED) or record["metadata"]["creationTimestamp"]
-    health_keys = set(annotations) - {*_LOCK_KEYS, _JOURNAL, _SUBJECT, _DESCRIPTION}
+    health_keys = set(annotations) - _RECORD_KEYS
     return LeaseState(
         holder=annotations.get(_HOLDER, "?"),
         renewed=_parse_time(renewed),
@@ -263,9 +331,20 @@ def read_lease(cluster: Cluster, subject: Subject) -> LeaseState | None:
 
 
 def acquire_lease(
-    cluster: Cluster, subject: Subject, holder: str, session_id: str, *, force: bool
+    cluster: Cluster,
+    subject: Subject,
+    holder: str,
+    session_id: str,
+    *,
+    force: bool,
+    entries: list[str] | None = None,
+    scope: dict[str, list[str]] | None = None,
 ) -> None:
-    """Take the lock, or raise :class:`HeldError` naming who has it."""
+    """Take the lock, or raise :class:`HeldError` naming who has it.
+
+    ``entries`` ("config/entry") and a personal redirect's ``scope`` go into the record, so
+    other sessions can tell whether they would overlap with this one.
+    """
     current = read_lease(cluster, subject)
     if current is not None:
         if not force:
@@ -293,11 +372,14 @@ def acquire_lease(
             "annotations": {
                 _DESCRIPTION: "webhook-dev's journal and lock for a redirect of "
                 f"{subject}; it has no webhooks. `webhook-dev down` removes it.",
-                _SUBJECT: str(subject),
+                _SUBJECT: subject.base,
                 _HOLDER: holder,
                 _SESSION: session_id,
                 _RENEWED: now,
                 _DURATION: str(lease_seconds()),
+                _ENTRIES: json.dumps(sorted(entries or [])),
+                **({_SCOPE: json.dumps(scope)} if scope is not None else {}),
+                **({_PERSONAL: subject.personal} if subject.personal else {}),
             },
         },
         "webhooks": [],

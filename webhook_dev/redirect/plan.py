@@ -13,6 +13,12 @@ an annotation). For each field:
 ``caBundle`` is special: ``up`` *appends* our CA, so its inverse removes exactly our CA from
 whatever bundle is there now, which survives a rewrite by a CA injector.
 
+A personal redirect's exclusion is special the same way: ``up`` *adds one element* to a list
+(a ``namespaceSelector`` expression, a ``matchCondition``) that others may edit too — a
+teammate adds a rule, another personal redirect adds its own exclusion. Its inverse
+removes exactly our element, found by identity, from whatever list is there now, so every
+other element (theirs, added before or during the session) stays.
+
 Paths address list items of ``webhooks`` by entry name, not index, so a reordering by
 someone else cannot make us restore the wrong entry.
 """
@@ -45,6 +51,7 @@ PathStep = str | tuple[str, str]
 class ChangeKind(StrEnum):
     SET = "set"  # the field holds exactly ``after`` during the session
     BUNDLE_APPEND = "bundle-append"  # a base64 PEM bundle that has our CA appended
+    LIST_ADD = "list-add"  # a list that holds our element ``after`` among others' elements
 
 
 class Outcome(StrEnum):
@@ -199,6 +206,11 @@ def apply_changes(obj: Json, changes: Iterable[FieldChange]) -> Json:
         if change.kind is ChangeKind.BUNDLE_APPEND:
             current = get_field(result, change.path)
             set_field(result, change.path, bundle_with(current, change.after))
+        elif change.kind is ChangeKind.LIST_ADD:
+            current = get_field(result, change.path)
+            elements = list(current) if isinstance(current, list) else []
+            if not any(same_element(item, change.after) for item in elements):
+                set_field(result, change.path, [*elements, change.after])
         else:
             set_field(result, change.path, change.after)
     return result
@@ -212,6 +224,8 @@ def restore_changes(obj: Json, changes: Iterable[FieldChange]) -> tuple[Json, li
         current = get_field(result, change.path)
         if change.kind is ChangeKind.BUNDLE_APPEND:
             outcome, restored = _restore_bundle(current, change)
+        elif change.kind is ChangeKind.LIST_ADD:
+            outcome, restored = _restore_list(current, change)
         elif _same(current, change.before):
             outcome, restored = Outcome.ALREADY, current
         elif _same(current, change.after):
@@ -237,6 +251,32 @@ def _restore_bundle(current: Any, change: FieldChange) -> tuple[Outcome, Any]:
     if _same(current, bundle_with(change.before, change.after)):
         return Outcome.RESTORED, change.before
     return Outcome.RESTORED, remaining
+
+
+def _restore_list(current: Any, change: FieldChange) -> tuple[Outcome, Any]:
+    """Remove our element (``change.after``) from whatever list is there now, nothing else.
+
+    Never a conflict: others' elements are not ours to judge, and ours is identified by
+    itself, not by position. When ours was the only element and the field was absent
+    before, the field goes away again, so an untouched entry reads exactly as before.
+    """
+    if not isinstance(current, list) or not any(
+        same_element(item, change.after) for item in current
+    ):
+        return Outcome.ALREADY, current
+    remaining = [item for item in current if not same_element(item, change.after)]
+    if not remaining and _is_empty(change.before):
+        return Outcome.RESTORED, change.before
+    return Outcome.RESTORED, remaining
+
+
+def same_element(left: Any, right: Any) -> bool:
+    """One list element is another: by ``name`` when both have one (``matchConditions``),
+    else by whole value (a selector expression; ours carries a marker value that makes it
+    unique, see :mod:`webhook_dev.redirect.scope`)."""
+    if isinstance(left, dict) and isinstance(right, dict) and "name" in left and "name" in right:
+        return bool(left["name"] == right["name"])
+    return canonical(left) == canonical(right)
 
 
 def bundle_with(bundle_b64: Any, ca_b64: str) -> str:

@@ -20,6 +20,12 @@ The order is what makes it safe, and each phase returns what the next one needs:
 The transport is given, not chosen here: the session needs only
 :class:`~webhook_dev.tunnel.transport.Transport`'s address, health and close.
 
+With a scope (``--only-namespace``/``--only-user``/``--only-group``) the same phases run a
+*personal* redirect (:mod:`webhook_dev.redirect.personal_plan`): the preflight also checks
+the scope is free (:mod:`webhook_dev.redirect.personal`), the certificate names the dialled
+IP (the copy calls it by ``url:``), the plan is the copy and the exclusion, and the probe
+dry-runs what the copy matches.
+
 A ``kill -9`` anywhere leaves the journal, from which ``webhook-dev down`` restores — tests
 kill ``up`` after every step through ``WEBHOOK_DEV_FAULT_AFTER=<step>``.
 """
@@ -41,7 +47,7 @@ from typing import Any
 from webhook_dev.addresses import is_ip_address
 from webhook_dev.errors import ClusterError, UnreachableError
 from webhook_dev.kube.cluster import Cluster
-from webhook_dev.redirect import journal
+from webhook_dev.redirect import journal, personal_plan
 from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.apply import RestoreReport, applier, apply_plan
 from webhook_dev.redirect.discovery import (
@@ -50,10 +56,12 @@ from webhook_dev.redirect.discovery import (
     preflight_warnings,
     subject_of,
 )
-from webhook_dev.redirect.plan import ChangeKind, get_field
+from webhook_dev.redirect.personal import Claim, check_scope_free, prepare_claim, recheck_after_lock
+from webhook_dev.redirect.plan import ChangeKind, RedirectPlan, get_field
 from webhook_dev.redirect.plan_builder import Snapshot
 from webhook_dev.redirect.proof import TIMEOUT_SECONDS, PathProof
 from webhook_dev.redirect.restore import restore_from_journal
+from webhook_dev.redirect.scope import Scope
 from webhook_dev.serving.spec import ServingSpec
 from webhook_dev.serving.stack import ServingStack
 from webhook_dev.subscribers.call_stats import CallStats
@@ -87,6 +95,7 @@ class UpOptions:
     require_proof: bool = False
     # controller-runtime's cert dir: tls.crt/tls.key from our CA, trusted for the upstream.
     upstream_cert_dir: Path | None = None
+    scope: Scope | None = None  # a personal redirect: only these namespaces/requesters
     subscribers: list[Any] = field(default_factory=list)
 
 
@@ -98,6 +107,7 @@ class Found:
     snapshot: Snapshot
     subject: journal.Subject
     leftover: journal.Journal | None
+    claim: Claim | None = None  # a personal redirect's names and owner
 
 
 @dataclass(frozen=True)
@@ -171,7 +181,7 @@ class Session:
         try:
             await self._redirect(found.cluster, record)
             if self.options.probe and not self._stop.is_set():
-                await self._prove(found.cluster, snapshot)
+                await self._prove(found.cluster, _probed(snapshot, record.plan, found.claim))
             fault_point("ready")
             await self._heartbeat_until_stopped(found.cluster, record)
         finally:
@@ -196,19 +206,33 @@ class Session:
         snapshot = await asyncio.to_thread(discover, cluster, options.webhook, options.service)
         redirect.validate_snapshot(snapshot)
         subject = subject_of(snapshot)
+        claim = None
+        warnings = preflight_warnings(snapshot)
+        if options.scope:
+            claim = await asyncio.to_thread(
+                prepare_claim, cluster, snapshot, subject, options.scope, options.force
+            )
+            subject, warnings = claim.subject, [*warnings, *claim.warnings]
+            self.holder = f"{claim.owner} ({self.holder})"
+        else:
+            await asyncio.to_thread(
+                check_scope_free, cluster, snapshot.entries, None, own_record=subject.object_name
+            )
         leftover = await asyncio.to_thread(check_not_held, cluster, subject, options.force)
-        for warning in preflight_warnings(snapshot):
+        for warning in warnings:
             self.say(f"warning: {warning}")
+        scope = f" for {options.scope.describe()} only" if options.scope else ""
         self.say(
-            f"redirecting {', '.join(map(str, snapshot.entries))} (context {cluster.context_name})"
+            f"redirecting {', '.join(map(str, snapshot.entries))}{scope} "
+            f"(context {cluster.context_name})"
         )
         self._subject = subject
-        return Found(cluster, snapshot, subject, leftover)
+        return Found(cluster, snapshot, subject, leftover, claim)
 
     async def _serve_locally(self, found: Found) -> Local:
         authority = await asyncio.to_thread(LocalAuthority.load_or_create)
-        if redirect.url_hosts(found.snapshot):
-            # url: entries are rewritten to the dialled IP: the certificate must name it.
+        if redirect.url_hosts(found.snapshot) or found.claim is not None:
+            # url: entries (and personal copies) call the dialled IP: the cert must name it.
             dial_ip: str | None = await self.transport.prepare()
             stack = await self._start_stack(authority, found.snapshot, dial_ip)
         else:
@@ -273,16 +297,19 @@ class Session:
         took it since the preflight, its journal and Lease are not ours to remove.
         """
         options = self.options
-        plan = redirect.build_plan(
-            snapshot,
-            redirect.Target(
-                master_address=local.address.ip,
-                tunnel_port=local.address.port,
-                ca_pem=local.ca_pem,
-                session_id=self.session_id,
-                relax_failure_policy=not options.keep_failure_policy,
-                timeout_seconds=options.timeout_seconds,
-            ),
+        target = redirect.Target(
+            master_address=local.address.ip,
+            tunnel_port=local.address.port,
+            ca_pem=local.ca_pem,
+            session_id=self.session_id,
+            relax_failure_policy=not options.keep_failure_policy,
+            timeout_seconds=options.timeout_seconds,
+        )
+        claim = found.claim
+        plan = (
+            personal_plan.build_personal_plan(snapshot, target, claim.personal)
+            if claim is not None
+            else redirect.build_plan(snapshot, target)
         )
         record = journal.Journal(
             subject=found.subject,
@@ -293,6 +320,8 @@ class Session:
             plan=plan,
             tunnel=self.transport.describe(),
             recording=str(options.serving.record) if options.serving.record else None,
+            scope=claim.personal.scope.to_json() if claim is not None else None,
+            owner=claim.owner if claim is not None else None,
         )
         await asyncio.to_thread(
             journal.acquire_lease,
@@ -301,7 +330,11 @@ class Session:
             self.holder,
             self.session_id,
             force=options.force or found.leftover is not None,
+            entries=[str(ref) for ref in snapshot.entries],
+            scope=record.scope,
         )
+        if claim is not None:
+            await asyncio.to_thread(recheck_after_lock, found.cluster, claim, snapshot.entries)
         fault_point("lease")
         return record
 
@@ -384,6 +417,11 @@ class Session:
                 self.say(
                     f"caBundle of {ref} was rewritten during the session; appended our CA again"
                 )
+
+
+def _probed(snapshot: Snapshot, plan: RedirectPlan, claim: Claim | None) -> Snapshot:
+    """What the probe dry-runs against: the redirected entries, or a personal plan's copies."""
+    return personal_plan.copy_snapshot(plan) if claim is not None else snapshot
 
 
 def _journal_then_apply(cluster: Cluster, record: journal.Journal) -> None:

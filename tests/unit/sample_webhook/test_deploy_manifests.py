@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-DEPLOY = Path(__file__).resolve().parents[2] / "sample_webhook" / "deploy"
+DEPLOY = Path(__file__).resolve().parents[3] / "sample_webhook" / "deploy"
 MANIFESTS = sorted(DEPLOY.glob("*.yaml"))
 
 

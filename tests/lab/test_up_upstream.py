@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.redirect_fixtures import ClusterView, RedirectTarget
+from tests.lab.redirect_fixtures import ClusterView, RedirectTarget
 from tests.upstream_fixtures import LanguageProject
 
 pytestmark = pytest.mark.e2e

@@ -11,11 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.polling import wait_until
 from webhook_dev.lab import Lab, preflight
 
 pytestmark = pytest.mark.e2e
@@ -78,6 +78,14 @@ def second_lab_cleanup() -> object:
     cli("down")  # whatever the test did, leave nothing behind
 
 
+def _apiserver_started() -> bool:
+    try:
+        pids = json.loads((LAB_DIR / "state.json").read_text())["pids"]
+    except (OSError, ValueError):
+        return False
+    return "kube-apiserver" in pids
+
+
 @pytest.mark.usefixtures("second_lab_cleanup")
 @pytest.mark.parametrize(
     "kill_when", ["during-start", "after-ready"], ids=["killed-during-start", "after-normal-start"]
@@ -91,17 +99,12 @@ def test_down_removes_everything_even_after_kill_9_of_up(kill_when: str) -> None
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            pids = json.loads((LAB_DIR / "state.json").read_text())["pids"]
-        except (OSError, ValueError):
-            pids = {}
-        if kill_when == "during-start" and "kube-apiserver" in pids:
-            break
-        if kill_when == "after-ready" and up.poll() is not None:
-            break
-        time.sleep(0.02)
+    if kill_when == "during-start":
+        wait_until(
+            _apiserver_started, timeout=60, interval=0.02, what="lab up started kube-apiserver"
+        )
+    else:
+        wait_until(lambda: up.poll() is not None, timeout=60, interval=0.02, what="lab up ended")
     if kill_when == "during-start":
         assert up.poll() is None, "lab up finished before we could kill it mid-start"
         up.send_signal(signal.SIGKILL)

@@ -14,19 +14,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.redirect_fixtures import (
+from tests.harness import RunningProcess
+from tests.lab.redirect_fixtures import (
     REPO,
     ClusterView,
     RedirectTarget,
-    UpProcess,
     container_names,
 )
+from tests.polling import wait_until
 from webhook_dev.kube.cluster import ClusterError
 from webhook_dev.lab import Lab
 from webhook_dev.lab.topology import Topology
@@ -97,7 +98,12 @@ def test_ready_in_cluster_pods_get_no_calls_while_redirected_and_come_back_after
 ) -> None:
     """Without its selector the Service keeps the controller's slice (it lingers): up must
     empty it, or kube-proxy balances calls between the in-cluster Pod and the tunnel."""
-    wait_until(lambda: any(cluster_view.snapshot(redirect_target)["controller_slices"].values()))
+    wait_until(
+        lambda: any(cluster_view.snapshot(redirect_target)["controller_slices"].values()),
+        timeout=30,
+        interval=0.2,
+        what="the controller's EndpointSlice lists the in-cluster Pod",
+    )
     before = cluster_view.snapshot(redirect_target)
 
     up = start_up(redirect_target)  # type: ignore[operator]
@@ -108,13 +114,6 @@ def test_ready_in_cluster_pods_get_no_calls_while_redirected_and_come_back_after
 
     assert up.stop(signal.SIGTERM) == 0, up.output
     assert cluster_view.snapshot(redirect_target) == before
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("fault", FAULT_POINTS)
@@ -129,7 +128,7 @@ def test_down_from_another_shell_restores_exactly_after_kill_9_of_up(
     before = cluster_view.snapshot(redirect_target)
     step = fault.format(config=redirect_target.config, service=redirect_target.service)
     up = start_up(redirect_target, env={"WEBHOOK_DEV_FAULT_AFTER": step})  # type: ignore[operator]
-    assert up.process.wait(120) == -signal.SIGKILL, up.output
+    assert up.wait(120) == -signal.SIGKILL, up.output
 
     # Another shell, on another "machine": the root namespace with its own kubeconfig.
     result = _webhook_dev(lab, state_dir, "down", "--service", redirect_target.subject)
@@ -151,7 +150,7 @@ def test_second_up_is_refused_naming_the_holder(
     first.wait_for("ready: kube-apiserver")
     during = cluster_view.snapshot(redirect_target)
     second = start_up(redirect_target)  # type: ignore[operator]
-    assert second.process.wait(90) == 1
+    assert second.wait(90) == 1
     assert "already redirected by" in second.output and "(pid " in second.output
     assert cluster_view.snapshot(redirect_target) == during
 
@@ -173,7 +172,7 @@ def test_gateway_ports_no_is_refused_before_any_change(
     lab.set_gateway_ports("no")
     try:
         up = start_up(redirect_target)  # type: ignore[operator]
-        assert up.process.wait(90) == 1, up.output
+        assert up.wait(90) == 1, up.output
     finally:
         lab.set_gateway_ports("clientspecified")
     assert "GatewayPorts" in up.output and "loopback" in up.output
@@ -194,7 +193,7 @@ def test_unknown_host_key_is_refused_before_any_change(
         "Host *\n  UserKnownHostsFile /dev/null\n  GlobalKnownHostsFile /dev/null\n"
     )
     up = start_up(redirect_target, env={"HOME": str(home)})  # type: ignore[operator]
-    assert up.process.wait(90) == 1, up.output
+    assert up.wait(90) == 1, up.output
     assert "not in known_hosts" in up.output
     assert cluster_view.snapshot(redirect_target) == before
 
@@ -214,16 +213,16 @@ def test_tunnel_cut_reconnects_and_pods_created_meanwhile_are_still_admitted(
         pod = cluster_view.create_pod(redirect_target.namespace, "during-outage")
         assert container_names(pod) == ["app"]
         mark = up.mark()
-    up.wait_for("tunnel up", since=mark)
+    up.wait_for("tunnel up", after=mark)
     pod = cluster_view.create_pod(redirect_target.namespace, "after-outage")
     assert container_names(pod) == ["app", "nginx-sidecar"]
 
 
 def _round_trip_restores_exactly(
     view: ClusterView, target: RedirectTarget, start_up: Any, app: str = SIDECAR_APP
-) -> UpProcess:
+) -> RunningProcess:
     """Start up, wait for the probe's proof, and hand back the process; caller stops it."""
-    up: UpProcess = start_up(target, app=app)
+    up: RunningProcess = start_up(target, app=app)
     up.wait_for("ready: kube-apiserver")
     return up
 
@@ -294,7 +293,7 @@ def test_a_code_edit_during_the_session_reaches_the_apiserver_without_a_missed_c
         ignore=shutil.ignore_patterns("__pycache__", "deploy"),
     )
     source = project / "sample_webhook" / "sidecar_injector.py"
-    up: UpProcess = start_up(redirect_target, cwd=project)  # type: ignore[operator]
+    up: RunningProcess = start_up(redirect_target, cwd=project)  # type: ignore[operator]
     up.wait_for("ready: kube-apiserver")
 
     injected = []
@@ -316,11 +315,11 @@ def test_force_restores_a_stale_sessions_leftovers_and_takes_over(
     before = cluster_view.snapshot(redirect_target)
     short_lease = {"WEBHOOK_DEV_LEASE_SECONDS": "2"}
     crashed = start_up(redirect_target, env={**short_lease, "WEBHOOK_DEV_FAULT_AFTER": "ready"})
-    assert crashed.process.wait(120) == -signal.SIGKILL, crashed.output
+    assert crashed.wait(120) == -signal.SIGKILL, crashed.output
     time.sleep(3)  # the Lease goes stale
 
     refused = start_up(redirect_target, env=short_lease)
-    assert refused.process.wait(90) == 1, refused.output
+    assert refused.wait(90) == 1, refused.output
     assert "did not finish" in refused.output and "--force" in refused.output
 
     taking_over = start_up(redirect_target, "--force", env=short_lease)
@@ -346,7 +345,7 @@ def test_a_rewritten_ca_bundle_gets_our_ca_again_and_down_keeps_the_new_one(
 
     mark = up.mark()
     cluster_view.cluster.update(redirect_target.config_path, rotate)
-    up.wait_for("appended our CA again", since=mark)
+    up.wait_for("appended our CA again", after=mark)
     pod = cluster_view.create_pod(redirect_target.namespace, "after-rotation")
     assert container_names(pod) == ["app", "nginx-sidecar"]
     assert up.stop(signal.SIGTERM) == 0, up.output

@@ -6,12 +6,12 @@ import asyncio
 import json
 import os
 import signal
-import time
 from collections.abc import Callable
 
 import aiohttp
 
 from tests.conftest import Project, Served
+from tests.polling import wait_until
 from tests.reviews import request_review
 
 
@@ -21,10 +21,12 @@ def version_of(served: Served) -> str:
 
 
 def wait_for_version(served: Served, version: str, timeout: float = 60.0) -> None:
-    until = time.monotonic() + timeout
-    while version_of(served) != version:
-        assert time.monotonic() < until, f"still not {version}:\n{served.output}"
-        time.sleep(0.1)
+    wait_until(
+        lambda: version_of(served) == version,
+        timeout=timeout,
+        what=f"the answer comes from {version}",
+        details=lambda: served.output,
+    )
 
 
 def test_saving_the_app_makes_the_new_code_answer(
@@ -118,10 +120,7 @@ def test_killing_serve_leaves_no_worker_behind(
     pid = int(line.split("pid ")[1].split(",")[0])
     os.kill(pid, 0)  # running
     served.stop(signal.SIGKILL)
-    until = time.monotonic() + 60
-    while _alive(pid):
-        assert time.monotonic() < until, f"worker {pid} outlived serve"
-        time.sleep(0.1)
+    wait_until(lambda: not _alive(pid), timeout=60, what=f"worker {pid} is gone with serve")
 
 
 def _alive(pid: int) -> bool:

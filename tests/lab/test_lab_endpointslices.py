@@ -1,4 +1,4 @@
-"""DESIGN.md's open question, settled with the real controllers of the pinned release.
+"""An open question of the design, settled with the real controllers of the pinned release.
 
 When `webhook-dev up` removes a Service's selector and writes manual Endpoints pointing at
 the tunnel, what happens to the EndpointSlices the controllers made for the in-cluster
@@ -14,16 +14,19 @@ Observed (Kubernetes 1.37.2), and asserted here so an upgrade that changes it fa
 3. Deleted, it stays deleted while the selector is absent.
 4. Restoring the selector brings the controllers back: the EndpointSlice controller
    recreates its slice, the endpoints controller rewrites Endpoints, the mirror goes.
+
+The answer is recorded in docs/lab.md ("Answers to ... open questions"); the question
+is in docs/architecture.md's field notes.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 from kubernetes import client
 
+from tests.polling import wait_until
 from webhook_dev.lab import Lab
 
 pytestmark = pytest.mark.e2e
@@ -40,15 +43,6 @@ def slices_by_manager(api: client.ApiClient, namespace: str) -> dict[str, list[s
         addresses = [a for e in (item.endpoints or []) for a in e.addresses]
         found.setdefault(item.metadata.labels.get(MANAGED_BY, ""), []).extend(addresses)
     return found
-
-
-def eventually(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 def settle() -> None:
@@ -106,16 +100,18 @@ def test_selector_removal_leaves_controller_slices_until_deleted_and_restore_reb
     )
     in_cluster = f"{POD_IP}:8443"
     tunnel = f"{lab.master_ip}:19443"
-    eventually(
+    wait_until(
         lambda: lab.proxy_destinations(ns, "webhook") == [in_cluster],
-        "kube-proxy routes the Service to the in-cluster Pod",
+        timeout=20,
+        what="kube-proxy routes the Service to the in-cluster Pod",
     )
 
     # 1. Remove the selector, as `up` does.
     core.patch_namespaced_service("webhook", ns, [{"op": "remove", "path": "/spec/selector"}])
-    eventually(
+    wait_until(
         lambda: MIRRORING in slices_by_manager(lab_api_client, ns),
-        "the mirroring controller mirrors the now-unmanaged Endpoints",
+        timeout=20,
+        what="the mirroring controller mirrors the now-unmanaged Endpoints",
     )
     settle()
     assert slices_by_manager(lab_api_client, ns) == {CONTROLLER: [POD_IP], MIRRORING: [POD_IP]}
@@ -134,9 +130,10 @@ def test_selector_removal_leaves_controller_slices_until_deleted_and_restore_reb
             ],
         ),
     )
-    eventually(
+    wait_until(
         lambda: lab.proxy_destinations(ns, "webhook") == sorted([in_cluster, tunnel]),
-        "kube-proxy balances between the lingering Pod slice and the tunnel",
+        timeout=20,
+        what="kube-proxy balances between the lingering Pod slice and the tunnel",
     )
 
     # 3. Deleting the controller's slice is what routes every call to the tunnel.
@@ -145,19 +142,25 @@ def test_selector_removal_leaves_controller_slices_until_deleted_and_restore_reb
         ns, label_selector=f"{MANAGED_BY}={CONTROLLER}"
     ).items:
         discovery.delete_namespaced_endpoint_slice(item.metadata.name, ns)
-    eventually(lambda: lab.proxy_destinations(ns, "webhook") == [tunnel], "only the tunnel remains")
+    wait_until(
+        lambda: lab.proxy_destinations(ns, "webhook") == [tunnel],
+        timeout=20,
+        what="only the tunnel remains",
+    )
     settle()
     assert slices_by_manager(lab_api_client, ns) == {MIRRORING: [lab.master_ip]}
 
     # 4. Restore the selector, as `down` does: the controllers rebuild everything.
     core.patch_namespaced_service("webhook", ns, {"spec": {"selector": {"app": "webhook"}}})
-    eventually(
+    wait_until(
         lambda: slices_by_manager(lab_api_client, ns) == {CONTROLLER: [POD_IP]},
-        "the controller recreates its slice and the mirror is removed",
+        timeout=20,
+        what="the controller recreates its slice and the mirror is removed",
     )
-    eventually(
+    wait_until(
         lambda: lab.proxy_destinations(ns, "webhook") == [in_cluster],
-        "kube-proxy routes to the in-cluster Pod again",
+        timeout=20,
+        what="kube-proxy routes to the in-cluster Pod again",
     )
     endpoints = core.read_namespaced_endpoints("webhook", ns)
     assert [a.ip for s in endpoints.subsets for a in s.addresses] == [POD_IP]

@@ -9,7 +9,6 @@ apiserver refuses to use as an endpoint, so the call fails.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.conftest import (
+from tests.lab.conftest import (
     LABEL,
     WebhookTLS,
     create_pod,
@@ -26,6 +25,7 @@ from tests.e2e.conftest import (
     wait_until_mutated,
     webhook_server_argv,
 )
+from tests.polling import wait_until
 from webhook_dev.lab import Lab
 from webhook_dev.lab.readiness import listening_addresses
 
@@ -50,13 +50,11 @@ def open_manual_tunnel(lab: Lab, background: Callable[..., Any]) -> list[str]:
             ]
         )
     )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        addresses = listening_addresses(lab.master_ns, TUNNEL_PORT)
-        if addresses:
-            return addresses
-        time.sleep(0.1)
-    raise AssertionError("ssh -R did not open a listener on the master")
+    return wait_until(
+        lambda: listening_addresses(lab.master_ns, TUNNEL_PORT),
+        timeout=15,
+        what="ssh -R opened a listener on the master",
+    )
 
 
 @pytest.fixture

@@ -7,21 +7,17 @@ Assertions are on what a user sees on the page; Playwright's ``expect`` waits fo
 from __future__ import annotations
 
 import re
-import shlex
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser import CHROMIUM, INSPECTOR_LINE, inspector_url, launch_chromium, new_page
+from tests.browser import inspector_url, rows
 from tests.conftest import Project, Served
-from tests.redirect_fixtures import ClusterView, RedirectTarget
 from tests.reviews import pod, request_review
-from webhook_dev.lab import Lab
 
 SIDECAR = "sample_webhook.sidecar_injector"
 
@@ -56,10 +52,6 @@ def create_app():
     app.router.add_post("/mutate", mutate)
     return app
 """
-
-
-def rows(page: Page) -> Any:
-    return page.locator("#exchanges tbody tr")
 
 
 def configmap_review(name: str, namespace: str) -> dict[str, Any]:
@@ -184,7 +176,7 @@ def test_inspect_opens_a_recording_offline_with_the_newest_call_selected_and_rep
     assert "inspector" not in served.output
 
     inspecting = inspect_recordings(str(recording), "--port", "0", "--app", SIDECAR, "--no-reload")
-    page.goto(inspecting.url)
+    page.goto(inspector_url(inspecting))
     expect(page.locator("#source")).to_have_text("session.jsonl")
     expect(rows(page)).to_have_count(2)
     expect(rows(page).first).to_contain_text("Pod default/second")
@@ -213,49 +205,3 @@ def test_the_page_answers_nothing_without_the_token(
             raise AssertionError(f"{path} answered without the token")
         except urllib.error.HTTPError as error:
             assert error.code == 403
-
-
-@pytest.fixture
-def workstation_page(lab: Lab, playwright: Any, tmp_path: Path) -> Iterator[Page]:
-    """A page in a Chromium running in the lab's workstation namespace, where `up` runs.
-
-    `up`'s 127.0.0.1 is the namespace's own loopback, so the browser must live there too;
-    Playwright drives it over a pipe, which crosses namespaces.
-    """
-    wrapper = tmp_path / "chromium-in-workstation"
-    wrapper.write_text(
-        "#!/bin/sh\nexec " + shlex.join(lab.workstation_argv([CHROMIUM])) + ' "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    launched = launch_chromium(playwright, str(wrapper))
-    try:
-        yield new_page(launched)
-    finally:
-        launched.close()
-
-
-@pytest.mark.e2e
-def test_up_shows_a_real_apiserver_call_with_its_user_patch_and_diff(
-    redirect_target: RedirectTarget,
-    cluster_view: ClusterView,
-    start_up: Any,
-    workstation_page: Page,
-) -> None:
-    page = workstation_page
-    up = start_up(redirect_target, "--inspector-port", "0")
-    line = up.wait_for("inspector http://127.0.0.1:")
-    match = re.search(INSPECTOR_LINE.strip("^$"), line)
-    assert match is not None, line
-    up.wait_for("ready: kube-apiserver")
-    page.goto(match.group(1))
-
-    cluster_view.create_pod(redirect_target.namespace, "web-0")
-
-    row = rows(page).filter(has_text=f"Pod {redirect_target.namespace}/web-0")
-    expect(row).to_contain_text("CREATE")
-    expect(row).to_contain_text("3 ops")
-    expect(row.locator("td.user")).not_to_be_empty()  # the apiserver's authenticated user
-    expect(page.locator("table.patch")).to_contain_text("/spec/containers/-")
-    expect(page.locator("table.diff td.ins", has_text='"name": "nginx-sidecar"')).to_be_visible()
-    page.get_by_role("button", name="Replay").click()
-    expect(page.locator(".replay-verdict")).to_contain_text("same")

@@ -8,11 +8,6 @@ users: it creates Pods and inspects objects with admin credentials.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,11 +16,10 @@ from typing import Any
 
 import pytest
 
+from tests.harness import REPO, WEBHOOK_DEV, RunningProcess, stopped_at_exit
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.lab import Lab
 
-REPO = Path(__file__).resolve().parents[1]
-UP_READY_TIMEOUT = 90.0
 WEBHOOK_API = "/apis/admissionregistration.k8s.io/v1"
 Json = dict[str, Any]
 
@@ -60,6 +54,15 @@ def _bookkeeping_free(obj: Json) -> Json:
     return dict(clean)
 
 
+def _record_content(record: Json | None) -> Json | None:
+    """What a session's record says, without what each heartbeat rewrites (time, health)."""
+    if record is None:
+        return None
+    annotations = record["metadata"].get("annotations") or {}
+    kept = ("webhook-dev/journal", "webhook-dev/holder", "webhook-dev/session")
+    return {key: annotations.get(key) for key in kept} | {"webhooks": record.get("webhooks")}
+
+
 class ClusterView:
     """What the test (another user of the cluster) reads and writes."""
 
@@ -71,12 +74,12 @@ class ClusterView:
         lock_namespace, lock_name = target.subject.split("/")
         view: Json = {
             "config": _bookkeeping_free(self.cluster.get(target.config_path)),
-            "journal": self.cluster.get_or_none(
-                f"/api/v1/namespaces/{lock_namespace}/configmaps/webhook-dev-{lock_name}"
-            ),
-            "lease": self.cluster.get_or_none(
-                f"/apis/coordination.k8s.io/v1/namespaces/{lock_namespace}/leases/"
-                f"webhook-dev-{lock_name}"
+            # up's record (journal and lock): present only during a session.
+            "record": _record_content(
+                self.cluster.get_or_none(
+                    f"{WEBHOOK_API}/validatingwebhookconfigurations/"
+                    f"webhook-dev.{lock_namespace}.{lock_name}"
+                )
             ),
         }
         if target.url:
@@ -158,68 +161,21 @@ def container_names(pod: Json) -> list[str]:
     return [container["name"] for container in pod["spec"]["containers"]]
 
 
-class UpProcess:
-    """``webhook-dev up`` in the workstation namespace, with its output readable line by line."""
-
-    def __init__(self, lab: Lab, argv: list[str], env: dict[str, str], cwd: Path) -> None:
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            lab.workstation_argv([sys.executable, "-m", "webhook_dev", *argv]),
-            env={**os.environ, **env},
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
-        self._pump_thread.start()
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def mark(self) -> int:
-        """A position in the output; ``wait_for(..., since=mark)`` looks only after it."""
-        return len(self.lines)
-
-    def wait_for(self, text: str, timeout: float = UP_READY_TIMEOUT, since: int = 0) -> str:
-        """The first line after ``since`` containing ``text``; fails with the whole output."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in self.lines[since:]:
-                if text in line:
-                    return line
-            finished = not self._pump_thread.is_alive()
-            if finished or time.monotonic() > deadline:
-                raise AssertionError(f"`up` never printed {text!r}; its output:\n{self.output}")
-            time.sleep(0.05)
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> int:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signum)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            return self.process.wait(10)
+def up_process(lab: Lab, argv: list[str], env: dict[str, str], cwd: Path) -> RunningProcess:
+    """``webhook-dev up`` in the workstation namespace, in a session of its own (so stopping
+    it also reaches the ``ssh`` and workers it started)."""
+    return RunningProcess(
+        lab.workstation_argv([*WEBHOOK_DEV, *argv]),
+        env=env,
+        cwd=cwd,
+        name="`up`",
+        own_session=True,
+    )
 
 
 @pytest.fixture
 def cluster_view(lab: Lab) -> ClusterView:
     return ClusterView(Cluster.connect(kubeconfig=str(lab.host_kubeconfig)))
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "state"
-    path.mkdir(mode=0o700)
-    return path
 
 
 def make_target(
@@ -322,32 +278,28 @@ def redirect_target(
 @pytest.fixture
 def start_up(lab: Lab, state_dir: Path) -> Iterator[Any]:
     """Start ``up`` processes; every one is stopped (and the cluster restored) at the end."""
-    started: list[UpProcess] = []
+    with stopped_at_exit() as processes:
 
-    def start(
-        target: RedirectTarget,
-        *extra: str,
-        env: dict[str, str] | None = None,
-        app: str | None = "sample_webhook.sidecar_injector",
-        cwd: Path = REPO,
-    ) -> UpProcess:
-        """``app=None``: no ``--app`` (pass ``--upstream ...`` in ``extra``)."""
-        selector = ["--webhook", target.config] if target.url else ["--service", target.subject]
-        argv = [
-            "up",
-            *selector,
-            "--ssh",
-            lab.ssh_destination,
-            *(["--app", app] if app is not None else []),
-            "--no-record",
-            *extra,
-        ]
-        process = UpProcess(
-            lab, argv, {"WEBHOOK_DEV_STATE_DIR": str(state_dir), **(env or {})}, cwd
-        )
-        started.append(process)
-        return process
+        def start(
+            target: RedirectTarget,
+            *extra: str,
+            env: dict[str, str] | None = None,
+            app: str | None = "sample_webhook.sidecar_injector",
+            cwd: Path = REPO,
+        ) -> RunningProcess:
+            """``app=None``: no ``--app`` (pass ``--upstream ...`` in ``extra``)."""
+            selector = ["--webhook", target.config] if target.url else ["--service", target.subject]
+            argv = [
+                "up",
+                *selector,
+                "--ssh",
+                lab.ssh_destination,
+                *(["--app", app] if app is not None else []),
+                "--no-record",
+                *extra,
+            ]
+            return processes.add(
+                up_process(lab, argv, {"WEBHOOK_DEV_STATE_DIR": str(state_dir), **(env or {})}, cwd)
+            )
 
-    yield start
-    for process in started:
-        process.stop()
+        yield start

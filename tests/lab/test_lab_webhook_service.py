@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e.conftest import (
+from tests.lab.conftest import (
     LABEL,
     WebhookTLS,
     create_pod,

@@ -4,9 +4,8 @@ MutatingWebhookConfiguration). The lab itself comes from webhook_dev.lab.pytest_
 
 from __future__ import annotations
 
-import subprocess
+import re
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from tests.harness import RunningProcess, stopped_at_exit
+from tests.polling import wait_until
 from webhook_dev.lab import Lab
 from webhook_dev.tls import certs
 
@@ -31,41 +32,19 @@ class WebhookTLS:
 
 
 @pytest.fixture
-def background() -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """Start a process (optionally wait for a line on stdout); killed after the test."""
-    started: list[subprocess.Popen[str]] = []
+def background() -> Iterator[Callable[..., RunningProcess]]:
+    """Start a process (optionally wait for a line on stdout); stopped after the test."""
+    with stopped_at_exit() as processes:
 
-    def start(
-        argv: Sequence[str], *, ready_line: str | None = None, timeout: float = 15
-    ) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        started.append(process)
-        if ready_line is not None:
-            assert process.stdout is not None
-            deadline = time.monotonic() + timeout
-            seen = []
-            while time.monotonic() < deadline:
-                line = process.stdout.readline()
-                if not line and process.poll() is not None:
-                    break
-                seen.append(line)
-                if ready_line in line:
-                    return process
-            process.kill()
-            raise AssertionError(f"{argv} did not print {ready_line!r}: {''.join(seen)}")
-        return process
+        def start(
+            argv: Sequence[str], *, ready_line: str | None = None, timeout: float = 15
+        ) -> RunningProcess:
+            running = processes.add(RunningProcess(argv))
+            if ready_line is not None:
+                running.wait_for(re.escape(ready_line), timeout=timeout)
+            return running
 
-    yield start
-    for process in started:
-        process.terminate()
-    for process in started:
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        yield start
 
 
 @pytest.fixture
@@ -203,24 +182,19 @@ def wait_until_mutated(api: client.ApiClient, namespace: str, timeout: float = 2
     The apiserver and kube-proxy learn about new Endpoints through watches, a few ms to a
     second after the write; a test waits for that, then asserts on a real create.
     """
-    deadline = time.monotonic() + timeout
-    last_error = ""
-    while time.monotonic() < deadline:
-        try:
-            pod = create_pod(api, namespace, "probe", dry_run=True)
-            tag = (pod.metadata.labels or {}).get(LABEL)
-            if tag:
-                return str(tag)
-        except ApiException as error:
-            last_error = f"{error.status}: {error.body}"
-        time.sleep(0.2)
-    raise AssertionError(f"the webhook was not called within {timeout}s: {last_error}")
+
+    def tag() -> str:
+        pod = create_pod(api, namespace, "probe", dry_run=True)
+        return str((pod.metadata.labels or {}).get(LABEL) or "")
+
+    return wait_until(
+        tag, timeout=timeout, interval=0.2, what="the webhook was called", ignoring=(ApiException,)
+    )
 
 
 def wait_for_proxy(lab: Lab, namespace: str, destination: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if destination in lab.proxy_destinations(namespace, "webhook"):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"kube-proxy did not DNAT {namespace}/webhook to {destination}")
+    wait_until(
+        lambda: destination in lab.proxy_destinations(namespace, "webhook"),
+        timeout=timeout,
+        what=f"kube-proxy DNATs {namespace}/webhook to {destination}",
+    )
