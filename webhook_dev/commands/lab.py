@@ -119,6 +119,12 @@ def build(assets: Path | None) -> None:
     "webhook Services to endpoints itself, no kube-proxy in the path).",
 )
 @click.option(
+    "--routable",
+    is_flag=True,
+    help="Let the master open connections to the workstation, as on one network or a "
+    "VPN (`webhook-dev up --direct` needs it); by default it may not, as behind NAT.",
+)
+@click.option(
     "--build/--no-build",
     "allow_build",
     default=True,
@@ -129,6 +135,7 @@ def build(assets: Path | None) -> None:
 def up(
     gateway_ports: configs.GatewayPorts,
     aggregator_routing: bool,
+    routable: bool,
     allow_build: bool,
     assets: Path | None,
 ) -> None:
@@ -140,6 +147,7 @@ def up(
             assets=binaries.assets_dir_from(str(assets) if assets else None),
             gateway_ports=gateway_ports,
             aggregator_routing=aggregator_routing,
+            routable=routable,
             allow_build=allow_build,
             progress=reporter,
         )
@@ -151,7 +159,8 @@ def up(
         click.echo(f"  {name:24} pid {pid:<8} in netns {running.master_ns}")
     click.echo(
         f"  sshd GatewayPorts {running.state.gateway_ports}; "
-        f"aggregator routing {'on' if running.state.aggregator_routing else 'off'}"
+        f"aggregator routing {'on' if running.state.aggregator_routing else 'off'}; "
+        f"workstation {'routable' if running.state.routable else 'behind NAT'}"
     )
     click.echo(
         f"  master {running.master_ip} (from the workstation), "
@@ -191,7 +200,8 @@ def status(as_json: bool) -> None:
         f"lab: {'ready' if description['apiserver_ready'] else 'NOT ready'}; "
         f"master {running.master_ip}, workstation {running.workstation_ip}; "
         f"GatewayPorts {running.state.gateway_ports}; aggregator routing "
-        f"{'on' if running.state.aggregator_routing else 'off'}"
+        f"{'on' if running.state.aggregator_routing else 'off'}; "
+        f"{'routable' if running.state.routable else 'behind NAT'}"
     )
     for name, component in description["components"].items():
         click.echo(

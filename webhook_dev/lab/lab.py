@@ -72,6 +72,7 @@ class Lab:
         assets: Path | None = None,
         gateway_ports: configs.GatewayPorts = DEFAULT_GATEWAY_PORTS,
         aggregator_routing: bool = False,
+        routable: bool = False,
         allow_build: bool = False,
         progress: ProgressCallback | None = None,
         topology: Topology | None = None,
@@ -103,6 +104,7 @@ class Lab:
             subnet=topology.subnet,
             gateway_ports=gateway_ports,
             aggregator_routing=aggregator_routing,
+            routable=routable,
             binaries={name: str(item.path) for name, item in found.items()},
             owner_pid=os.getpid(),
         )
@@ -110,7 +112,7 @@ class Lab:
         lab = cls(state)
         try:
             lab._write_files()
-            netns.create(topology)
+            netns.create(topology, routable=routable)
             lab._write_workstation_ssh_config()
             lab._start_components()
             lab.wait_ready()
@@ -234,6 +236,15 @@ class Lab:
         self._restart("kube-proxy")
         self.wait_ready()
         self.wait_controllers_caught_up()
+
+    def set_routable(self, enabled: bool) -> None:
+        """Let the master open connections to the workstation (``up --direct``), or not.
+
+        Only the workstation's one NAT-like firewall rule changes; open connections stay.
+        """
+        netns.set_workstation_routable(self.topology, enabled)
+        self.state.routable = enabled
+        self._save()
 
     def wait_controllers_caught_up(self, timeout: float = 60.0) -> None:
         """Block until the controller manager and kube-proxy act on new Endpoints again.
@@ -660,6 +671,7 @@ def summary(lab: Lab) -> dict[str, Any]:
         "host_kubeconfig": str(lab.host_kubeconfig),
         "gateway_ports": lab.state.gateway_ports,
         "aggregator_routing": lab.state.aggregator_routing,
+        "routable": lab.state.routable,
         "components": {
             name: {"pid": lab.state.pids.get(name), "running": running}
             for name, running in lab.component_status().items()

@@ -76,8 +76,12 @@ def _ns(namespace: str, *argv: str) -> None:
     run(["ip", "-n", namespace, *argv])
 
 
-def create(topology: Topology) -> None:
-    """Create both namespaces, their links, addresses, routes and firewall rules."""
+def create(topology: Topology, *, routable: bool = False) -> None:
+    """Create both namespaces, their links, addresses, routes and firewall rules.
+
+    ``routable``: the master may open connections to the workstation (a cluster on the
+    same network or VPN); by default it may not (a laptop behind NAT).
+    """
     master, workstation = topology.master_ns, topology.workstation_ns
     for namespace in (master, workstation):
         run(["ip", "netns", "add", namespace])
@@ -113,25 +117,9 @@ def create(topology: Topology) -> None:
 
     # The workstation is a laptop behind NAT: nothing from the master may open a
     # connection to it; only replies (and what rides inside the SSH tunnel) get through.
-    run(
-        in_namespace(
-            workstation,
-            [
-                "iptables",
-                "-w",
-                "-A",
-                "INPUT",
-                "-i",
-                topology.ws_link,
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "NEW",
-                "-j",
-                "DROP",
-            ],
-        )
-    )
+    # A routable lab (``lab up --routable``, for ``up --direct``) leaves this rule out.
+    if not routable:
+        set_workstation_routable(topology, False)
     # Nor may the master reach into the root namespace (pytest, the user's machine). Match
     # the destination, not "-o": for a DNATed packet (a Service whose endpoint is the
     # root's address) the OUTPUT hook still reports the interface of the original route.
@@ -154,6 +142,29 @@ def create(topology: Topology) -> None:
             ],
         )
     )
+
+
+def _nat_rule(topology: Topology) -> list[str]:
+    """The one rule that makes the workstation unreachable from the master."""
+    return ["INPUT", "-i", topology.ws_link, "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP"]
+
+
+def set_workstation_routable(topology: Topology, routable: bool) -> None:
+    """Let the master open connections to the workstation (``True``), or drop them.
+
+    Idempotent: the rule is added once and every copy of it is removed.
+    """
+    rule = _nat_rule(topology)
+
+    def present() -> bool:
+        check = ["iptables", "-w", "-C", *rule]
+        return run(in_namespace(topology.workstation_ns, check), check=False).returncode == 0
+
+    if routable:
+        while present():
+            run(in_namespace(topology.workstation_ns, ["iptables", "-w", "-D", *rule]))
+    elif not present():
+        run(in_namespace(topology.workstation_ns, ["iptables", "-w", "-A", *rule]))
 
 
 def _veth(namespace: str | None, name: str, peer_namespace: str, peer_name: str) -> None:

@@ -26,6 +26,7 @@ class LabState:
     subnet: str
     gateway_ports: str
     aggregator_routing: bool
+    routable: bool = False  # the master may open connections to the workstation
     binaries: dict[str, str] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     owner_pid: int = 0
