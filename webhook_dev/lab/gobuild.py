@@ -76,7 +76,12 @@ def _go_env() -> dict[str, str]:
 
 
 def _stream(
-    argv: list[str], cwd: Path, step: str, progress: ProgressCallback, total: int = 0
+    argv: list[str],
+    cwd: Path,
+    step: str,
+    progress: ProgressCallback,
+    total: int = 0,
+    env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """Run a go command, yield its output lines, and report progress at least every second.
 
@@ -85,7 +90,12 @@ def _stream(
     """
     started = time.monotonic()
     process = subprocess.Popen(
-        argv, cwd=cwd, env=_go_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        argv,
+        cwd=cwd,
+        env=env or _go_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert process.stdout is not None
     lines: queue.Queue[str | None] = queue.Queue()
@@ -123,6 +133,14 @@ def _run_quiet(
     argv: list[str], cwd: Path, step: str, progress: ProgressCallback, total: int = 0
 ) -> None:
     for _ in _stream(argv, cwd, step, progress, total):
+        pass
+
+
+def run_reporting(
+    argv: list[str], cwd: Path, step: str, progress: ProgressCallback, env: dict[str, str]
+) -> None:
+    """Run any long command (``mmdebstrap``) with the same progress ticks as a build."""
+    for _ in _stream(argv, cwd, step, progress, env=env):
         pass
 
 
