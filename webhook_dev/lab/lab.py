@@ -31,6 +31,7 @@ from webhook_dev.lab import (
     node_configs,
     processes,
     readiness,
+    workloads,
 )
 from webhook_dev.lab.gobuild import ProgressCallback
 from webhook_dev.lab.layout import LabLayout, lab_dir
@@ -438,6 +439,25 @@ class Lab:
             raise LabError(f"cannot read Node {self.node_name}: {status} {body[:300]}")
         listed: list[dict[str, Any]] = json.loads(body).get("status", {}).get("images", [])
         return listed
+
+    def deploy_sample(self, sample: str, timeout: float = 60.0) -> workloads.DeployedSample:
+        """Run ``sample_webhook/deploy/<sample>.yaml`` on the node; return once it serves.
+
+        ``sample`` is ``sidecar-injector``, ``require-limits`` or
+        ``statefulset-node-selector``. Without cert-manager the serving certificate comes
+        from the lab's CA (see :mod:`webhook_dev.lab.workloads` for the overrides).
+        """
+        self.wait_node_ready()
+        return workloads.deploy_sample(
+            self._readiness(),
+            sample,
+            ca_pem=self.ca_cert.read_bytes(),
+            ca_key_pem=self.layout.ca_key.read_bytes(),
+            timeout=timeout,
+        )
+
+    def delete_sample(self, deployed: workloads.DeployedSample) -> None:
+        workloads.delete_sample(self._readiness(), deployed)
 
     # ---- health -------------------------------------------------------------------
 

@@ -9,6 +9,10 @@ makes teardown total: every mount the node makes — the Pods' root filesystems,
 volumes, their network namespaces' bind mounts — lives in it and goes away with its last
 process, even after ``kill -9``; the machine's mount table never sees them.
 
+It also gives the kubelet directories of the lab's own where the kubelet ignores its
+``--root-dir`` (the device-plugin socket in /var/lib/kubelet, the log links in
+/var/log/containers), so two labs' kubelets never share them.
+
 The same namespace gives the kubelet the kernel settings it insists on: it checks
 ``vm.overcommit_memory``, ``kernel.panic`` and four more, and either rewrites them for the
 whole machine (``protectKernelDefaults: false``) or refuses to start. The lab bind-mounts
@@ -18,8 +22,8 @@ settings stay as they are. Containers get a fresh /proc and see the real values.
 
 What survives its processes and is removed by :func:`remove_leftovers`: the cgroups
 under the lab's cgroup root, the shims' sockets (containerd 1.6 puts them in
-/run/containerd/s/), the kubelet's log symlinks in /var/log/containers, and the CNI
-plugins' result cache in /var/lib/cni.
+/run/containerd/s/), the CNI plugins' result cache in /var/lib/cni, and the mount points
+of the shadowed directories when the lab had to create them.
 """
 
 from __future__ import annotations
@@ -49,6 +53,16 @@ KERNEL_TUNABLES = {
     "kernel/keys/root_maxkeys": "1000000",
     "kernel/keys/root_maxbytes": "25000000",
 }
+
+
+# Paths the kubelet uses whatever its --root-dir: its device-plugin socket and the log
+# symlinks. Two labs' kubelets would share them, so in the node's mount namespace each is
+# a directory of the lab's (the machine keeps, at most, an empty mount point).
+SHADOWED_DIRS = (Path("/var/lib/kubelet"), CONTAINER_LOG_LINKS)
+
+
+def shadow_dir(layout: LabLayout, host_dir: Path) -> Path:
+    return layout.node / "shadow" / str(host_dir).strip("/").replace("/", "-")
 
 
 def preflight() -> str | None:
@@ -146,8 +160,15 @@ def containerd_command(layout: LabLayout, topology: Topology, argv: Sequence[str
     containerd, so the recorded pid is containerd's.
     """
     mounts = "; ".join(
-        f"mount --bind {layout.kernel_tunables / path} /proc/sys/{path}"
-        for path in KERNEL_TUNABLES
+        [
+            f"mount --bind {layout.kernel_tunables / path} /proc/sys/{path}"
+            for path in KERNEL_TUNABLES
+        ]
+        + [
+            f"mkdir -p {shadow_dir(layout, host)} {host}; "
+            f"mount --bind {shadow_dir(layout, host)} {host}"
+            for host in SHADOWED_DIRS
+        ]
     )
     return [
         "unshare",
@@ -224,7 +245,12 @@ def remove_leftovers(layout: LabLayout, topology: Topology) -> list[str]:
         elif cached.exists():
             cached.unlink(missing_ok=True)
             removed.append(str(cached))
-    for directory in (CNI_CACHE / "results", CNI_CACHE / "networks", CNI_CACHE):
+    for directory in (
+        CNI_CACHE / "results",
+        CNI_CACHE / "networks",
+        CNI_CACHE,
+        *SHADOWED_DIRS,
+    ):
         with contextlib.suppress(OSError):  # only if empty: another user's data stays
             directory.rmdir()
             removed.append(str(directory))
