@@ -245,19 +245,38 @@ def remove_leftovers(layout: LabLayout, topology: Topology) -> list[str]:
         elif cached.exists():
             cached.unlink(missing_ok=True)
             removed.append(str(cached))
-    for directory in (
-        CNI_CACHE / "results",
-        CNI_CACHE / "networks",
-        CNI_CACHE,
-        *SHADOWED_DIRS,
-    ):
+    for directory in (CNI_CACHE / "results", CNI_CACHE / "networks", CNI_CACHE):
         with contextlib.suppress(OSError):  # only if empty: another user's data stays
             directory.rmdir()
             removed.append(str(directory))
+    for directory in SHADOWED_DIRS:
+        # Removing a directory that another lab's node has mounted over would detach that
+        # mount in its namespace: leave it while any mount namespace uses it.
+        if not mounted_anywhere(directory):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+                removed.append(str(directory))
     count = remove_cgroups(topology)
     if count:
         removed.append(f"{count} cgroup(s) under {topology.node_cgroup}")
     return removed
+
+
+def mounted_anywhere(path: Path) -> bool:
+    """Whether ``path`` is a mount point in any process's mount namespace."""
+    seen: set[int] = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            namespace = os.stat(proc / "ns" / "mnt").st_ino
+            if namespace in seen:
+                continue
+            seen.add(namespace)
+            with open(proc / "mountinfo") as mountinfo:
+                if any(line.split()[4] == str(path) for line in mountinfo):
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def mounts_under(path: Path) -> list[str]:

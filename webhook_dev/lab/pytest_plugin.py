@@ -3,8 +3,12 @@
 Installed with webhook-dev (a ``pytest11`` entry point), so any project can use them:
 
 * ``lab`` (session): a running :class:`~webhook_dev.lab.Lab`. Reuses a lab that is
-  already up (``webhook-dev lab up``) and leaves it running; otherwise starts one and
-  tears it down at the end of the session, also when tests fail or are interrupted.
+  already up (``webhook-dev lab up``) and leaves it running; otherwise starts one — with
+  a node, unless ``WEBHOOK_DEV_LAB_NODE=0`` — and tears it down at the end of the
+  session, also when tests fail or are interrupted.
+* ``lab_node`` (session): the same lab, checked to have a Ready node: Pods run, so a
+  test can deploy its webhook in-cluster (``lab.deploy_sample(...)``, or its own
+  manifests with the lab's images).
 * ``lab_api_client`` (session): a ``kubernetes.client.ApiClient`` for the root namespace.
 * ``lab_namespace`` (function): a fresh namespace for one test, deleted afterwards.
 
@@ -78,13 +82,30 @@ def lab() -> Iterator[Lab]:
         yield existing
         return
     try:
-        started = Lab.start(allow_build=os.environ.get("WEBHOOK_DEV_LAB_BUILD") == "1")
+        started = Lab.start(
+            allow_build=os.environ.get("WEBHOOK_DEV_LAB_BUILD") == "1",
+            with_node=os.environ.get("WEBHOOK_DEV_LAB_NODE", "1") != "0",
+        )
     except LabError as error:
         _unavailable(str(error))
     try:
         yield started
     finally:
         teardown(started.layout.root)
+
+
+@pytest.fixture(scope="session")
+def lab_node(lab: Lab) -> Lab:
+    """The session's lab, with a Ready node (fails under CI=true if it has none)."""
+    if not lab.has_node:
+        _unavailable(
+            "the running lab has no node (started with --no-node or WEBHOOK_DEV_LAB_NODE=0)"
+        )
+    try:
+        lab.wait_node_ready(timeout=30)
+    except LabError as error:
+        _unavailable(str(error))
+    return lab
 
 
 @pytest.fixture(scope="session")
