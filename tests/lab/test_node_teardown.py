@@ -29,7 +29,7 @@ PREFIX = "wdlabn"
 ENV = {
     **os.environ,
     "WEBHOOK_DEV_LAB_PREFIX": PREFIX,
-    "WEBHOOK_DEV_LAB_SUBNET": "10.237.2.0/24",
+    "WEBHOOK_DEV_LAB_SUBNET": "10.237.4.0/24",
     "WEBHOOK_DEV_LAB_DIR": "/run/webhook-dev-lab-node-teardown-test",
 }
 LAB_DIR = Path(ENV["WEBHOOK_DEV_LAB_DIR"])
