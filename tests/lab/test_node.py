@@ -68,11 +68,13 @@ def test_node_is_ready_and_lists_the_images_built_here(lab_node: Lab) -> None:
     assert not [t for t in node.spec.taints or [] if t.key == "node.kubernetes.io/not-ready"]
 
 
-def test_a_pod_runs_and_its_ip_answers_from_the_master(lab_node: Lab, lab_namespace: str) -> None:
+def test_a_pod_runs_and_its_ip_answers_from_the_master(
+    lab_node: Lab, lab_node_namespace: str
+) -> None:
     core = client.CoreV1Api(lab_node.api_client())
     started = time.monotonic()
-    core.create_namespaced_pod(lab_namespace, nginx_pod("web"))
-    pod = wait_running(core, lab_namespace, "web")
+    core.create_namespaced_pod(lab_node_namespace, nginx_pod("web"))
+    pod = wait_running(core, lab_node_namespace, "web")
     took = time.monotonic() - started
 
     assert pod.spec.node_name == lab_node.node_name
@@ -82,13 +84,14 @@ def test_a_pod_runs_and_its_ip_answers_from_the_master(lab_node: Lab, lab_namesp
 
 
 def test_logs_exec_and_port_forward_reach_the_kubelet_through_the_apiserver(
-    lab_node: Lab, lab_namespace: str
+    lab_node: Lab, lab_node_namespace: str
 ) -> None:
     core = client.CoreV1Api(lab_node.api_client())
-    core.create_namespaced_pod(lab_namespace, nginx_pod("web"))
-    wait_running(core, lab_namespace, "web")
+    core.create_namespaced_pod(lab_node_namespace, nginx_pod("web"))
+    wait_running(core, lab_node_namespace, "web")
 
-    executed = kubectl(lab_node, "-n", lab_namespace, "exec", "web", "--", "cat", "/etc/hostname")
+    namespace = lab_node_namespace
+    executed = kubectl(lab_node, "-n", namespace, "exec", "web", "--", "cat", "/etc/hostname")
     assert executed.returncode == 0, executed.stderr
     assert executed.stdout.strip() == "web"
 
@@ -98,7 +101,7 @@ def test_logs_exec_and_port_forward_reach_the_kubelet_through_the_apiserver(
             lab_node.state.binaries["kubectl"],
             f"--kubeconfig={lab_node.host_kubeconfig}",
             "-n",
-            lab_namespace,
+            lab_node_namespace,
             "port-forward",
             "pod/web",
             f"{port}:80",
@@ -121,7 +124,7 @@ def test_logs_exec_and_port_forward_reach_the_kubelet_through_the_apiserver(
     deadline = time.monotonic() + 10
     logs = ""
     while time.monotonic() < deadline and '"GET / HTTP/1.1" 200' not in logs:
-        logs = core.read_namespaced_pod_log("web", lab_namespace, container="nginx")
+        logs = core.read_namespaced_pod_log("web", lab_node_namespace, container="nginx")
         time.sleep(0.2)
     assert '"GET / HTTP/1.1" 200' in logs
 
@@ -154,3 +157,40 @@ def test_the_sidecar_sample_serves_in_cluster_and_its_sidecar_starts(lab_node: L
         assert answer.strip() == "hello from the nginx sidecar"
     finally:
         lab_node.delete_sample(deployed)
+
+
+def test_a_pod_reaches_the_apiserver_through_the_kubernetes_service(
+    lab_node: Lab, lab_node_namespace: str
+) -> None:
+    """As in-cluster clients do: $KUBERNETES_SERVICE_HOST, the service account's CA."""
+    script = (
+        "import os, ssl, urllib.request; "
+        "ca = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt'; "
+        "url = 'https://' + os.environ['KUBERNETES_SERVICE_HOST'] + '/version'; "
+        "print(urllib.request.urlopen(url, context=ssl.create_default_context(cafile=ca),"
+        " timeout=10).read().decode())"
+    )
+    core = client.CoreV1Api(lab_node.api_client())
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="in-cluster"),
+        spec=client.V1PodSpec(
+            restart_policy="Never",
+            containers=[
+                client.V1Container(
+                    name="client",
+                    image=SAMPLE_IMAGE,
+                    image_pull_policy="Never",
+                    command=["python3", "-c", script],
+                )
+            ],
+        ),
+    )
+    core.create_namespaced_pod(lab_node_namespace, pod)
+    deadline = time.monotonic() + 60
+    phase = ""
+    while time.monotonic() < deadline and phase not in ("Succeeded", "Failed"):
+        phase = core.read_namespaced_pod("in-cluster", lab_node_namespace).status.phase
+        time.sleep(0.2)
+    logs = core.read_namespaced_pod_log("in-cluster", lab_node_namespace)
+    assert phase == "Succeeded", logs
+    assert '"gitVersion": "v1.37.2"' in logs

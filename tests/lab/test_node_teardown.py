@@ -25,7 +25,7 @@ from webhook_dev.lab import Lab, preflight
 
 pytestmark = pytest.mark.e2e
 
-PREFIX = "wdlabn"
+PREFIX = "wdlabt"
 ENV = {
     **os.environ,
     "WEBHOOK_DEV_LAB_PREFIX": PREFIX,

@@ -202,8 +202,9 @@ def up(
         reporter.close()
     elapsed = time.monotonic() - started
     click.echo(f"lab up: ready in {elapsed:.1f}s")
+    on_node = ("containerd", "kubelet", "kube-proxy-node")
     for name, pid in running.state.pids.items():
-        where = running.node_ns if name in ("containerd", "kubelet") else running.master_ns
+        where = running.node_ns if name in on_node else running.master_ns
         click.echo(f"  {name:24} pid {pid:<8} in netns {where}")
     if running.has_node:
         click.echo(

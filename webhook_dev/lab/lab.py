@@ -50,7 +50,7 @@ READY_TIMEOUT_SECONDS = 60.0
 # Components in start order; teardown stops them in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "sshd")
 # ... and a lab with a node adds these: the scheduler in the master, the rest in the node.
-NODE_COMPONENTS = ("containerd", "kube-scheduler", "kubelet")
+NODE_COMPONENTS = ("containerd", "kube-scheduler", "kubelet", "kube-proxy-node")
 NODE_READY_TIMEOUT_SECONDS = 60.0
 _ADMIN = "admin"
 # A selectorless Service in kube-system whose Endpoints the lab rewrites to check that the
@@ -609,6 +609,12 @@ class Lab:
                     f"https://{topology.master_ip}:{APISERVER_PORT}",
                 )
             write_private(layout.component_kubeconfig(user), local.encode())
+            if user == "kube-proxy" and self.state.node:
+                remote = local.replace(
+                    f"https://127.0.0.1:{APISERVER_PORT}",
+                    f"https://{topology.master_ip}:{APISERVER_PORT}",
+                )
+                write_private(layout.component_kubeconfig("kube-proxy-node"), remote.encode())
             if user == _ADMIN:
                 for path, server in (
                     (layout.kubeconfig, topology.master_ip),
@@ -661,6 +667,16 @@ class Lab:
             node_configs.kubelet_config(layout, topology, client_ca=str(layout.ca_cert))
         )
         node.write_kernel_tunables(layout)
+        # The node's own kube-proxy, as on every node: Pods reach Services (the apiserver
+        # at 10.96.0.1, as in-cluster clients do) through its rules in the node.
+        layout.node_kube_proxy_config.write_text(
+            configs.kube_proxy_config(
+                kubeconfig_path=str(layout.component_kubeconfig("kube-proxy-node")),
+                hostname=topology.node_name,
+                node_ip=topology.node_ip,
+                cluster_cidr=topology.pod_cidr,
+            )
+        )
 
     def _write_sshd_config(self) -> None:
         layout = self.layout
@@ -716,6 +732,8 @@ class Lab:
             )
         if component == "kube-proxy":
             return commands.kube_proxy_argv(Path(found["kube-proxy"]), layout)
+        if component == "kube-proxy-node":
+            return [found["kube-proxy"], f"--config={layout.node_kube_proxy_config}", "--v=1"]
         if component == "sshd":
             return commands.sshd_argv(Path(SSHD), layout)
         raise ValueError(component)
@@ -742,6 +760,8 @@ class Lab:
         log = self.layout.log(component)
         if component in ("containerd", "kubelet"):
             pid = processes.spawn_command(self._node_command(component), log)
+        elif component == "kube-proxy-node":
+            pid = processes.spawn(self.node_ns, self._argv(component), log)
         else:
             pid = processes.spawn(self.master_ns, self._argv(component), log)
         self.state.pids[component] = pid
@@ -769,7 +789,7 @@ class Lab:
         for component in ("kube-controller-manager", "kube-proxy"):
             self._spawn(component)
         if archive is not None:
-            for component in ("kube-scheduler", "kubelet"):
+            for component in ("kube-scheduler", "kubelet", "kube-proxy-node"):
                 self._spawn(component)
 
     def _import_images(self, archive: images.ImageArchive) -> None:

@@ -164,6 +164,10 @@ class LabLayout:
         return self.node / "kubelet"
 
     @property
+    def node_kube_proxy_config(self) -> Path:
+        return self.node / "kube-proxy.yaml"
+
+    @property
     def kubelet_config(self) -> Path:
         return self.node / "kubelet.yaml"
 
