@@ -260,6 +260,13 @@ def status(as_json: bool) -> None:
             f"  {name:24} pid {component['pid']!s:<8} "
             f"{'running' if component['running'] else 'STOPPED'}"
         )
+    if running.has_node:
+        click.echo(
+            f"  node {running.node_name}: {'Ready' if running.node_ready() else 'NOT Ready'}, "
+            f"{running.topology.node_ip}, Pods {running.pod_cidr}"
+        )
+    else:
+        click.echo("  no node (started with --no-node)")
     click.echo(f"  kubeconfig (workstation): {running.kubeconfig}")
     click.echo(f"  kubeconfig (this shell):  {running.host_kubeconfig}")
     if not description["apiserver_ready"]:

@@ -59,6 +59,12 @@ _MMDEBSTRAP_HOOKS = (
     'echo "nonroot:x:65532:65532::/app:/usr/sbin/nologin" >> "$1/etc/passwd"',
     'echo "nonroot:x:65532:" >> "$1/etc/group"',
 )
+# Without these the base is ~180 MB: apt's Recommends, and usrmerge (with all of perl)
+# where bookworm's usr-is-merged does, once mmdebstrap's hook has merged /usr itself.
+_MMDEBSTRAP_OPTIONS = (
+    '--aptopt=APT::Install-Recommends "false"',
+    "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+)
 _EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
 
 NGINX_DEFAULT_SERVER = b"""server {
@@ -143,7 +149,8 @@ def _sample_sources() -> list[Path]:
 
 def _base_key() -> str:
     digest = hashlib.sha256()
-    for part in (DEBIAN_SUITE, *BASE_PACKAGES, *_MMDEBSTRAP_HOOKS, *_EXCLUDES, str(FORMAT_VERSION)):
+    parts = (DEBIAN_SUITE, *BASE_PACKAGES, *_MMDEBSTRAP_OPTIONS, *_MMDEBSTRAP_HOOKS, *_EXCLUDES)
+    for part in (*parts, str(FORMAT_VERSION)):
         digest.update(part.encode() + b"\0")
     if APT_SOURCES.exists():
         digest.update(APT_SOURCES.read_bytes())
@@ -182,6 +189,7 @@ def _build_base(dest: Path, progress: ProgressCallback) -> None:
         "mmdebstrap",
         "--variant=minbase",
         f"--include={','.join(BASE_PACKAGES)}",
+        *_MMDEBSTRAP_OPTIONS,
         *(f"--dpkgopt=path-exclude={pattern}" for pattern in _EXCLUDES),
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
         *(f"--customize-hook={hook}" for hook in _MMDEBSTRAP_HOOKS),
@@ -373,18 +381,45 @@ def resolve(*, allow_build: bool, progress: ProgressCallback | None = None) -> I
     archive_dir.mkdir(parents=True, exist_ok=True)
     built = _write_archive(archive, base_tar, progress)
     listing.write_text(json.dumps([item.__dict__ for item in built], indent=2) + "\n")
+    _prune(keep={base_tar, archive_dir})
     return ImageArchive(archive, tuple(built), "built")
 
 
-def import_archive(ctr: str, socket: Path, archive: Path) -> None:
-    result = subprocess.run(
+def _prune(keep: set[Path]) -> None:
+    """Remove archives and base layers of earlier inputs (each is a few hundred MB)."""
+    for entry in images_cache_dir().iterdir():
+        if entry in keep or entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.name.startswith(f"debian-{DEBIAN_SUITE}-") and entry.suffix == ".tar":
+            entry.unlink(missing_ok=True)
+
+
+def start_import(ctr: str, socket: Path, archive: Path) -> subprocess.Popen[str]:
+    """Begin ``ctr images import`` into the CRI's namespace (``k8s.io``), unpacked for the
+    default snapshotter so the first Pod need not wait; finish with :func:`finish_import`.
+
+    It takes seconds (the Debian layer is ~130 MB to store and unpack), so the lab runs it
+    while the control plane starts.
+    """
+    return subprocess.Popen(
         [ctr, "--address", str(socket), "--namespace", "k8s.io", "images", "import", str(archive)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
     )
-    if result.returncode != 0:
+
+
+def finish_import(process: subprocess.Popen[str], archive: Path, timeout: float = 300) -> None:
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise LabError(f"importing the node's images took over {timeout:.0f}s") from None
+    if process.returncode != 0:
         raise LabError(
-            f"importing the node's images into containerd failed: {result.stderr.strip()}",
+            f"importing the node's images into containerd failed: {stderr.strip()}",
             hint=f"the archive is {archive}; delete it to rebuild with `webhook-dev lab build`",
         )

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -775,9 +776,10 @@ class Lab:
         # comes up; the kubelet waits for /readyz too (it would only retry until then).
         for component in ("etcd", "kube-apiserver", "sshd"):
             self._spawn(component)
+        importing = None
         if archive is not None:
             self._spawn("containerd")
-            self._import_images(archive)
+            importing = self._start_image_import(archive)
         api = self._readiness()
         readiness.wait_until(
             lambda: self._check_alive() or api.ok("/readyz"),
@@ -788,11 +790,15 @@ class Lab:
         self._register_node()
         for component in ("kube-controller-manager", "kube-proxy"):
             self._spawn(component)
-        if archive is not None:
+        if archive is not None and importing is not None:
             for component in ("kube-scheduler", "kubelet", "kube-proxy-node"):
                 self._spawn(component)
+            # The kubelet registers and turns Ready without images; Pods need them.
+            images.finish_import(importing, archive.path)
+            self.state.images = {image.reference: image.digest for image in archive.images}
+            self._save()
 
-    def _import_images(self, archive: images.ImageArchive) -> None:
+    def _start_image_import(self, archive: images.ImageArchive) -> subprocess.Popen[str]:
         socket = self.layout.containerd_socket
         readiness.wait_until(
             lambda: self._check_alive() or socket.exists(),
@@ -800,9 +806,7 @@ class Lab:
             what="containerd to listen",
             hint=f"see {self.layout.log('containerd')}",
         )
-        images.import_archive("ctr", socket, archive.path)
-        self.state.images = {image.reference: image.digest for image in archive.images}
-        self._save()
+        return images.start_import("ctr", socket, archive.path)
 
     def _register_node(self) -> None:
         """Create the master's Node object, as a kubelet would on registration.
@@ -894,6 +898,14 @@ def teardown(root: Path | None = None, topology: Topology | None = None) -> list
         # The lab's data is being thrown away: no need to wait out graceful shutdowns.
         processes.terminate(pids, grace_seconds=1.0)
         removed.append(f"{len(pids)} process(es)")
+    # Killed Pods whose shims died too are zombies of the machine's init until it reaps
+    # them; they still count as the cgroups' members.
+    # Killed Pods whose shims died too are zombies until the machine's init reaps them
+    # (here within seconds); wait for that, so `down` returns with nothing of the lab left.
+    with contextlib.suppress(LabError):
+        readiness.wait_until(
+            lambda: not node.member_pids(topology), timeout=15, what="the Pods' processes"
+        )
     # With its processes gone, the node's mount namespace (and every mount in it) is gone;
     # what else it leaves on the machine goes now, while the state dir still names it.
     removed.extend(node.remove_leftovers(layout, topology))
