@@ -11,7 +11,7 @@
   a temporary cache directory.
 
 Figures, not asserts: the machine is shared and has two cores. It runs its own lab
-(prefix ``wdbnode``, subnet 10.237.3.0/24), beside any other.
+(prefix ``wdbnode``, subnet 10.237.6.0/24), beside any other.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 BENCH_ENV = {
     "WEBHOOK_DEV_LAB_PREFIX": "wdbnode",
-    "WEBHOOK_DEV_LAB_SUBNET": "10.237.3.0/24",
+    "WEBHOOK_DEV_LAB_SUBNET": "10.237.6.0/24",
     "WEBHOOK_DEV_LAB_DIR": "/run/webhook-dev-lab-bench-node",
 }
 os.environ.update(BENCH_ENV)
