@@ -82,6 +82,7 @@ def _stream(
     progress: ProgressCallback,
     total: int = 0,
     env: dict[str, str] | None = None,
+    hint: str = "fix the error above, or pass --assets DIR with prebuilt binaries",
 ) -> Iterator[str]:
     """Run a go command, yield its output lines, and report progress at least every second.
 
@@ -125,7 +126,7 @@ def _stream(
     if process.wait() != 0:
         raise LabError(
             f"{step} failed (exit {process.returncode}):\n" + "\n".join(tail[-20:]),
-            hint="fix the error above, or pass --assets DIR with prebuilt binaries",
+            hint=hint,
         )
 
 
@@ -137,10 +138,15 @@ def _run_quiet(
 
 
 def run_reporting(
-    argv: list[str], cwd: Path, step: str, progress: ProgressCallback, env: dict[str, str]
+    argv: list[str],
+    cwd: Path,
+    step: str,
+    progress: ProgressCallback,
+    env: dict[str, str],
+    hint: str,
 ) -> None:
     """Run any long command (``mmdebstrap``) with the same progress ticks as a build."""
-    for _ in _stream(argv, cwd, step, progress, env=env):
+    for _ in _stream(argv, cwd, step, progress, env=env, hint=hint):
         pass
 
 

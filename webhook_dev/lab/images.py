@@ -174,9 +174,13 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def preflight() -> str | None:
-    """Why the images cannot be built here, or None."""
-    for tool, package in (("mmdebstrap", "mmdebstrap"), (str(CATATONIT), "catatonit")):
+def preflight(*, building: bool = True) -> str | None:
+    """Why the images cannot be built (or, cached, be found) here, or None.
+
+    catatonit is needed either way: its binary is one of the inputs the cache is keyed by.
+    """
+    tools = (("mmdebstrap", "mmdebstrap"),) if building else ()
+    for tool, package in (*tools, (str(CATATONIT), "catatonit")):
         if not shutil.which(tool) and not os.access(tool, os.X_OK):
             return f"building the node's images needs {tool} (run dev/setup.sh: {package})"
     return None
@@ -206,6 +210,8 @@ def _build_base(dest: Path, progress: ProgressCallback) -> None:
         f"mmdebstrap {DEBIAN_SUITE} ({', '.join(BASE_PACKAGES)})",
         progress,
         env=env,
+        hint="mmdebstrap needs Debian's archive (the machine's apt sources) and root; "
+        "or start the lab with --no-node",
     )
     os.replace(partial, dest)
 
@@ -359,7 +365,7 @@ def _listing(path: Path) -> Path:
 def resolve(*, allow_build: bool, progress: ProgressCallback | None = None) -> ImageArchive:
     """The archive of the node's images: from the cache, or built now if ``allow_build``."""
     progress = progress or (lambda _tick: None)
-    reason = preflight()
+    reason = preflight(building=False)
     if reason:
         raise LabError(reason)
     base_key = _base_key()
@@ -377,6 +383,9 @@ def resolve(*, allow_build: bool, progress: ProgressCallback | None = None) -> I
     base_tar = images_cache_dir() / f"debian-{DEBIAN_SUITE}-{base_key}.tar"
     base_tar.parent.mkdir(parents=True, exist_ok=True)
     if not base_tar.exists():
+        reason = preflight()
+        if reason:
+            raise LabError(reason)
         _build_base(base_tar, progress)
     archive_dir.mkdir(parents=True, exist_ok=True)
     built = _write_archive(archive, base_tar, progress)

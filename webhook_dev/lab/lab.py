@@ -61,7 +61,7 @@ _CANARY = "webhook-dev-lab-canary"
 
 def node_preflight() -> str | None:
     """Why this machine cannot run the lab's node, or None."""
-    return node.preflight() or images.preflight()
+    return node.preflight() or images.preflight(building=False)
 
 
 def preflight() -> str | None:
