@@ -433,7 +433,7 @@ class Lab:
         """``argv`` in the node's network and mount namespaces (as a process on the node)."""
         return node.join_command(self.state.pids["containerd"], argv)
 
-    def crictl_images(self) -> list[dict[str, Any]]:
+    def node_images(self) -> list[dict[str, Any]]:
         """The images the node's kubelet reports in its Node status (names, sizes)."""
         status, body = self._readiness().get(f"/api/v1/nodes/{self.node_name}")
         if status != 200:
