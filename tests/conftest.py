@@ -21,7 +21,12 @@ import pytest
 from tests.harness import REPO, WEBHOOK_DEV, RunningProcess, stopped_at_exit
 from webhook_dev.lab.pytest_plugin import in_ci
 
-pytest_plugins = ["tests.lab.redirect_fixtures", "tests.upstream_fixtures", "tests.browser"]
+pytest_plugins = [
+    "tests.lab.redirect_fixtures",
+    "tests.upstream_fixtures",
+    "tests.browser",
+    "tests.direct_fixtures",
+]
 
 SERVING = re.compile(r"^serving (https://127\.0\.0\.1:(\d+))$")
 

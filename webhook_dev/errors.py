@@ -63,6 +63,10 @@ class PreflightError(WebhookDevError):
     """A check before any change failed; nothing in the cluster was touched."""
 
 
+class UnreachableError(WebhookDevError):
+    """The probe's dry-run calls never reached this machine; the cluster was restored."""
+
+
 class HeldError(WebhookDevError):
     """Another session holds the redirect of this Service."""
 

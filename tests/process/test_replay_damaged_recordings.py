@@ -54,12 +54,11 @@ def test_replay_skips_a_damaged_line_with_a_warning_and_replays_the_rest(
     path = _recording(tmp_path)
     done = run_webhook_dev("replay", str(path), "--app", "hook", "--json", cwd=project.path)
     assert "Traceback" not in done.stderr, done.stderr
-    assert f"{path}:2: skipped a damaged line" in done.stderr
+    assert f"{path}:2: not JSON" in done.stderr and "skipped" in done.stderr
+    assert f"{path}:4: cannot replay (request.kind must be an object" in done.stderr
     summary = json.loads(done.stdout)
-    titles = [result["title"] for result in summary["results"]]
-    assert len(titles) == 4, summary
-    assert any(title.startswith("? ") for title in titles)  # request.kind not an object
-    assert summary["failed"] == 1 and done.returncode == 1  # only the invalid request
+    assert len(summary["results"]) == 3, summary  # the huge ?timeout= replayed too
+    assert summary["failed"] == 0 and done.returncode == 0
 
 
 def test_replay_strict_refuses_a_damaged_recording_before_calling_anything(

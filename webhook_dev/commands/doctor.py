@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import click
 
 from webhook_dev.commands.options import cluster_options, err_console, say, target_options
-from webhook_dev.errors import ExitCode, UsageError, WebhookDevError
+from webhook_dev.errors import ExitCode, PreflightError, UsageError, WebhookDevError
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.discovery import check_not_held, discover, preflight_warnings, subject_of
 from webhook_dev.redirect.personal import prepare_claim
 from webhook_dev.redirect.scope import Scope
+from webhook_dev.tunnel import direct_addresses
+from webhook_dev.tunnel.direct import bind_listener
 from webhook_dev.tunnel.ssh import SshSpec, SshTunnel
 
 
 @click.command()
 @target_options
-@click.option("--ssh", "ssh", required=True, metavar="DEST", help="The master, as for ssh.")
+@click.option("--ssh", "ssh", metavar="DEST", help="The master, as for ssh.")
+@click.option("--direct", is_flag=True, help="Check what up --direct needs instead.")
+@click.option("--address", metavar="IP", help="As for up --direct.")
+@click.option("--allow-from", "allow_from", metavar="CIDR", multiple=True, help="As for up.")
+@click.option("--port", default=0, help="As for up --direct: the port on the address.")
 @cluster_options
 @click.option("--master-address", help="The master's IP as the apiserver reaches it.")
 @click.option("--accept-new-host-key", is_flag=True, help="As for up.")
@@ -29,7 +37,11 @@ from webhook_dev.tunnel.ssh import SshSpec, SshTunnel
 def doctor(
     webhook: str | None,
     service: str | None,
-    ssh: str,
+    ssh: str | None,
+    direct: bool,
+    address: str | None,
+    allow_from: tuple[str, ...],
+    port: int,
     context: str | None,
     kubeconfig: str | None,
     master_address: str | None,
@@ -41,25 +53,43 @@ def doctor(
     """Run up's preflight checks and change nothing."""
     if bool(webhook) == bool(service):
         raise UsageError("say what to check: exactly one of --webhook or --service")
+    if bool(ssh) == direct:
+        raise UsageError("say which transport to check: exactly one of --ssh DEST or --direct")
     scope = Scope(only_namespaces, only_users, only_groups) or None
     failures = asyncio.run(
         _doctor(
-            webhook, service, ssh, context, kubeconfig, master_address, accept_new_host_key, scope
+            webhook,
+            service,
+            ssh,
+            context,
+            kubeconfig,
+            master_address,
+            accept_new_host_key,
+            scope,
+            DirectFlags(address, allow_from, port) if direct else None,
         )
     )
     if failures:
         sys.exit(ExitCode.FAILED)
 
 
+@dataclass(frozen=True)
+class DirectFlags:
+    address: str | None
+    allow_from: tuple[str, ...]
+    port: int
+
+
 async def _doctor(
     webhook: str | None,
     service: str | None,
-    ssh: str,
+    ssh: str | None,
     context: str | None,
     kubeconfig: str | None,
     master_address: str | None,
     accept_new_host_key: bool,
     scope: Scope | None = None,
+    direct: DirectFlags | None = None,
 ) -> int:
     failures = 0
 
@@ -103,6 +133,10 @@ async def _doctor(
         check("no other session holds it" + (f" ({scope.describe()})" if scope else ""), None)
     except WebhookDevError as error:
         check("no other session holds it", error)
+    if direct is not None:
+        _check_direct(cluster, direct, check)
+        return failures
+    assert ssh is not None
     tunnel = SshTunnel(
         SshSpec(
             destination=ssh, master_address=master_address, accept_new_host_key=accept_new_host_key
@@ -122,6 +156,46 @@ async def _doctor(
     finally:
         await tunnel.close()
     return failures
+
+
+def _check_direct(
+    cluster: Cluster, flags: DirectFlags, check: Callable[[str, Exception | None, str], None]
+) -> None:
+    """What ``up --direct`` needs that can be known before any change (``check`` counts)."""
+    learned = direct_addresses.learn(cluster)
+    peers, because = learned.allowed_peers()
+    shown = ", ".join(peers) or "none"
+    if peers or flags.allow_from:
+        check("the cluster shows where its apiserver calls from", None, f"{shown} ({because})")
+    else:
+        check(
+            "the cluster shows where its apiserver calls from",
+            PreflightError(
+                "no control-plane Node and no apiserver address visible",
+                hint="pass --allow-from with the apiserver's address",
+            ),
+            "",
+        )
+        return
+    try:
+        spec = direct_addresses.plan_direct(
+            learned, address=flags.address, allow_from=flags.allow_from, port=flags.port
+        )
+        listener = bind_listener(spec.address, spec.port)
+        port = listener.getsockname()[1]
+        listener.close()
+    except WebhookDevError as error:
+        check("an address of this machine, not loopback, port free", error, "")
+        return
+    check(
+        "an address of this machine, not loopback, port free",
+        None,
+        f"{spec.address}:{port if flags.port else 'any'} (from {spec.address_because})",
+    )
+    say(
+        f"  up --direct will accept connections only from {spec.allowed}; whether the "
+        "cluster can connect is proved by up's dry-run probe"
+    )
 
 
 async def _loopback_sink() -> asyncio.Server:

@@ -1,15 +1,21 @@
 """``webhook-dev replay``: recorded requests against the current code, compared by meaning.
 
 Exit codes: 0 every answer matches; 1 some differ; 2 bad usage or an unreadable file
-(with ``--strict``, also a damaged line; without it a damaged line is skipped with a
-warning). Results are printed as they come and the recording is streamed, so a file
-larger than memory replays in constant memory (``--json`` keeps one small dict a result).
+(a file in which no line can be read; with ``--strict``, any damaged line). Without
+``--strict`` a damaged line (torn by a crash or a full disk, a hand edit) is skipped
+with a warning naming ``file:line``.
+
+Large recordings: the files are streamed and each result printed as it comes (constant
+memory); ``--jobs N`` keeps N calls in flight (with ``--app``, over up to one worker a
+CPU), the report keeping the recording's order; ``--where`` and ``--sample`` pick a
+subset; a progress bar shows on a terminal (stderr).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,9 +23,12 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from webhook_dev.errors import ExitCode, UsageError
-from webhook_dev.recording.reader import RecordingWarning, open_check
-from webhook_dev.replay.replayer import ReplayResult, render, replay_stream
+from webhook_dev.errors import ExitCode, RecordingError, UsageError
+from webhook_dev.recording import query as filters
+from webhook_dev.recording import stream
+from webhook_dev.recording.redaction_key import redaction_key
+from webhook_dev.replay.batch import Selection, Skipped, replay_in_order, selected
+from webhook_dev.replay.replayer import ReplayResult, render
 from webhook_dev.serving.upstream import Upstream
 from webhook_dev.serving.upstreams.app import AppUpstream
 from webhook_dev.serving.upstreams.url import UrlUpstream
@@ -41,6 +50,25 @@ from webhook_dev.serving.upstreams.url import UrlUpstream
 )
 @click.option("--json", "as_json", is_flag=True, help="Print results as one JSON document.")
 @click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Calls in flight at once; with --app, over up to one worker a CPU.",
+)
+@click.option(
+    "--where",
+    metavar="QUERY",
+    help="Replay only exchanges matching QUERY, the inspector's filter syntax "
+    "(e.g. 'kind:Pod result:denied ns:team-*').",
+)
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    help="Replay N exchanges picked at random (the same N each run), in recorded order.",
+)
+@click.option(
     "--strict",
     is_flag=True,
     help="Refuse a recording with a damaged line (exit 2) instead of skipping the line.",
@@ -52,6 +80,9 @@ def replay(
     cacert: Path | None,
     idempotence: bool,
     as_json: bool,
+    jobs: int,
+    where: str | None,
+    sample: int | None,
     strict: bool,
 ) -> None:
     """Send each request recorded in FILE... to the current code and compare the answers.
@@ -61,66 +92,140 @@ def replay(
     """
     if (app is None) == (url is None):
         raise UsageError("give exactly one of --app APP or --url URL")
-    target: Upstream = (
-        AppUpstream(app)
+    selection = Selection(where=filters.parse(where or ""), sample=sample)
+    for path in files:
+        if not path.is_file():
+            raise RecordingError(f"recording {path} does not exist")
+    workers = min(jobs, os.cpu_count() or 1) if app is not None else 1
+    targets: list[Upstream] = (
+        [AppUpstream(app) for _ in range(workers)]
         if app is not None
-        else UrlUpstream.for_replay(url or "", ca_file=cacert or _local_ca())
+        else [UrlUpstream.for_replay(url or "", ca_file=cacert or _local_ca())]
     )
-    report = _Report(as_json)
-    asyncio.run(_run(target, files, idempotence, strict, report))
+    report = _Report(as_json, _expected(files, selection))
+    try:
+        asyncio.run(_run(targets, files, selection, jobs, idempotence, report, strict))
+    finally:
+        report.close()
     report.finish()
     sys.exit(ExitCode.FAILED if report.failed else ExitCode.OK)
 
 
 class _Report:
-    """Prints each result as it comes (or keeps its JSON), counting as it goes."""
+    """Prints each result as it comes (JSON: one small dict a result, streamed), counts,
+    and shows progress on a terminal."""
 
-    def __init__(self, as_json: bool) -> None:
+    def __init__(self, as_json: bool, expected: int | None) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
         self.as_json = as_json
         self.console = Console(soft_wrap=True, highlight=False)
         self.passed = self.failed = 0
-        self.results: list[dict[str, object]] = []
+        self._progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+            disable=not Console(stderr=True).is_terminal,
+        )
+        self._task = self._progress.add_task("replaying", total=expected)
+        self._progress.start()
+        if as_json:
+            click.echo('{"results": [')
 
     def add(self, result: ReplayResult) -> None:
+        first = self.passed + self.failed == 0
         if result.passed:
             self.passed += 1
         else:
             self.failed += 1
+        self._progress.advance(self._task)
         if self.as_json:
-            self.results.append(result.to_json())
+            click.echo(
+                ("" if first else ",\n") + json.dumps(result.to_json(), default=str), nl=False
+            )
         elif result.passed:
             self.console.print(Text(f"ok    {result.where}  {result.title}", style="green"))
         else:
             self.console.print(Text(f"FAIL  {result.where}  {result.title}", style="bold red"))
             self.console.print(Text(render(result)))
 
+    def close(self) -> None:
+        self._progress.stop()
+
     def finish(self) -> None:
         if self.as_json:
-            summary = {"passed": self.passed, "failed": self.failed, "results": self.results}
-            click.echo(json.dumps(summary, indent=2, default=str))
+            click.echo(f'\n], "passed": {self.passed}, "failed": {self.failed}}}')
             return
         style = "bold red" if self.failed else "bold green"
         self.console.print(Text(f"{self.passed} passed, {self.failed} failed", style=style))
 
 
-async def _run(
-    target: Upstream, files: tuple[Path, ...], idempotence: bool, strict: bool, report: _Report
-) -> None:
+def _expected(files: tuple[Path, ...], selection: Selection) -> int | None:
+    """How many results to expect, for the progress bar (only on a terminal: counting
+    lines reads the files once more)."""
+    if not Console(stderr=True).is_terminal:
+        return None
+    if selection.where:
+        return selection.sample
+    lines = 0
     for path in files:
-        open_check(path)  # a missing file fails (exit 2) before the app starts
-    if isinstance(target, AppUpstream):
-        await target.start(require_ready=True)
+        with path.open("rb") as file:
+            while chunk := file.read(1 << 22):
+                lines += chunk.count(b"\n")
+    return min(lines, selection.sample) if selection.sample else lines
+
+
+async def _run(
+    targets: list[Upstream],
+    files: tuple[Path, ...],
+    selection: Selection,
+    jobs: int,
+    idempotence: bool,
+    report: _Report,
+    strict: bool = False,
+) -> None:
+    if strict:  # read every file through first: a damaged line refuses before any call
+        for _ in selected(files, Selection(where=selection.where), strict=True):
+            pass
     else:
-        await target.start()
+        for path in files:
+            _check_some_line_reads(path)
     try:
-        stream = replay_stream(files, target, idempotence=idempotence, strict=strict)
-        async for item in stream:
-            if isinstance(item, RecordingWarning):
+        for target in targets:
+            if isinstance(target, AppUpstream):
+                await target.start(require_ready=True)
+            else:
+                await target.start()
+        results = replay_in_order(
+            selected(files, selection, strict=strict),
+            targets,
+            jobs=jobs,
+            idempotence=idempotence,
+            redaction_key=redaction_key(),
+        )
+        async for item in results:
+            if isinstance(item, Skipped):
                 click.echo(f"warning: {item}", err=True)
             else:
                 report.add(item)
     finally:
-        await target.close()
+        for target in targets:
+            await target.close()
+
+
+def _check_some_line_reads(path: Path) -> None:
+    """A file in which no line at all can be read is not a recording (exit 2), even
+    when damaged lines are skipped."""
+    first_error: RecordingError | None = None
+    for line in stream.lines(path):
+        if line.exchange is not None:
+            return
+        first_error = first_error or line.error
+    if first_error is not None:
+        raise RecordingError(f"{path} is not a webhook-dev recording: {first_error}")
 
 
 def _local_ca() -> Path | None:

@@ -93,9 +93,16 @@ def status(as_json: bool, context: str | None, kubeconfig: str | None) -> None:
                 "(everyone else's calls go to the in-cluster webhook)"
             )
         tunnel = row["tunnel"]
-        click.echo(
-            f"  tunnel: {tunnel.get('master')}:{tunnel.get('port')} via "
-            f"{tunnel.get('destination')}  ({state})"
-        )
+        if tunnel.get("kind") == "direct":
+            refused = (lease or {}).get("refused", "?")
+            click.echo(
+                f"  direct: {tunnel.get('master')}:{tunnel.get('port')}, only from "
+                f"{tunnel.get('allowed')}; {refused} connections refused  ({state})"
+            )
+        else:
+            click.echo(
+                f"  tunnel: {tunnel.get('master')}:{tunnel.get('port')} via "
+                f"{tunnel.get('destination')}  ({state})"
+            )
         if row["recording"]:
             click.echo(f"  recording: {row['recording']}")

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from webhook_dev.commands import event_loop
+from webhook_dev.commands.direct import direct_spec, unreachable_hint
 from webhook_dev.commands.options import (
     cluster_options,
     err_console,
@@ -19,7 +21,7 @@ from webhook_dev.commands.options import (
     serving_options,
     target_options,
 )
-from webhook_dev.errors import ExitCode, UsageError
+from webhook_dev.errors import ExitCode, UnreachableError, UsageError
 from webhook_dev.inspector import ExchangeFeed, InspectorServer
 from webhook_dev.redirect.scope import Scope
 from webhook_dev.redirect.session import Session, UpOptions
@@ -27,6 +29,7 @@ from webhook_dev.serving.spec import ServingSpec
 from webhook_dev.serving.stack import ServingStack
 from webhook_dev.subscribers.console import ConsolePrinter
 from webhook_dev.subscribers.live_view import LiveView
+from webhook_dev.tunnel.direct import DirectTransport
 from webhook_dev.tunnel.ssh import SshSpec, SshTunnel
 from webhook_dev.tunnel.transport import Transport
 
@@ -36,14 +39,45 @@ from webhook_dev.tunnel.transport import Transport
 @click.option(
     "--ssh",
     "ssh",
-    required=True,
     metavar="DEST",
-    help="The master, as you would pass it to ssh ([user@]host or a config alias).",
+    help="Tunnel through the master, as you would pass it to ssh ([user@]host or a config alias).",
+)
+@click.option(
+    "--direct",
+    is_flag=True,
+    help="No tunnel: the cluster connects to this machine (kind, k3d, minikube, a VPN); "
+    "only its control-plane addresses may.",
+)
+@click.option(
+    "--address",
+    metavar="IP",
+    help="With --direct: this machine's IP as the cluster reaches it (default: the "
+    "source address of the route toward the cluster).",
+)
+@click.option(
+    "--allow-from",
+    "allow_from",
+    metavar="CIDR",
+    multiple=True,
+    help="With --direct: also accept connections from CIDR (repeatable); by default only "
+    "the control-plane nodes' InternalIPs (or the apiserver's host).",
+)
+@click.option(
+    "--upstream-cert-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Write DIR/tls.crt and DIR/tls.key from webhook-dev's CA before --run starts, "
+    "and trust them for the https upstream (controller-runtime's cert dir).",
 )
 @click.option("--app", help="Your aiohttp webhook, module[:attr] (or --upstream).")
 @serving_options
 @cluster_options
-@click.option("--port", default=0, show_default="any free", help="Local proxy port on 127.0.0.1.")
+@click.option(
+    "--port",
+    default=0,
+    show_default="any free",
+    help="Local proxy port on 127.0.0.1; with --direct, the port on --address.",
+)
 @click.option(
     "--remote-port",
     default=0,
@@ -99,7 +133,11 @@ from webhook_dev.tunnel.transport import Transport
 def up(
     webhook: str | None,
     service: str | None,
-    ssh: str,
+    ssh: str | None,
+    direct: bool,
+    address: str | None,
+    allow_from: tuple[str, ...],
+    upstream_cert_dir: Path | None,
     serving: ServingSpec,
     context: str | None,
     kubeconfig: str | None,
@@ -126,28 +164,50 @@ def up(
     """
     if bool(webhook) == bool(service):
         raise UsageError("say what to redirect: exactly one of --webhook or --service")
+    if bool(ssh) == direct:
+        raise UsageError(
+            "say how the cluster reaches this machine: exactly one of --ssh DEST or --direct"
+        )
+    if direct and (remote_port or master_address or accept_new_host_key):
+        raise UsageError("--remote-port, --master-address and --accept-new-host-key are for --ssh")
+    if ssh and (address or allow_from):
+        raise UsageError("--address and --allow-from are for --direct")
+    if upstream_cert_dir is not None and not (serving.upstream or "").startswith("https://"):
+        raise UsageError(
+            "--upstream-cert-dir is for an https:// --upstream",
+            hint="e.g. --upstream https://127.0.0.1:9443 --upstream-cert-dir DIR",
+        )
     options = UpOptions(
         serving=serving,
         webhook=webhook,
         service=service,
         context=context,
         kubeconfig=kubeconfig,
-        port=port,
+        port=0 if direct else port,
         keep_failure_policy=keep_failure_policy,
         timeout_seconds=timeout_seconds,
         force=force,
         probe=not no_probe,
+        require_proof=direct,
+        upstream_cert_dir=upstream_cert_dir,
         scope=Scope(only_namespaces, only_users, only_groups) or None,
     )
-    transport = SshTunnel(
-        SshSpec(
-            destination=ssh,
-            remote_port=remote_port,
-            master_address=master_address,
-            accept_new_host_key=accept_new_host_key,
-        ),
-        on_state=lambda state, detail: say(f"tunnel {state}: {detail}"),
-    )
+    transport: Transport
+    if ssh:
+        transport = SshTunnel(
+            SshSpec(
+                destination=ssh,
+                remote_port=remote_port,
+                master_address=master_address,
+                accept_new_host_key=accept_new_host_key,
+            ),
+            on_state=lambda state, detail: say(f"tunnel {state}: {detail}"),
+        )
+    else:
+        spec = direct_spec(context, kubeconfig, address, allow_from, port)
+        transport = DirectTransport(
+            spec, on_state=lambda state, detail: say(f"direct {state}: {detail}")
+        )
     inspector = None
     if serving.inspector:
         feed = ExchangeFeed()
@@ -155,7 +215,12 @@ def up(
         inspector = InspectorServer(
             feed, port=serving.inspector_port, source=f"up {serving.source}"
         )
-    report = event_loop.run(_run_session(options, transport, inspector))
+    try:
+        report = event_loop.run(_run_session(options, transport, inspector))
+    except UnreachableError as error:
+        if not isinstance(transport, DirectTransport):
+            raise
+        raise UnreachableError(error.message, hint=unreachable_hint(transport)) from error
     if report is not None and not report.clean:
         sys.exit(ExitCode.FAILED)
 

@@ -76,8 +76,12 @@ def _ns(namespace: str, *argv: str) -> None:
     run(["ip", "-n", namespace, *argv])
 
 
-def create(topology: Topology) -> None:
-    """Create both namespaces, their links, addresses, routes and firewall rules."""
+def create(topology: Topology, *, routable: bool = False) -> None:
+    """Create both namespaces, their links, addresses, routes and firewall rules.
+
+    ``routable``: the master may open connections to the workstation (a cluster on the
+    same network or VPN); by default it may not (a laptop behind NAT).
+    """
     master, workstation = topology.master_ns, topology.workstation_ns
     for namespace in (master, workstation):
         run(["ip", "netns", "add", namespace])
@@ -113,25 +117,9 @@ def create(topology: Topology) -> None:
 
     # The workstation is a laptop behind NAT: nothing from the master may open a
     # connection to it; only replies (and what rides inside the SSH tunnel) get through.
-    run(
-        in_namespace(
-            workstation,
-            [
-                "iptables",
-                "-w",
-                "-A",
-                "INPUT",
-                "-i",
-                topology.ws_link,
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "NEW",
-                "-j",
-                "DROP",
-            ],
-        )
-    )
+    # A routable lab (``lab up --routable``, for ``up --direct``) leaves this rule out.
+    if not routable:
+        set_workstation_routable(topology, False)
     # Nor may the master reach into the root namespace (pytest, the user's machine). Match
     # the destination, not "-o": for a DNATed packet (a Service whose endpoint is the
     # root's address) the OUTPUT hook still reports the interface of the original route.
@@ -154,6 +142,54 @@ def create(topology: Topology) -> None:
             ],
         )
     )
+
+
+def _nat_rule(topology: Topology) -> list[str]:
+    """The one rule that makes the workstation unreachable from the master."""
+    return ["INPUT", "-i", topology.ws_link, "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP"]
+
+
+def set_workstation_routable(topology: Topology, routable: bool) -> None:
+    """Let the master open connections to the workstation (``True``), or drop them.
+
+    Idempotent: the rule is added once and every copy of it is removed.
+    """
+    rule = _nat_rule(topology)
+
+    def present() -> bool:
+        check = ["iptables", "-w", "-C", *rule]
+        return run(in_namespace(topology.workstation_ns, check), check=False).returncode == 0
+
+    if routable:
+        while present():
+            run(in_namespace(topology.workstation_ns, ["iptables", "-w", "-D", *rule]))
+    elif not present():
+        run(in_namespace(topology.workstation_ns, ["iptables", "-w", "-A", *rule]))
+
+
+def create_node(topology: Topology) -> None:
+    """The node's namespace, its link to the master, and the routes for the Pod CIDR.
+
+    The node forwards between its Pods' bridge and the master (``ip_forward`` is per
+    namespace); the master routes the Pod CIDR to the node, so the apiserver and
+    kube-proxy in the master reach Pod addresses directly, as on a cluster whose Pod
+    network is routed. The node's default route is the master: Pods reach the apiserver
+    at the master's address, and nothing else (the master forwards nothing on).
+    """
+    master, node = topology.master_ns, topology.node_ns
+    run(["ip", "netns", "add", node])
+    _ns(node, "link", "set", "lo", "up")
+    _veth(master, topology.master_node_link, node, topology.node_master_link)
+    for owner, link, address in (
+        (master, topology.master_node_link, topology.master_node_ip),
+        (node, topology.node_master_link, topology.node_ip),
+    ):
+        run(in_namespace(owner, ["sysctl", "-qw", f"net.ipv6.conf.{link}.disable_ipv6=1"]))
+        _ns(owner, "addr", "add", f"{address}/30", "dev", link)
+        _ns(owner, "link", "set", link, "up")
+    run(in_namespace(node, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
+    _ns(node, "route", "add", "default", "via", topology.master_node_ip)
+    _ns(master, "route", "add", topology.pod_cidr, "via", topology.node_ip)
 
 
 def _veth(namespace: str | None, name: str, peer_namespace: str, peer_name: str) -> None:

@@ -26,9 +26,14 @@ class LabState:
     subnet: str
     gateway_ports: str
     aggregator_routing: bool
+    routable: bool = False  # the master may open connections to the workstation
     binaries: dict[str, str] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     owner_pid: int = 0
+    # Whether the lab has a node (kubelet, containerd, kube-scheduler); ``lab up --no-node``.
+    node: bool = False
+    # The node's images as imported (reference -> manifest digest).
+    images: dict[str, str] = field(default_factory=dict)
     version: int = STATE_VERSION
 
     def save(self, path: Path) -> None:

@@ -6,10 +6,17 @@ every completed line is in the kernel the moment its exchange completes. ``fsync
 only matters if the machine itself goes down) follows within :data:`FSYNC_DELAY` seconds,
 off the event loop, and on close.
 
+Retention: with ``max_size`` (``--record-max-size``, default :data:`DEFAULT_MAX_SIZE`),
+a line that would take the file past that size starts the next part instead
+(:func:`part_path`); a line is never split, and one line larger than the limit gets a
+part of its own. Each part has its index (:mod:`~webhook_dev.recording.index`), kept as
+lines are written.
+
 A write can also fail part way (``ENOSPC``: the disk is full). Then the file is truncated
 back to where the line began, so the next line written once there is space again is not
-glued to a torn one: the file only ever holds whole lines. Exchanges that could not be
-written are counted; the first failure and the resumption are published as
+glued to a torn one: the file only ever holds whole lines (and the index only lines
+that were written). Exchanges that could not be written are counted; the first failure
+and the resumption are published as
 :class:`~webhook_dev.admission.exchange.RecordingFailed` /
 :class:`~webhook_dev.admission.exchange.RecordingResumed` events (the console prints
 them) and :attr:`Recorder.missed` keeps the total for status views.
@@ -37,9 +44,20 @@ from webhook_dev.admission.exchange import (
 )
 from webhook_dev.errors import RecordingError
 from webhook_dev.recording import format as recording
+from webhook_dev.recording.index import IndexAppender
 from webhook_dev.recording.redaction_key import redaction_key
 
 FSYNC_DELAY = 0.2
+DEFAULT_MAX_SIZE = 256 * 2**20  # --record-max-size: 256 MiB a file
+
+
+def part_path(path: Path, part: int) -> Path:
+    """The name of a recording's ``part``-th file: ``session.jsonl``, then
+    ``session.1.jsonl``, ``session.2.jsonl``... (no file is ever renamed, so the index
+    beside each stays valid and a reader holding one keeps reading the right data)."""
+    if part == 0:
+        return path
+    return path.with_name(f"{path.stem}.{part}{path.suffix}")
 
 
 class Recorder:
@@ -51,43 +69,75 @@ class Recorder:
     :param hooks: where to publish recording failures and resumption (optional).
     """
 
-    def __init__(self, path: Path, *, redact: bool = True, hooks: Hooks | None = None) -> None:
-        self.path = path
-        self._key = redaction_key() if redact else None
+    def __init__(
+        self,
+        path: Path,
+        *,
+        redact: bool = True,
+        max_size: int | None = None,
+        index: bool = True,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self.first_path = path
         self._hooks = hooks
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            self._size = os.fstat(self._fd).st_size
-        except OSError as error:
-            raise RecordingError(f"cannot open recording {path}: {error.strerror}") from error
-        self._fsync_pending = False
         self.recorded = 0
         self.missed = 0  # exchanges never written, in all
         self._failing_since: datetime | None = None
         self._missed_in_run = 0
+        self._key = redaction_key() if redact else None
+        self._max_size = max_size or None
+        self._index_lines = index
+        self._index: IndexAppender | None = None
+        self._part = 0
+        self._fd: int | None = None
+        self._size = 0
+        self._fsync_pending = False
+        self._open(path)
+        if self._max_size is not None:
+            while self._size >= self._max_size:  # a session appending to a full file
+                self._part += 1
+                self._open(part_path(path, self._part))
+
+    def _open(self, path: Path) -> None:
+        if self._fd is not None:
+            self.close()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._size = os.fstat(self._fd).st_size
+        except OSError as error:
+            raise RecordingError(f"cannot open recording {path}: {error.strerror}") from error
+        self.path = path
+        self._index = IndexAppender(path) if self._index_lines else None
 
     def __repr__(self) -> str:
         return f"Recorder({str(self.path)!r})"
-
-    @property
-    def failing(self) -> bool:
-        """Whether the last write failed (recording is paused until one succeeds)."""
-        return self._failing_since is not None
 
     def on_exchange(self, exchange: Exchange) -> None:
         if self._fd is None or exchange.request_review is None:
             return
         data = recording.encode(exchange, redaction_key=self._key).encode()
+        if self._max_size is not None and self._size and self._size + len(data) > self._max_size:
+            self._part += 1
+            self._open(part_path(self.first_path, self._part))
+        assert self._fd is not None
+        offset = self._size
         try:
             self._append(self._fd, data)
         except OSError as error:
             self._failed(error)
             return
+        if self._index is not None:
+            self._index.add(exchange, offset, len(data))
         self.recorded += 1
         if self._failing_since is not None:
             self._resumed()
         self._schedule_fsync()
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last write failed (recording is paused until one succeeds)."""
+        return self._failing_since is not None
 
     def _append(self, fd: int, data: bytes) -> None:
         """Write ``data`` whole, or leave the file as it was (truncated back) and raise."""
@@ -120,17 +170,22 @@ class Recorder:
         if self._hooks is not None and since is not None:
             self._hooks.event(RecordingResumed(str(self.path), missed, since))
 
+    def report_unresolved(self) -> None:
+        """At exit while still failing: say the final count (no resumption will)."""
+        if self._failing_since is not None and self._hooks is not None:
+            self._hooks.event(
+                RecordingFailed(str(self.path), "still failing at exit", self._missed_in_run)
+            )
+
     def close(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
-        if self._failing_since is not None and self._hooks is not None:
-            # Say the final count: there was no resumption to report it.
-            self._hooks.event(
-                RecordingFailed(str(self.path), "still failing at exit", self._missed_in_run)
-            )
+        if self._index is not None:
+            self._index.close()
+            self._index = None
 
     def _schedule_fsync(self) -> None:
         if self._fsync_pending:

@@ -32,9 +32,13 @@ Say = Callable[[str], None]
 class PathProof:
     """Subscriber on the serving stack, and the dry runs whose arrival it waits for."""
 
-    def __init__(self, cluster: Cluster, say: Say) -> None:
+    def __init__(self, cluster: Cluster, say: Say, *, warn_unreached: bool = True) -> None:
+        """``warn_unreached=False``: the caller turns a probe that saw nothing arrive
+        (:attr:`unreached`) into an error of its own instead of a warning."""
         self.cluster = cluster
         self.say = say
+        self.warn_unreached = warn_unreached
+        self.unreached = False  # dry runs were sent, none arrived in time
         self._awaited: dict[str, asyncio.Future[float]] = {}
 
     def on_exchange(self, exchange: Exchange) -> None:
@@ -79,6 +83,8 @@ class PathProof:
             # second one says what a call costs now.
             return await self._dry_run(candidate, refusals) or round_trip
         if not stopping.is_set():
+            self.unreached = True
+        if self.unreached and self.warn_unreached:
             self.say(
                 "warning: the probe's dry-run creates did not reach your code within "
                 f"{TIMEOUT_SECONDS:.0f} s; the apiserver cannot call through the tunnel "

@@ -40,12 +40,12 @@ import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from webhook_dev.addresses import is_ip_address
-from webhook_dev.errors import ClusterError
+from webhook_dev.errors import ClusterError, UnreachableError
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import journal, personal_plan
 from webhook_dev.redirect import plan_builder as redirect
@@ -59,7 +59,7 @@ from webhook_dev.redirect.discovery import (
 from webhook_dev.redirect.personal import Claim, check_scope_free, prepare_claim, recheck_after_lock
 from webhook_dev.redirect.plan import ChangeKind, RedirectPlan, get_field
 from webhook_dev.redirect.plan_builder import Snapshot
-from webhook_dev.redirect.proof import PathProof
+from webhook_dev.redirect.proof import TIMEOUT_SECONDS, PathProof
 from webhook_dev.redirect.restore import restore_from_journal
 from webhook_dev.redirect.scope import Scope
 from webhook_dev.serving.spec import ServingSpec
@@ -68,6 +68,7 @@ from webhook_dev.subscribers.call_stats import CallStats
 from webhook_dev.subscribers.live_view import SessionFacts
 from webhook_dev.tls import certs
 from webhook_dev.tls.authority import LocalAuthority
+from webhook_dev.tls.cert_dir import write_cert_dir
 from webhook_dev.tunnel.transport import DialAddress, Transport
 
 FAULT_ENV = "WEBHOOK_DEV_FAULT_AFTER"
@@ -89,6 +90,11 @@ class UpOptions:
     timeout_seconds: int = 5
     force: bool = False
     probe: bool = True
+    # A probe that sees no call arrive restores and raises UnreachableError instead of
+    # warning (``--direct``: nothing else would tell the user the cluster cannot dial us).
+    require_proof: bool = False
+    # controller-runtime's cert dir: tls.crt/tls.key from our CA, trusted for the upstream.
+    upstream_cert_dir: Path | None = None
     scope: Scope | None = None  # a personal redirect: only these namespaces/requesters
     subscribers: list[Any] = field(default_factory=list)
 
@@ -136,6 +142,8 @@ class Session:
         self._stack: ServingStack | None = None  # as soon as it exists, for close()
         self._local: Local | None = None  # for the live view
         self._lost_lease = False
+        self._authority: LocalAuthority | None = None  # kept to renew the upstream cert dir
+        self._snapshot: Snapshot | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[Any] | None = None
         self._changing = False  # from the journal on, stop politely instead of cancelling
@@ -167,6 +175,7 @@ class Session:
         found = await self._read_cluster()
         local = await self._serve_locally(found)
         snapshot = await self._clear_leftover(found)
+        self._snapshot = snapshot
         record = await self._take_lock(found, snapshot, local)
         self._changing = True
         try:
@@ -243,8 +252,15 @@ class Session:
         self, authority: LocalAuthority, snapshot: Snapshot, dial_ip: str | None
     ) -> ServingStack:
         cert_file, key_file = await asyncio.to_thread(_serving_files, authority, snapshot, dial_ip)
+        serving = self.options.serving
+        if self.options.upstream_cert_dir is not None:
+            # Before the first --run: controller-runtime refuses to start without them.
+            self._authority = authority
+            await asyncio.to_thread(self._write_upstream_cert_dir, snapshot)
+            if serving.upstream_ca is None and not serving.upstream_insecure:
+                serving = replace(serving, upstream_ca=authority.ca_cert_path)
         self._stack = ServingStack.from_spec(
-            self.options.serving,
+            serving,
             port=self.options.port,
             cert_file=cert_file,
             key_file=key_file,
@@ -252,6 +268,17 @@ class Session:
         )
         await self._stack.start()
         return self._stack
+
+    def _write_upstream_cert_dir(self, snapshot: Snapshot) -> None:
+        directory = self.options.upstream_cert_dir
+        if directory is None or self._authority is None:
+            return
+        target = redirect.service_target(snapshot)
+        names = ["localhost"]
+        if target is not None:
+            names += certs.service_dns_names(target.name, target.namespace)
+        if write_cert_dir(self._authority, directory, dns_names=names):
+            self.say(f"wrote {directory}/tls.crt and tls.key (webhook-dev's CA) for the upstream")
 
     async def _clear_leftover(self, found: Found) -> Snapshot:
         """With ``--force`` over a stale session: restore what it left, then read again."""
@@ -320,16 +347,27 @@ class Session:
         )
 
     async def _prove(self, cluster: Cluster, snapshot: Snapshot) -> None:
-        proof = PathProof(cluster, self.say)
+        """:raises UnreachableError: with ``require_proof``, no dry run arrived (the
+        ``finally`` of :meth:`run` restores the cluster on the way out)."""
+        required = self.options.require_proof
+        proof = PathProof(cluster, self.say, warn_unreached=not required)
         assert self._local is not None
         self._local.stack.hooks.subscribe(proof)
         round_trip = await proof.prove(snapshot, self._stop)
         if round_trip is None:
+            if required and proof.unreached:
+                raise UnreachableError(
+                    f"no dry-run call reached {self._local.address} within "
+                    f"{TIMEOUT_SECONDS:.0f} s: the cluster cannot connect to this machine; "
+                    "the cluster was restored"
+                )
             return
         target = redirect.service_target(snapshot)
         via = f"{target.name}.{target.namespace}.svc" if target else "url"
+        kind = self.transport.describe().get("kind", "tunnel")
+        path = "tunnel" if kind == "ssh" else kind
         self.say(
-            f"ready: kube-apiserver → {via} → tunnel → your code in {round_trip * 1000:.0f} ms"
+            f"ready: kube-apiserver → {via} → {path} → your code in {round_trip * 1000:.0f} ms"
         )
 
     async def _heartbeat_until_stopped(self, cluster: Cluster, record: journal.Journal) -> None:
@@ -346,6 +384,8 @@ class Session:
                     self.say("the redirect was taken down from elsewhere; stopping")
                     return
                 await asyncio.to_thread(self._keep_ca_bundles, cluster, record)
+                if self._snapshot is not None:  # renews the cert dir as expiry nears
+                    await asyncio.to_thread(self._write_upstream_cert_dir, self._snapshot)
             except ClusterError as error:
                 self.say(f"warning: heartbeat failed: {error.message}")
 
@@ -355,6 +395,7 @@ class Session:
             "tunnel": str(self.transport.state),
             "calls": str(self.call_stats.calls),
             "last-call": last.isoformat(timespec="seconds") if last else "",
+            **self.transport.health(),
         }
 
     def _keep_ca_bundles(self, cluster: Cluster, record: journal.Journal) -> None:

@@ -50,6 +50,7 @@ class ServingStack:
     :param port: 0 picks a free port; read it back from :attr:`port` once entered.
     :param cert_file, key_file: serving certificate; by default one from the local CA for
         ``dns_names`` and ``ip_addresses`` (reissued when they change).
+    :param record_max_size: rotate the recording past this size (``None``: never).
     :param record: append exchanges to this JSON Lines file (secrets redacted unless
         ``redact=False``).
     :param watch: directories whose Python files trigger a reload on save.
@@ -70,6 +71,7 @@ class ServingStack:
         ip_addresses: Sequence[str] = LOCAL_IP_ADDRESSES,
         record: Path | None = None,
         redact: bool = True,
+        record_max_size: int | None = None,
         watch: Sequence[Path] = (),
         subscribers: Iterable[Any] = (),
         max_body: int = MAX_BODY,
@@ -84,6 +86,7 @@ class ServingStack:
         self._cert_file, self._key_file = cert_file, key_file
         self._dns_names, self._ip_addresses = dns_names, ip_addresses
         self._record, self._redact = record, redact
+        self._record_max_size = record_max_size
         self._watch = list(watch)
         self._watch_filter = watch_filter
         self._max_body = max_body
@@ -126,7 +129,14 @@ class ServingStack:
                     globs = [e for e in spec.watch if not (root / e).is_dir()]
                     options["watch"] = directories or [root]
                     options["watch_filter"] = SourceFilter(root, globs)
-        return cls(upstream, hooks=hooks, record=spec.record, redact=spec.redact, **options)
+        return cls(
+            upstream,
+            hooks=hooks,
+            record=spec.record,
+            redact=spec.redact,
+            record_max_size=spec.record_max_size,
+            **options,
+        )
 
     @classmethod
     def for_app(cls, app: str, **options: Any) -> ServingStack:
@@ -144,7 +154,12 @@ class ServingStack:
         listener = self._listen()
         try:
             if self._record is not None:
-                self.recorder = Recorder(self._record, redact=self._redact, hooks=self.hooks)
+                self.recorder = Recorder(
+                    self._record,
+                    redact=self._redact,
+                    max_size=self._record_max_size,
+                    hooks=self.hooks,
+                )
                 self.hooks.subscribe(self.recorder)
             await self.upstream.start()
             if self._watch:
@@ -177,6 +192,7 @@ class ServingStack:
             self._runner = None
         await self.upstream.close()
         if self.recorder is not None:
+            self.recorder.report_unresolved()
             self.recorder.close()
 
     async def __aenter__(self) -> ServingStack:

@@ -130,6 +130,10 @@ class SshTunnel:
             "port": str(self.remote_port),
         }
 
+    def health(self) -> dict[str, str]:
+        """Nothing beyond the state, which the session reports itself."""
+        return {}
+
     async def close(self) -> None:
         self._closing = True
         if self._keeper:

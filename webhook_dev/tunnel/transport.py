@@ -7,7 +7,8 @@ nothing of it. Three transports fit the contract:
 
 * ``--ssh DEST`` (:class:`webhook_dev.tunnel.ssh.SshTunnel`): a reverse forward on the
   master, bound to its routable address;
-* ``--direct``: the cluster reaches this machine; the proxy listens on one address;
+* ``--direct`` (:class:`webhook_dev.tunnel.direct.DirectTransport`): the cluster
+  reaches this machine, which listens on one address for the cluster's peers only;
 * ``--relay``: a relay Pod, reached through the apiserver's port-forward.
 
 The calls come in two steps because the certificate may have to name the address
@@ -60,5 +61,9 @@ class Transport(Protocol):
 
     def describe(self) -> dict[str, str]:
         """For the journal and ``status``: ``kind`` and what a person needs to see."""
+
+    def health(self) -> dict[str, str]:
+        """Renewed with the session's Lease for ``status`` (e.g. ``--direct``'s refused
+        connections); may be empty."""
 
     async def close(self) -> None: ...
