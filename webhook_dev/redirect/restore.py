@@ -3,6 +3,7 @@ server, so ``webhook-dev down`` starts fast."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -48,6 +49,12 @@ def orphan_locks(cluster: Cluster, found: list[journal.Journal]) -> list[journal
 #: A relay no journal names is a stray once this old: younger, it may belong to an ``up``
 #: still waiting for its Pod, which journals it moments later.
 STRAY_AFTER = timedelta(seconds=POD_READY_TIMEOUT + 60)
+STRAY_ENV = "WEBHOOK_DEV_RELAY_STRAY_SECONDS"  # tests: a shorter STRAY_AFTER
+
+
+def _stray_after() -> timedelta:
+    override = os.environ.get(STRAY_ENV)
+    return timedelta(seconds=float(override)) if override else STRAY_AFTER
 
 
 def remove_stray_relays(
@@ -78,7 +85,7 @@ def remove_stray_relays(
                 created = datetime.fromisoformat(
                     metadata.get("creationTimestamp", now.isoformat()).replace("Z", "+00:00")
                 )
-                if (kind, url) in named or now - created < STRAY_AFTER:
+                if (kind, url) in named or now - created < _stray_after():
                     continue
                 if cluster.delete(url):
                     removed += 1

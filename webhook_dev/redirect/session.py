@@ -246,6 +246,7 @@ class Session:
             await self._on_serving(stack)
         address = await self.transport.carry(stack.port)
         self._local = Local(stack, address, authority.ca_cert_pem)
+        fault_point("carry")  # --relay: its Pod exists, no journal names it yet
         return self._local
 
     async def _start_stack(
