@@ -1,7 +1,10 @@
 """The inspector's command-line parts: the flags ``serve`` and ``up`` share, and ``inspect``.
 
 ``webhook-dev inspect FILE...`` opens recordings in the same page, offline; with
-``--app`` it also runs the app (reloaded on save) so the replay button works.
+``--app`` it also runs the app (reloaded on save) so the replay button works. Each file
+is read through its index (built or brought up to date first, with a progress bar on a
+terminal), so a recording of a million exchanges opens in about a second and the page
+only ever receives the rows it shows; several files are merged by time.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import click
 
 from webhook_dev.admission.exchange import Hooks
 from webhook_dev.commands import event_loop
-from webhook_dev.commands.options import inspector_line
+from webhook_dev.commands.options import err_console, inspector_line
 from webhook_dev.errors import ExitCode
-from webhook_dev.inspector.feed import CAPACITY, ExchangeFeed
+from webhook_dev.inspector.feed import ExchangeFeed
 from webhook_dev.inspector.server import DEFAULT_PORT, InspectorServer
-from webhook_dev.recording.reader import read_recording
+from webhook_dev.inspector.store import RecordingStore
+from webhook_dev.recording.index import RecordingIndex
 from webhook_dev.recording.redaction_key import redaction_key
 from webhook_dev.serving.reloader import Reloader
 from webhook_dev.serving.upstreams.app import AppUpstream
@@ -47,16 +51,9 @@ def inspect(
     The page is the one `serve` and `up` show, without live updates. With --app, Replay
     sends a recorded request to your current code and shows whether the answer changed.
     """
-    exchanges = []
-    for path in files:
-        loaded, warnings = read_recording(path)
-        for warning in warnings:
-            click.echo(f"warning: {warning}", err=True)
-        exchanges.extend(loaded)
-    feed = ExchangeFeed(capacity=max(CAPACITY, len(exchanges)))
+    store = RecordingStore(open_indexes(files))
+    feed = ExchangeFeed(capacity=1)  # live news only: the list comes from the store
     feed.status = {"generation": None, "state": "offline", "message": ""}
-    for exchange in sorted(exchanges, key=lambda exchange: exchange.started):
-        feed.add(exchange)
     workers = AppUpstream(app, hooks=Hooks([feed])) if app is not None else None
     server = InspectorServer(
         feed,
@@ -64,9 +61,46 @@ def inspect(
         replay_target=(lambda: workers) if workers is not None else None,
         redaction_key=redaction_key(),
         source=", ".join(path.name for path in files),
+        store=store,
     )
-    event_loop.run(_inspect_until_signal(server, workers, not no_reload, open_browser))
+    try:
+        event_loop.run(_inspect_until_signal(server, workers, not no_reload, open_browser))
+    finally:
+        store.close()
     sys.exit(ExitCode.OK)
+
+
+def open_indexes(files: tuple[Path, ...]) -> list[RecordingIndex]:
+    """Each file's index, fresh; building one shows a progress bar on a terminal."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TimeRemainingColumn
+
+    indexes: list[RecordingIndex] = []
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    ) as bar:
+        for path in files:
+            task = bar.add_task(f"indexing {path.name}", total=path.stat().st_size)
+
+            def advance(done: int, total: int, task: TaskID = task) -> None:
+                bar.update(task, completed=done)
+
+            index, report = RecordingIndex.open(path, progress=advance)
+            bar.remove_task(task)
+            for warning in report.warnings:
+                click.echo(f"warning: {warning}", err=True)
+            if report.rebuilt and report.added:
+                click.echo(
+                    f"indexed {path.name}: {report.added} exchanges in {report.seconds:.1f} s",
+                    err=True,
+                )
+            indexes.append(index)
+    return indexes
 
 
 async def _inspect_until_signal(
@@ -84,7 +118,7 @@ async def _inspect_until_signal(
             await reloader.start()
     try:
         async with server:
-            click.echo(f"{len(server.feed)} exchanges")
+            click.echo(f"{await server.store.count()} exchanges")
             click.echo(inspector_line(server))
             if open_browser:
                 webbrowser.open(server.url)

@@ -28,6 +28,7 @@ COMMANDS = {
     "serve": "webhook_dev.commands.serve:serve",
     "replay": "webhook_dev.commands.replay:replay",
     "inspect": "webhook_dev.commands.inspect:inspect",
+    "recordings": "webhook_dev.commands.recordings:recordings",
     "demo": "webhook_dev.commands.demo:demo",
     "lab": "webhook_dev.commands.lab:lab",
 }

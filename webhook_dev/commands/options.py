@@ -6,12 +6,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import click
 from rich.console import Console
 
 from webhook_dev.inspector.server import DEFAULT_PORT, InspectorServer
+from webhook_dev.recording.writer import DEFAULT_MAX_SIZE
 from webhook_dev.serving.spec import ServingSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,8 +47,36 @@ def target_options(function: Any) -> Any:
     )(function)
 
 
+class ByteSize(click.ParamType[int, Any]):
+    """A size such as ``512M``, ``2G``, ``100k`` or plain bytes; ``0`` means no limit."""
+
+    name = "SIZE"
+    _UNITS: ClassVar[dict[str, int]] = {
+        "": 1,
+        "b": 1,
+        "k": 2**10,
+        "m": 2**20,
+        "g": 2**30,
+        "t": 2**40,
+    }
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower().removesuffix("ib").removesuffix("b")
+        number, unit = (text[:-1], text[-1]) if text[-1:].isalpha() else (text, "")
+        try:
+            size = int(float(number) * self._UNITS[unit])
+        except (KeyError, ValueError):
+            self.fail(f"{value!r} is not a size (e.g. 256M, 2G, 0 for no limit)", param, ctx)
+        if size < 0:
+            self.fail(f"{value!r}: a size cannot be negative", param, ctx)
+        return size
+
+
 def loop_options(function: Any) -> Any:
-    """``--record``, ``--no-record``, ``--watch``, ``--no-reload`` and ``--show-secrets``."""
+    """``--record``, ``--no-record``, ``--record-max-size``, ``--watch``, ``--no-reload``
+    and ``--show-secrets``."""
     for option in reversed(
         [
             click.option(
@@ -58,6 +87,14 @@ def loop_options(function: Any) -> Any:
                 "[default: a new file in the state directory].",
             ),
             click.option("--no-record", is_flag=True, help="Record nothing."),
+            click.option(
+                "--record-max-size",
+                type=ByteSize(),
+                default=DEFAULT_MAX_SIZE,
+                help="Start a new part of the recording (NAME.1.jsonl, NAME.2.jsonl...) "
+                "when a line would take it past SIZE; a line is never split; 0: no limit "
+                f"[default: {DEFAULT_MAX_SIZE // 2**20}M].",
+            ),
             click.option(
                 "--watch",
                 "watch",
@@ -151,6 +188,7 @@ def serving_options(function: Any) -> Any:
             build=flags.pop("build_command"),
             record=flags.pop("record"),
             no_record=flags.pop("no_record"),
+            record_max_size=flags.pop("record_max_size"),
             show_secrets=flags.pop("show_secrets"),
             no_reload=flags.pop("no_reload"),
             watch=flags.pop("watch"),

@@ -1,12 +1,18 @@
 """``webhook-dev replay``: recorded requests against the current code, compared by meaning.
 
 Exit codes: 0 every answer matches; 1 some differ; 2 bad usage or an unreadable file.
+
+Large recordings: the files are streamed and each result printed as it comes (constant
+memory); ``--jobs N`` keeps N calls in flight (with ``--app``, over up to one worker a
+CPU), the report keeping the recording's order; ``--where`` and ``--sample`` pick a
+subset; a progress bar shows on a terminal (stderr).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -14,8 +20,11 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from webhook_dev.errors import ExitCode, UsageError
-from webhook_dev.replay.replayer import ReplayResult, render, replay_files
+from webhook_dev.errors import ExitCode, RecordingError, UsageError
+from webhook_dev.recording import query as filters
+from webhook_dev.recording.redaction_key import redaction_key
+from webhook_dev.replay.batch import Selection, Skipped, replay_in_order, selected
+from webhook_dev.replay.replayer import ReplayResult, render
 from webhook_dev.serving.upstream import Upstream
 from webhook_dev.serving.upstreams.app import AppUpstream
 from webhook_dev.serving.upstreams.url import UrlUpstream
@@ -36,6 +45,25 @@ from webhook_dev.serving.upstreams.url import UrlUpstream
     help="Also feed each patched object back; fail if a second pass changes it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print results as one JSON document.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Calls in flight at once; with --app, over up to one worker a CPU.",
+)
+@click.option(
+    "--where",
+    metavar="QUERY",
+    help="Replay only exchanges matching QUERY, the inspector's filter syntax "
+    "(e.g. 'kind:Pod result:denied ns:team-*').",
+)
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    help="Replay N exchanges picked at random (the same N each run), in recorded order.",
+)
 def replay(
     files: tuple[Path, ...],
     app: str | None,
@@ -43,6 +71,9 @@ def replay(
     cacert: Path | None,
     idempotence: bool,
     as_json: bool,
+    jobs: int,
+    where: str | None,
+    sample: int | None,
 ) -> None:
     """Send each request recorded in FILE... to the current code and compare the answers.
 
@@ -51,47 +82,121 @@ def replay(
     """
     if (app is None) == (url is None):
         raise UsageError("give exactly one of --app APP or --url URL")
-    target: Upstream = (
-        AppUpstream(app)
+    selection = Selection(where=filters.parse(where or ""), sample=sample)
+    for path in files:
+        if not path.is_file():
+            raise RecordingError(f"recording {path} does not exist")
+    workers = min(jobs, os.cpu_count() or 1) if app is not None else 1
+    targets: list[Upstream] = (
+        [AppUpstream(app) for _ in range(workers)]
         if app is not None
-        else UrlUpstream.for_replay(url or "", ca_file=cacert or _local_ca())
+        else [UrlUpstream.for_replay(url or "", ca_file=cacert or _local_ca())]
     )
-    results, warnings = asyncio.run(_run(target, files, idempotence))
-    for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
-    passed = sum(result.passed for result in results)
-    failed = len(results) - passed
-    if as_json:
-        summary = {"passed": passed, "failed": failed, "results": [r.to_json() for r in results]}
-        click.echo(json.dumps(summary, indent=2, default=str))
-    else:
-        _print(results, passed, failed)
-    sys.exit(ExitCode.FAILED if failed else ExitCode.OK)
+    report = _Report(as_json, _expected(files, selection))
+    try:
+        asyncio.run(_run(targets, files, selection, jobs, idempotence, report))
+    finally:
+        report.close()
+    report.finish()
+    sys.exit(ExitCode.FAILED if report.failed else ExitCode.OK)
+
+
+class _Report:
+    """Prints each result as it comes (JSON: one small dict a result, streamed), counts,
+    and shows progress on a terminal."""
+
+    def __init__(self, as_json: bool, expected: int | None) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self.as_json = as_json
+        self.console = Console(soft_wrap=True, highlight=False)
+        self.passed = self.failed = 0
+        self._progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+            disable=not Console(stderr=True).is_terminal,
+        )
+        self._task = self._progress.add_task("replaying", total=expected)
+        self._progress.start()
+        if as_json:
+            click.echo('{"results": [')
+
+    def add(self, result: ReplayResult) -> None:
+        first = self.passed + self.failed == 0
+        if result.passed:
+            self.passed += 1
+        else:
+            self.failed += 1
+        self._progress.advance(self._task)
+        if self.as_json:
+            click.echo(
+                ("" if first else ",\n") + json.dumps(result.to_json(), default=str), nl=False
+            )
+        elif result.passed:
+            self.console.print(Text(f"ok    {result.where}  {result.title}", style="green"))
+        else:
+            self.console.print(Text(f"FAIL  {result.where}  {result.title}", style="bold red"))
+            self.console.print(Text(render(result)))
+
+    def close(self) -> None:
+        self._progress.stop()
+
+    def finish(self) -> None:
+        if self.as_json:
+            click.echo(f'\n], "passed": {self.passed}, "failed": {self.failed}}}')
+            return
+        style = "bold red" if self.failed else "bold green"
+        self.console.print(Text(f"{self.passed} passed, {self.failed} failed", style=style))
+
+
+def _expected(files: tuple[Path, ...], selection: Selection) -> int | None:
+    """How many results to expect, for the progress bar (only on a terminal: counting
+    lines reads the files once more)."""
+    if not Console(stderr=True).is_terminal:
+        return None
+    if selection.where:
+        return selection.sample
+    lines = 0
+    for path in files:
+        with path.open("rb") as file:
+            while chunk := file.read(1 << 22):
+                lines += chunk.count(b"\n")
+    return min(lines, selection.sample) if selection.sample else lines
 
 
 async def _run(
-    target: Upstream, files: tuple[Path, ...], idempotence: bool
-) -> tuple[list[ReplayResult], list[str]]:
-    if isinstance(target, AppUpstream):
-        await target.start(require_ready=True)
-    else:
-        await target.start()
+    targets: list[Upstream],
+    files: tuple[Path, ...],
+    selection: Selection,
+    jobs: int,
+    idempotence: bool,
+    report: _Report,
+) -> None:
     try:
-        return await replay_files(files, target, idempotence=idempotence)
+        for target in targets:
+            if isinstance(target, AppUpstream):
+                await target.start(require_ready=True)
+            else:
+                await target.start()
+        results = replay_in_order(
+            selected(files, selection),
+            targets,
+            jobs=jobs,
+            idempotence=idempotence,
+            redaction_key=redaction_key(),
+        )
+        async for item in results:
+            if isinstance(item, Skipped):
+                click.echo(f"warning: {item}", err=True)
+            else:
+                report.add(item)
     finally:
-        await target.close()
-
-
-def _print(results: list[ReplayResult], passed: int, failed: int) -> None:
-    console = Console(soft_wrap=True, highlight=False)
-    for result in results:
-        if result.passed:
-            console.print(Text(f"ok    {result.where}  {result.title}", style="green"))
-        else:
-            console.print(Text(f"FAIL  {result.where}  {result.title}", style="bold red"))
-            console.print(Text(render(result)))
-    style = "bold red" if failed else "bold green"
-    console.print(Text(f"{passed} passed, {failed} failed", style=style))
+        for target in targets:
+            await target.close()
 
 
 def _local_ca() -> Path | None:

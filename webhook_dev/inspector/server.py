@@ -12,8 +12,12 @@ any web page the developer visits must not be able to read or drive it.
   127.0.0.1) gets 403 even before the token question.
 - A POST must come from the page's own origin; responses forbid framing and inline script.
 
-Routes: ``/`` the page, ``/static/*`` its assets, ``/api/exchanges`` the list,
-``/api/exchanges/{id}`` one exchange's detail, ``POST /api/exchanges/{id}/replay``,
+Routes: ``/`` the page, ``/static/*`` its assets, ``/api/exchanges`` the list (a window:
+``?q=`` a filter in :mod:`~webhook_dev.recording.query`'s syntax, ``offset``, ``limit``
+up to :data:`MAX_LIMIT`, ``order=newest`` or oldest first, the default kept for scripts;
+``total`` says how many match), ``/api/facets`` the values the page's selects offer,
+``/api/exchanges/{id}`` one exchange's detail (read from its file by offset),
+``POST /api/exchanges/{id}/replay``,
 ``/api/events`` server-sent events (``exchange`` rows and worker ``status``).
 """
 
@@ -29,9 +33,12 @@ from typing import Any
 
 from aiohttp import web
 
-from webhook_dev.errors import ReviewError, UsageError
+from webhook_dev.admission.exchange import Exchange
+from webhook_dev.errors import RecordingError, ReviewError, UsageError
 from webhook_dev.inspector import views
 from webhook_dev.inspector.feed import ExchangeFeed, Listener
+from webhook_dev.inspector.store import FeedStore, Store
+from webhook_dev.recording import query as filters
 from webhook_dev.replay.replayer import render, replay_exchange
 from webhook_dev.serving.upstream import Upstream
 
@@ -39,6 +46,8 @@ DEFAULT_PORT = 4041  # ngrok's page is on 4040; one up, so both can run
 STATIC_DIR = Path(__file__).with_name("static")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 KEEPALIVE_SECONDS = 15.0
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 1000
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -64,6 +73,8 @@ class InspectorServer:
     :param redaction_key: the recorder's key, so replaying a recorded (redacted) Secret
         compares equal when the code did not change.
     :param source: shown in the header, e.g. ``live`` or the recordings' names.
+    :param store: where the list comes from (``inspect``: recordings through their index);
+        default: ``feed``'s ring.
     :raises UsageError: from :meth:`start` when the port is taken.
     """
 
@@ -77,8 +88,10 @@ class InspectorServer:
         redaction_key: bytes | None = None,
         source: str = "live",
         token: str | None = None,
+        store: Store | None = None,
     ) -> None:
         self.feed = feed
+        self.store: Store = store if store is not None else FeedStore(feed)
         self.host = host
         self._fallback = port is None
         self.port = DEFAULT_PORT if port is None else port
@@ -104,6 +117,7 @@ class InspectorServer:
         app.router.add_get("/", self._index)
         app.router.add_static("/static/", STATIC_DIR)
         app.router.add_get("/api/exchanges", self._list)
+        app.router.add_get("/api/facets", self._facets)
         app.router.add_get("/api/exchanges/{id}", self._detail)
         app.router.add_post("/api/exchanges/{id}/replay", self._replay)
         app.router.add_get("/api/events", self._events)
@@ -177,24 +191,52 @@ class InspectorServer:
         return web.FileResponse(STATIC_DIR / "index.html")
 
     async def _list(self, request: web.Request) -> web.Response:
+        try:
+            query = filters.parse(request.query.get("q", ""))
+            offset = max(0, int(request.query.get("offset", "0")))
+            limit = min(MAX_LIMIT, max(0, int(request.query.get("limit", str(DEFAULT_LIMIT)))))
+        except filters.QueryError as error:
+            return web.json_response({"error": str(error)}, status=400)
+        except ValueError:
+            return web.json_response({"error": "offset and limit are numbers"}, status=400)
+        newest_first = request.query.get("order") == "newest"
+        if newest_first:
+            total, rows = await self.store.page(query, offset, limit)
+        else:  # oldest first: the window counted from the other end
+            total, _ = await self.store.page(query, 0, 0)
+            start = max(0, total - offset - limit)
+            _, rows = await self.store.page(query, start, max(0, total - offset - start))
+            rows.reverse()
         return web.json_response(
             {
-                "exchanges": self.feed.rows(),
+                "exchanges": rows,
+                "total": total,
+                "offset": offset,
                 "source": self.source,
                 "replay": self._target() is not None,
                 **self.feed.describe(),
+                "count": await self.store.count(),
             },
             dumps=_dumps,
         )
 
+    async def _facets(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.store.facets(), dumps=_dumps)
+
+    async def _exchange(self, exchange_id: str) -> Exchange | None:
+        try:
+            return await self.store.get(exchange_id)
+        except RecordingError as error:
+            raise web.HTTPConflict(text=f"cannot read this exchange: {error}") from error
+
     async def _detail(self, request: web.Request) -> web.Response:
-        exchange = self.feed.get(request.match_info["id"])
+        exchange = await self._exchange(request.match_info["id"])
         if exchange is None:
             raise web.HTTPNotFound(text="no such exchange (the inspector keeps the newest 1,000)")
         return web.json_response(views.detail(exchange), dumps=_dumps)
 
     async def _replay(self, request: web.Request) -> web.Response:
-        exchange = self.feed.get(request.match_info["id"])
+        exchange = await self._exchange(request.match_info["id"])
         if exchange is None:
             raise web.HTTPNotFound(text="no such exchange")
         target = self._target()

@@ -17,84 +17,32 @@ from webhook_dev.admission.exchange import Exchange
 from webhook_dev.admission.review import (
     AdmissionResponse,
     JsonObject,
-    display_name,
     parse_request,
-    patch_op_count,
     read_response,
 )
-from webhook_dev.admission.timeouts import call_timeout
 from webhook_dev.errors import ReviewError
+from webhook_dev.recording.summary import (
+    SLOW_FRACTION,
+    is_slow,
+    list_flags,
+    result_of,
+    summary,
+    timeout_seconds,
+)
 
-SLOW_FRACTION = 0.8  # of the apiserver's timeout: past it, a busier cluster would time out
+__all__ = [
+    "SLOW_FRACTION",
+    "detail",
+    "is_slow",
+    "list_flags",
+    "result_of",
+    "side_by_side",
+    "summary",
+    "timeout_seconds",
+]
 
 # Row kinds of a side-by-side diff.
 SAME, CHANGED, REMOVED, ADDED = "same", "changed", "removed", "added"
-
-
-def timeout_seconds(exchange: Exchange) -> float:
-    """The apiserver's budget for this call: its ``?timeout=``, else the default 10 s."""
-    return call_timeout(exchange.path)
-
-
-def is_slow(exchange: Exchange) -> bool:
-    """Took more than 80% of its timeout: it passes here but is one hiccup from failing."""
-    return exchange.duration_ms > SLOW_FRACTION * timeout_seconds(exchange) * 1000
-
-
-def result_of(exchange: Exchange) -> str:
-    """``allowed``, ``denied``, ``error`` (the apiserver fails the call) or ``bad request``."""
-    if not exchange.request:
-        return "bad request"
-    allowed = exchange.response.get("allowed")
-    if exchange.http_status != 200 or not isinstance(allowed, bool):
-        return "error"
-    return "allowed" if allowed else "denied"
-
-
-def list_flags(exchange: Exchange) -> list[dict[str, str]]:
-    """The warnings shown in the list: invalid response, handler error, slow."""
-    flags: list[dict[str, str]] = []
-    if exchange.request and exchange.http_status >= 500:
-        last_line = (exchange.error or "").strip().splitlines()[-1:] or [
-            f"HTTP {exchange.http_status}"
-        ]
-        flags.append({"code": "handler-error", "label": "handler error", "message": last_line[0]})
-    invalid = [flag for flag in exchange.flags if flag.code != "http-status"]
-    if invalid:
-        message = "; ".join(flag.message for flag in invalid)
-        flags.append({"code": "invalid-response", "label": "invalid response", "message": message})
-    if is_slow(exchange):
-        budget = timeout_seconds(exchange)
-        message = f"{exchange.duration_ms:.0f} ms of a {budget:g} s timeout"
-        flags.append({"code": "slow", "label": "slow", "message": message})
-    return flags
-
-
-def summary(exchange: Exchange) -> JsonObject:
-    """One row of the list: everything it shows, filters on, and searches."""
-    request = exchange.request
-    kind = (request.get("kind") or {}).get("kind", "") if request else ""
-    status = exchange.response.get("status") or {}
-    return {
-        "id": exchange.id,
-        "time": exchange.started.isoformat(),
-        "operation": str(request.get("operation") or ""),
-        "kind": str(kind),
-        "namespace": str(request.get("namespace") or ""),
-        "name": display_name(request) if request else "",
-        "user": str((request.get("userInfo") or {}).get("username") or ""),
-        "uid": str(request.get("uid") or ""),
-        "result": result_of(exchange),
-        "message": str(status.get("message") or exchange.error or "")
-        if isinstance(status, dict)
-        else "",
-        "http_status": exchange.http_status,
-        "patch_ops": patch_op_count(exchange.response),
-        "duration_ms": round(exchange.duration_ms, 2),
-        "generation": exchange.generation,
-        "path": exchange.path,
-        "flags": list_flags(exchange),
-    }
 
 
 def detail(exchange: Exchange) -> JsonObject:

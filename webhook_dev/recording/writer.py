@@ -6,6 +6,12 @@ every completed line is in the kernel the moment its exchange completes. ``fsync
 only matters if the machine itself goes down) follows within :data:`FSYNC_DELAY` seconds,
 off the event loop, and on close.
 
+Retention: with ``max_size`` (``--record-max-size``, default :data:`DEFAULT_MAX_SIZE`),
+a line that would take the file past that size starts the next part instead
+(:func:`part_path`); a line is never split, and one line larger than the limit gets a
+part of its own. Each part has its index (:mod:`~webhook_dev.recording.index`), kept as
+lines are written.
+
 Recordings hold cluster objects, so files are created 0600. Secret values are redacted by
 default with the per-workstation HMAC key (:mod:`~webhook_dev.recording.redaction_key`):
 equal secrets give equal markers across your recordings, and nothing else can be learned
@@ -22,9 +28,20 @@ from pathlib import Path
 from webhook_dev.admission.exchange import Exchange
 from webhook_dev.errors import RecordingError
 from webhook_dev.recording import format as recording
+from webhook_dev.recording.index import IndexAppender
 from webhook_dev.recording.redaction_key import redaction_key
 
 FSYNC_DELAY = 0.2
+DEFAULT_MAX_SIZE = 256 * 2**20  # --record-max-size: 256 MiB a file
+
+
+def part_path(path: Path, part: int) -> Path:
+    """The name of a recording's ``part``-th file: ``session.jsonl``, then
+    ``session.1.jsonl``, ``session.2.jsonl``... (no file is ever renamed, so the index
+    beside each stays valid and a reader holding one keeps reading the right data)."""
+    if part == 0:
+        return path
+    return path.with_name(f"{path.stem}.{part}{path.suffix}")
 
 
 class Recorder:
@@ -34,15 +51,40 @@ class Recorder:
     but not recorded: there is nothing to replay.
     """
 
-    def __init__(self, path: Path, *, redact: bool = True) -> None:
-        self.path = path
+    def __init__(
+        self,
+        path: Path,
+        *,
+        redact: bool = True,
+        max_size: int | None = None,
+        index: bool = True,
+    ) -> None:
+        self.first_path = path
         self._key = redaction_key() if redact else None
+        self._max_size = max_size or None
+        self._index_lines = index
+        self._index: IndexAppender | None = None
+        self._part = 0
+        self._fd: int | None = None
+        self._size = 0
+        self._fsync_pending = False
+        self._open(path)
+        if self._max_size is not None:
+            while self._size >= self._max_size:  # a session appending to a full file
+                self._part += 1
+                self._open(part_path(path, self._part))
+
+    def _open(self, path: Path) -> None:
+        if self._fd is not None:
+            self.close()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._size = os.fstat(self._fd).st_size
         except OSError as error:
             raise RecordingError(f"cannot open recording {path}: {error.strerror}") from error
-        self._fsync_pending = False
+        self.path = path
+        self._index = IndexAppender(path) if self._index_lines else None
 
     def __repr__(self) -> str:
         return f"Recorder({str(self.path)!r})"
@@ -51,9 +93,18 @@ class Recorder:
         if self._fd is None or exchange.request_review is None:
             return
         data = recording.encode(exchange, redaction_key=self._key).encode()
-        while data:
-            written = os.write(self._fd, data)
-            data = data[written:]
+        if self._max_size is not None and self._size and self._size + len(data) > self._max_size:
+            self._part += 1
+            self._open(part_path(self.first_path, self._part))
+        assert self._fd is not None
+        offset = self._size
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._size = offset + len(data)
+        if self._index is not None:
+            self._index.add(exchange, offset, len(data))
         self._schedule_fsync()
 
     def close(self) -> None:
@@ -62,6 +113,9 @@ class Recorder:
                 os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
+        if self._index is not None:
+            self._index.close()
+            self._index = None
 
     def _schedule_fsync(self) -> None:
         if self._fsync_pending:

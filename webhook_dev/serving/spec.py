@@ -19,6 +19,7 @@ from pathlib import Path
 
 from webhook_dev.errors import UsageError
 from webhook_dev.paths import state_dir
+from webhook_dev.recording.writer import DEFAULT_MAX_SIZE
 
 
 class Answerer(enum.Enum):
@@ -37,6 +38,8 @@ class ServingSpec:
     :param upstream: an http(s) URL to forward to (any language).
     :param run, build: ``--run CMD`` serving ``upstream``; ``--build CMD`` before each start.
     :param record: the recording to append to; ``None`` records nothing.
+    :param record_max_size: start a new part of the recording past this many bytes
+        (``None``: one file, however large); see :mod:`webhook_dev.recording.writer`.
     :param redact: redact Secret values in the recording (``--show-secrets`` clears it).
     :param reload: restart on save; ``watch`` lists directories (APP) or directories and
         globs (``--run``) to watch instead of the defaults.
@@ -50,6 +53,7 @@ class ServingSpec:
     run: str | None = None
     build: str | None = None
     record: Path | None = None
+    record_max_size: int | None = DEFAULT_MAX_SIZE
     redact: bool = True
     reload: bool = True
     watch: tuple[str, ...] = ()
@@ -69,6 +73,7 @@ class ServingSpec:
         build: str | None = None,
         record: Path | None = None,
         no_record: bool = False,
+        record_max_size: int | None = DEFAULT_MAX_SIZE,
         show_secrets: bool = False,
         no_reload: bool = False,
         watch: Sequence[str] = (),
@@ -101,6 +106,7 @@ class ServingSpec:
             upstream_insecure=upstream_insecure,
             run=run,
             build=build,
+            record_max_size=record_max_size or None,
             redact=not show_secrets,
             reload=not no_reload,
             watch=tuple(watch),

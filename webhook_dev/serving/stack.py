@@ -49,6 +49,7 @@ class ServingStack:
     :param port: 0 picks a free port; read it back from :attr:`port` once entered.
     :param cert_file, key_file: serving certificate; by default one from the local CA for
         ``dns_names`` and ``ip_addresses`` (reissued when they change).
+    :param record_max_size: rotate the recording past this size (``None``: never).
     :param record: append exchanges to this JSON Lines file (secrets redacted unless
         ``redact=False``).
     :param watch: directories whose Python files trigger a reload on save.
@@ -69,6 +70,7 @@ class ServingStack:
         ip_addresses: Sequence[str] = LOCAL_IP_ADDRESSES,
         record: Path | None = None,
         redact: bool = True,
+        record_max_size: int | None = None,
         watch: Sequence[Path] = (),
         subscribers: Iterable[Any] = (),
         max_body: int = MAX_BODY,
@@ -83,6 +85,7 @@ class ServingStack:
         self._cert_file, self._key_file = cert_file, key_file
         self._dns_names, self._ip_addresses = dns_names, ip_addresses
         self._record, self._redact = record, redact
+        self._record_max_size = record_max_size
         self._watch = list(watch)
         self._watch_filter = watch_filter
         self._max_body = max_body
@@ -125,7 +128,14 @@ class ServingStack:
                     globs = [e for e in spec.watch if not (root / e).is_dir()]
                     options["watch"] = directories or [root]
                     options["watch_filter"] = SourceFilter(root, globs)
-        return cls(upstream, hooks=hooks, record=spec.record, redact=spec.redact, **options)
+        return cls(
+            upstream,
+            hooks=hooks,
+            record=spec.record,
+            redact=spec.redact,
+            record_max_size=spec.record_max_size,
+            **options,
+        )
 
     @classmethod
     def for_app(cls, app: str, **options: Any) -> ServingStack:
@@ -143,7 +153,9 @@ class ServingStack:
         listener = self._listen()
         try:
             if self._record is not None:
-                self.recorder = Recorder(self._record, redact=self._redact)
+                self.recorder = Recorder(
+                    self._record, redact=self._redact, max_size=self._record_max_size
+                )
                 self.hooks.subscribe(self.recorder)
             await self.upstream.start()
             if self._watch:

@@ -4,11 +4,22 @@
 "use strict";
 
 const state = {
-  rows: new Map(),      // id -> list row (from the server's views.summary)
+  total: 0,             // rows matching the filters (on the server)
+  count: 0,             // rows in all
+  rows: new Map(),      // position (0 = newest matching) -> list row, the pages fetched so far
+  loading: new Set(),   // pages being fetched
+  generation: 0,        // bumps when the filters change: late answers are dropped
   selected: null,       // id of the call shown in the detail pane
+  selectedAt: -1,       // its position in the filtered list
   follow: true,         // select each new call as it arrives
   replayable: false,
 };
+// The list is virtualized: only the rows in view (and a few around) exist in the page,
+// fetched from the server a page at a time, so a million-call recording costs the same
+// as a hundred. Rows have one fixed height, which is what makes positions computable.
+const ROW_HEIGHT = 26;
+const PAGE = 200;
+const OVERSCAN = 10;
 
 const $ = (selector) => document.querySelector(selector);
 const filters = () => document.getElementById("filters").elements;
@@ -41,34 +52,68 @@ const objectName = (row) => (row.kind ? `${row.kind} ${row.name}` : row.path);
 
 // --- the list --------------------------------------------------------------------------
 
-async function loadList() {
-  const answer = await fetch("/api/exchanges").then((r) => r.json());
-  $("#source").textContent = answer.source;
-  state.replayable = answer.replay;
-  showStatus(answer.status);
-  for (const row of answer.exchanges) addRow(row, false);
-  if (state.selected === null || !state.rows.has(state.selected)) selectNewest();
+// The filters as one query in the server's syntax (webhook_dev/recording/query.py); the
+// search box takes that syntax too (kind:Pod latency>100 -user:system:*).
+const quote = (value) => (/[\s"]/.test(value) ? `"${value.replaceAll('"', "")}"` : value);
+function queryText() {
+  const f = filters();
+  const terms = [];
+  if (f.kind.value) terms.push(`kind:${quote(f.kind.value)}`);
+  if (f.namespace.value) terms.push(`ns:${quote(f.namespace.value)}`);
+  if (f.operation.value) terms.push(`op:${quote(f.operation.value)}`);
+  if (f.result.value === "flagged") terms.push("is:flagged");
+  else if (f.result.value) terms.push(`result:${quote(f.result.value)}`);
+  const text = f.text.value.trim();
+  if (text) terms.push(text);
+  return terms.join(" ");
+}
+
+async function fetchPage(page, generation) {
+  if (state.loading.has(page)) return;
+  state.loading.add(page);
+  try {
+    const params = new URLSearchParams({ q: queryText(), offset: page * PAGE, limit: PAGE, order: "newest" });
+    const response = await fetch(`/api/exchanges?${params}`);
+    const answer = await response.json();
+    if (generation !== state.generation) return;
+    if (!response.ok) { showQueryError(answer.error); return; }
+    showQueryError(null);
+    $("#source").textContent = answer.source;
+    state.replayable = answer.replay;
+    showStatus(answer.status);
+    state.total = answer.total;
+    state.count = answer.count;
+    answer.exchanges.forEach((row, i) => state.rows.set(page * PAGE + i, row));
+  } finally {
+    state.loading.delete(page);
+  }
   renderList();
 }
 
-function addRow(row, live) {
-  state.rows.set(row.id, row);
-  for (const name of ["kind", "namespace", "operation"]) addOption(name, row[name]);
-  if (live) scheduleRender(state.follow || state.selected === null);
+function showQueryError(message) {
+  const box = filters().text;
+  box.setCustomValidity(message || "");
+  box.title = message || "";
 }
 
-// A burst of calls (a Deployment rolling out) renders once a frame, not once a call.
-let renderPending = false;
-let selectPending = false;
-function scheduleRender(selectNewestAfter) {
-  selectPending = selectPending || selectNewestAfter;
-  if (renderPending) return;
-  renderPending = true;
-  requestAnimationFrame(() => {
-    renderPending = false;
-    renderList();
-    if (selectPending) { selectPending = false; selectNewest(); }
-  });
+async function loadFacets() {
+  const facets = await fetch("/api/facets").then((r) => r.json());
+  for (const name of ["kind", "namespace", "operation"]) for (const value of facets[name] || []) addOption(name, value);
+}
+
+// Start over from the newest row: on load, a filter change, a reconnect or new calls.
+async function reload(selectNewestAfter) {
+  state.generation += 1;
+  state.rows = new Map();
+  state.loading = new Set();
+  await fetchPage(0, state.generation);
+  if (selectNewestAfter || state.selected === null) selectNewest();
+  else relocateSelection();
+}
+
+function relocateSelection() {
+  state.selectedAt = -1;
+  for (const [at, row] of state.rows) if (row.id === state.selected) state.selectedAt = at;
 }
 
 function addOption(name, value) {
@@ -78,39 +123,48 @@ function addOption(name, value) {
   select.append(el("option", { value }, value));
 }
 
-function matches(row) {
-  const f = filters();
-  if (f.kind.value && row.kind !== f.kind.value) return false;
-  if (f.namespace.value && row.namespace !== f.namespace.value) return false;
-  if (f.operation.value && row.operation !== f.operation.value) return false;
-  if (f.result.value === "flagged" && row.flags.length === 0) return false;
-  if (f.result.value && f.result.value !== "flagged" && row.result !== f.result.value) return false;
-  const text = f.text.value.trim().toLowerCase();
-  if (!text) return true;
-  const haystack = [row.kind, row.namespace, row.name, row.user, row.uid, row.operation,
-    row.result, row.message, row.path, ...row.flags.map((flag) => flag.label)].join(" ");
-  return haystack.toLowerCase().includes(text);
+// New calls (live): fetch the top again once a frame at most, not once a call.
+let refreshPending = false;
+function liveRow(row) {
+  for (const name of ["kind", "namespace", "operation"]) addOption(name, row[name]);
+  if (refreshPending) return;
+  refreshPending = true;
+  requestAnimationFrame(async () => {
+    refreshPending = false;
+    const atTop = $(".list").scrollTop < ROW_HEIGHT;
+    await reload(state.follow || state.selected === null);
+    if (!atTop) $(".list").scrollTop += 0; // keep the reader's place
+  });
 }
 
-function visibleRows() {
-  return [...state.rows.values()].filter(matches).reverse(); // newest first
+function visibleRange() {
+  const list = $(".list");
+  const first = Math.max(0, Math.floor(list.scrollTop / ROW_HEIGHT) - OVERSCAN);
+  const last = Math.min(state.total, Math.ceil((list.scrollTop + list.clientHeight) / ROW_HEIGHT) + OVERSCAN);
+  return [first, last];
 }
 
 function renderList() {
-  const rows = visibleRows();
-  const body = $("#exchanges tbody");
-  body.replaceChildren(...rows.map(listRow));
-  $("#empty").hidden = rows.length > 0;
-  $("#empty").textContent = state.rows.size ? "No call matches the filters." : "Waiting for admission calls…";
-  $("#count").textContent = `${rows.length} of ${state.rows.size} calls`;
+  const [first, last] = visibleRange();
+  for (let page = Math.floor(first / PAGE); page * PAGE < last; page += 1) {
+    if (!state.rows.has(page * PAGE) && !state.loading.has(page)) fetchPage(page, state.generation);
+  }
+  const shown = [];
+  for (let at = first; at < last; at += 1) if (state.rows.has(at)) shown.push(listRow(state.rows.get(at), at));
+  $("#spacer").style.height = `${state.total * ROW_HEIGHT + ROW_HEIGHT}px`;
+  $("#exchanges").style.top = `${first * ROW_HEIGHT}px`;
+  $("#exchanges tbody").replaceChildren(...shown);
+  $("#empty").hidden = state.total > 0;
+  $("#empty").textContent = state.count ? "No call matches the filters." : "Waiting for admission calls…";
+  $("#count").textContent = `${state.total} of ${state.count} calls`;
 }
 
-function listRow(row) {
+function listRow(row, at) {
   const patch = row.patch_ops === null ? "" : `${row.patch_ops} op${row.patch_ops === 1 ? "" : "s"}`;
   return el("tr", {
     "data-id": row.id,
     class: row.id === state.selected ? "selected" : "",
-    onclick: () => { state.follow = row.id === newestId(); filters().follow.checked = state.follow; select(row.id); },
+    onclick: () => { state.follow = at === 0; filters().follow.checked = state.follow; select(row.id, at); },
   },
   el("td", { class: "mono muted" }, clock(row.time)),
   el("td", {}, row.operation || "–"),
@@ -122,27 +176,27 @@ function listRow(row) {
   el("td", { class: "num mono" }, ms(row.duration_ms)));
 }
 
-function newestId() {
-  const rows = visibleRows();
-  return rows.length ? rows[0].id : null;
-}
-
 function selectNewest() {
-  const id = newestId();
-  if (id !== null) select(id);
+  const row = state.rows.get(0);
+  if (row !== undefined) select(row.id, 0);
 }
 
-function move(step) {
-  const ids = visibleRows().map((row) => row.id);
-  const at = ids.indexOf(state.selected);
-  const next = ids[Math.min(Math.max(at + step, 0), ids.length - 1)];
-  if (next !== undefined) { state.follow = false; filters().follow.checked = false; select(next); }
+async function move(step) {
+  const at = Math.min(Math.max(state.selectedAt + step, 0), state.total - 1);
+  if (at < 0) return;
+  const list = $(".list");
+  if (at * ROW_HEIGHT < list.scrollTop) list.scrollTop = at * ROW_HEIGHT;
+  if ((at + 2) * ROW_HEIGHT > list.scrollTop + list.clientHeight) list.scrollTop = (at + 2) * ROW_HEIGHT - list.clientHeight;
+  if (!state.rows.has(at)) await fetchPage(Math.floor(at / PAGE), state.generation);
+  const row = state.rows.get(at);
+  if (row !== undefined) { state.follow = false; filters().follow.checked = false; select(row.id, at); }
 }
 
 // --- the detail pane -------------------------------------------------------------------
 
-async function select(id) {
+async function select(id, at) {
   state.selected = id;
+  state.selectedAt = at;
   for (const tr of document.querySelectorAll("#exchanges tbody tr")) {
     tr.classList.toggle("selected", tr.dataset.id === id);
   }
@@ -334,24 +388,30 @@ function connect() {
   events.addEventListener("open", () => {
     connection.textContent = "live";
     connection.className = "pill live";
-    loadList(); // on every (re)connect: catch up on what arrived while disconnected
+    loadFacets();
+    reload(false); // on every (re)connect: catch up on what arrived while disconnected
   });
   events.addEventListener("error", () => {
     connection.textContent = "reconnecting…";
     connection.className = "pill offline";
   });
-  events.addEventListener("exchange", (event) => addRow(JSON.parse(event.data), true));
+  events.addEventListener("exchange", (event) => liveRow(JSON.parse(event.data)));
   events.addEventListener("status", (event) => showStatus(JSON.parse(event.data)));
 }
 
 function start() {
   const form = document.getElementById("filters");
-  form.addEventListener("input", () => {
+  let typing = null;
+  form.addEventListener("input", (event) => {
     state.follow = filters().follow.checked;
-    renderList();
-    if (state.follow) selectNewest();
+    clearTimeout(typing);
+    // Typing in the search box asks the server once the keys pause, not once a key.
+    typing = setTimeout(() => { $(".list").scrollTop = 0; reload(state.follow); },
+      event.target.name === "text" ? 150 : 0);
   });
   form.addEventListener("submit", (event) => event.preventDefault());
+  $(".list").addEventListener("scroll", () => requestAnimationFrame(renderList), { passive: true });
+  window.addEventListener("resize", () => renderList());
   document.addEventListener("keydown", (event) => {
     if (event.target.matches("input, select")) return;
     if (event.key === "j" || event.key === "ArrowDown") { move(1); event.preventDefault(); }

@@ -1,0 +1,89 @@
+"""One exchange as a list row: what the inspector's list shows, the index stores, and
+``--where`` filters on.
+
+Pure (no files). It lives with the recording rather than the inspector because three
+layers need the same row: the index (:mod:`~webhook_dev.recording.index`), ``replay
+--where`` and the page; one definition keeps "denied" or "slow" meaning the same in all.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from webhook_dev.admission.exchange import Exchange
+from webhook_dev.admission.review import JsonObject, display_name, patch_op_count
+from webhook_dev.admission.timeouts import call_timeout
+
+SLOW_FRACTION = 0.8  # of the apiserver's timeout: past it, a busier cluster would time out
+
+
+def timeout_seconds(exchange: Exchange) -> float:
+    """The apiserver's budget for this call: its ``?timeout=``, else the default 10 s."""
+    return _timeout_of_path(exchange.path)
+
+
+@functools.lru_cache(maxsize=256)
+def _timeout_of_path(path: str) -> float:
+    # A recording has a handful of distinct paths; parsing each once keeps index builds fast.
+    return call_timeout(path)
+
+
+def is_slow(exchange: Exchange) -> bool:
+    """Took more than 80% of its timeout: it passes here but is one hiccup from failing."""
+    return exchange.duration_ms > SLOW_FRACTION * timeout_seconds(exchange) * 1000
+
+
+def result_of(exchange: Exchange) -> str:
+    """``allowed``, ``denied``, ``error`` (the apiserver fails the call) or ``bad request``."""
+    if not exchange.request:
+        return "bad request"
+    allowed = exchange.response.get("allowed")
+    if exchange.http_status != 200 or not isinstance(allowed, bool):
+        return "error"
+    return "allowed" if allowed else "denied"
+
+
+def list_flags(exchange: Exchange) -> list[dict[str, str]]:
+    """The warnings shown in the list: invalid response, handler error, slow."""
+    flags: list[dict[str, str]] = []
+    if exchange.request and exchange.http_status >= 500:
+        last_line = (exchange.error or "").strip().splitlines()[-1:] or [
+            f"HTTP {exchange.http_status}"
+        ]
+        flags.append({"code": "handler-error", "label": "handler error", "message": last_line[0]})
+    invalid = [flag for flag in exchange.flags if flag.code != "http-status"]
+    if invalid:
+        message = "; ".join(flag.message for flag in invalid)
+        flags.append({"code": "invalid-response", "label": "invalid response", "message": message})
+    if is_slow(exchange):
+        budget = timeout_seconds(exchange)
+        message = f"{exchange.duration_ms:.0f} ms of a {budget:g} s timeout"
+        flags.append({"code": "slow", "label": "slow", "message": message})
+    return flags
+
+
+def summary(exchange: Exchange) -> JsonObject:
+    """One row of the list: everything it shows, filters on, and searches."""
+    request = exchange.request
+    kind = (request.get("kind") or {}).get("kind", "") if request else ""
+    status = exchange.response.get("status") or {}
+    return {
+        "id": exchange.id,
+        "time": exchange.started.isoformat(),
+        "operation": str(request.get("operation") or ""),
+        "kind": str(kind),
+        "namespace": str(request.get("namespace") or ""),
+        "name": display_name(request) if request else "",
+        "user": str((request.get("userInfo") or {}).get("username") or ""),
+        "uid": str(request.get("uid") or ""),
+        "result": result_of(exchange),
+        "message": str(status.get("message") or exchange.error or "")
+        if isinstance(status, dict)
+        else "",
+        "http_status": exchange.http_status,
+        "patch_ops": patch_op_count(exchange.response),
+        "duration_ms": round(exchange.duration_ms, 2),
+        "generation": exchange.generation,
+        "path": exchange.path,
+        "flags": list_flags(exchange),
+    }

@@ -1,0 +1,169 @@
+"""Replaying large recordings: streamed, filtered, sampled, in parallel, in order.
+
+``replay --jobs N --where QUERY --sample N`` runs through here. Memory stays constant
+whatever the file's size: exchanges are read one line at a time (:mod:`~webhook_dev.
+recording.stream`), at most ``2 * jobs`` are in flight, and a result leaves as soon as
+every earlier one has, so the report keeps the recording's order. ``--sample N`` keeps
+N positions (a reservoir over byte offsets, seeded, so a run can be repeated), then
+reads just those lines back in file order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from webhook_dev.admission.exchange import Exchange
+from webhook_dev.errors import RecordingError, ReviewError
+from webhook_dev.recording import stream
+from webhook_dev.recording.query import Query
+from webhook_dev.recording.summary import summary
+from webhook_dev.replay.replayer import ReplayResult, replay_exchange
+from webhook_dev.serving.upstream import Upstream
+
+SAMPLE_SEED = 16
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which exchanges to replay: those matching ``where``, then ``sample`` of them."""
+
+    where: Query = field(default_factory=Query)
+    sample: int | None = None
+    seed: int = SAMPLE_SEED
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A line that holds no exchange (damaged): reported as a warning, never replayed."""
+
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+Item = tuple[str, Exchange]  # (where it was recorded: path:line, the exchange)
+
+
+def selected(
+    paths: Sequence[Path], selection: Selection, *, strict: bool = True
+) -> Iterator[Item | Skipped]:
+    """The exchanges of ``paths`` that ``selection`` keeps, in file order, streamed.
+
+    A damaged line is a :class:`RecordingError` (exit 2), or with ``strict=False`` a
+    :class:`Skipped` warning.
+    """
+    if selection.sample is None:
+        for path in paths:
+            for line in stream.lines(path):
+                if line.exchange is None:
+                    yield _damaged(line, strict)
+                elif _keeps(selection.where, line.exchange):
+                    yield f"{path}:{line.number}", line.exchange
+        return
+    # Reservoir sampling over positions: memory is the sample's size, not the file's.
+    rng = random.Random(selection.seed)
+    reservoir: list[tuple[int, int, int, int]] = []  # (file no, offset, length, line)
+    seen = 0
+    for file_number, path in enumerate(paths):
+        for found in _positions(path, selection.where, strict):
+            if isinstance(found, Skipped):
+                yield found
+                continue
+            seen += 1
+            position = (file_number, *found)
+            if len(reservoir) < selection.sample:
+                reservoir.append(position)
+            else:
+                slot = rng.randrange(seen)
+                if slot < selection.sample:
+                    reservoir[slot] = position
+    for file_number, offset, length, number in sorted(reservoir):
+        path = paths[file_number]
+        yield f"{path}:{number}", stream.read_at(path, offset, length, where=f"{path}:{number}")
+
+
+def _positions(path: Path, where: Query, strict: bool) -> Iterator[tuple[int, int, int] | Skipped]:
+    if not where:  # no need to decode a line to count it
+        for offset, length, number, _ in stream.LineReader(path).raw():
+            yield offset, length, number
+        return
+    for line in stream.lines(path):
+        if line.exchange is None:
+            yield _damaged(line, strict)
+        elif _keeps(where, line.exchange):
+            yield line.offset, line.length, line.number
+
+
+def _damaged(line: stream.Line, strict: bool) -> Skipped:
+    if strict and line.error is not None:
+        raise line.error
+    return Skipped(f"{line.error}: skipped")
+
+
+def _keeps(where: Query, exchange: Exchange) -> bool:
+    return not where or where.matches(summary(exchange))
+
+
+async def replay_in_order(
+    items: Iterator[Item | Skipped],
+    targets: Sequence[Upstream],
+    *,
+    jobs: int = 1,
+    idempotence: bool = False,
+    redaction_key: bytes | None = None,
+) -> AsyncIterator[ReplayResult | Skipped]:
+    """Replay ``items`` with up to ``jobs`` calls in flight, spread over ``targets``;
+    results come out in the items' order. An exchange without a valid request is a
+    :class:`Skipped` (it cannot be sent), not an error of the whole run."""
+    jobs = max(1, jobs)
+    window: deque[asyncio.Task[ReplayResult | Skipped] | Skipped] = deque()
+    started = 0
+
+    async def one(where: str, exchange: Exchange, target: Upstream) -> ReplayResult | Skipped:
+        try:
+            return await replay_exchange(
+                exchange,
+                target,
+                idempotence=idempotence,
+                redaction_key=redaction_key,
+                where=where,
+            )
+        except ReviewError as error:
+            return Skipped(f"{where}: cannot replay ({error})")
+
+    try:
+        for item in items:
+            if isinstance(item, Skipped):
+                window.append(item)
+            else:
+                where, exchange = item
+                target = targets[started % len(targets)]
+                started += 1
+                window.append(asyncio.ensure_future(one(where, exchange, target)))
+            while window and (
+                not isinstance(window[0], asyncio.Task) or window[0].done() or _full(window, jobs)
+            ):
+                head = window.popleft()
+                yield head if isinstance(head, Skipped) else await head
+        while window:
+            head = window.popleft()
+            yield head if isinstance(head, Skipped) else await head
+    except RecordingError:
+        raise
+    finally:
+        for pending in window:
+            if isinstance(pending, asyncio.Task):
+                pending.cancel()
+
+
+def _full(window: deque[asyncio.Task[ReplayResult | Skipped] | Skipped], jobs: int) -> bool:
+    """Whether ``jobs`` calls are running: then wait for the oldest before reading on
+    (at most ``2 * jobs`` entries wait, finished ones included, bounding memory)."""
+    running = sum(1 for entry in window if isinstance(entry, asyncio.Task) and not entry.done())
+    return running >= jobs or len(window) >= 2 * jobs
