@@ -201,6 +201,7 @@ def test_a_killed_port_forward_reconnects_and_the_next_call_reaches_the_code(
     up: RunningProcess = start_relay(relay_target)
     up.wait_for("ready: kube-apiserver")
     [pod] = relay_pods(cluster_view.cluster, relay_target.namespace)
+    dropped = up.mark()
     # Kill every TCP connection from the workstation to the apiserver: the port-forward's
     # WebSockets among them, as an apiserver restart or an idle timeout would.
     killed = subprocess.run(
@@ -210,8 +211,8 @@ def test_a_killed_port_forward_reconnects_and_the_next_call_reaches_the_code(
         timeout=30,
     )
     assert killed.returncode == 0, killed.stderr
-    up.wait_for("relay reconnecting: port-forward to the relay dropped")
-    up.wait_for(r"relay up: ")
+    reconnecting = up.wait_for("relay reconnecting: port-forward", after=dropped, timeout=60)
+    up.wait_for(r"relay up: ", after=up.lines.index(reconnecting), timeout=60)
     pod_after = cluster_view.create_pod(apps_namespace, "after-drop", dry_run=True)
     assert container_names(pod_after) == ["app", "nginx-sidecar"]
     [same] = relay_pods(cluster_view.cluster, relay_target.namespace)

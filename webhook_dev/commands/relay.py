@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from webhook_dev.commands.options import say
 from webhook_dev.errors import ClusterError, PreflightError
@@ -14,6 +16,7 @@ from webhook_dev.tunnel.relay import RelayTransport, new_relay_id
 from webhook_dev.tunnel.relay_manifests import Permission, RelaySpec
 from webhook_dev.tunnel.transport import TransportState
 
+Json = dict[str, Any]
 ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
 
@@ -28,9 +31,11 @@ def relay_transport(
     host_network: bool,
     on_state: Callable[[TransportState, str], None] | None = None,
 ) -> RelayTransport:
-    """Read where the webhook's Service lives (nothing changes) and say what will run.
+    """Read where the webhook's Service lives, check every RBAC verb ``up --relay`` needs
+    (SelfSubjectAccessReview; nothing changes), and say what will run.
 
-    :raises PreflightError: a flag that cannot work, or what to redirect is not found.
+    :raises PreflightError: a flag that cannot work, what to redirect is not found, or a
+        verb is not allowed (all missing ones named).
     """
     if not 1 <= port <= 65535:
         raise PreflightError(f"--relay-port {port} is not a TCP port", hint="e.g. 443 or 8443")
@@ -38,8 +43,13 @@ def relay_transport(
     snapshot = discover(cluster, webhook, service)
     subject = subject_of(snapshot)
     target = redirect.service_target(snapshot)
+    namespace = target.namespace if target else "default"
+    missing = missing_permissions(cluster, namespace)
+    if missing:  # before the relay is created: nothing changes half-way
+        error = describe_missing(missing, namespace)
+        raise PreflightError(error.message, hint=error.hint)
     spec = RelaySpec(
-        namespace=target.namespace if target else "default",
+        namespace=namespace,
         relay_id=new_relay_id(),
         image=image or relay_manifests.DEFAULT_IMAGE,
         port=port,
@@ -71,15 +81,19 @@ def missing_permissions(cluster: Cluster, namespace: str) -> list[tuple[Permissi
 
     :raises ClusterError: the access reviews themselves cannot be made.
     """
-    missing = []
-    for permission in relay_manifests.RELAY_PERMISSIONS:
-        review = cluster.create(
-            ACCESS_REVIEWS, relay_manifests.access_review(permission, namespace)
-        )
-        status = review.get("status") or {}
-        if not status.get("allowed"):
-            missing.append((permission, str(status.get("reason") or "")))
-    return missing
+
+    def ask(permission: Permission) -> tuple[Permission, Json]:
+        review = relay_manifests.access_review(permission, namespace)
+        return permission, cluster.create(ACCESS_REVIEWS, review).get("status") or {}
+
+    # In parallel: on a managed cluster each review is a round trip of tens of ms.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(ask, relay_manifests.RELAY_PERMISSIONS))
+    return [
+        (permission, str(status.get("reason") or ""))
+        for permission, status in answers
+        if not status.get("allowed")
+    ]
 
 
 def describe_missing(missing: list[tuple[Permission, str]], namespace: str) -> ClusterError:

@@ -181,3 +181,18 @@ async def test_the_relay_exits_by_itself_when_no_client_comes() -> None:
     await loopback.start()
     assert loopback.task is not None
     assert await asyncio.wait_for(loopback.task, 5) == 0
+
+
+def test_the_shipped_file_runs_as_a_program_and_exits_when_idle(tmp_path: Path) -> None:
+    """As the Pod runs it: ``python3 /relay/relay.py --port ... --idle-seconds ...``."""
+    import subprocess
+
+    program = tmp_path / "relay.py"
+    program.write_text(program_text())
+    argv = [sys.executable, str(program), "--port", "0", "--control-port", "0"]
+    result = subprocess.run(
+        [*argv, "--idle-seconds", "0.5"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert "listening on port" in result.stderr
+    assert result.stderr.rstrip().endswith("exiting")
