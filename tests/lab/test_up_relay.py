@@ -243,9 +243,10 @@ def test_down_from_another_shell_after_kill_9_of_up_relay_restores_and_removes_t
 
 
 def test_doctor_relay_names_the_missing_rbac_verb(
-    lab_node: Lab, relay_target: RedirectTarget, tmp_path: Path, state_dir: Path
+    lab: Lab, redirect_target: RedirectTarget, tmp_path: Path, state_dir: Path
 ) -> None:
-    """carol may do everything up --relay does except port-forward."""
+    """carol may do everything up --relay does except port-forward (no node needed)."""
+    lab_node, relay_target = lab, redirect_target
     admin = Cluster.connect(kubeconfig=str(lab_node.host_kubeconfig))
     ca = certs.Issued(lab_node.layout.ca_cert.read_bytes(), lab_node.layout.ca_key.read_bytes())
     user = f"carol-{uuid.uuid4().hex[:6]}"

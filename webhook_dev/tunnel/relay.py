@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import time
 import uuid
@@ -69,20 +70,31 @@ def new_relay_id() -> str:
 
 
 def port_forward_dial(cluster: Cluster, namespace: str, pod: str, port: int) -> Dial:
-    """A :data:`Dial` through the apiserver's port-forward (the client's WebSocket)."""
-    from kubernetes import client as k8s_client
-    from kubernetes.stream import portforward
+    """A :data:`Dial` through the apiserver's port-forward (the client's WebSocket).
 
-    core = k8s_client.CoreV1Api(cluster.api_client)
+    It calls the client's ``ws_client.portforward_call`` itself rather than
+    ``kubernetes.stream.portforward``: that one swaps ``call_api`` on the shared
+    ``ApiClient`` for the duration of the call, which is not safe while other threads
+    (concurrent dials, the session's heartbeat) use the same client.
+    """
+    from kubernetes.stream import ws_client
+
+    configuration = cluster.api_client.configuration
+    url = f"{configuration.host}/api/v1/namespaces/{namespace}/pods/{pod}/portforward?ports={port}"
 
     def dial() -> socket.socket:
+        headers = {  # a bearer token (refreshed by exec plugins); client certs go in ssl
+            str(setting["key"]).lower(): setting["value"]
+            for setting in configuration.auth_settings().values()
+            if setting.get("in") == "header" and setting.get("value")
+        }
         try:
-            forward = portforward(
-                core.connect_get_namespaced_pod_portforward, pod, namespace, ports=str(port)
-            )
+            forward = ws_client.portforward_call(configuration, "GET", url, headers=headers)
         except Exception as error:  # ApiException(status=0) wraps the handshake's failure
+            found = re.search(r"Handshake status (\d+[^-{]*)", str(error))
+            reason = found.group(1).strip() if found else str(error).strip()
             raise TunnelError(
-                f"cannot port-forward to Pod {namespace}/{pod}: {error}",
+                f"cannot port-forward to Pod {namespace}/{pod}: {reason}",
                 hint="you need create and get on pods/portforward in "
                 f"{namespace} (`webhook-dev doctor --relay` checks)",
             ) from error
