@@ -251,7 +251,8 @@ def bench_starts(count: int) -> list[tuple[float, float]]:
         )
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "webhook_dev", "lab", "up", "--no-build"],
+            # The control plane's start, as before the node (bench_node.py times the node).
+            [sys.executable, "-m", "webhook_dev", "lab", "up", "--no-build", "--no-node"],
             env=env,
             check=True,
             capture_output=True,
@@ -287,7 +288,7 @@ def bench_cold_build() -> float:
 def bench_round_trips(requests: int) -> list[RoundTrip]:
     os.environ.update(BENCH_ENV)
     teardown()
-    lab = Lab.start(gateway_ports="yes")
+    lab = Lab.start(gateway_ports="yes", with_node=False)  # admission only: no node needed
     try:
         client = DryRunClient(lab)
         ca = certs.new_ca("bench-ca")

@@ -5,7 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # chromium + chromium-driver: the inspector's browser tests (Playwright cannot download one).
-apt_packages=(iproute2 iptables openssh-server openssh-client conntrack procps chromium chromium-driver)
+# The lab's node: containerd + runc (the runtime), containernetworking-plugins (bridge,
+# host-local), util-linux (nsenter, unshare); its images: mmdebstrap (a Debian root
+# filesystem from the apt archive) and catatonit (the sandbox image's pause process).
+apt_packages=(iproute2 iptables openssh-server openssh-client conntrack procps chromium chromium-driver
+    containerd runc containernetworking-plugins util-linux mmdebstrap catatonit)
 missing=()
 for package in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.harness import REPO, WEBHOOK_DEV, RunningProcess, stopped_at_exit
+from tests.polling import wait_until
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.lab import Lab
 
@@ -257,9 +258,23 @@ def make_target(
             "webhooks": [entry],
         },
     )
-    # Let the endpoints controllers settle, so "before" is what the cluster keeps.
-    time.sleep(1.0)
+    if not url:
+        wait_for_controller_slice(cluster, namespace, target.service)
     return target
+
+
+def wait_for_controller_slice(cluster: Cluster, namespace: str, service: str) -> None:
+    """Let the EndpointSlice controller make its slice for a selector Service, so "before"
+    is what the cluster keeps (on a loaded machine that takes more than a second)."""
+    wait_until(
+        lambda: cluster.list(
+            f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
+            label_selector=f"kubernetes.io/service-name={service}",
+        ),
+        timeout=30,
+        what=f"the EndpointSlice controller's slice for {namespace}/{service}",
+    )
+    time.sleep(0.5)  # and let the Endpoints controller write its (empty) Endpoints too
 
 
 @pytest.fixture

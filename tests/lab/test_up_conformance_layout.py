@@ -13,13 +13,17 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.lab.redirect_fixtures import WEBHOOK_API, ClusterView, RedirectTarget
+from tests.lab.redirect_fixtures import (
+    WEBHOOK_API,
+    ClusterView,
+    RedirectTarget,
+    wait_for_controller_slice,
+)
 from webhook_dev.lab import Lab
 
 pytestmark = pytest.mark.e2e
@@ -93,7 +97,7 @@ def conformance_layout(cluster_view: ClusterView, lab_namespace: str) -> Iterato
             ],
         },
     )
-    time.sleep(1.0)  # let the endpoints controllers settle, so "before" is what stays
+    wait_for_controller_slice(cluster, lab_namespace, SERVICE)
     try:
         yield target
     finally:

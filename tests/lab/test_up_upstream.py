@@ -49,4 +49,4 @@ def test_up_with_upstream_puts_the_apiserver_call_through_the_tunnel_to_the_go_w
     up.stop()
     after = cluster_view.snapshot(redirect_target)
     assert after["config"] == before["config"]
-    assert after["journal"] is None
+    assert after["record"] is None

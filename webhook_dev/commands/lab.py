@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 
 from webhook_dev.errors import ExitCode
-from webhook_dev.lab import binaries, configs
+from webhook_dev.lab import binaries, configs, images
 from webhook_dev.lab.gobuild import BuildProgress
 from webhook_dev.lab.lab import DEFAULT_GATEWAY_PORTS, Lab, summary, teardown
 
@@ -81,13 +81,30 @@ _assets_option = click.option(
 
 @click.group()
 def lab() -> None:
-    """A real control plane (etcd, kube-apiserver, controllers, kube-proxy, sshd) in netns."""
+    """A real cluster in netns: etcd, kube-apiserver, controllers, kube-proxy, sshd, and a
+    node (kubelet, containerd) that runs Pods from images built on this machine."""
+
+
+def _echo_images(archive: images.ImageArchive) -> None:
+    for image in archive.images:
+        click.echo(
+            f"{image.reference:40} {archive.source:6} {image.size / 1e6:6.1f} MB  "
+            f"{image.digest[:19]}  {image.description}"
+        )
 
 
 @lab.command()
 @_assets_option
-def build(assets: Path | None) -> None:
-    """Build (or find) the lab's binaries and cache them; prints where each came from."""
+@click.option(
+    "--images/--no-images",
+    "with_images",
+    default=True,
+    show_default=True,
+    help="Also build the node's images (mmdebstrap from Debian's archive, minutes once).",
+)
+def build(assets: Path | None, with_images: bool) -> None:
+    """Build (or find) the lab's binaries and images and cache them; prints where each
+    came from."""
     reporter = BuildReporter()
     started = time.monotonic()
     try:
@@ -96,11 +113,38 @@ def build(assets: Path | None) -> None:
             allow_build=True,
             progress=reporter,
         )
+        archive = images.resolve(allow_build=True, progress=reporter) if with_images else None
     finally:
         reporter.close()
     for item in found.values():
         click.echo(f"{item.name:24} {item.source:6} {item.path}  ({item.version})")
+    if archive:
+        _echo_images(archive)
     click.echo(f"lab build: ready in {_format_elapsed(time.monotonic() - started)}")
+
+
+@lab.command("images")
+@click.option(
+    "--build/--no-build",
+    "allow_build",
+    default=True,
+    show_default=True,
+    help="Build the images if they are not cached yet.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def images_(allow_build: bool, as_json: bool) -> None:
+    """List the node's images (built here from Debian packages; there is no registry)."""
+    reporter = BuildReporter()
+    try:
+        archive = images.resolve(allow_build=allow_build, progress=reporter)
+    finally:
+        reporter.close()
+    if as_json:
+        listed = [{**image.__dict__, "source": archive.source} for image in archive.images]
+        click.echo(json.dumps({"archive": str(archive.path), "images": listed}, indent=2))
+        return
+    _echo_images(archive)
+    click.echo(f"  archive: {archive.path}")
 
 
 @lab.command()
@@ -131,15 +175,25 @@ def build(assets: Path | None) -> None:
     show_default=True,
     help="Build missing binaries with Go (tens of minutes once).",
 )
+@click.option(
+    "--node/--no-node",
+    "with_node",
+    default=True,
+    show_default=True,
+    help="Also start a node (kubelet, containerd, CNI) and kube-scheduler, so Pods run; "
+    "--no-node is the control plane alone.",
+)
 @_assets_option
 def up(
     gateway_ports: configs.GatewayPorts,
     aggregator_routing: bool,
     routable: bool,
     allow_build: bool,
+    with_node: bool,
     assets: Path | None,
 ) -> None:
-    """Start the lab; return once the apiserver is ready. Remove it with `lab down`."""
+    """Start the lab; return once the apiserver (and the node) is ready. Remove it with
+    `lab down`."""
     started = time.monotonic()
     reporter = BuildReporter()
     try:
@@ -150,13 +204,21 @@ def up(
             routable=routable,
             allow_build=allow_build,
             progress=reporter,
+            with_node=with_node,
         )
     finally:
         reporter.close()
     elapsed = time.monotonic() - started
     click.echo(f"lab up: ready in {elapsed:.1f}s")
+    on_node = ("containerd", "kubelet", "kube-proxy-node")
     for name, pid in running.state.pids.items():
-        click.echo(f"  {name:24} pid {pid:<8} in netns {running.master_ns}")
+        where = running.node_ns if name in on_node else running.master_ns
+        click.echo(f"  {name:24} pid {pid:<8} in netns {where}")
+    if running.has_node:
+        click.echo(
+            f"  node {running.node_name} Ready at {running.topology.node_ip}; "
+            f"Pods get {running.pod_cidr}; images: {', '.join(running.state.images)}"
+        )
     click.echo(
         f"  sshd GatewayPorts {running.state.gateway_ports}; "
         f"aggregator routing {'on' if running.state.aggregator_routing else 'off'}; "
@@ -208,6 +270,13 @@ def status(as_json: bool) -> None:
             f"  {name:24} pid {component['pid']!s:<8} "
             f"{'running' if component['running'] else 'STOPPED'}"
         )
+    if running.has_node:
+        click.echo(
+            f"  node {running.node_name}: {'Ready' if running.node_ready() else 'NOT Ready'}, "
+            f"{running.topology.node_ip}, Pods {running.pod_cidr}"
+        )
+    else:
+        click.echo("  no node (started with --no-node)")
     click.echo(f"  kubeconfig (workstation): {running.kubeconfig}")
     click.echo(f"  kubeconfig (this shell):  {running.host_kubeconfig}")
     if not description["apiserver_ready"]:

@@ -82,15 +82,24 @@ def _from_cache(binary: Binary) -> ResolvedBinary | None:
     return ResolvedBinary(binary.name, candidate, "cache", _first_line(output))
 
 
+def _required(binary: Binary, node: bool) -> bool:
+    return binary.required and (node or not binary.node)
+
+
 def resolve(
     assets: Path | None,
     *,
     allow_build: bool,
     progress: gobuild.ProgressCallback | None = None,
     include_optional: bool = True,
+    node: bool = False,
 ) -> dict[str, ResolvedBinary]:
-    """Every binary the lab needs, building the missing ones if ``allow_build``."""
-    wanted = [b for b in ALL_BINARIES if b.required or include_optional]
+    """Every binary the lab needs, building the missing ones if ``allow_build``.
+
+    The node's binaries (kubelet, kube-scheduler) count as required only with ``node``;
+    otherwise they are optional, like kubectl: found if present, built with the rest.
+    """
+    wanted = [b for b in ALL_BINARIES if _required(b, node) or include_optional]
     resolved: dict[str, ResolvedBinary] = {}
     missing: list[Binary] = []
     for binary in wanted:
@@ -102,7 +111,7 @@ def resolve(
     if not missing:
         return resolved
     if not allow_build:
-        names = ", ".join(b.name for b in missing if b.required)
+        names = ", ".join(b.name for b in missing if _required(b, node))
         if not names:
             return resolved
         raise LabError(

@@ -26,6 +26,16 @@ CONTROLLERS = (
     "root-ca-certificate-publisher-controller",
 )
 
+# With a node, Deployments and StatefulSets must turn into Pods, and deleting a Deployment
+# must delete its ReplicaSets and Pods: controllers a lab without a node leaves off, so
+# objects a test creates there stay as written.
+NODE_CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "statefulset-controller",
+    "garbage-collector-controller",
+)
+
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
@@ -46,14 +56,28 @@ def etcd_argv(etcd: Path, layout: LabLayout) -> list[str]:
 
 
 def apiserver_argv(
-    apiserver: Path, layout: LabLayout, topology: Topology, *, aggregator_routing: bool
+    apiserver: Path,
+    layout: LabLayout,
+    topology: Topology,
+    *,
+    aggregator_routing: bool,
+    node: bool = False,
 ) -> list[str]:
     """kube-apiserver; ``aggregator_routing`` picks how it resolves a webhook Service.
 
     Off (the default in most clusters): it dials the Service's ClusterIP and kube-proxy's
     DNAT picks an endpoint. On: it resolves an endpoint itself from EndpointSlices, with no
     kube-proxy in the path. ``webhook-dev up`` must work with both.
+
+    With a ``node``, the apiserver calls its kubelet (logs, exec, port-forward) with a
+    client certificate and verifies the kubelet's serving certificate against the lab's CA.
     """
+    kubelet = [
+        f"--kubelet-client-certificate={layout.client_cert('kube-apiserver-kubelet-client')}",
+        f"--kubelet-client-key={layout.client_key('kube-apiserver-kubelet-client')}",
+        f"--kubelet-certificate-authority={layout.ca_cert}",
+        "--kubelet-preferred-address-types=InternalIP",
+    ]
     return [
         str(apiserver),
         "--etcd-servers=http://127.0.0.1:2379",
@@ -72,11 +96,14 @@ def apiserver_argv(
         f"--enable-aggregator-routing={'true' if aggregator_routing else 'false'}",
         "--endpoint-reconciler-type=lease",
         "--profiling=false",
+        *(kubelet if node else []),
         "--v=1",
     ]
 
 
-def controller_manager_argv(controller_manager: Path, layout: LabLayout) -> list[str]:
+def controller_manager_argv(
+    controller_manager: Path, layout: LabLayout, *, node: bool = False
+) -> list[str]:
     kubeconfig = layout.component_kubeconfig("kube-controller-manager")
     return [
         str(controller_manager),
@@ -85,7 +112,7 @@ def controller_manager_argv(controller_manager: Path, layout: LabLayout) -> list
         f"--authorization-kubeconfig={kubeconfig}",
         "--bind-address=127.0.0.1",
         "--leader-elect=false",
-        f"--controllers={','.join(CONTROLLERS)}",
+        f"--controllers={','.join(CONTROLLERS + (NODE_CONTROLLERS if node else ()))}",
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={layout.service_account_key}",
         f"--root-ca-file={layout.ca_cert}",

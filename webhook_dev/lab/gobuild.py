@@ -76,7 +76,13 @@ def _go_env() -> dict[str, str]:
 
 
 def _stream(
-    argv: list[str], cwd: Path, step: str, progress: ProgressCallback, total: int = 0
+    argv: list[str],
+    cwd: Path,
+    step: str,
+    progress: ProgressCallback,
+    total: int = 0,
+    env: dict[str, str] | None = None,
+    hint: str = "fix the error above, or pass --assets DIR with prebuilt binaries",
 ) -> Iterator[str]:
     """Run a go command, yield its output lines, and report progress at least every second.
 
@@ -85,7 +91,12 @@ def _stream(
     """
     started = time.monotonic()
     process = subprocess.Popen(
-        argv, cwd=cwd, env=_go_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        argv,
+        cwd=cwd,
+        env=env or _go_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert process.stdout is not None
     lines: queue.Queue[str | None] = queue.Queue()
@@ -115,7 +126,7 @@ def _stream(
     if process.wait() != 0:
         raise LabError(
             f"{step} failed (exit {process.returncode}):\n" + "\n".join(tail[-20:]),
-            hint="fix the error above, or pass --assets DIR with prebuilt binaries",
+            hint=hint,
         )
 
 
@@ -123,6 +134,19 @@ def _run_quiet(
     argv: list[str], cwd: Path, step: str, progress: ProgressCallback, total: int = 0
 ) -> None:
     for _ in _stream(argv, cwd, step, progress, total):
+        pass
+
+
+def run_reporting(
+    argv: list[str],
+    cwd: Path,
+    step: str,
+    progress: ProgressCallback,
+    env: dict[str, str],
+    hint: str,
+) -> None:
+    """Run any long command (``mmdebstrap``) with the same progress ticks as a build."""
+    for _ in _stream(argv, cwd, step, progress, env=env, hint=hint):
         pass
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,7 +22,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from webhook_dev.errors import LabError
-from webhook_dev.lab import binaries, commands, configs, netns, processes, readiness
+from webhook_dev.lab import (
+    binaries,
+    commands,
+    configs,
+    images,
+    netns,
+    node,
+    node_configs,
+    processes,
+    readiness,
+    workloads,
+)
 from webhook_dev.lab.gobuild import ProgressCallback
 from webhook_dev.lab.layout import LabLayout, lab_dir
 from webhook_dev.lab.ssh_keys import SSHKeyPair
@@ -37,10 +50,18 @@ DEFAULT_GATEWAY_PORTS: configs.GatewayPorts = "clientspecified"
 READY_TIMEOUT_SECONDS = 60.0
 # Components in start order; teardown stops them in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "sshd")
+# ... and a lab with a node adds these: the scheduler in the master, the rest in the node.
+NODE_COMPONENTS = ("containerd", "kube-scheduler", "kubelet", "kube-proxy-node")
+NODE_READY_TIMEOUT_SECONDS = 60.0
 _ADMIN = "admin"
 # A selectorless Service in kube-system whose Endpoints the lab rewrites to check that the
 # controllers are watching (see Lab.wait_controllers_caught_up).
 _CANARY = "webhook-dev-lab-canary"
+
+
+def node_preflight() -> str | None:
+    """Why this machine cannot run the lab's node, or None."""
+    return node.preflight() or images.preflight(building=False)
 
 
 def preflight() -> str | None:
@@ -77,15 +98,24 @@ class Lab:
         progress: ProgressCallback | None = None,
         topology: Topology | None = None,
         root: Path | None = None,
+        with_node: bool = True,
     ) -> Lab:
         """Create namespaces, start every component, and return once the lab is usable.
 
-        On any failure everything made so far is removed before the error propagates.
+        ``with_node``: also a worker node (kubelet, containerd, CNI, the built images) and
+        kube-scheduler, and return once the node is Ready. On any failure everything made
+        so far is removed before the error propagates.
         """
-        reason = preflight()
+        reason = preflight() or (node_preflight() if with_node else None)
         if reason:
-            raise LabError(f"cannot start the lab: {reason}")
+            raise LabError(f"cannot start the lab: {reason}", hint="or `lab up --no-node`")
         topology = topology or Topology.from_env()
+        if with_node and not topology.can_have_node:
+            raise LabError(
+                f"the lab's subnet {topology.subnet} is too small for a node (Pods get its "
+                "upper half)",
+                hint="use a /26 or larger (WEBHOOK_DEV_LAB_SUBNET), or `lab up --no-node`",
+            )
         layout = LabLayout(root or lab_dir())
         _refuse_if_present(layout, topology)
         in_use = netns.subnet_in_use(topology.subnet)
@@ -95,8 +125,13 @@ class Lab:
                 hint="choose another with Topology(subnet=...)",
             )
         found = binaries.resolve(
-            assets, allow_build=allow_build, progress=progress, include_optional=True
+            assets,
+            allow_build=allow_build,
+            progress=progress,
+            include_optional=True,
+            node=with_node,
         )
+        archive = images.resolve(allow_build=allow_build, progress=progress) if with_node else None
         ensure_private_dir(layout.root)
         state = LabState(
             root=str(layout.root),
@@ -107,15 +142,21 @@ class Lab:
             routable=routable,
             binaries={name: str(item.path) for name, item in found.items()},
             owner_pid=os.getpid(),
+            node=with_node,
         )
         state.save(layout.state_file)  # before anything exists: teardown can find it all
         lab = cls(state)
         try:
             lab._write_files()
             netns.create(topology, routable=routable)
+            if with_node:
+                netns.create_node(topology)
+                node.create_cgroups(topology)
             lab._write_workstation_ssh_config()
-            lab._start_components()
+            lab._start_components(archive)
             lab.wait_ready()
+            if with_node:
+                lab.wait_node_ready()
         except BaseException:
             teardown(layout.root)
             raise
@@ -331,6 +372,105 @@ class Lab:
         finally:
             self.unblock_ssh()
 
+    # ---- the node -------------------------------------------------------------------
+
+    @property
+    def has_node(self) -> bool:
+        return self.state.node
+
+    @property
+    def node_name(self) -> str:
+        """The node's Node object; Pods without a nodeSelector land there."""
+        return self.topology.node_name
+
+    @property
+    def node_ns(self) -> str:
+        return self.topology.node_ns
+
+    @property
+    def pod_cidr(self) -> str:
+        return self.topology.pod_cidr
+
+    def node_ready(self) -> bool:
+        """Whether the node's kubelet reports Ready (the Node's Ready condition is True)."""
+        if not self.state.node:
+            return False
+        status, body = self._readiness().get(f"/api/v1/nodes/{self.node_name}")
+        if status != 200:
+            return False
+        conditions = json.loads(body).get("status", {}).get("conditions", [])
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+    def wait_node_ready(self, timeout: float = NODE_READY_TIMEOUT_SECONDS) -> None:
+        if not self.state.node:
+            raise LabError(
+                "this lab has no node (started with --no-node)",
+                hint="`webhook-dev lab down`, then `webhook-dev lab up` (with a node)",
+            )
+        readiness.wait_until(
+            lambda: self._check_alive() or self.node_ready(),
+            timeout=timeout,
+            what=f"node {self.node_name} to be Ready",
+            hint=f"see {self.layout.log('kubelet')} and {self.layout.log('containerd')}",
+        )
+        self._untaint_ready_node()
+
+    def _untaint_ready_node(self) -> None:
+        """Remove the ``not-ready`` taint every new Node gets, once the node is Ready.
+
+        That is the node-lifecycle controller's job, which the lab does not run: it would
+        also act on the master's Node, which has no kubelet and never reports Ready, and
+        mark the Pods a test binds there not Ready. Until the taint is gone nothing but
+        DaemonSet-like Pods would be scheduled.
+        """
+        path = f"/api/v1/nodes/{self.node_name}"
+        status, body = self._readiness().get(path)
+        if status != 200:
+            raise LabError(f"cannot read Node {self.node_name}: {status} {body[:300]}")
+        taints = json.loads(body).get("spec", {}).get("taints") or []
+        kept = [t for t in taints if t.get("key") != "node.kubernetes.io/not-ready"]
+        if kept == taints:
+            return
+        status, body = self._readiness().request(
+            "PATCH",
+            path,
+            {"spec": {"taints": kept or None}},
+            content_type="application/merge-patch+json",
+        )
+        if status != 200:
+            raise LabError(f"cannot untaint Node {self.node_name}: {status} {body[:300]}")
+
+    def node_argv(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` in the node's network and mount namespaces (as a process on the node)."""
+        return node.join_command(self.state.pids["containerd"], argv)
+
+    def node_images(self) -> list[dict[str, Any]]:
+        """The images the node's kubelet reports in its Node status (names, sizes)."""
+        status, body = self._readiness().get(f"/api/v1/nodes/{self.node_name}")
+        if status != 200:
+            raise LabError(f"cannot read Node {self.node_name}: {status} {body[:300]}")
+        listed: list[dict[str, Any]] = json.loads(body).get("status", {}).get("images", [])
+        return listed
+
+    def deploy_sample(self, sample: str, timeout: float = 60.0) -> workloads.DeployedSample:
+        """Run ``sample_webhook/deploy/<sample>.yaml`` on the node; return once it serves.
+
+        ``sample`` is ``sidecar-injector``, ``require-limits`` or
+        ``statefulset-node-selector``. Without cert-manager the serving certificate comes
+        from the lab's CA (see :mod:`webhook_dev.lab.workloads` for the overrides).
+        """
+        self.wait_node_ready()
+        return workloads.deploy_sample(
+            self._readiness(),
+            sample,
+            ca_pem=self.ca_cert.read_bytes(),
+            ca_key_pem=self.layout.ca_key.read_bytes(),
+            timeout=timeout,
+        )
+
+    def delete_sample(self, deployed: workloads.DeployedSample) -> None:
+        workloads.delete_sample(self._readiness(), deployed)
+
     # ---- health -------------------------------------------------------------------
 
     def _readiness(self) -> readiness.ApiReadiness:
@@ -346,9 +486,13 @@ class Lab:
         pid = self.state.pids.get(component)
         return bool(pid) and processes.is_alive(pid or 0)
 
+    @property
+    def components(self) -> tuple[str, ...]:
+        return COMPONENTS + (NODE_COMPONENTS if self.state.node else ())
+
     def component_status(self) -> dict[str, bool]:
         """component → running."""
-        return {component: self._alive(component) for component in COMPONENTS}
+        return {component: self._alive(component) for component in self.components}
 
     def healthy(self) -> bool:
         return all(self.component_status().values()) and self._readiness().ok("/readyz")
@@ -447,6 +591,18 @@ class Lab:
             "kube-controller-manager": ("system:kube-controller-manager", ()),
             "kube-proxy": ("system:kube-proxy", ()),
         }
+        if self.state.node:
+            users.update(
+                {
+                    "kube-scheduler": ("system:kube-scheduler", ()),
+                    # The Node authorizer's naming: this kubelet may touch its own Node only.
+                    "kubelet": (f"system:node:{topology.node_name}", ("system:nodes",)),
+                    "kube-apiserver-kubelet-client": (
+                        "kube-apiserver-kubelet-client",
+                        ("system:masters",),
+                    ),
+                }
+            )
         for user, (common_name, groups) in users.items():
             client = certs.new_client_cert(ca, common_name=common_name, organizations=groups)
             layout.client_cert(user).write_bytes(client.cert_pem)
@@ -459,7 +615,18 @@ class Lab:
                 key_pem=client.key_pem,
                 context="webhook-dev-lab",
             )
+            if user == "kubelet":  # in the node, which reaches the apiserver via the master
+                local = local.replace(
+                    f"https://127.0.0.1:{APISERVER_PORT}",
+                    f"https://{topology.master_ip}:{APISERVER_PORT}",
+                )
             write_private(layout.component_kubeconfig(user), local.encode())
+            if user == "kube-proxy" and self.state.node:
+                remote = local.replace(
+                    f"https://127.0.0.1:{APISERVER_PORT}",
+                    f"https://{topology.master_ip}:{APISERVER_PORT}",
+                )
+                write_private(layout.component_kubeconfig("kube-proxy-node"), remote.encode())
             if user == _ADMIN:
                 for path, server in (
                     (layout.kubeconfig, topology.master_ip),
@@ -482,6 +649,9 @@ class Lab:
             )
         )
 
+        if self.state.node:
+            self._write_node_files(ca)
+
         host_key = SSHKeyPair.create("webhook-dev-lab-host")
         write_private(layout.ssh_host_key, host_key.private_openssh)
         layout.ssh_host_key.with_suffix(".pub").write_text(host_key.public_line + "\n")
@@ -489,6 +659,36 @@ class Lab:
         write_private(layout.client_identity, client_key.private_openssh)
         write_private(layout.authorized_keys, (client_key.public_line + "\n").encode())
         self._write_sshd_config()
+
+    def _write_node_files(self, ca: certs.Issued) -> None:
+        layout, topology = self.layout, self.topology
+        for directory in (layout.node, layout.cni_conf_dir, layout.cni_ipam_dir, layout.pod_logs):
+            directory.mkdir(parents=True, exist_ok=True)
+        serving = certs.new_serving_cert(
+            ca, dns_names=(topology.node_name,), ip_addresses=(topology.node_ip,)
+        )
+        layout.kubelet_cert.write_bytes(serving.cert_pem)
+        write_private(layout.kubelet_key, serving.key_pem)
+        layout.containerd_config.write_text(
+            node_configs.containerd_config(layout, sandbox_image=images.PAUSE_IMAGE)
+        )
+        (layout.cni_conf_dir / "10-webhook-dev-lab.conflist").write_text(
+            node_configs.cni_conflist(layout, topology)
+        )
+        layout.kubelet_config.write_text(
+            node_configs.kubelet_config(layout, topology, client_ca=str(layout.ca_cert))
+        )
+        node.write_kernel_tunables(layout)
+        # The node's own kube-proxy, as on every node: Pods reach Services (the apiserver
+        # at 10.96.0.1, as in-cluster clients do) through its rules in the node.
+        layout.node_kube_proxy_config.write_text(
+            configs.kube_proxy_config(
+                kubeconfig_path=str(layout.component_kubeconfig("kube-proxy-node")),
+                hostname=topology.node_name,
+                node_ip=topology.node_ip,
+                cluster_cidr=topology.pod_cidr,
+            )
+        )
 
     def _write_sshd_config(self) -> None:
         layout = self.layout
@@ -532,29 +732,65 @@ class Lab:
                 layout,
                 self.topology,
                 aggregator_routing=self.state.aggregator_routing,
+                node=self.state.node,
             )
         if component == "kube-controller-manager":
-            return commands.controller_manager_argv(Path(found["kube-controller-manager"]), layout)
+            return commands.controller_manager_argv(
+                Path(found["kube-controller-manager"]), layout, node=self.state.node
+            )
+        if component == "kube-scheduler":
+            return node_configs.scheduler_argv(
+                found["kube-scheduler"], str(layout.component_kubeconfig("kube-scheduler"))
+            )
         if component == "kube-proxy":
             return commands.kube_proxy_argv(Path(found["kube-proxy"]), layout)
+        if component == "kube-proxy-node":
+            return [found["kube-proxy"], f"--config={layout.node_kube_proxy_config}", "--v=1"]
         if component == "sshd":
             return commands.sshd_argv(Path(SSHD), layout)
         raise ValueError(component)
+
+    def _node_command(self, component: str) -> list[str]:
+        """containerd and the kubelet enter the node's namespaces themselves (node.py)."""
+        layout, topology = self.layout, self.topology
+        if component == "containerd":
+            return node.containerd_command(
+                layout, topology, node_configs.containerd_argv("containerd", layout)
+            )
+        kubelet = node_configs.kubelet_argv(
+            self.state.binaries["kubelet"],
+            layout,
+            topology,
+            str(layout.component_kubeconfig("kubelet")),
+        )
+        return node.join_command(self.state.pids["containerd"], kubelet)
 
     def _spawn(self, component: str) -> None:
         if component == "sshd":
             # Privilege separation directory; Debian's unit creates it, a bare machine may not.
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        pid = processes.spawn(self.master_ns, self._argv(component), self.layout.log(component))
+        log = self.layout.log(component)
+        if component in ("containerd", "kubelet"):
+            pid = processes.spawn_command(self._node_command(component), log)
+        elif component == "kube-proxy-node":
+            pid = processes.spawn(self.node_ns, self._argv(component), log)
+        else:
+            pid = processes.spawn(self.master_ns, self._argv(component), log)
         self.state.pids[component] = pid
         self._save()
 
-    def _start_components(self) -> None:
+    def _start_components(self, archive: images.ImageArchive | None = None) -> None:
         # etcd, the apiserver and sshd at once (the apiserver retries etcd). The controller
         # manager exits if RBAC is not bootstrapped yet when it reads its authentication
-        # config, so it and kube-proxy wait for /readyz, which includes that hook.
+        # config, so it and kube-proxy wait for /readyz, which includes that hook. The
+        # node's containerd starts with them and gets the images while the apiserver
+        # comes up; the kubelet waits for /readyz too (it would only retry until then).
         for component in ("etcd", "kube-apiserver", "sshd"):
             self._spawn(component)
+        importing = None
+        if archive is not None:
+            self._spawn("containerd")
+            importing = self._start_image_import(archive)
         api = self._readiness()
         readiness.wait_until(
             lambda: self._check_alive() or api.ok("/readyz"),
@@ -565,6 +801,23 @@ class Lab:
         self._register_node()
         for component in ("kube-controller-manager", "kube-proxy"):
             self._spawn(component)
+        if archive is not None and importing is not None:
+            for component in ("kube-scheduler", "kubelet", "kube-proxy-node"):
+                self._spawn(component)
+            # The kubelet registers and turns Ready without images; Pods need them.
+            images.finish_import(importing, archive.path)
+            self.state.images = {image.reference: image.digest for image in archive.images}
+            self._save()
+
+    def _start_image_import(self, archive: images.ImageArchive) -> subprocess.Popen[str]:
+        socket = self.layout.containerd_socket
+        readiness.wait_until(
+            lambda: self._check_alive() or socket.exists(),
+            timeout=READY_TIMEOUT_SECONDS,
+            what="containerd to listen",
+            hint=f"see {self.layout.log('containerd')}",
+        )
+        return images.start_import("ctr", socket, archive.path)
 
     def _register_node(self) -> None:
         """Create the master's Node object, as a kubelet would on registration.
@@ -582,6 +835,14 @@ class Lab:
                     "kubernetes.io/hostname": self.master_ns,
                     "node-role.kubernetes.io/control-plane": "",
                 },
+            },
+            # With a scheduler, Pods must go to the node, as kubeadm taints control planes.
+            "spec": {
+                "taints": [
+                    {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
+                ]
+                if self.state.node
+                else []
             },
             "status": {
                 "addresses": [
@@ -634,18 +895,32 @@ def teardown(root: Path | None = None, topology: Topology | None = None) -> list
         state = LabState.load(layout.state_file)
     if topology is None:
         topology = Topology(state.prefix, state.subnet) if state else Topology.from_env()
-    namespaces = (topology.master_ns, topology.workstation_ns)
+    namespaces = (topology.master_ns, topology.workstation_ns, topology.node_ns)
 
     # Processes first: everything in our namespaces (`ip netns pids`), which covers the
     # recorded pids, what a killed `lab up` left, and whatever a user started with
-    # `lab exec`. Loop, because sshd may fork while we kill.
+    # `lab exec`; and every process in the node's cgroups (the Pods' own, each in a
+    # network namespace of its own). Loop, because sshd may fork while we kill.
     for _ in range(10):
         pids = [pid for ns in namespaces for pid in netns.namespace_pids(ns)]
+        pids = sorted({*pids, *node.cgroup_pids(topology)})
         if not pids:
             break
         # The lab's data is being thrown away: no need to wait out graceful shutdowns.
         processes.terminate(pids, grace_seconds=1.0)
         removed.append(f"{len(pids)} process(es)")
+    # Killed Pods whose shims died too are zombies of the machine's init until it reaps
+    # them; they still count as the cgroups' members.
+    # Killed Pods whose shims died too are zombies until the machine's init reaps them
+    # (here within seconds); wait for that, so `down` returns with nothing of the lab left.
+    with contextlib.suppress(LabError):
+        readiness.wait_until(
+            lambda: not node.member_pids(topology), timeout=15, what="the Pods' processes"
+        )
+    # With its processes gone, the node's mount namespace (and every mount in it) is gone;
+    # what else it leaves on the machine goes now, while the state dir still names it.
+    removed.extend(node.remove_leftovers(layout, topology))
+    removed.extend(f"mount {point}" for point in node.unmount_under(layout.root))
     for namespace in namespaces:
         if netns.delete_namespace(namespace):
             removed.append(f"netns {namespace}")
@@ -678,4 +953,10 @@ def summary(lab: Lab) -> dict[str, Any]:
         },
         "binaries": lab.state.binaries,
         "logs": str(lab.layout.logs),
+        "node": (
+            {"name": lab.node_name, "ip": lab.topology.node_ip, "pod_cidr": lab.pod_cidr,
+             "images": lab.state.images}
+            if lab.has_node
+            else None
+        ),
     }

@@ -119,3 +119,71 @@ class LabLayout:
 
     def log(self, component: str) -> Path:
         return self.logs / f"{component}.log"
+
+    # The node (kubelet, containerd, CNI). Everything the node writes lives below here,
+    # so teardown can find its mounts by path.
+    @property
+    def node(self) -> Path:
+        return self.root / "node"
+
+    @property
+    def containerd_config(self) -> Path:
+        return self.node / "containerd.toml"
+
+    @property
+    def containerd_root(self) -> Path:
+        """Content store and snapshots (the imported images, the Pods' root filesystems)."""
+        return self.node / "containerd" / "root"
+
+    @property
+    def containerd_state(self) -> Path:
+        """Sockets and task bundles (each shim's ``address`` file is under it)."""
+        return self.node / "containerd" / "state"
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.node / "containerd" / "containerd.sock"
+
+    @property
+    def cni_conf_dir(self) -> Path:
+        return self.node / "cni" / "net.d"
+
+    @property
+    def cni_ipam_dir(self) -> Path:
+        """host-local's leases (one file per Pod IP)."""
+        return self.node / "cni" / "ipam"
+
+    @property
+    def pod_netns_dir(self) -> Path:
+        """Where containerd bind-mounts each Pod's network namespace (not /run/netns)."""
+        return self.node / "netns"
+
+    @property
+    def kubelet_root(self) -> Path:
+        """kubelet's ``--root-dir``: Pod volumes (secrets are tmpfs mounts below it)."""
+        return self.node / "kubelet"
+
+    @property
+    def node_kube_proxy_config(self) -> Path:
+        return self.node / "kube-proxy.yaml"
+
+    @property
+    def kubelet_config(self) -> Path:
+        return self.node / "kubelet.yaml"
+
+    @property
+    def pod_logs(self) -> Path:
+        return self.node / "pod-logs"
+
+    @property
+    def kernel_tunables(self) -> Path:
+        """Files bind-mounted over /proc/sys in the node's mount namespace (see node.py)."""
+        return self.node / "sysctl"
+
+    @property
+    def kubelet_cert(self) -> Path:
+        return self.pki / "kubelet-serving.crt"
+
+    @property
+    def kubelet_key(self) -> Path:
+        return self.pki / "kubelet-serving.key"

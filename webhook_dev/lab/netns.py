@@ -167,6 +167,31 @@ def set_workstation_routable(topology: Topology, routable: bool) -> None:
         run(in_namespace(topology.workstation_ns, ["iptables", "-w", "-A", *rule]))
 
 
+def create_node(topology: Topology) -> None:
+    """The node's namespace, its link to the master, and the routes for the Pod CIDR.
+
+    The node forwards between its Pods' bridge and the master (``ip_forward`` is per
+    namespace); the master routes the Pod CIDR to the node, so the apiserver and
+    kube-proxy in the master reach Pod addresses directly, as on a cluster whose Pod
+    network is routed. The node's default route is the master: Pods reach the apiserver
+    at the master's address, and nothing else (the master forwards nothing on).
+    """
+    master, node = topology.master_ns, topology.node_ns
+    run(["ip", "netns", "add", node])
+    _ns(node, "link", "set", "lo", "up")
+    _veth(master, topology.master_node_link, node, topology.node_master_link)
+    for owner, link, address in (
+        (master, topology.master_node_link, topology.master_node_ip),
+        (node, topology.node_master_link, topology.node_ip),
+    ):
+        run(in_namespace(owner, ["sysctl", "-qw", f"net.ipv6.conf.{link}.disable_ipv6=1"]))
+        _ns(owner, "addr", "add", f"{address}/30", "dev", link)
+        _ns(owner, "link", "set", link, "up")
+    run(in_namespace(node, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
+    _ns(node, "route", "add", "default", "via", topology.master_node_ip)
+    _ns(master, "route", "add", topology.pod_cidr, "via", topology.node_ip)
+
+
 def _veth(namespace: str | None, name: str, peer_namespace: str, peer_name: str) -> None:
     """A veth pair: ``name`` in ``namespace`` (None: root), ``peer_name`` moved to the peer."""
     ip = ["ip", "-n", namespace] if namespace else ["ip"]

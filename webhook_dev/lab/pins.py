@@ -24,6 +24,8 @@ class Binary:
     # Whether the lab cannot start without it (kubectl is a convenience for users).
     required: bool = True
     version_args: tuple[str, ...] = ("--version",)
+    # Only a lab with a node runs it (kubelet, kube-scheduler); ``--no-node`` needs it not.
+    node: bool = False
 
 
 KUBERNETES_BINARIES: tuple[Binary, ...] = (
@@ -34,6 +36,14 @@ KUBERNETES_BINARIES: tuple[Binary, ...] = (
         f"v{KUBERNETES_VERSION}",
     ),
     Binary("kube-proxy", "k8s.io/kubernetes/cmd/kube-proxy", f"v{KUBERNETES_VERSION}"),
+    # The node's: built in the same go build as the others, so they share its cache.
+    Binary("kubelet", "k8s.io/kubernetes/cmd/kubelet", f"v{KUBERNETES_VERSION}", node=True),
+    Binary(
+        "kube-scheduler",
+        "k8s.io/kubernetes/cmd/kube-scheduler",
+        f"v{KUBERNETES_VERSION}",
+        node=True,
+    ),
     Binary(
         "kubectl",
         "k8s.io/kubernetes/cmd/kubectl",

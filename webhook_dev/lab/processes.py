@@ -20,10 +20,19 @@ from webhook_dev.lab.netns import in_namespace
 
 def spawn(namespace: str, argv: Sequence[str], log_path: Path) -> int:
     """Start ``argv`` in ``namespace``, appending stdout and stderr to ``log_path``."""
+    return spawn_command(in_namespace(namespace, argv), log_path)
+
+
+def spawn_command(argv: Sequence[str], log_path: Path) -> int:
+    """Start ``argv`` detached, appending its output to ``log_path``; return its pid.
+
+    For commands that enter their namespaces themselves (``nsenter``, ``unshare``), which
+    exec in place like ``ip netns exec``: the pid is the component's own.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            in_namespace(namespace, argv),
+            list(argv),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -32,7 +32,12 @@ class ApiReadiness:
         return self.request("GET", path, timeout=timeout)
 
     def request(
-        self, method: str, path: str, body: object = None, timeout: float = 2.0
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        timeout: float = 2.0,
+        content_type: str = "application/json",
     ) -> tuple[int, str]:
         """(status, body) of one request with a JSON body; status 0 if it did not connect."""
         connection = http.client.HTTPSConnection(
@@ -40,7 +45,7 @@ class ApiReadiness:
         )
         try:
             payload = None if body is None else json.dumps(body)
-            headers = {} if body is None else {"Content-Type": "application/json"}
+            headers = {} if body is None else {"Content-Type": content_type}
             connection.request(method, path, body=payload, headers=headers)
             response = connection.getresponse()
             return response.status, response.read().decode(errors="replace")

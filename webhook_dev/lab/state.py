@@ -30,6 +30,10 @@ class LabState:
     binaries: dict[str, str] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     owner_pid: int = 0
+    # Whether the lab has a node (kubelet, containerd, kube-scheduler); ``lab up --no-node``.
+    node: bool = False
+    # The node's images as imported (reference -> manifest digest).
+    images: dict[str, str] = field(default_factory=dict)
     version: int = STATE_VERSION
 
     def save(self, path: Path) -> None:

@@ -17,6 +17,19 @@
         │ webhook-dev, the developer's app    │
         └─────────────────────────────────────┘
 
+      and, unless ``--no-node``, a worker node hanging off the master:
+
+        wdlab-m-node 10.237.0.9/30 (in the master) ── route 10.237.0.128/25 via the node
+        ┌─────────────── netns wdlab-node ────────────────────────────┐
+        │ wdlab-n-m 10.237.0.10/30, default route via the master      │
+        │ kubelet :10250, containerd, bridge wdlab-br 10.237.0.129/25 │
+        │   └─ Pods 10.237.0.130 ... (each in its own netns)          │
+        └─────────────────────────────────────────────────────────────┘
+
+The Pod CIDR is the upper half of the lab's own subnet, so two labs with different subnets
+can never hand out the same Pod address, and ``lab up``'s check that the subnet is unused
+covers it too.
+
 Every name that lives outside the lab's namespaces (the namespaces themselves, the
 root-side veth, ``/etc/netns/<ns>``) starts with the lab's prefix, so ``lab down`` finds
 leftovers of a lab whose ``up`` was killed before it wrote anything else.
@@ -51,6 +64,11 @@ class Topology:
             raise ValueError(f"lab prefix {self.prefix!r} must be a short identifier (<= 8)")
         if ipaddress.ip_network(self.subnet).prefixlen > 28:
             raise ValueError(f"lab subnet {self.subnet} is too small, need at least a /28")
+
+    @property
+    def can_have_node(self) -> bool:
+        """A node needs a /26 or larger: links in the lower half, Pods in the upper."""
+        return ipaddress.ip_network(self.subnet).prefixlen <= 26
 
     @classmethod
     def from_env(cls) -> Topology:
@@ -108,6 +126,59 @@ class Topology:
     @property
     def workstation_ip(self) -> str:
         return self._address(6)
+
+    # master <-> node link and the Pods behind the node.
+    @property
+    def node_ns(self) -> str:
+        return f"{self.prefix}-node"
+
+    @property
+    def node_name(self) -> str:
+        """The node's Node object (and hostname override), like the master's."""
+        return self.node_ns
+
+    @property
+    def master_node_link(self) -> str:
+        return f"{self.prefix}-m-node"
+
+    @property
+    def node_master_link(self) -> str:
+        return f"{self.prefix}-n-m"
+
+    @property
+    def master_node_ip(self) -> str:
+        """The master's address on the node link: the node's (and Pods') default gateway."""
+        return self._address(9)
+
+    @property
+    def node_ip(self) -> str:
+        """The node's InternalIP: the kubelet's serving address, what the apiserver dials."""
+        return self._address(10)
+
+    @property
+    def pod_cidr(self) -> str:
+        """The upper half of the lab's subnet (see the module docstring)."""
+        _lower, upper = ipaddress.ip_network(self.subnet).subnets(prefixlen_diff=1)
+        return str(upper)
+
+    @property
+    def pod_gateway(self) -> str:
+        """The node's bridge address, first of the Pod CIDR."""
+        return str(ipaddress.ip_network(self.pod_cidr)[1])
+
+    @property
+    def pod_bridge(self) -> str:
+        return f"{self.prefix}-br"
+
+    @property
+    def pod_network(self) -> str:
+        """CNI network name; also names the CNI plugins' files left under /var/lib/cni."""
+        return f"{self.prefix}-pods"
+
+    @property
+    def node_cgroup(self) -> str:
+        """The kubelet's cgroupRoot: every Pod's cgroup lives below it, in each hierarchy."""
+        return f"/{self.prefix}-node"
 
     @property
     def first_service_ip(self) -> str:
