@@ -116,7 +116,7 @@ def _nodelay(writer: asyncio.StreamWriter) -> None:
 
 
 async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy until EOF, then half-close the other side (TLS close_notify still flows back)."""
+    """Copy until EOF (or an error), then pass the EOF on."""
     try:
         while True:
             chunk = await reader.read(CHUNK)
@@ -134,10 +134,22 @@ async def splice(
     left: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     right: tuple[asyncio.StreamReader, asyncio.StreamWriter],
 ) -> None:
-    """Copy both ways until both directions ended; then close both."""
+    """Copy both ways until either direction ends; then close both.
+
+    Not a half-close: behind a port-forward a dead leg often shows only as an EOF, and a
+    connection left half-open toward the apiserver would be reused for the next call and
+    fail it. Webhook calls are HTTP over TLS, which never half-closes and waits for an
+    answer, so closing at the first EOF loses nothing (buffered bytes are still flushed).
+    """
+    tasks = [
+        asyncio.ensure_future(pump(left[0], right[1])),
+        asyncio.ensure_future(pump(right[0], left[1])),
+    ]
     try:
-        await asyncio.gather(pump(left[0], right[1]), pump(right[0], left[1]))
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for task in tasks:
+            task.cancel()
         for writer in (left[1], right[1]):
             writer.close()
 
@@ -165,6 +177,8 @@ class Relay:
         self._control: asyncio.StreamWriter | None = None
         self._pending: dict[int, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
         self._ids = itertools.count(1)
+        # Spliced connections, closed with the control connection they came under.
+        self._active: set[asyncio.StreamWriter] = set()
         self._last_client = time.monotonic()
         self.spliced = 0
         self.refused = 0
@@ -238,6 +252,7 @@ class Relay:
         previous, self._control = self._control, writer
         if previous is not None:
             previous.close()
+            self._drop_active()
         log("client connected")
         writer.write(encode(READY, self.port))
         pinger = asyncio.ensure_future(self._ping(writer))
@@ -255,7 +270,16 @@ class Relay:
             if self._control is writer:
                 self._control = None
                 self._last_client = time.monotonic()
+                self._drop_active()
                 log("client gone")
+
+    def _drop_active(self) -> None:
+        """The port-forwards died with (or are suspect after) their control connection;
+        close the apiserver's connections spliced to them, so it dials afresh instead of
+        sending its next call into a dead leg."""
+        for writer in list(self._active):
+            writer.close()
+        self._active.clear()
 
     async def _ping(self, writer: asyncio.StreamWriter) -> None:
         try:
@@ -276,7 +300,12 @@ class Relay:
             return
         writer.write(encode(OK))
         self.spliced += 1
-        await splice(inbound, (reader, writer))
+        self._active.update((inbound[1], writer))
+        try:
+            await splice(inbound, (reader, writer))
+        finally:
+            self._active.discard(inbound[1])
+            self._active.discard(writer)
 
 
 def log(message: str) -> None:

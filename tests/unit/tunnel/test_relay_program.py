@@ -196,3 +196,20 @@ def test_the_shipped_file_runs_as_a_program_and_exits_when_idle(tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     assert "listening on port" in result.stderr
     assert result.stderr.rstrip().endswith("exiting")
+
+
+async def test_losing_the_control_connection_closes_the_spliced_ones(relay: LoopbackRelay) -> None:
+    """Their port-forwards are suspect: the apiserver must dial afresh, not reuse them."""
+    server, port = await _upper_server()
+    transport = _transport(relay)
+    await transport.carry(port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", relay.relay.port)
+    writer.write(b"kept\n")
+    assert await asyncio.wait_for(reader.readline(), 5) == b"KEPT\n"
+    control = relay.relay._control
+    assert control is not None
+    control.transport.abort()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, not left half-open
+    writer.close()
+    await transport.close()
+    server.close()
