@@ -219,7 +219,10 @@ def test_a_killed_port_forward_reconnects_and_the_next_call_reaches_the_code(
     assert same["status"]["podIP"] == pod["status"]["podIP"]
 
 
-@pytest.mark.parametrize("step", ["carry", "lease", "journal-local", "journal", "ready"])
+@pytest.mark.parametrize(
+    "step",
+    ["carry", "lease", "journal-local", "journal", "Service/sidecar-injector", "ready"],
+)
 def test_down_from_another_shell_after_kill_9_of_up_relay_restores_and_removes_the_relay(
     step: str,
     lab_node: Lab,
