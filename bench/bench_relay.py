@@ -122,7 +122,7 @@ def round_trips(lab: Lab, work: Path, requests: int, rounds: int) -> dict[int, l
                         asyncio.run(client.run(namespace, count, by_setup[name], False, level))
     finally:
         lab.delete_sample(deployed)
-        for namespace in ("bench-ssh", "bench-ssh-apps", "bench-relay-apps"):
+        for namespace in ("bench-ssh", "bench-ssh-apps"):  # bench-relay*: up_and_down's
             cluster.delete(f"/api/v1/namespaces/{namespace}")
         cluster.delete(f"{WEBHOOK_API}/bench-bench-ssh")
     return {level: list(by_setup.values()) for level, by_setup in results.items()}
@@ -156,6 +156,7 @@ def up_and_down(lab: Lab, work: Path, cycles: int) -> dict[str, list[float]]:
         figures["down (kill -9, new process)"].append(time.monotonic() - stopping)
     cluster = Cluster.connect(kubeconfig=str(lab.host_kubeconfig))
     cluster.delete("/api/v1/namespaces/bench-relay")
+    cluster.delete("/api/v1/namespaces/bench-relay-apps")
     cluster.delete(f"{WEBHOOK_API}/bench-bench-relay")
     return figures
 
