@@ -49,6 +49,18 @@ def _lab_python_image() -> str:
 
 
 @pytest.fixture
+def cluster_view(lab_node: Lab) -> ClusterView:
+    """The node's cluster: where the relay Pod runs (``lab`` may be a lab without a node)."""
+    return ClusterView(Cluster.connect(kubeconfig=str(lab_node.host_kubeconfig)))
+
+
+@pytest.fixture
+def lab_namespace(lab_node_namespace: str) -> str:
+    """A fresh namespace in the node's cluster, for the fixtures that ask for one."""
+    return lab_node_namespace
+
+
+@pytest.fixture
 def apps_namespace(cluster_view: ClusterView, lab_namespace: str) -> Iterator[str]:
     """Where the test's Pods go: the namespace the webhook intercepts."""
     name = f"{lab_namespace[:50]}-apps"
@@ -246,10 +258,10 @@ def test_down_from_another_shell_after_kill_9_of_up_relay_restores_and_removes_t
 
 
 def test_doctor_relay_names_the_missing_rbac_verb(
-    lab: Lab, redirect_target: RedirectTarget, tmp_path: Path, state_dir: Path
+    lab_node: Lab, redirect_target: RedirectTarget, tmp_path: Path, state_dir: Path
 ) -> None:
-    """carol may do everything up --relay does except port-forward (no node needed)."""
-    lab_node, relay_target = lab, redirect_target
+    """carol may do everything up --relay does except port-forward."""
+    relay_target = redirect_target
     admin = Cluster.connect(kubeconfig=str(lab_node.host_kubeconfig))
     ca = certs.Issued(lab_node.layout.ca_cert.read_bytes(), lab_node.layout.ca_key.read_bytes())
     user = f"carol-{uuid.uuid4().hex[:6]}"
