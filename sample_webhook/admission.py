@@ -14,6 +14,9 @@ from typing import Any
 from aiohttp import web
 
 VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
+# The largest review to accept: aiohttp's default is 1 MiB, but an UPDATE carries the
+# object and its old version, each up to etcd's 1.5 MiB. 8 MiB, as webhook-dev's proxy.
+MAX_REVIEW_BYTES = 8 * 1024 * 1024
 
 Review = dict[str, Any]
 Answer = dict[str, Any]

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sample_webhook.admission import Answer, allow, deny, handler
+from sample_webhook.admission import MAX_REVIEW_BYTES, Answer, allow, deny, handler
 
 REQUIRED = ("cpu", "memory")
 
@@ -38,7 +38,7 @@ def create_app() -> web.Application:
             return deny("; ".join(problems) + ": set CPU and memory limits on every container")
         return allow()
 
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_REVIEW_BYTES)
     app.router.add_post("/validate", handler(decide))
     return app
 

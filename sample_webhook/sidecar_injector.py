@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sample_webhook.admission import Answer, allow, escape, handler
+from sample_webhook.admission import MAX_REVIEW_BYTES, Answer, allow, escape, handler
 
 CONTAINER = "nginx-sidecar"
 VOLUME = "nginx-sidecar-config"
@@ -71,7 +71,7 @@ def create_app() -> web.Application:
             return allow()
         return allow(sidecar_patch(pod, image=image, configmap=configmap))
 
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_REVIEW_BYTES)
     app.router.add_post("/mutate", handler(decide))
     app.router.add_get("/healthz", healthz)
     return app

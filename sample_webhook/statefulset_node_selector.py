@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from sample_webhook.admission import Answer, allow, escape, handler
+from sample_webhook.admission import MAX_REVIEW_BYTES, Answer, allow, escape, handler
 
 LABEL = "ab-build-different"
 ANNOTATION = "custom-node-selector"
@@ -147,7 +147,7 @@ def create_app() -> web.Application:
             notifier.announce(f"Pod {request.get('namespace')}/{name}: nodeSelector {shown}")
         return allow(patch, warnings)
 
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_REVIEW_BYTES)
     app.router.add_post("/mutate", handler(decide))
     app.on_cleanup.append(notifier.close)
     return app

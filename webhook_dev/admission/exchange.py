@@ -5,14 +5,18 @@ it to every subscriber — the recorder, the console, ``up``'s live view, the in
 Subscribers are small objects with optional ``on_exchange(exchange)`` and
 ``on_event(event)`` methods; the proxy never knows which ones exist.
 
-Subscribers run on the event loop and must be quick; one that raises is reported once
-on stderr and never breaks serving.
+Subscribers run on the event loop and must be quick; one that raises never breaks
+serving, and every failure is reported on stderr: the first with its traceback, later
+ones as one line each, at most one line a second per subscriber (with a count of those
+folded into it), so a subscriber that fails on every call can neither go unnoticed nor
+flood the console.
 """
 
 from __future__ import annotations
 
 import enum
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,7 +41,12 @@ class Exchange:
     request_review: JsonObject | None = None
     response_review: JsonObject | None = None
     duration_ms: float = 0.0
-    upstream_ms: float | None = None
+    upstream_ms: float | None = None  # the round trip to the code that answered
+    # Where the rest went (``None``: not measured, e.g. an old recording): reading and
+    # checking the request, waiting for a worker (a reload, a restart), checking the answer.
+    read_ms: float | None = None
+    wait_ms: float | None = None
+    checks_ms: float | None = None
     generation: int | None = None
     flags: list[Flag] = field(default_factory=list)
     error: str | None = None
@@ -102,11 +111,13 @@ class GenerationFailed:
 
 @dataclass(frozen=True)
 class GenerationExited:
-    """A generation stopped without being asked to (a crash, ``sys.exit`` in user code)."""
+    """A generation stopped (or is being replaced) without being asked to: a crash,
+    ``sys.exit`` in user code, a blocked event loop. ``reason`` says which, when known."""
 
     generation: int
     returncode: int | None
     kind: GenerationKind = GenerationKind.APP_WORKER
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,45 @@ class GenerationOutput:
     line: str
 
 
+@dataclass(frozen=True)
+class GenerationMemory:
+    """A worker's resident memory, sampled now and then; ``over_limit`` past the warning."""
+
+    generation: int
+    rss_bytes: int
+    over_limit: bool = False
+    limit_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class BadMessage:
+    """A client sent something that is not an HTTP request the proxy can read (bad
+    request line, chunking, headers, encoding): answered 400 before any exchange began.
+    ``message`` names the problem and never quotes the client's bytes."""
+
+    peer: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RecordingFailed:
+    """An exchange could not be written (a full disk, ...); the file holds no part of it.
+    Sent for the first failure of a run of them; ``missed`` counts the run so far."""
+
+    path: str
+    error: str
+    missed: int
+
+
+@dataclass(frozen=True)
+class RecordingResumed:
+    """Writing works again after ``missed`` exchanges were not recorded since ``since``."""
+
+    path: str
+    missed: int
+    since: datetime
+
+
 Event = (
     Serving
     | ReloadStarted
@@ -124,6 +174,10 @@ Event = (
     | GenerationFailed
     | GenerationExited
     | GenerationOutput
+    | GenerationMemory
+    | BadMessage
+    | RecordingFailed
+    | RecordingResumed
 )
 
 
@@ -131,12 +185,30 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+# At most one failure line a second per subscriber; failures in between are counted.
+FAILURE_REPORT_INTERVAL = 1.0
+
+
+@dataclass
+class _Failures:
+    """What has been said about one subscriber's failures, and what is still unsaid."""
+
+    total: int = 0
+    unreported: int = 0
+    last_report: float = float("-inf")
+
+
 class Hooks:
     """The one hook point: a list of subscribers and the two ways to call them."""
 
     def __init__(self, subscribers: Any = ()) -> None:
         self._subscribers: list[Any] = list(subscribers)
-        self._broken: set[int] = set()
+        self._failures: dict[int, _Failures] = {}
+
+    def failures(self, subscriber: Any) -> int:
+        """How many calls ``subscriber`` has failed (for tests and status views)."""
+        entry = self._failures.get(id(subscriber))
+        return entry.total if entry is not None else 0
 
     def subscribe(self, subscriber: Any) -> None:
         """Add an object with ``on_exchange`` and/or ``on_event``."""
@@ -155,8 +227,25 @@ class Hooks:
                 continue
             try:
                 callback(argument)
-            except Exception:
-                if id(subscriber) not in self._broken:
-                    self._broken.add(id(subscriber))
-                    print(f"webhook-dev: subscriber {subscriber!r} failed:", file=sys.stderr)
-                    traceback.print_exc()
+            except Exception as error:
+                self._report(subscriber, method, error)
+
+    def _report(self, subscriber: Any, method: str, error: Exception) -> None:
+        entry = self._failures.setdefault(id(subscriber), _Failures())
+        entry.total += 1
+        clock = time.monotonic()
+        if entry.total > 1 and clock - entry.last_report < FAILURE_REPORT_INTERVAL:
+            entry.unreported += 1
+            return
+        folded = f" (and {entry.unreported} more since the last report)" if entry.unreported else ""
+        entry.unreported, entry.last_report = 0, clock
+        try:
+            print(
+                f"webhook-dev: subscriber {subscriber!r} failed in {method} "
+                f"({entry.total} failures so far){folded}: {type(error).__name__}: {error}",
+                file=sys.stderr,
+            )
+            if entry.total == 1:
+                traceback.print_exception(error, file=sys.stderr)
+        except (OSError, ValueError):
+            pass  # stderr closed: serving goes on regardless

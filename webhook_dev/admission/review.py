@@ -14,6 +14,7 @@ import base64
 import binascii
 import copy
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,13 @@ VERSIONS = (f"{GROUP}/v1", f"{GROUP}/v1beta1")
 KIND = "AdmissionReview"
 
 JsonObject = dict[str, Any]
+
+# Deeper JSON than this is refused at the door: no Kubernetes object comes close, and
+# everything downstream (redaction, the inspector's pretty printer, patches) may recurse.
+MAX_DEPTH = 200
+# A JSON escape of a UTF-16 surrogate: the only way a lone surrogate (which cannot be
+# written as UTF-8, so no recording or page could hold it) gets into a parsed string.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,8 @@ def parse_request(body: bytes | str | Mapping[str, Any]) -> AdmissionRequest:
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise ReviewError("AdmissionReview request has no uid (the answer must echo it)")
+    _check_request_shape(request)
+    _check_values(review, suspect_surrogates=_may_hold_surrogates(body))
     kind_ref = request.get("kind")
     if not isinstance(kind_ref, dict):
         kind_ref = {}
@@ -133,6 +143,134 @@ def parse_request(body: bytes | str | Mapping[str, Any]) -> AdmissionRequest:
     )
 
 
+# Fields of ``request`` and the JSON type the apiserver sends them as (admission/v1 types.go).
+_STRING_FIELDS = ("operation", "namespace", "name", "subResource", "requestSubResource")
+_GVK_FIELDS = ("kind", "resource", "requestKind", "requestResource")
+_OBJECT_FIELDS = ("object", "oldObject", "options")
+
+
+def _check_request_shape(request: Mapping[str, Any]) -> None:
+    """Refuse wrong-typed fields the way the apiserver's decoder would, naming the field.
+
+    Everything after the door (console, recorder, inspector, the user's handler) may then
+    rely on ``request.kind`` being an object, ``userInfo.groups`` a list of strings, ....
+    """
+    for name in _STRING_FIELDS:
+        if request.get(name) is not None and not isinstance(request[name], str):
+            raise ReviewError(_wrong_type(f"request.{name}", request[name], "a string"))
+    for name in _GVK_FIELDS:
+        value = request.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise ReviewError(_wrong_type(f"request.{name}", value, "an object"))
+        for part, text in value.items():
+            if not isinstance(text, str):
+                raise ReviewError(_wrong_type(f"request.{name}.{part}", text, "a string"))
+    for name in _OBJECT_FIELDS:
+        if request.get(name) is not None and not isinstance(request[name], dict):
+            raise ReviewError(_wrong_type(f"request.{name}", request[name], "an object or null"))
+    for name in ("object", "oldObject"):
+        if isinstance(request.get(name), dict):
+            _check_metadata(request[name].get("metadata"), f"request.{name}.metadata")
+    if request.get("dryRun") is not None and not isinstance(request["dryRun"], bool):
+        raise ReviewError(_wrong_type("request.dryRun", request["dryRun"], "true or false"))
+    _check_user_info(request.get("userInfo"))
+
+
+def _check_metadata(metadata: Any, where: str) -> None:
+    """An object's metadata as the apiserver sends it: names are strings, labels and
+    annotations maps of strings (webhooks index into them without looking)."""
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise ReviewError(_wrong_type(where, metadata, "an object"))
+    for name in ("name", "namespace", "generateName", "uid", "resourceVersion"):
+        if metadata.get(name) is not None and not isinstance(metadata[name], str):
+            raise ReviewError(_wrong_type(f"{where}.{name}", metadata[name], "a string"))
+    for name in ("labels", "annotations"):
+        values = metadata.get(name)
+        if values is not None and not (
+            isinstance(values, dict) and all(isinstance(v, str) for v in values.values())
+        ):
+            raise ReviewError(_wrong_type(f"{where}.{name}", values, "a map of strings"))
+
+
+def _check_user_info(user: Any) -> None:
+    if user is None:
+        return
+    if not isinstance(user, dict):
+        raise ReviewError(_wrong_type("request.userInfo", user, "an object"))
+    for name in ("username", "uid"):
+        if user.get(name) is not None and not isinstance(user[name], str):
+            raise ReviewError(_wrong_type(f"request.userInfo.{name}", user[name], "a string"))
+    groups = user.get("groups")
+    if groups is not None and not (
+        isinstance(groups, list) and all(isinstance(g, str) for g in groups)
+    ):
+        raise ReviewError(_wrong_type("request.userInfo.groups", groups, "a list of strings"))
+    extra = user.get("extra")
+    if extra is not None and not (
+        isinstance(extra, dict)
+        and all(isinstance(v, list) and all(isinstance(s, str) for s in v) for v in extra.values())
+    ):
+        raise ReviewError(
+            _wrong_type("request.userInfo.extra", extra, "an object of lists of strings")
+        )
+
+
+def _may_hold_surrogates(body: bytes | str | Mapping[str, Any]) -> bool:
+    if isinstance(body, Mapping):
+        return True  # already parsed: nothing to scan cheaply
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    return _SURROGATE_ESCAPE.search(raw) is not None
+
+
+def _check_values(review: Any, *, suspect_surrogates: bool) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH` and (when the body had surrogate
+    escapes) strings that are not valid Unicode. Iterative: the check must not recurse."""
+    pending: list[tuple[Any, int]] = [(review, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise ReviewError(f"the review is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if suspect_surrogates:
+                    _check_text(key)
+                if isinstance(item, dict | list):
+                    pending.append((item, depth + 1))
+                elif suspect_surrogates and isinstance(item, str):
+                    _check_text(item)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict | list):
+                    pending.append((item, depth + 1))
+                elif suspect_surrogates and isinstance(item, str):
+                    _check_text(item)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ReviewError(
+            "the review holds a lone UTF-16 surrogate (an escape such as \\ud800 without "
+            "its pair): not valid Unicode, so no Kubernetes client would send it"
+        ) from None
+
+
+def _wrong_type(field: str, value: Any, expected: str) -> str:
+    return f"{field} must be {expected}, got {_type(value)}"
+
+
+def kind_of(request: Mapping[str, Any]) -> str:
+    """``request.kind.kind``, or ``""`` when missing or not an object (e.g. an old or
+    hand-written recording): how the console, inspector and replay read a call's kind."""
+    kind = request.get("kind")
+    return str(kind.get("kind") or "") if isinstance(kind, dict) else ""
+
+
 def display_name(request: Mapping[str, Any]) -> str:
     """``namespace/name`` of a review's ``request``, ``generateName*`` for an object not yet
     named, ``?`` for no name at all: how the console, inspector and replay name a call."""
@@ -140,8 +278,9 @@ def display_name(request: Mapping[str, Any]) -> str:
     name = str(request.get("name") or "")
     obj = request.get("object")
     if not name and isinstance(obj, dict):
-        metadata = obj.get("metadata") or {}
-        name = metadata.get("name") or (
+        metadata = obj.get("metadata")
+        metadata = metadata if isinstance(metadata, dict) else {}
+        name = str(metadata.get("name") or "") or (
             f"{metadata['generateName']}*" if metadata.get("generateName") else ""
         )
     return f"{namespace}/{name or '?'}" if namespace else name or "?"
@@ -332,7 +471,10 @@ def _load(body: bytes | str | Mapping[str, Any], what: str) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, ValueError) as error:
         raise ReviewError(f"{what} is not JSON: {error}") from error
+    except RecursionError:
+        raise ReviewError(f"{what} is nested deeper than {MAX_DEPTH} levels") from None
 
 
 def _type(value: Any) -> str:
-    return {list: "an array", str: "a string", type(None): "null"}.get(type(value), "a scalar")
+    names = {list: "an array", dict: "an object", str: "a string", bool: "a boolean"}
+    return names.get(type(value), "null" if value is None else "a number")

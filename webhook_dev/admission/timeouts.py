@@ -12,17 +12,24 @@ from urllib.parse import parse_qsl, urlsplit
 
 DEFAULT_TIMEOUT = 10.0  # seconds: the apiserver's default webhook timeoutSeconds
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+# Go's time.Duration is an int64 of nanoseconds: ParseDuration refuses anything longer.
+MAX_DURATION = (2**63 - 1) / 1e9
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_go_duration(text: str | None) -> float | None:
-    """Seconds in a Go duration such as the apiserver's ``?timeout=10s``; ``None`` if invalid."""
+    """Seconds in a Go duration such as the apiserver's ``?timeout=10s``; ``None`` if invalid.
+
+    Invalid includes what Go refuses as overflow (longer than an int64 of nanoseconds):
+    a 400-digit timeout must not reach the event loop's timers as infinity.
+    """
     if not text:
         return None
     parts = _DURATION_PART.findall(text)
-    if not parts or "".join(number + unit for number, unit in parts) != text:
+    if len(text) > 64 or not parts or "".join(number + unit for number, unit in parts) != text:
         return None
-    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    return seconds if seconds <= MAX_DURATION else None  # also inf, from 400 digits
 
 
 def call_timeout(path_qs: str) -> float:

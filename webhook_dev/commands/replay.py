@@ -1,6 +1,9 @@
 """``webhook-dev replay``: recorded requests against the current code, compared by meaning.
 
-Exit codes: 0 every answer matches; 1 some differ; 2 bad usage or an unreadable file.
+Exit codes: 0 every answer matches; 1 some differ; 2 bad usage or an unreadable file
+(a file in which no line can be read; with ``--strict``, any damaged line). Without
+``--strict`` a damaged line (torn by a crash or a full disk, a hand edit) is skipped
+with a warning naming ``file:line``.
 
 Large recordings: the files are streamed and each result printed as it comes (constant
 memory); ``--jobs N`` keeps N calls in flight (with ``--app``, over up to one worker a
@@ -22,6 +25,7 @@ from rich.text import Text
 
 from webhook_dev.errors import ExitCode, RecordingError, UsageError
 from webhook_dev.recording import query as filters
+from webhook_dev.recording import stream
 from webhook_dev.recording.redaction_key import redaction_key
 from webhook_dev.replay.batch import Selection, Skipped, replay_in_order, selected
 from webhook_dev.replay.replayer import ReplayResult, render
@@ -64,6 +68,11 @@ from webhook_dev.serving.upstreams.url import UrlUpstream
     type=click.IntRange(min=1),
     help="Replay N exchanges picked at random (the same N each run), in recorded order.",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse a recording with a damaged line (exit 2) instead of skipping the line.",
+)
 def replay(
     files: tuple[Path, ...],
     app: str | None,
@@ -74,6 +83,7 @@ def replay(
     jobs: int,
     where: str | None,
     sample: int | None,
+    strict: bool,
 ) -> None:
     """Send each request recorded in FILE... to the current code and compare the answers.
 
@@ -94,7 +104,7 @@ def replay(
     )
     report = _Report(as_json, _expected(files, selection))
     try:
-        asyncio.run(_run(targets, files, selection, jobs, idempotence, report))
+        asyncio.run(_run(targets, files, selection, jobs, idempotence, report, strict))
     finally:
         report.close()
     report.finish()
@@ -175,7 +185,14 @@ async def _run(
     jobs: int,
     idempotence: bool,
     report: _Report,
+    strict: bool = False,
 ) -> None:
+    if strict:  # read every file through first: a damaged line refuses before any call
+        for _ in selected(files, Selection(where=selection.where), strict=True):
+            pass
+    else:
+        for path in files:
+            _check_some_line_reads(path)
     try:
         for target in targets:
             if isinstance(target, AppUpstream):
@@ -183,7 +200,7 @@ async def _run(
             else:
                 await target.start()
         results = replay_in_order(
-            selected(files, selection),
+            selected(files, selection, strict=strict),
             targets,
             jobs=jobs,
             idempotence=idempotence,
@@ -197,6 +214,18 @@ async def _run(
     finally:
         for target in targets:
             await target.close()
+
+
+def _check_some_line_reads(path: Path) -> None:
+    """A file in which no line at all can be read is not a recording (exit 2), even
+    when damaged lines are skipped."""
+    first_error: RecordingError | None = None
+    for line in stream.lines(path):
+        if line.exchange is not None:
+            return
+        first_error = first_error or line.error
+    if first_error is not None:
+        raise RecordingError(f"{path} is not a webhook-dev recording: {first_error}")
 
 
 def _local_ca() -> Path | None:

@@ -49,7 +49,7 @@ def serve(serving: ServingSpec, port: int, cert: Path | None, key: Path | None) 
     --run CMD starts and restarts it on save, holding calls while it restarts.
     """
     spec = serving
-    feed = ExchangeFeed() if spec.inspector else None
+    feed = ExchangeFeed(redact=spec.redact) if spec.inspector else None
     subscribers: list[Any] = [ConsolePrinter(), *([feed] if feed is not None else [])]
     stack = ServingStack.from_spec(
         spec, port=port, cert_file=cert, key_file=key, subscribers=subscribers
@@ -60,6 +60,7 @@ def serve(serving: ServingSpec, port: int, cert: Path | None, key: Path | None) 
             feed,
             port=spec.inspector_port,
             replay_target=lambda: stack.upstream,
+            redaction_key=feed.redaction_key,
             source=f"serve {spec.source}",
         )
     interrupted = event_loop.run(_serve_until_signal(stack, spec.record, inspector))

@@ -21,11 +21,16 @@ from webhook_dev.admission.exchange import (
     Exchange,
     GenerationExited,
     GenerationFailed,
+    GenerationMemory,
     GenerationReady,
+    RecordingFailed,
+    RecordingResumed,
     ReloadStarted,
 )
 from webhook_dev.admission.review import JsonObject
 from webhook_dev.inspector import views
+from webhook_dev.recording.redaction import may_hold_secrets_exchange, redact
+from webhook_dev.recording.redaction_key import redaction_key as workstation_key
 from webhook_dev.subscribers.call_stats import CallStats
 
 CAPACITY = 1000
@@ -49,14 +54,30 @@ class Listener:
 
 
 class ExchangeFeed:
-    """Keeps the newest ``capacity`` exchanges (oldest dropped first) and tells listeners."""
+    """Keeps the newest ``capacity`` exchanges (oldest dropped first) and tells listeners.
 
-    def __init__(self, capacity: int = CAPACITY) -> None:
+    Secret values are redacted as the recorder redacts them (same key, same markers)
+    before anything is kept, so no page can show them; ``redact=False`` (``--show-secrets``)
+    keeps them in clear.
+    """
+
+    def __init__(self, capacity: int = CAPACITY, *, redact: bool = True) -> None:
         self.capacity = capacity
+        self._redact = redact
+        self._key: bytes | None = None
         self._exchanges: OrderedDict[str, tuple[Exchange, JsonObject]] = OrderedDict()
         self._listeners: set[Listener] = set()
         self.stats = CallStats()  # every exchange added, also those the ring dropped
         self.status: JsonObject = {"generation": None, "state": "starting", "message": ""}
+        self.recording: JsonObject = {"failing": False, "missed": 0, "message": ""}
+        self._missed_before = 0  # exchanges not recorded in failures already resumed from
+
+    @property
+    def redaction_key(self) -> bytes | None:
+        """The workstation's key (read or made on first use), ``None`` when not redacting."""
+        if self._redact and self._key is None:
+            self._key = workstation_key()
+        return self._key
 
     def __repr__(self) -> str:
         return f"<ExchangeFeed {len(self._exchanges)}/{self.capacity}>"
@@ -80,11 +101,31 @@ class ExchangeFeed:
                 "message": message[0],
             }
         elif isinstance(event, GenerationExited):
+            why = event.reason or f"exited ({event.returncode})"
             self.status = {
                 **self.status,
                 "state": "exited",
-                "message": f"{event.kind.value} {event.generation} exited ({event.returncode})",
+                "message": f"{event.kind.value} {event.generation} {why}",
             }
+        elif isinstance(event, GenerationMemory):
+            self.status = {**self.status, "rss_bytes": event.rss_bytes}
+            if event.over_limit:
+                self.status["memory_warning"] = (
+                    f"worker {event.generation} uses {event.rss_bytes // 2**20} MiB of memory"
+                )
+        elif isinstance(event, RecordingFailed | RecordingResumed):
+            if isinstance(event, RecordingResumed):
+                self._missed_before += event.missed
+            missed = self._missed_before + (
+                event.missed if isinstance(event, RecordingFailed) else 0
+            )
+            self.recording = {
+                "failing": isinstance(event, RecordingFailed),
+                "missed": missed,
+                "message": _recording_message(event),
+            }
+            self._publish(Message("recording", self.recording))
+            return
         else:
             return
         self._publish(Message("status", self.status))
@@ -92,6 +133,10 @@ class ExchangeFeed:
     # --- reading ---------------------------------------------------------------------
 
     def add(self, exchange: Exchange) -> None:
+        if self._redact and may_hold_secrets_exchange(exchange):
+            key = self.redaction_key
+            assert key is not None
+            exchange = redact(exchange, key)
         row = views.summary(exchange)
         self.stats.on_exchange(exchange)
         self._exchanges[exchange.id] = (exchange, row)
@@ -140,4 +185,12 @@ class ExchangeFeed:
             "capacity": self.capacity,
             "calls": self.stats.calls,
             "status": self.status,
+            "recording": self.recording,
         }
+
+
+def _recording_message(event: RecordingFailed | RecordingResumed) -> str:
+    if isinstance(event, RecordingFailed):
+        return f"recording failed ({event.error}): {event.missed} exchanges not recorded so far"
+    since = event.since.isoformat(timespec="seconds")
+    return f"recording resumed: {event.missed} exchanges not recorded since {since}"

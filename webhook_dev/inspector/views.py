@@ -76,6 +76,9 @@ def detail(exchange: Exchange) -> JsonObject:
             "started": exchange.started.isoformat(),
             "duration_ms": round(exchange.duration_ms, 3),
             "upstream_ms": None if exchange.upstream_ms is None else round(exchange.upstream_ms, 3),
+            "read_ms": _ms(exchange.read_ms),
+            "wait_ms": _ms(exchange.wait_ms),
+            "checks_ms": _ms(exchange.checks_ms),
             "timeout_s": timeout_seconds(exchange),
             "generation": exchange.generation,
         },
@@ -120,6 +123,10 @@ def _row(kind: str, left: list[str], i: int | None, right: list[str], j: int | N
         "left_no": None if i is None else i + 1,
         "right_no": None if j is None else j + 1,
     }
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def _pretty(value: Any) -> list[str]:

@@ -10,13 +10,14 @@ and bump :data:`VERSION`, adding an upgrade step to :data:`_UPGRADES`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 from webhook_dev.admission.exchange import Exchange
 from webhook_dev.admission.review import Flag, JsonObject
 from webhook_dev.errors import RecordingError
-from webhook_dev.recording.redaction import redact_exchange
+from webhook_dev.recording.redaction import may_hold_secrets, redact
 
 VERSION = 1
 
@@ -24,28 +25,55 @@ VERSION = 1
 _UPGRADES: dict[int, Callable[[JsonObject], JsonObject]] = {}
 
 
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+class UnsupportedVersion(RecordingError):
+    """A line of a format version this webhook-dev cannot read: never skipped silently."""
+
+
 def encode(exchange: Exchange, *, redaction_key: bytes | None) -> str:
-    """One line (with its newline). ``redaction_key=None`` keeps secrets in clear."""
-    request_review, response_review = exchange.request_review, exchange.response_review
-    if redaction_key is not None:
-        request_review, response_review = redact_exchange(
-            request_review, response_review, redaction_key
-        )
-    line = {
+    """One line (with its newline). ``redaction_key=None`` keeps secrets in clear.
+
+    Always valid UTF-8: a string that cannot be (a lone surrogate in a hand-made answer)
+    is written with JSON's ``\\u`` escapes instead of failing the line.
+    """
+    text = _dumps(_line(exchange))
+    if redaction_key is not None and may_hold_secrets(text):
+        text = _dumps(_line(redact(exchange, redaction_key)))
+    return text
+
+
+def _dumps(line: JsonObject) -> str:
+    text = json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n"
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = json.dumps(line, separators=(",", ":")) + "\n"
+    return text
+
+
+def _line(exchange: Exchange) -> JsonObject:
+    line: JsonObject = {
         "version": VERSION,
         "id": exchange.id,
         "time": exchange.started.isoformat(),
         "path": exchange.path,
         "http_status": exchange.http_status,
         "duration_ms": round(exchange.duration_ms, 3),
-        "upstream_ms": None if exchange.upstream_ms is None else round(exchange.upstream_ms, 3),
+        "upstream_ms": _ms(exchange.upstream_ms),
         "generation": exchange.generation,
-        "request": request_review,
-        "response": response_review,
+        "request": exchange.request_review,
+        "response": exchange.response_review,
         "flags": [flag.to_json() for flag in exchange.flags],
         "error": exchange.error,
     }
-    return json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n"
+    for phase in ("read_ms", "wait_ms", "checks_ms"):  # optional: absent in older lines
+        value = getattr(exchange, phase)
+        if value is not None:
+            line[phase] = round(value, 3)
+    return line
 
 
 def decode(line: str, *, where: str = "line") -> Exchange:
@@ -54,11 +82,13 @@ def decode(line: str, *, where: str = "line") -> Exchange:
         data = json.loads(line)
     except ValueError as error:
         raise RecordingError(f"{where}: not JSON ({error})") from error
+    except RecursionError:
+        raise RecordingError(f"{where}: nested too deeply to read") from None
     if not isinstance(data, dict) or not isinstance(data.get("version"), int):
         raise RecordingError(f"{where}: not a webhook-dev recording line (no version)")
     version = data["version"]
     if version > VERSION or (version < VERSION and version not in _UPGRADES):
-        raise RecordingError(
+        raise UnsupportedVersion(
             f"{where}: recording format version {version} is not supported "
             f"(this webhook-dev reads version {VERSION})",
             hint="upgrade webhook-dev" if version > VERSION else None,
@@ -74,7 +104,10 @@ def decode(line: str, *, where: str = "line") -> Exchange:
             request_review=data.get("request"),
             response_review=data.get("response"),
             duration_ms=float(data.get("duration_ms") or 0.0),
-            upstream_ms=data.get("upstream_ms"),
+            upstream_ms=_optional_ms(data.get("upstream_ms")),
+            read_ms=_optional_ms(data.get("read_ms")),
+            wait_ms=_optional_ms(data.get("wait_ms")),
+            checks_ms=_optional_ms(data.get("checks_ms")),
             generation=data.get("generation"),
             flags=[Flag(f["code"], f["message"]) for f in data.get("flags") or []],
             error=data.get("error"),
@@ -83,25 +116,77 @@ def decode(line: str, *, where: str = "line") -> Exchange:
         raise RecordingError(f"{where}: malformed exchange ({error!r})") from error
 
 
-def decode_lines(text: str, *, source: str) -> tuple[list[Exchange], list[str]]:
-    """All exchanges in a recording's text, and warnings.
+def _optional_ms(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"a duration must be a number, got {value!r}")
+    return float(value)
 
-    A last line without its newline is what a crash mid-write would leave (the recorder
-    writes whole lines, so it should not happen); it is skipped with a warning instead of
-    failing the whole file. Anything else malformed is a :class:`RecordingError`.
-    """
+
+def check_exchange(exchange: Exchange, where: str) -> None:
+    """Refuse an exchange whose fields other code cannot rely on (``request`` an object,
+    ``generation`` a number, ...), so one bad line costs that line, not the replay."""
+    for name in ("request_review", "response_review"):
+        value = getattr(exchange, name)
+        if value is not None and not isinstance(value, dict):
+            raise RecordingError(f"{where}: malformed exchange ({name} is not an object)")
+    if exchange.generation is not None and (
+        isinstance(exchange.generation, bool) or not isinstance(exchange.generation, int)
+    ):
+        raise RecordingError(f"{where}: malformed exchange (generation is not a number)")
+    if exchange.error is not None and not isinstance(exchange.error, str):
+        raise RecordingError(f"{where}: malformed exchange (error is not a string)")
+
+
+def decode_lines(
+    text: str, *, source: str, strict: bool = False
+) -> tuple[list[Exchange], list[str]]:
+    """All exchanges in a recording's text, and warnings (see :func:`iter_lines`)."""
     exchanges: list[Exchange] = []
     warnings: list[str] = []
-    lines = text.split("\n")
+    for item in iter_lines(text.splitlines(keepends=True), source=source, strict=strict):
+        if isinstance(item, RecordingWarning):
+            warnings.append(item.message)
+        else:
+            exchanges.append(item)
+    return exchanges, warnings
+
+
+def iter_lines(
+    lines: Iterable[str], *, source: str, strict: bool = False
+) -> Iterator[Exchange | RecordingWarning]:
+    """Each exchange of a recording's lines, in order, and a warning for each line skipped.
+
+    A line that cannot be read (a write torn by a crash or a full disk, a hand edit) is
+    skipped with a :class:`RecordingWarning` naming it, so one bad line does not cost the
+    whole file; ``strict`` makes it a :class:`RecordingError` instead. A lazy iterator: a
+    recording larger than memory can be replayed.
+    """
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{source}:{number}"
         try:
-            exchanges.append(decode(line, where=where))
-        except RecordingError:
-            if number == len(lines):  # unterminated last line
-                warnings.append(f"{where}: skipped an incomplete last line")
-                continue
-            raise
-    return exchanges, warnings
+            exchange = decode(line, where=where)
+            check_exchange(exchange, where)
+        except RecordingError as error:
+            if strict or isinstance(error, UnsupportedVersion):
+                raise
+            unterminated = not line.endswith("\n")
+            what = "an incomplete last line" if unterminated else "a damaged line"
+            reason = error.message.removeprefix(f"{where}: ")
+            yield RecordingWarning(f"{where}: skipped {what} ({reason})", error.message)
+            continue
+        yield exchange
+
+
+@dataclass(frozen=True)
+class RecordingWarning:
+    """A line :func:`decode_lines` skipped, and why."""
+
+    message: str
+    error: str = ""  # why the line could not be read, naming it: ``file:line: not JSON ...``
+
+    def __str__(self) -> str:
+        return self.message

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 
 from webhook_dev.admission.exchange import Exchange
-from webhook_dev.admission.review import JsonObject, display_name, patch_op_count
+from webhook_dev.admission.review import JsonObject, display_name, kind_of, patch_op_count
 from webhook_dev.admission.timeouts import call_timeout
 
 SLOW_FRACTION = 0.8  # of the apiserver's timeout: past it, a busier cluster would time out
@@ -65,8 +65,9 @@ def list_flags(exchange: Exchange) -> list[dict[str, str]]:
 def summary(exchange: Exchange) -> JsonObject:
     """One row of the list: everything it shows, filters on, and searches."""
     request = exchange.request
-    kind = (request.get("kind") or {}).get("kind", "") if request else ""
+    kind = kind_of(request) if request else ""
     status = exchange.response.get("status") or {}
+    user = request.get("userInfo")
     return {
         "id": exchange.id,
         "time": exchange.started.isoformat(),
@@ -74,7 +75,7 @@ def summary(exchange: Exchange) -> JsonObject:
         "kind": str(kind),
         "namespace": str(request.get("namespace") or ""),
         "name": display_name(request) if request else "",
-        "user": str((request.get("userInfo") or {}).get("username") or ""),
+        "user": str(user.get("username") or "") if isinstance(user, dict) else "",
         "uid": str(request.get("uid") or ""),
         "result": result_of(exchange),
         "message": str(status.get("message") or exchange.error or "")

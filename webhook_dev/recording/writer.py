@@ -12,6 +12,15 @@ a line that would take the file past that size starts the next part instead
 part of its own. Each part has its index (:mod:`~webhook_dev.recording.index`), kept as
 lines are written.
 
+A write can also fail part way (``ENOSPC``: the disk is full). Then the file is truncated
+back to where the line began, so the next line written once there is space again is not
+glued to a torn one: the file only ever holds whole lines (and the index only lines
+that were written). Exchanges that could not be written are counted; the first failure
+and the resumption are published as
+:class:`~webhook_dev.admission.exchange.RecordingFailed` /
+:class:`~webhook_dev.admission.exchange.RecordingResumed` events (the console prints
+them) and :attr:`Recorder.missed` keeps the total for status views.
+
 Recordings hold cluster objects, so files are created 0600. Secret values are redacted by
 default with the per-workstation HMAC key (:mod:`~webhook_dev.recording.redaction_key`):
 equal secrets give equal markers across your recordings, and nothing else can be learned
@@ -23,9 +32,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from datetime import datetime
 from pathlib import Path
 
-from webhook_dev.admission.exchange import Exchange
+from webhook_dev.admission.exchange import (
+    Exchange,
+    Hooks,
+    RecordingFailed,
+    RecordingResumed,
+    now,
+)
 from webhook_dev.errors import RecordingError
 from webhook_dev.recording import format as recording
 from webhook_dev.recording.index import IndexAppender
@@ -49,6 +65,8 @@ class Recorder:
 
     Exchanges the proxy refused as bad input (no usable request) are shown on the console
     but not recorded: there is nothing to replay.
+
+    :param hooks: where to publish recording failures and resumption (optional).
     """
 
     def __init__(
@@ -58,8 +76,14 @@ class Recorder:
         redact: bool = True,
         max_size: int | None = None,
         index: bool = True,
+        hooks: Hooks | None = None,
     ) -> None:
         self.first_path = path
+        self._hooks = hooks
+        self.recorded = 0
+        self.missed = 0  # exchanges never written, in all
+        self._failing_since: datetime | None = None
+        self._missed_in_run = 0
         self._key = redaction_key() if redact else None
         self._max_size = max_size or None
         self._index_lines = index
@@ -98,14 +122,60 @@ class Recorder:
             self._open(part_path(self.first_path, self._part))
         assert self._fd is not None
         offset = self._size
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        self._size = offset + len(data)
+        try:
+            self._append(self._fd, data)
+        except OSError as error:
+            self._failed(error)
+            return
         if self._index is not None:
             self._index.add(exchange, offset, len(data))
+        self.recorded += 1
+        if self._failing_since is not None:
+            self._resumed()
         self._schedule_fsync()
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last write failed (recording is paused until one succeeds)."""
+        return self._failing_since is not None
+
+    def _append(self, fd: int, data: bytes) -> None:
+        """Write ``data`` whole, or leave the file as it was (truncated back) and raise."""
+        start = self._size
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        except OSError:
+            with contextlib.suppress(OSError):  # shrinking needs no space
+                os.ftruncate(fd, start)
+            with contextlib.suppress(OSError):
+                self._size = os.fstat(fd).st_size
+            raise
+        self._size = start + len(data)
+
+    def _failed(self, error: OSError) -> None:
+        self.missed += 1
+        self._missed_in_run += 1
+        if self._failing_since is None:
+            self._failing_since = now()
+            if self._hooks is not None:
+                reason = error.strerror or str(error)
+                self._hooks.event(RecordingFailed(str(self.path), reason, self._missed_in_run))
+
+    def _resumed(self) -> None:
+        since, missed = self._failing_since, self._missed_in_run
+        self._failing_since, self._missed_in_run = None, 0
+        if self._hooks is not None and since is not None:
+            self._hooks.event(RecordingResumed(str(self.path), missed, since))
+
+    def report_unresolved(self) -> None:
+        """At exit while still failing: say the final count (no resumption will)."""
+        if self._failing_since is not None and self._hooks is not None:
+            self._hooks.event(
+                RecordingFailed(str(self.path), "still failing at exit", self._missed_in_run)
+            )
 
     def close(self) -> None:
         if self._fd is not None:

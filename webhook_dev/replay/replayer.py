@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,9 @@ from webhook_dev.admission import review
 from webhook_dev.admission.exchange import Exchange
 from webhook_dev.admission.review import AdmissionResponse, Comparison, Difference, JsonObject
 from webhook_dev.admission.timeouts import call_timeout
-from webhook_dev.recording.reader import read_recording
-from webhook_dev.recording.redaction import redact_object
+from webhook_dev.errors import RecordingError, ReviewError
+from webhook_dev.recording.reader import RecordingWarning, iter_recording, open_check
+from webhook_dev.recording.redaction import is_about_secrets, redact_object
 from webhook_dev.recording.redaction_key import redaction_key
 from webhook_dev.serving.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
@@ -56,9 +57,10 @@ class ReplayResult:
     @property
     def title(self) -> str:
         request = self.exchange.request
-        kind = (request.get("kind") or {}).get("kind", "?")
+        kind = review.kind_of(request) or "?"
         name = review.display_name(request)
-        return f"{kind} {name} {request.get('operation', '?')} (uid {request.get('uid', '?')})"
+        operation, uid = request.get("operation") or "?", request.get("uid") or "?"
+        return f"{kind} {name} {operation} (uid {uid})"
 
     def to_json(self) -> dict[str, Any]:
         def differences(comparison: Comparison | None) -> list[dict[str, Any]] | None:
@@ -102,7 +104,7 @@ async def replay_exchange(
     result.current_review = _json(current.body)
     actual, problems = _read(admission, current)
     result.problems = problems
-    if redaction_key is not None and admission.kind == "Secret":
+    if redaction_key is not None and is_about_secrets(admission.review["request"]):
         expected, actual = _redacted(expected, redaction_key), _redacted(actual, redaction_key)
     result.comparison = _compare(exchange.http_status, expected, current.status, actual)
     if idempotence and actual is not None and actual.patched is not None:
@@ -121,26 +123,67 @@ async def replay_exchange(
 
 
 async def replay_files(
-    paths: Sequence[Path], target: Upstream, *, idempotence: bool = False
+    paths: Sequence[Path], target: Upstream, *, idempotence: bool = False, strict: bool = False
 ) -> tuple[list[ReplayResult], list[str]]:
-    """Replay every exchange of every file, in order; also returns the files' warnings."""
-    loaded = [(path, read_recording(path)) for path in paths]  # all readable, or exit 2
-    key = redaction_key()
+    """Replay every exchange of every file, in order; also returns the files' warnings.
+
+    Holds every result: for large recordings use :func:`replay_stream`.
+    """
     results: list[ReplayResult] = []
     warnings: list[str] = []
-    for path, (exchanges, file_warnings) in loaded:
-        warnings.extend(file_warnings)
-        for number, exchange in enumerate(exchanges, start=1):
-            results.append(
-                await replay_exchange(
-                    exchange,
-                    target,
-                    idempotence=idempotence,
-                    redaction_key=key,
-                    where=f"{path}:{number}",
-                )
-            )
+    async for item in replay_stream(paths, target, idempotence=idempotence, strict=strict):
+        if isinstance(item, RecordingWarning):
+            warnings.append(str(item))
+        else:
+            results.append(item)
     return results, warnings
+
+
+async def replay_stream(
+    paths: Sequence[Path], target: Upstream, *, idempotence: bool = False, strict: bool = False
+) -> AsyncIterator[ReplayResult | RecordingWarning]:
+    """Each result (and each damaged line skipped) as it comes, one exchange in memory.
+
+    Every file is checked to open before the first call; with ``strict`` every file is
+    read through first, so a damaged line refuses the run (:class:`RecordingError`)
+    before anything is sent. A file in which no line at all can be read is not a
+    recording: :class:`RecordingError` too, once its lines have been tried. Exchanges
+    that cannot be replayed (no valid request, e.g. wrongly typed fields in a hand-made
+    line) come out as failed results saying why.
+    """
+    for path in paths:
+        open_check(path)
+    if strict:
+        for path in paths:
+            for _ in iter_recording(path, strict=True):
+                pass
+    key = redaction_key()
+    for path in paths:
+        number = 0
+        first_skipped: RecordingWarning | None = None
+        for item in iter_recording(path, strict=strict):
+            if isinstance(item, RecordingWarning):
+                first_skipped = first_skipped or item
+                yield item
+                continue
+            number += 1
+            where = f"{path}:{number}"
+            try:
+                yield await replay_exchange(
+                    item, target, idempotence=idempotence, redaction_key=key, where=where
+                )
+            except ReviewError as error:
+                yield ReplayResult(
+                    where,
+                    item,
+                    Comparison((Difference("request", "a valid AdmissionReview", str(error)),)),
+                    problems=[f"not replayed: {error}"],
+                )
+        if number == 0 and first_skipped is not None:
+            raise RecordingError(
+                f"{path} is not a webhook-dev recording, no line could be read: "
+                f"{first_skipped.error or first_skipped}"
+            )
 
 
 def render(result: ReplayResult) -> str:
@@ -222,7 +265,7 @@ def _compare(
 def _redacted(meaning: AdmissionResponse | None, key: bytes) -> AdmissionResponse | None:
     if meaning is None:
         return None
-    return replace(meaning, patched=redact_object(meaning.patched, key))
+    return replace(meaning, patched=redact_object(meaning.patched, key, as_secret=True))
 
 
 def _json(body: bytes) -> JsonObject | None:

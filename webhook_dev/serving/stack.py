@@ -28,6 +28,7 @@ from aiohttp import web
 from webhook_dev.admission.exchange import Hooks, Serving
 from webhook_dev.errors import UsageError
 from webhook_dev.recording.writer import Recorder
+from webhook_dev.serving.http_server import KEEPALIVE_TIMEOUT, TimedSockSite, protocol_logger
 from webhook_dev.serving.proxy import MAX_BODY, Proxy
 from webhook_dev.serving.reloader import Reloader
 from webhook_dev.serving.source_watch import SourceFilter
@@ -154,7 +155,10 @@ class ServingStack:
         try:
             if self._record is not None:
                 self.recorder = Recorder(
-                    self._record, redact=self._redact, max_size=self._record_max_size
+                    self._record,
+                    redact=self._redact,
+                    max_size=self._record_max_size,
+                    hooks=self.hooks,
                 )
                 self.hooks.subscribe(self.recorder)
             await self.upstream.start()
@@ -164,9 +168,14 @@ class ServingStack:
                 )
                 await self._reloader.start()
             proxy = Proxy(self.upstream, self.hooks, max_body=self._max_body)
-            self._runner = web.AppRunner(proxy.application(), access_log=None)
+            self._runner = web.AppRunner(
+                proxy.application(),
+                access_log=None,
+                keepalive_timeout=KEEPALIVE_TIMEOUT,
+                logger=protocol_logger(self.hooks),
+            )
             await self._runner.setup()
-            await web.SockSite(self._runner, listener, ssl_context=tls).start()
+            await TimedSockSite(self._runner, listener, ssl_context=tls).start()
         except BaseException:
             listener.close()
             await self.close()
@@ -183,6 +192,7 @@ class ServingStack:
             self._runner = None
         await self.upstream.close()
         if self.recorder is not None:
+            self.recorder.report_unresolved()
             self.recorder.close()
 
     async def __aenter__(self) -> ServingStack:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -54,6 +56,7 @@ class UpstreamResponse:
     generation: int | None = None
     error: str | None = None
     elapsed_ms: float | None = None
+    wait_ms: float | None = None  # spent waiting for a generation to take the call
 
 
 class Upstream(Protocol):
@@ -82,7 +85,16 @@ class BackendStartError(Exception):
 
 
 class BackendGone(Exception):
-    """The backend was unreachable before it got the call: safe to send it elsewhere."""
+    """The backend went away: the call can be sent to the next generation.
+
+    ``may_have_run``: the connection dropped because the process died, so the app may
+    have run the call (it may even be the call that killed it). Such a call is retried
+    once, not until it has killed every worker.
+    """
+
+    def __init__(self, *, may_have_run: bool = False) -> None:
+        super().__init__()
+        self.may_have_run = may_have_run
 
 
 class Backend(Protocol):
@@ -131,6 +143,8 @@ class Handover(Generic[B]):
         self._reload_task: asyncio.Task[None] | None = None
         self._retiring: dict[asyncio.Task[None], B] = {}
         self._closed = False
+        self._replaced: set[B] = set()
+        self._suspects = asyncio.Lock()
         self.last_error: str | None = None
 
     @property
@@ -175,6 +189,8 @@ class Handover(Generic[B]):
                 await backend.stop()
                 break
             old, self._current = self._current, backend
+            if old is not None:
+                self._replaced.discard(old)
             self.last_error = None
             self._hooks.event(
                 GenerationReady(generation, backend.pid, backend.startup_ms, self.kind)
@@ -212,18 +228,30 @@ class Handover(Generic[B]):
 
     def backend_exited(self, backend: B, returncode: int | None) -> None:
         """Called by a backend that stopped on its own: restart it if it was serving."""
-        if self._closed or backend is not self._current:
+        self.replace_backend(backend, f"exited ({returncode})", returncode=returncode)
+
+    def replace_backend(self, backend: B, reason: str, *, returncode: int | None = None) -> None:
+        """Start the next generation in place of ``backend``, which is exiting or stuck
+        (it must no longer count as ``alive``); says ``reason`` once on the console."""
+        if self._closed or backend is not self._current or backend in self._replaced:
             return
-        self._hooks.event(GenerationExited(backend.generation, returncode, self.kind))
+        self._replaced.add(backend)
+        self._hooks.event(
+            GenerationExited(backend.generation, returncode, self.kind, reason=reason)
+        )
         self._notify()
-        self.request_reload(f"{self.kind.value} {backend.generation} exited ({returncode})")
+        self.request_reload(f"{self.kind.value} {backend.generation} {reason}")
 
     # --- calls ------------------------------------------------------------------------
 
     async def send(self, request: UpstreamRequest, deadline: float) -> UpstreamResponse:
         loop = asyncio.get_running_loop()
+        waited_ns = 0
+        retried_after_death = False
         for _attempt in range(3):
+            acquire_started = time.perf_counter_ns()
             backend = await self._acquire(deadline)
+            waited_ns += time.perf_counter_ns() - acquire_started
             if backend is None:
                 detail = f":\n{self.last_error}" if self.last_error else ""
                 return UpstreamResponse(
@@ -231,21 +259,56 @@ class Handover(Generic[B]):
                     self._unavailable,
                     "text/plain",
                     error=f"no {self.kind.value} could answer before the call's deadline{detail}",
+                    wait_ms=waited_ns / 1e6,
                 )
             generation = backend.generation
             self._inflight[generation] = self._inflight.get(generation, 0) + 1
             try:
-                return await backend.send(request, max(deadline - loop.time(), 0.5))
-            except BackendGone:
+                budget = max(deadline - loop.time(), 0.5)
+                if retried_after_death:
+                    answer = await self._send_suspect(backend, request, budget)
+                else:
+                    answer = await backend.send(request, budget)
+                return dataclasses.replace(answer, wait_ms=waited_ns / 1e6)
+            except BackendGone as lost:
                 if backend is self._current and not backend.alive:
                     self._notify()
+                if lost.may_have_run:
+                    if retried_after_death:
+                        break
+                    retried_after_death = True
                 continue
             finally:
                 self._inflight[generation] = self._inflight.get(generation, 1) - 1
                 if self._inflight[generation] <= 0:
                     self._notify()
         gone = f"the {self.kind.value} went away"
-        return UpstreamResponse(502, f"webhook-dev: {gone}\n".encode(), "text/plain", error=gone)
+        return UpstreamResponse(
+            502,
+            f"webhook-dev: {gone}\n".encode(),
+            "text/plain",
+            error=gone,
+            wait_ms=waited_ns / 1e6,
+        )
+
+    async def _send_suspect(
+        self, backend: B, request: UpstreamRequest, budget: float
+    ) -> UpstreamResponse:
+        """Send a call that was in flight when a backend died — perhaps the call that
+        killed it — alone: if it kills this backend too, it takes no retried call along
+        (calls that were not suspects get their own retry)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + budget
+        try:
+            async with asyncio.timeout(budget):
+                await self._suspects.acquire()
+        except TimeoutError:
+            message = f"the {self.kind.value} died, and the retry found no time left"
+            return UpstreamResponse(504, f"webhook-dev: {message}\n".encode(), error=message)
+        try:
+            return await backend.send(request, max(until - loop.time(), 0.1))
+        finally:
+            self._suspects.release()
 
     async def _acquire(self, deadline: float) -> B | None:
         loop = asyncio.get_running_loop()

@@ -13,16 +13,21 @@ from rich.console import Console
 from rich.text import Text
 
 from webhook_dev.admission.exchange import (
+    BadMessage,
     Event,
     Exchange,
     GenerationExited,
     GenerationFailed,
+    GenerationMemory,
     GenerationOutput,
     GenerationReady,
+    RecordingFailed,
+    RecordingResumed,
     ReloadStarted,
     Serving,
+    now,
 )
-from webhook_dev.admission.review import display_name, patch_op_count
+from webhook_dev.admission.review import display_name, kind_of, patch_op_count
 
 
 def exchange_line(exchange: Exchange) -> Text:
@@ -32,18 +37,19 @@ def exchange_line(exchange: Exchange) -> Text:
     if not request:
         line.append(f"{exchange.http_status} ", style="bold red")
         line.append(exchange.error or "bad request", style="red")
-        line.append(f"  {exchange.duration_ms:.1f} ms", style="dim")
+        line.append(f"  {format_ms(exchange.duration_ms)}", style="dim")
         return line
-    kind = (request.get("kind") or {}).get("kind", "?")
+    kind = kind_of(request) or "?"
     line.append(f"{kind} {display_name(request)}  ", style="bold")
-    line.append(f"{request.get('operation', '?')}  ")
+    line.append(f"{request.get('operation') or '?'}  ")
     response = exchange.response
     if exchange.http_status != 200:
         line.append(f"HTTP {exchange.http_status}", style="bold red")
     elif response.get("allowed") is True:
         line.append("allowed", style="green")
     elif response.get("allowed") is False:
-        message = (response.get("status") or {}).get("message", "")
+        status = response.get("status")
+        message = str(status.get("message") or "") if isinstance(status, dict) else ""
         line.append("denied", style="bold yellow")
         if message:
             line.append(f" ({message})", style="yellow")
@@ -52,7 +58,7 @@ def exchange_line(exchange: Exchange) -> Text:
     ops = patch_op_count(response)
     if ops is not None:
         line.append(f"  {ops} op{'s' if ops != 1 else ''}", style="cyan")
-    line.append(f"  {exchange.duration_ms:.1f} ms", style="dim")
+    line.append(f"  {format_ms(exchange.duration_ms)}", style="dim")
     if exchange.generation is not None:
         line.append(f"  [gen {exchange.generation}]", style="dim")
     return line
@@ -105,12 +111,58 @@ class ConsolePrinter:
                     Text(f"{kind.value} {generation} failed to start; {keeps}:", style="bold red")
                 )
                 self.console.print(Text(_indent(error), style="red"))
-            case GenerationExited(generation=generation, returncode=returncode, kind=kind):
+            case GenerationExited(
+                generation=generation, returncode=returncode, kind=kind, reason=reason
+            ):
+                why = reason or f"exited ({returncode})"
+                self.console.print(Text(f"{kind.value} {generation} {why}; restarting", "bold red"))
+            case GenerationMemory(
+                generation=generation, rss_bytes=rss, over_limit=True, limit_bytes=limit
+            ):
                 self.console.print(
-                    Text(f"{kind.value} {generation} exited ({returncode}); restarting", "bold red")
+                    Text(
+                        f"worker {generation} uses {_mib(rss)} of memory (warning past "
+                        f"{_mib(limit)}): does a handler keep something per call?",
+                        style="bold yellow",
+                    )
+                )
+            case BadMessage(peer=peer, message=message):
+                stamp = now().astimezone().strftime("%H:%M:%S.%f")[:-3]
+                source = f" from {peer}" if peer else ""
+                self.console.print(
+                    Text(f"{stamp}  400 malformed HTTP{source}: {message}", style="red")
+                )
+            case RecordingFailed(path=path, error=error, missed=missed):
+                self.console.print(
+                    Text(
+                        f"recording to {path} failed ({error}): {missed} exchange"
+                        f"{'s' if missed != 1 else ''} not recorded so far; the file keeps "
+                        "only whole lines, and recording resumes once a write succeeds",
+                        style="bold red",
+                    )
+                )
+            case RecordingResumed(path=path, missed=missed, since=since):
+                self.console.print(
+                    Text(
+                        f"recording to {path} resumed: {missed} exchange"
+                        f"{'s' if missed != 1 else ''} not recorded since "
+                        f"{since.astimezone().strftime('%H:%M:%S')}",
+                        style="bold yellow",
+                    )
                 )
             case GenerationOutput(generation=generation, line=text) if self.show_output:
                 self.console.print(Text(f"  [{generation}] {text}", style="dim"))
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.0f} MiB"
+
+
+def format_ms(value: float) -> str:
+    """A duration as the console shows it: 0.42 ms, 3.1 ms, 250 ms."""
+    if value < 1:
+        return f"{value:.2f} ms"
+    return f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
 
 
 def _indent(text: str) -> str:

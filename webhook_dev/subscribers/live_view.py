@@ -19,11 +19,29 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from webhook_dev.admission.exchange import Exchange
+from webhook_dev.admission.exchange import (
+    BadMessage,
+    Event,
+    Exchange,
+    GenerationExited,
+    GenerationFailed,
+    GenerationMemory,
+    RecordingFailed,
+    RecordingResumed,
+)
 from webhook_dev.subscribers.call_stats import RATE_WINDOW_SECONDS, CallStats
-from webhook_dev.subscribers.console import exchange_line
+from webhook_dev.subscribers.console import ConsolePrinter, exchange_line
 
 LAST_CALLS = 5
+# The stack's news worth interrupting the panel for: something broke, or costs something.
+_SHOWN_EVENTS = (
+    GenerationExited,
+    GenerationFailed,
+    GenerationMemory,
+    RecordingFailed,
+    RecordingResumed,
+    BadMessage,
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,10 @@ class LiveView:
         self._facts = facts
         self.stats = CallStats(clock)
         self._last: deque[Text] = deque(maxlen=LAST_CALLS)
+        self._printer = ConsolePrinter(show_output=False)
+        self._printer.console = console  # the stack's news, printed above the panel
+        self.worker_rss: int | None = None
+        self.recording_note: str | None = None
         self._live = Live(
             console=console, refresh_per_second=4, get_renderable=self.render, transient=True
         )
@@ -66,6 +88,19 @@ class LiveView:
         self.stats.on_exchange(exchange)
         self._last.append(line)
 
+    def on_event(self, event: Event) -> None:
+        """Print what the stack says (a worker replaced, recording failing, memory past
+        the warning) above the panel, and keep worker memory and recording state in it."""
+        if not isinstance(event, _SHOWN_EVENTS):
+            return  # up says what it starts itself
+        if isinstance(event, GenerationMemory):
+            self.worker_rss = event.rss_bytes
+        elif isinstance(event, RecordingFailed):
+            self.recording_note = f"failing: {event.missed} exchanges not recorded"
+        elif isinstance(event, RecordingResumed):
+            self.recording_note = f"resumed; {event.missed} exchanges were not recorded"
+        self._printer.on_event(event)
+
     @property
     def total(self) -> int:
         return self.stats.calls
@@ -75,10 +110,25 @@ class LiveView:
 
     def render(self) -> Any:
         facts = self._facts()
-        return render_panel(facts, self.calls_per_second(), self.total, list(self._last))
+        return render_panel(
+            facts,
+            self.calls_per_second(),
+            self.total,
+            list(self._last),
+            worker_rss=self.worker_rss,
+            recording_note=self.recording_note,
+        )
 
 
-def render_panel(facts: SessionFacts | None, rate: float, total: int, last: list[Text]) -> Panel:
+def render_panel(
+    facts: SessionFacts | None,
+    rate: float,
+    total: int,
+    last: list[Text],
+    *,
+    worker_rss: int | None = None,
+    recording_note: str | None = None,
+) -> Panel:
     """The panel itself (pure, so it can be tested without a terminal)."""
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
@@ -93,7 +143,12 @@ def render_panel(facts: SessionFacts | None, rate: float, total: int, last: list
             tunnel.append(f"  ({facts.reconnects} reconnects)", style="dim")
         table.add_row("redirect", facts.subject)
         table.add_row("tunnel", tunnel)
-        table.add_row("recording", facts.recording or "off")
+        recording = Text(facts.recording or "off")
+        if recording_note:
+            recording.append(f"  ({recording_note})", style="bold red")
+        table.add_row("recording", recording)
+    if worker_rss is not None:
+        table.add_row("worker memory", f"{worker_rss / 2**20:.0f} MiB")
     table.add_row("calls", f"{total} total, {rate:.1f}/s (last {RATE_WINDOW_SECONDS:.0f} s)")
     body = Group(table, *last) if last else table
     return Panel(

@@ -54,12 +54,14 @@ def test_an_unknown_version_is_refused_with_a_clear_message() -> None:
         recording.decode(line, where="rec.jsonl:1")
 
 
-def test_an_incomplete_last_line_is_skipped_but_a_broken_middle_line_is_an_error() -> None:
+def test_an_incomplete_last_line_is_skipped_and_a_broken_middle_line_too_unless_strict() -> None:
     good = recording.encode(exchange(), redaction_key=None)
     exchanges, warnings = recording.decode_lines(good + good[:40], source="rec.jsonl")
     assert len(exchanges) == 1 and "incomplete last line" in warnings[0]
+    exchanges, warnings = recording.decode_lines(good[:40] + "\n" + good, source="rec.jsonl")
+    assert len(exchanges) == 1 and "rec.jsonl:1: skipped a damaged line" in warnings[0]
     with pytest.raises(RecordingError, match=r"rec\.jsonl:1"):
-        recording.decode_lines(good[:40] + "\n" + good, source="rec.jsonl")
+        recording.decode_lines(good[:40] + "\n" + good, source="rec.jsonl", strict=True)
 
 
 def test_secret_values_are_redacted_with_markers_that_keep_equality() -> None:

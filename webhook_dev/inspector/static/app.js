@@ -47,7 +47,9 @@ const clock = (iso) => {
   const pad = (n, w = 2) => String(n).padStart(w, "0");
   return `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}.${pad(t.getMilliseconds(), 3)}`;
 };
-const ms = (value) => (value === null || value === undefined ? "–" : `${value.toFixed(1)} ms`);
+// Durations are measured to the microsecond: show sub-millisecond ones with two decimals.
+const ms = (value) =>
+  value === null || value === undefined ? "–" : `${value.toFixed(value < 1 ? 2 : value < 100 ? 1 : 0)} ms`;
 const objectName = (row) => (row.kind ? `${row.kind} ${row.name}` : row.path);
 
 // --- the list --------------------------------------------------------------------------
@@ -328,7 +330,10 @@ function timingView(t) {
   const rows = [
     ["started", new Date(t.started).toLocaleString()],
     ["latency (proxy)", ms(t.duration_ms)],
+    ["waiting for a worker", ms(t.wait_ms)],
+    ["reading the request", ms(t.read_ms)],
     ["in your code", ms(t.upstream_ms)],
+    ["checking the answer", ms(t.checks_ms)],
     ["apiserver timeout", `${t.timeout_s} s`],
     ["worker", t.generation === null ? "–" : `generation ${t.generation}`],
   ];

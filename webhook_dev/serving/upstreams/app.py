@@ -8,6 +8,20 @@ with aiohttp already imported, so a reload costs only the user's own import.
 Workers never outlive us: their stdin is a pipe from this process (EOF when we die, even
 by SIGKILL) and on Linux they also ask for ``PR_SET_PDEATHSIG``. They run in their own
 session so a Ctrl-C in the terminal reaches us, and we stop them after draining.
+
+A worker is replaced by the spare, without failing the calls of others, when
+
+* a handler calls ``sys.exit()`` or raises ``KeyboardInterrupt`` (the worker answers that
+  call with its traceback and keeps answering the others until it is drained and
+  stopped like any old generation);
+* it dies (a call whose connection dropped with it is retried once on the next worker);
+* its event loop stops answering the health check (a ``ping`` every
+  :data:`HEALTH_INTERVAL` s, unanswered for :data:`HEALTH_TIMEOUT` s: a handler blocking
+  the loop, e.g. ``time.sleep``), and the console says so.
+
+Its resident memory is sampled with each health check and published
+(:class:`~webhook_dev.admission.exchange.GenerationMemory`), with a warning past
+:data:`RSS_WARNING_BYTES` (``WEBHOOK_DEV_WORKER_RSS_WARNING_MB`` to change it).
 """
 
 from __future__ import annotations
@@ -21,11 +35,12 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 
-from webhook_dev.admission.exchange import GenerationKind, Hooks
+from webhook_dev.admission.exchange import GenerationKind, GenerationMemory, Hooks
 from webhook_dev.errors import UsageError
 from webhook_dev.serving.upstream import (
     BackendGone,
@@ -40,6 +55,20 @@ from webhook_dev.serving.upstreams.forward import forward
 
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 5.0
+HEALTH_INTERVAL = 0.5
+HEALTH_TIMEOUT = 3.0
+EXIT_WAIT = 1.0  # after a dropped connection: how long to wait to see whether it died
+RSS_WARNING_BYTES = int(os.environ.get("WEBHOOK_DEV_WORKER_RSS_WARNING_MB", "1024")) * 2**20
+_MEMORY_REPORT_STEP = 16 * 2**20  # publish a new figure when it moved by this much
+
+
+def resident_bytes(pid: int) -> int | None:
+    """A process's resident set size, from ``/proc`` (``None`` where there is none)."""
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def check_app_spec(spec: str, cwd: Path) -> None:
@@ -86,7 +115,10 @@ class WorkerProcess(WatchedChild):
         self.startup_ms = 0.0
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
+        self._exiting = False  # it said it is exiting, or stopped answering health checks
         self._tasks: list[asyncio.Task[None]] = []
+        self._replace: Callable[[WorkerProcess, str], None] | None = None
+        self.rss_bytes: int | None = None
 
     @classmethod
     async def spawn(cls, cwd: Path, socket_path: Path) -> WorkerProcess:
@@ -120,7 +152,63 @@ class WorkerProcess(WatchedChild):
 
     @property
     def alive(self) -> bool:
-        return self.process.returncode is None and not self._stopping
+        return self.process.returncode is None and not self._stopping and not self._exiting
+
+    def watch_health(self, replace: Callable[[WorkerProcess, str], None], hooks: Hooks) -> None:
+        """Ping the worker's event loop; call ``replace(self, why)`` if it stops answering
+        or says it exits; publish its memory on the way."""
+        self._replace = replace
+        self._tasks.append(asyncio.create_task(self._check_health(hooks)))
+
+    def _retire(self, why: str) -> None:
+        if self._exiting or self._stopping:
+            return
+        self._exiting = True
+        if self._replace is not None:
+            self._replace(self, why)
+
+    async def _check_health(self, hooks: Hooks) -> None:
+        stdin = self.process.stdin
+        assert stdin is not None
+        reported = 0
+        warned = False
+        while self.alive:
+            try:
+                stdin.write(b"ping\n")
+            except (OSError, RuntimeError):
+                return
+            try:
+                pong = await asyncio.wait_for(self._ready.readline(), HEALTH_TIMEOUT)
+            except TimeoutError:
+                self._retire(
+                    f"stopped answering health checks for {HEALTH_TIMEOUT:g} s "
+                    "(does a handler block the event loop, e.g. time.sleep?)"
+                )
+                return
+            if not pong:
+                return  # it exited: watch_exit reports that
+            rss = resident_bytes(self.process.pid)
+            if rss is not None:
+                self.rss_bytes = rss
+                over = rss > RSS_WARNING_BYTES
+                if abs(rss - reported) >= _MEMORY_REPORT_STEP or (over and not warned):
+                    reported = rss
+                    hooks.event(
+                        GenerationMemory(
+                            self.generation, rss, over and not warned, RSS_WARNING_BYTES
+                        )
+                    )
+                    warned = warned or over
+            await asyncio.sleep(HEALTH_INTERVAL)
+
+    async def _gone(self) -> bool:
+        """After a dropped connection: is the worker exiting or dead (so the call may go
+        to the next one)? Waits briefly for a dying process to be reaped."""
+        if self._stopping or self._exiting:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.process.wait()), EXIT_WAIT)
+        return self.process.returncode is not None
 
     async def start_app(self, spec: str, generation: int, hooks: Hooks) -> None:
         """Load APP; :class:`BackendStartError` carries the traceback when it fails."""
@@ -152,18 +240,30 @@ class WorkerProcess(WatchedChild):
         session = self._session
         if session is None or session.closed:
             raise BackendGone()
+        exiting_before = self._exiting or self._stopping
         try:
-            return await forward(
+            answer = await forward(
                 session,
                 f"http://worker{request.path}",
                 request,
                 budget,
                 generation=self.generation,
                 who="the app",
-                answer_error=_traceback,
+                answer_error=self._answer_error,
+                disconnected=self._gone,
             )
         except aiohttp.ClientConnectorError as error:
             raise BackendGone() from error
+        except BackendGone as gone:
+            # Closing on purpose, it finished every call it had begun: a call that met a
+            # closed connection never ran. A dead worker may have run it.
+            raise BackendGone(may_have_run=not exiting_before and not self._exiting) from gone
+        return answer
+
+    def _answer_error(self, response: aiohttp.ClientResponse, body: bytes) -> str | None:
+        if response.headers.get(ERROR_HEADER) == "handler-exit":
+            self._retire("is exiting: a handler called sys.exit() or raised KeyboardInterrupt")
+        return _traceback(response, body)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -244,7 +344,17 @@ class AppUpstream:
         finally:
             self._spare = asyncio.create_task(self._spawn())
         worker.watch_exit(self._handover.backend_exited)
+        worker.watch_health(self._replace_worker, self.hooks)
         return worker
+
+    def _replace_worker(self, worker: WorkerProcess, why: str) -> None:
+        self._handover.replace_backend(worker, why)
+
+    @property
+    def worker_rss_bytes(self) -> int | None:
+        """The serving worker's resident memory at the last health check."""
+        current = self._handover.current
+        return current.rss_bytes if current is not None else None
 
     async def _take_spare(self) -> WorkerProcess:
         spare, self._spare = self._spare, None

@@ -13,6 +13,16 @@ with the traceback. It never outlives the parent: it exits when its stdin reache
 The app is the user's, unchanged, except for one outermost middleware that turns an
 exception in a handler into a 500 whose body is the traceback, marked with the
 ``X-Webhook-Dev-Error`` header so the proxy can print and record it.
+
+``sys.exit()`` or ``KeyboardInterrupt`` in a handler would otherwise end the event loop
+at once and drop every call in flight. Instead that call is answered with its traceback,
+marked ``handler-exit``: the parent starts the spare at once, sends new calls there, and
+stops this worker the usual way once its calls have finished (then it exits with the
+code asked for). Until then it keeps answering, so no other call is lost.
+
+After the ready line, the parent writes ``ping`` lines on stdin and the worker answers
+each with ``pong`` on the ready pipe, from its event loop: a handler that blocks the
+loop (``time.sleep``) stops the pongs, and the parent replaces the worker.
 """
 
 from __future__ import annotations
@@ -74,20 +84,51 @@ async def load_app(spec: str) -> web.Application:
     return target
 
 
-@web.middleware
-async def _report_handler_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except (web.HTTPException, asyncio.CancelledError):
-        raise
-    except Exception:
-        return web.Response(
-            status=500,
-            text=traceback.format_exc(),
-            headers={ERROR_HEADER: "handler-exception"},
-        )
+class _Exit:
+    """The exit a handler asked for: set once, acted on after the other calls finish."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.code: int = 0
+
+
+def _exit_code(error: BaseException) -> int:
+    if isinstance(error, SystemExit):
+        code = error.code
+        if code is None:
+            return 0
+        return code if isinstance(code, int) else 1
+    return 130  # KeyboardInterrupt, as a shell reports it
+
+
+def _error_middleware(
+    exit_request: _Exit,
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def report_handler_errors(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (web.HTTPException, asyncio.CancelledError):
+            raise
+        except Exception:
+            return web.Response(
+                status=500,
+                text=traceback.format_exc(),
+                headers={ERROR_HEADER: "handler-exception"},
+            )
+        except (SystemExit, KeyboardInterrupt) as error:
+            if not exit_request.requested.is_set():
+                exit_request.code = _exit_code(error)
+                exit_request.requested.set()
+            return web.Response(
+                status=500,
+                text=traceback.format_exc(),
+                headers={ERROR_HEADER: "handler-exit"},
+            )
+
+    return report_handler_errors
 
 
 def _die_with_parent() -> None:
@@ -99,15 +140,20 @@ def _die_with_parent() -> None:
         os._exit(0)
 
 
-async def _serve(spec: str, socket_path: str, ready_fd: int) -> None:
+async def _serve(spec: str, socket_path: str, ready_fd: int) -> int:
     stop = asyncio.Event()
+    exit_request = _Exit()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    answer_pings = False
 
     def _on_stdin() -> None:
         with contextlib.suppress(OSError):
-            if os.read(0, 4096):
+            data = os.read(0, 4096)
+            if data:
+                if answer_pings:
+                    os.write(ready_fd, b"pong\n" * data.count(b"ping\n"))
                 return
         stop.set()
 
@@ -115,7 +161,7 @@ async def _serve(spec: str, socket_path: str, ready_fd: int) -> None:
     try:
         app = await load_app(spec)
         if not app.frozen:
-            app.middlewares.insert(0, _report_handler_errors)
+            app.middlewares.insert(0, _error_middleware(exit_request))
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.UnixSite(runner, socket_path)
@@ -130,9 +176,10 @@ async def _serve(spec: str, socket_path: str, ready_fd: int) -> None:
             raise
         sys.exit(3)
     os.write(ready_fd, (json.dumps({"ok": True, "pid": os.getpid()}) + "\n").encode())
-    os.close(ready_fd)
+    answer_pings = True
     await stop.wait()
     await runner.cleanup()
+    return exit_request.code if exit_request.requested.is_set() else 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -146,7 +193,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     spec = json.loads(line)["app"]
     sys.path.insert(0, os.getcwd())
-    asyncio.run(_serve(spec, args.socket, args.ready_fd))
+    code = asyncio.run(_serve(spec, args.socket, args.ready_fd))
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,15 @@ or report it) and what in an answer counts as an error.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from webhook_dev.serving.upstream import UpstreamRequest, UpstreamResponse
+from webhook_dev.serving.upstream import BackendGone, UpstreamRequest, UpstreamResponse
 
 AnswerError = Callable[[aiohttp.ClientResponse, bytes], str | None]
+Disconnected = Callable[[], Awaitable[bool]]
 
 
 def _no_error(response: aiohttp.ClientResponse, body: bytes) -> str | None:
@@ -31,6 +32,7 @@ async def forward(
     generation: int | None,
     who: str,
     answer_error: AnswerError = _no_error,
+    disconnected: Disconnected | None = None,
 ) -> UpstreamResponse:
     """POST ``request`` to ``url`` within ``budget`` seconds and say what came back.
 
@@ -41,9 +43,10 @@ async def forward(
 
     :raises aiohttp.ClientConnectorError: no connection, so the call certainly did not
         reach the code; the caller decides what that means.
+    :raises BackendGone: the connection dropped and ``disconnected()`` says the backend is
+        going away (so the call can be sent to the next one).
     """
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    started = time.perf_counter_ns()
     try:
         async with session.post(
             url,
@@ -58,7 +61,7 @@ async def forward(
                 content_type=response.content_type,
                 generation=generation,
                 error=answer_error(response, body),
-                elapsed_ms=(loop.time() - started) * 1000,
+                elapsed_ms=(time.perf_counter_ns() - started) / 1e6,
             )
     except aiohttp.ClientConnectorError:
         raise
@@ -66,19 +69,22 @@ async def forward(
         message = f"{who} did not answer before the call's deadline"
         return failure(504, message, generation=generation, since=started)
     except aiohttp.ClientError as error:
+        dropped = isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+        if dropped and disconnected is not None and await disconnected():
+            raise BackendGone() from error
         return failure(
             502, f"{who} dropped the call: {error!r}", generation=generation, since=started
         )
 
 
 def failure(
-    status: int, message: str, *, generation: int | None, since: float | None = None
+    status: int, message: str, *, generation: int | None, since: int | None = None
 ) -> UpstreamResponse:
     """An answer webhook-dev gives itself: ``message`` as plain text, and as the error.
 
-    ``since``: the ``loop.time()`` the call was sent at, for its elapsed time.
+    ``since``: the :func:`time.perf_counter_ns` the call was sent at, for its elapsed time.
     """
-    elapsed_ms = None if since is None else (asyncio.get_running_loop().time() - since) * 1000
+    elapsed_ms = None if since is None else (time.perf_counter_ns() - since) / 1e6
     return UpstreamResponse(
         status,
         f"webhook-dev: {message}\n".encode(),

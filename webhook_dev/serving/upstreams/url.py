@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -171,8 +172,8 @@ class UrlBackend:
         if session is None or session.closed:
             raise BackendGone()
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        deadline = started + budget
+        deadline = loop.time() + budget
+        started = time.perf_counter_ns()
         url = self.upstream.target(request.path)
         generation = self.generation or None
         while True:

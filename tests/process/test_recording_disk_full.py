@@ -1,0 +1,73 @@
+"""A full disk never tears the recording, and says what it cost (issue 15, finding 3).
+
+A real 64 KiB tmpfs (needs root, as the lab does) is filled while ``serve`` records to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Served
+from tests.reviews import request_review
+from webhook_dev.recording.reader import read_recording
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs, unmounted after the test even when it fails."""
+    if os.geteuid() != 0 and os.environ.get("CI") != "true":
+        pytest.skip("mounting a tmpfs needs root")
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount_point)],
+        check=True,
+    )
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def _fill(directory: Path) -> Path:
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"x" * 512)
+    with pytest.raises(OSError) as full:
+        (directory / "probe").write_bytes(b"x" * 8192)
+    assert full.value.errno == errno.ENOSPC
+    return filler
+
+
+def test_a_full_disk_leaves_only_whole_lines_and_says_how_many_were_lost(
+    serve: Callable[..., Served], small_disk: Path
+) -> None:
+    record = small_disk / "rec.jsonl"
+    served = serve(
+        "sample_webhook.sidecar_injector", "--port", "0", "--record", str(record), "--no-reload"
+    )
+    for uid in ("before-1", "before-2"):
+        served.review(request_review(uid=uid))
+    filler = _fill(small_disk)
+    for number in range(5):
+        served.review(request_review(uid=f"lost-{number}"))  # serving goes on regardless
+    served.wait_for(r"recording to .* failed \(No space left on device\)")
+    filler.unlink()
+    (small_disk / "probe").unlink(missing_ok=True)
+    for uid in ("after-1", "after-2"):
+        served.review(request_review(uid=uid))
+    served.wait_for(r"recording to .* resumed: 5 exchanges not recorded since")
+    exchanges, warnings = read_recording(record)
+    assert warnings == []  # no torn line, no glued line
+    uids = [exchange.request["uid"] for exchange in exchanges]
+    assert uids == ["before-1", "before-2", "after-1", "after-2"]
+    assert record.read_bytes().endswith(b"\n")
+    assert "Traceback" not in served.output
