@@ -103,9 +103,9 @@ class PathProof:
                 self.reconnects += 1
                 self._answered_elsewhere = 0
                 self.say(
-                    "probe: the apiserver answers without calling your code: it keeps a "
-                    "connection to an in-cluster Pod; renewing the webhook's caBundle so "
-                    "it reconnects"
+                    "probe: dry runs are admitted without reaching your code (the apiserver "
+                    "may keep a connection to an in-cluster Pod); renewing the webhook's "
+                    "caBundle so it reconnects"
                 )
                 assert self.reconnect is not None
                 await asyncio.to_thread(self.reconnect)
