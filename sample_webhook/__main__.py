@@ -2,12 +2,16 @@
 
 Serves HTTPS with the certificate mounted at ``/tls/tls.crt`` and ``/tls/tls.key`` (a
 cert-manager Certificate, see ``deploy/``). On a workstation use ``webhook-dev serve``.
+
+Each request is logged to stderr (aiohttp's access log), so ``kubectl logs`` shows which
+replica answered which call — what a cluster operator reads to see where calls go.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import ssl
 
 from aiohttp import web
@@ -20,6 +24,7 @@ def main() -> None:
     parser.add_argument("--cert", default="/tls/tls.crt")
     parser.add_argument("--key", default="/tls/tls.key")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     module = importlib.import_module(f"sample_webhook.{args.module}")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(args.cert, args.key)

@@ -109,43 +109,6 @@ class ClusterView:
         )
         return view
 
-    def add_ready_pod(self, target: RedirectTarget, node: str, ip: str) -> None:
-        """An in-cluster replica of the webhook, Ready (status set by hand: no kubelet)."""
-        pods = f"/api/v1/namespaces/{target.namespace}/pods"
-        self.cluster.create(
-            pods,
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": "sidecar-injector-0", "labels": {"app": "sidecar-injector"}},
-                "spec": {
-                    "nodeName": node,
-                    "containers": [
-                        {
-                            "name": "webhook",
-                            "image": "registry.k8s.io/pause:3.10",
-                            "ports": [{"containerPort": 8443}],
-                        }
-                    ],
-                },
-            },
-        )
-        status = {
-            "phase": "Running",
-            "podIP": ip,
-            "podIPs": [{"ip": ip}],
-            "conditions": [
-                {"type": "Ready", "status": "True"},
-                {"type": "ContainersReady", "status": "True"},
-            ],
-        }
-        self.cluster.request(
-            "PATCH",
-            f"{pods}/sidecar-injector-0/status",
-            {"status": status},
-            content_type="application/merge-patch+json",
-        )
-
     def create_pod(self, namespace: str, name: str, *, dry_run: bool = False) -> Json:
         manifest = {
             "apiVersion": "v1",
@@ -183,7 +146,6 @@ def make_target(
     view: ClusterView,
     namespace: str,
     *,
-    replica_ip: str | None = None,
     kind: str = "mutating",
     url: str | None = None,
 ) -> RedirectTarget:
@@ -218,9 +180,6 @@ def make_target(
             },
         },
     )
-    if replica_ip:  # before the webhook exists, which would be called for it
-        node = str(cluster.list("/api/v1/nodes")[0]["metadata"]["name"])
-        view.add_ready_pod(target, node, replica_ip)
     path = "/mutate" if kind == "mutating" else "/validate"
     client_config: Json = (
         {"url": url}

@@ -2,8 +2,8 @@
 
 When `webhook-dev up` removes a Service's selector and writes manual Endpoints pointing at
 the tunnel, what happens to the EndpointSlices the controllers made for the in-cluster
-webhook Pods? There is no kubelet, so the "in-cluster Pod" is bound to the master's Node
-and given a Ready status by hand, which is all the endpoint controllers look at.
+webhook Pods? The "in-cluster Pod" is a real one, scheduled to the lab's node and Ready
+there (nginx from the node's own images).
 
 Observed (Kubernetes 1.37.2), and asserted here so an upgrade that changes it fails:
 1. Removing the selector leaves the EndpointSlice controller's slice in place (it ignores
@@ -26,12 +26,13 @@ import time
 import pytest
 from kubernetes import client
 
+from tests.lab.node_helpers import nginx_pod, wait_running
 from tests.polling import wait_until
 from webhook_dev.lab import Lab
 
 pytestmark = pytest.mark.e2e
 
-POD_IP = "10.244.0.10"  # never routed anywhere: only compared, not dialled
+POD_PORT = 80  # the lab's nginx
 MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
 CONTROLLER = "endpointslice-controller.k8s.io"
 MIRRORING = "endpointslicemirroring-controller.k8s.io"
@@ -51,54 +52,25 @@ def settle() -> None:
 
 
 def test_selector_removal_leaves_controller_slices_until_deleted_and_restore_rebuilds(
-    lab: Lab, lab_api_client: client.ApiClient, lab_namespace: str
+    lab_node: Lab, lab_node_namespace: str
 ) -> None:
+    lab = lab_node
+    lab_api_client = lab.api_client()
     core = client.CoreV1Api(lab_api_client)
-    ns = lab_namespace
+    ns = lab_node_namespace
     core.create_namespaced_service(
         ns,
         client.V1Service(
             metadata=client.V1ObjectMeta(name="webhook"),
             spec=client.V1ServiceSpec(
                 selector={"app": "webhook"},
-                ports=[client.V1ServicePort(name="https", port=443, target_port=8443)],
+                ports=[client.V1ServicePort(name="https", port=443, target_port=POD_PORT)],
             ),
         ),
     )
-    core.create_namespaced_pod(
-        ns,
-        client.V1Pod(
-            metadata=client.V1ObjectMeta(name="webhook-0", labels={"app": "webhook"}),
-            spec=client.V1PodSpec(containers=[client.V1Container(name="webhook", image="x")]),
-        ),
-    )
-    core.create_namespaced_binding(
-        ns,
-        client.V1Binding(
-            metadata=client.V1ObjectMeta(name="webhook-0"),
-            target=client.V1ObjectReference(kind="Node", name=lab.master_ns),
-        ),
-        _preload_content=False,
-    )
-    core.patch_namespaced_pod_status(
-        "webhook-0",
-        ns,
-        {
-            "status": {
-                "phase": "Running",
-                "podIP": POD_IP,
-                "podIPs": [{"ip": POD_IP}],
-                "conditions": [
-                    {
-                        "type": "Ready",
-                        "status": "True",
-                        "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    }
-                ],
-            }
-        },
-    )
-    in_cluster = f"{POD_IP}:8443"
+    core.create_namespaced_pod(ns, nginx_pod("webhook"))  # labelled app: webhook
+    pod_ip = wait_running(core, ns, "webhook").status.pod_ip
+    in_cluster = f"{pod_ip}:{POD_PORT}"
     tunnel = f"{lab.master_ip}:19443"
     wait_until(
         lambda: lab.proxy_destinations(ns, "webhook") == [in_cluster],
@@ -114,7 +86,7 @@ def test_selector_removal_leaves_controller_slices_until_deleted_and_restore_reb
         what="the mirroring controller mirrors the now-unmanaged Endpoints",
     )
     settle()
-    assert slices_by_manager(lab_api_client, ns) == {CONTROLLER: [POD_IP], MIRRORING: [POD_IP]}
+    assert slices_by_manager(lab_api_client, ns) == {CONTROLLER: [pod_ip], MIRRORING: [pod_ip]}
 
     # 2. Manual Endpoints to the tunnel: both endpoints are live behind the ClusterIP.
     core.replace_namespaced_endpoints(
@@ -153,7 +125,7 @@ def test_selector_removal_leaves_controller_slices_until_deleted_and_restore_reb
     # 4. Restore the selector, as `down` does: the controllers rebuild everything.
     core.patch_namespaced_service("webhook", ns, {"spec": {"selector": {"app": "webhook"}}})
     wait_until(
-        lambda: slices_by_manager(lab_api_client, ns) == {CONTROLLER: [POD_IP]},
+        lambda: slices_by_manager(lab_api_client, ns) == {CONTROLLER: [pod_ip]},
         timeout=20,
         what="the controller recreates its slice and the mirror is removed",
     )
@@ -163,4 +135,4 @@ def test_selector_removal_leaves_controller_slices_until_deleted_and_restore_reb
         what="kube-proxy routes to the in-cluster Pod again",
     )
     endpoints = core.read_namespaced_endpoints("webhook", ns)
-    assert [a.ip for s in endpoints.subsets for a in s.addresses] == [POD_IP]
+    assert [a.ip for s in endpoints.subsets for a in s.addresses] == [pod_ip]

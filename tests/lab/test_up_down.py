@@ -7,7 +7,6 @@ workstation namespace (the master cannot connect to it: only the tunnel crosses)
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import shutil
 import signal
@@ -27,10 +26,8 @@ from tests.lab.redirect_fixtures import (
     RedirectTarget,
     container_names,
 )
-from tests.polling import wait_until
 from webhook_dev.kube.cluster import ClusterError
 from webhook_dev.lab import Lab
-from webhook_dev.lab.topology import Topology
 from webhook_dev.tls import certs
 
 pytestmark = pytest.mark.e2e
@@ -85,34 +82,6 @@ def test_up_puts_the_apiserver_call_through_the_tunnel_and_sigterm_restores_exac
 
     assert up.stop(signal.SIGTERM) == 0, up.output
     assert "0 conflicts" in up.output
-    assert cluster_view.snapshot(redirect_target) == before
-
-
-# An address of the lab's own subnet that no interface has: calls to it go nowhere.
-UNASSIGNED_LAB_IP = str(ipaddress.ip_network(Topology().subnet)[200])
-
-
-@pytest.mark.redirect_target(replica_ip=UNASSIGNED_LAB_IP)
-def test_ready_in_cluster_pods_get_no_calls_while_redirected_and_come_back_after(
-    cluster_view: ClusterView, redirect_target: RedirectTarget, start_up: object
-) -> None:
-    """Without its selector the Service keeps the controller's slice (it lingers): up must
-    empty it, or kube-proxy balances calls between the in-cluster Pod and the tunnel."""
-    wait_until(
-        lambda: any(cluster_view.snapshot(redirect_target)["controller_slices"].values()),
-        timeout=30,
-        interval=0.2,
-        what="the controller's EndpointSlice lists the in-cluster Pod",
-    )
-    before = cluster_view.snapshot(redirect_target)
-
-    up = start_up(redirect_target)  # type: ignore[operator]
-    up.wait_for("ready: kube-apiserver")
-    for index in range(8):
-        pod = cluster_view.create_pod(redirect_target.namespace, f"client-{index}")
-        assert container_names(pod) == ["app", "nginx-sidecar"], f"call {index} missed the tunnel"
-
-    assert up.stop(signal.SIGTERM) == 0, up.output
     assert cluster_view.snapshot(redirect_target) == before
 
 

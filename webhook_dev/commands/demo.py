@@ -1,12 +1,14 @@
 """``webhook-dev demo``: the whole product on a machine with no cluster, in about a minute.
 
-1. a lab (a real kube-apiserver, kube-proxy and sshd in network namespaces), reused if one
-   already runs;
-2. the sidecar injector sample's manifests applied to it, as a user would have them in-cluster;
+1. a lab (a real kube-apiserver, kube-proxy and sshd in network namespaces, and a node where
+   Pods run), reused if one already runs;
+2. the sidecar injector sample deployed to it, as a user would have it in-cluster: its
+   Deployment serving on the node;
 3. ``webhook-dev up`` in the lab's *workstation* namespace, redirecting that webhook through
    a reverse SSH tunnel to the sample running locally;
-4. a Pod created in the labelled namespace, and the sidecar the local code injected shown as
-   a diff of the object before and after the webhook's patch (from the recording);
+4. a Pod created in the labelled namespace, the sidecar the local code injected shown as a
+   diff of the object before and after the webhook's patch (from the recording), and the Pod
+   Running with both containers on the node (the sidecar starts, not only the patch);
 5. serving until Ctrl-C, then ``down`` (by stopping ``up``) and ``lab down``.
 """
 
@@ -34,19 +36,21 @@ import sample_webhook
 from webhook_dev.admission import review
 from webhook_dev.commands.lab import BuildReporter
 from webhook_dev.errors import LabError, WebhookDevError
-from webhook_dev.kube import manifests
+from webhook_dev.kube import pod_status
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.lab import Lab, preflight, teardown
+from webhook_dev.lab.images import NGINX_IMAGE, PAUSE_IMAGE
 from webhook_dev.lab.process_output import ProcessOutput
 from webhook_dev.paths import state_dir
 from webhook_dev.recording import format as recording
 
 # sample_webhook is installed beside webhook_dev (pyproject.toml); up imports it from there.
 SAMPLES_ROOT = Path(sample_webhook.__file__).resolve().parents[1]
-SAMPLE_MANIFESTS = SAMPLES_ROOT / "sample_webhook" / "deploy"
+SAMPLE = "sidecar-injector"
 SERVICE = "sidecar-injector/sidecar-injector"
 DEMO_NAMESPACE = "sidecar-demo"
 READY_TIMEOUT = 120.0
+POD_RUNNING_TIMEOUT = 90.0
 
 _console = Console(highlight=False, soft_wrap=True)
 
@@ -71,11 +75,14 @@ def demo(once: bool, keep_lab: bool) -> None:
     up: subprocess.Popen[str] | None = None
     try:
         cluster = Cluster.connect(kubeconfig=str(lab.host_kubeconfig))
-        _step("Installing the sidecar injector sample, as it would be in a cluster")
-        for applied in manifests.apply(
-            cluster, manifests.load(SAMPLE_MANIFESTS / "sidecar-injector.yaml")
-        ):
-            _console.print(f"  {applied}", style="dim" if "skipped" in applied.outcome else None)
+        _step("Deploying the sidecar injector sample, as it would run in a cluster")
+        deployed = lab.deploy_sample(SAMPLE)
+        for kind, namespace, name in deployed.objects:
+            _console.print(f"  {kind} {namespace + '/' if namespace else ''}{name}", style="dim")
+        _console.print(
+            f"  Deployment {deployed.namespace}/{deployed.deployment} serving in-cluster at "
+            f"{', '.join(deployed.pod_ips)}"
+        )
 
         _step("webhook-dev up (on the lab's workstation: the master reaches it only via SSH)")
         record = state_dir() / "recordings" / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
@@ -90,6 +97,7 @@ def demo(once: bool, keep_lab: bool) -> None:
             f"  stored Pod {DEMO_NAMESPACE}/{pod_name} has containers: {', '.join(names)}"
         )
         _show_patch(record, pod_name)
+        _show_running(cluster, pod_name)
 
         if once:
             _step("Done: restoring the cluster")
@@ -97,7 +105,8 @@ def demo(once: bool, keep_lab: bool) -> None:
             _step("Serving. Edit sample_webhook/sidecar_injector.py and create Pods:")
             _console.print(
                 f"  KUBECONFIG={lab.host_kubeconfig} kubectl run web -n {DEMO_NAMESPACE} "
-                "--image=nginx\n  Ctrl-C restores the cluster and stops the lab."
+                f"--image={PAUSE_IMAGE} --image-pull-policy=Never\n"
+                "  Ctrl-C restores the cluster and stops the lab."
             )
             _wait_for_interrupt(up)
     finally:
@@ -113,12 +122,18 @@ def _lab() -> tuple[Lab, bool]:
     try:
         existing = Lab.attach()
         if existing.healthy():
+            if not existing.has_node:
+                raise LabError(
+                    "the running lab has no node (it was started with --no-node), and the "
+                    "demo runs the sample's Deployment and the injected Pod on one",
+                    hint="run `webhook-dev lab down`, then `webhook-dev demo` again",
+                )
             _step(f"Using the running lab (master {existing.master_ip})")
             return existing, False
         teardown()
     except LabError:
         pass
-    _step("Starting a lab: etcd, kube-apiserver, controllers, kube-proxy and sshd in netns")
+    _step("Starting a lab: etcd, kube-apiserver, controllers, kube-proxy, sshd and a node in netns")
     reporter = BuildReporter()
     started = time.monotonic()
     try:
@@ -151,7 +166,9 @@ def _start_up(lab: Lab, record: Path) -> tuple[subprocess.Popen[str], ProcessOut
         text=True,
         start_new_session=True,
         cwd=SAMPLES_ROOT,
-        env={**os.environ, "WEBHOOK_DEV_STATE_DIR": str(state_dir())},
+        # The lab has no registry: the sidecar the local code injects must be an image the
+        # node has, as the in-cluster Deployment's SIDECAR_IMAGE is (see lab.workloads).
+        env={**os.environ, "WEBHOOK_DEV_STATE_DIR": str(state_dir()), "SIDECAR_IMAGE": NGINX_IMAGE},
     )
 
     def echo(line: str) -> None:
@@ -173,8 +190,35 @@ def _pod(name: str) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": {"app": "demo"}},
-        "spec": {"containers": [{"name": "web", "image": "registry.k8s.io/pause:3.10"}]},
+        "spec": {
+            # The node's own image (there is no registry); it leaves port 80 to the sidecar.
+            "containers": [{"name": "web", "image": PAUSE_IMAGE, "imagePullPolicy": "Never"}],
+            "terminationGracePeriodSeconds": 1,
+        },
     }
+
+
+def _show_running(cluster: Cluster, pod_name: str) -> None:
+    """Wait until the Pod runs on the node with every container ready, and show it as
+    ``kubectl get pod`` would: the injected sidecar really starts."""
+    path = f"/api/v1/namespaces/{DEMO_NAMESPACE}/pods/{pod_name}"
+    started = time.monotonic()
+    pod = cluster.get(path)
+    while time.monotonic() - started < POD_RUNNING_TIMEOUT:
+        pod = cluster.get(path)
+        if pod_status.running_and_ready(pod):
+            break
+        time.sleep(0.3)
+    else:
+        raise WebhookDevError(
+            f"Pod {DEMO_NAMESPACE}/{pod_name} is not running after {POD_RUNNING_TIMEOUT:.0f}s "
+            f"({pod_status.summary(pod)})",
+            hint=f"kubectl -n {DEMO_NAMESPACE} describe pod {pod_name}; the kubelet's log is "
+            "in the lab's logs",
+        )
+    _console.print(f"  Pod running on node {pod['spec'].get('nodeName')}:")
+    for line in pod_status.table(pod, age_seconds=time.monotonic() - started):
+        _console.print(f"  {line}")
 
 
 def _show_patch(record: Path, pod_name: str) -> None:

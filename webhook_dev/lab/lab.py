@@ -468,8 +468,9 @@ class Lab:
             timeout=timeout,
         )
 
-    def delete_sample(self, deployed: workloads.DeployedSample) -> None:
-        workloads.delete_sample(self._readiness(), deployed)
+    def delete_sample(self, deployed: workloads.DeployedSample, timeout: float = 60.0) -> None:
+        """Delete the sample; return once its namespaces are gone (it can be deployed again)."""
+        workloads.delete_sample(self._readiness(), deployed, timeout=timeout)
 
     # ---- health -------------------------------------------------------------------
 

@@ -5,8 +5,9 @@ Installed with webhook-dev (a ``pytest11`` entry point), so any project can use 
 * ``lab`` (session): a running :class:`~webhook_dev.lab.Lab`. Reuses a lab that is
   already up (``webhook-dev lab up``) and leaves it running; otherwise starts one and
   tears it down at the end of the session, also when tests fail or are interrupted.
-  It starts without a node unless ``WEBHOOK_DEV_LAB_NODE=1``: on a lab with a scheduler,
-  a test that binds a Pod to the master by hand races the scheduler.
+  It starts without a node unless ``WEBHOOK_DEV_LAB_NODE=1``: with a scheduler and a
+  kubelet every Pod a control-plane test creates is scheduled and its image retried, which
+  cost more than the second lab ``lab_node`` starts (docs/lab.md has the figures).
 * ``lab_node`` (session): a lab with a Ready node, so Pods run and a test can deploy its
   webhook in-cluster (``lab_node.deploy_sample(...)``, or its own manifests with the
   lab's images). It is ``lab`` when that has a node; otherwise a second lab beside it

@@ -218,8 +218,13 @@ def ready_pod_ips(api: ApiReadiness, namespace: str, labels: dict[str, str]) -> 
     return tuple(sorted(ips))
 
 
-def delete_sample(api: ApiReadiness, deployed: DeployedSample) -> None:
-    """Delete what :func:`deploy_sample` applied (its namespaces take the rest with them)."""
+def delete_sample(api: ApiReadiness, deployed: DeployedSample, timeout: float = 60.0) -> None:
+    """Delete what :func:`deploy_sample` applied (its namespaces take the rest with them).
+
+    Returns once the namespaces are gone: deploying the sample again right after would
+    otherwise be refused ("namespace ... is being terminated") while the node stops its Pods.
+    """
+    namespaces = []
     for kind, namespace, name in reversed(deployed.objects):
         if kind in WEBHOOK_KINDS or kind == "Namespace":
             document = {
@@ -228,3 +233,16 @@ def delete_sample(api: ApiReadiness, deployed: DeployedSample) -> None:
                 "metadata": {"name": name, "namespace": namespace},
             }
             api.request("DELETE", object_path(document), timeout=10)
+            if kind == "Namespace":
+                namespaces.append(name)
+    deadline = time.monotonic() + timeout
+    remaining = namespaces
+    while remaining:
+        remaining = [n for n in remaining if api.get(f"/api/v1/namespaces/{n}")[0] != 404]
+        if remaining and time.monotonic() > deadline:
+            raise LabError(
+                f"namespaces {', '.join(remaining)} are still terminating after {timeout:.0f}s",
+                hint=f"kubectl get namespace {remaining[0]} -o yaml shows what holds it",
+            )
+        if remaining:
+            time.sleep(0.2)

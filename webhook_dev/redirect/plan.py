@@ -256,8 +256,9 @@ def _restore_bundle(current: Any, change: FieldChange) -> tuple[Outcome, Any]:
     remaining = bundle_without(current, change.after)
     if remaining == "" and change.before is ABSENT:
         return Outcome.RESTORED, ABSENT
-    # Byte-exact when the bundle is as we left it; otherwise keep the new owner's bundle.
-    if _same(current, bundle_with(change.before, change.after)):
+    # Byte-exact when the bundle is as we left it (also after reconnects, which added more
+    # copies of our CA); otherwise keep the new owner's bundle.
+    if _is_ours_on_top(current, change.before, change.after):
         return Outcome.RESTORED, change.before
     return Outcome.RESTORED, remaining
 
@@ -291,6 +292,49 @@ def same_element(left: Any, right: Any) -> bool:
 def bundle_with(bundle_b64: Any, ca_b64: str) -> str:
     existing = b"" if bundle_b64 is ABSENT or not bundle_b64 else _b64decode(bundle_b64)
     return _b64encode(certs.append_to_bundle(existing, _b64decode(ca_b64)))
+
+
+def bundle_with_another_copy(bundle_b64: Any, ca_b64: str) -> str:
+    """``bundle_b64`` (which holds our CA) with our CA once more at its end.
+
+    The same trust, a different ``caBundle``: the apiserver keys its webhook clients by the
+    client configuration, caBundle included, so a new value makes it dial new connections
+    (:func:`reconnect_changes`). ``down`` removes every copy (:func:`bundle_without`).
+    """
+    existing = b"" if bundle_b64 is ABSENT or not bundle_b64 else _b64decode(bundle_b64)
+    prefix = existing if not existing or existing.endswith(b"\n") else existing + b"\n"
+    return _b64encode(prefix + certs.split_bundle(_b64decode(ca_b64))[0])
+
+
+def _is_ours_on_top(current: Any, before: Any, ca_b64: str) -> bool:
+    """Whether ``current`` is ``before`` with our CA appended one or more times."""
+    if current is ABSENT or not current:
+        return False
+    rest = _b64decode(current)
+    base = _b64decode(bundle_with(before, ca_b64))
+    if not rest.startswith(base):
+        return False
+    ours = certs.split_bundle(_b64decode(ca_b64))[0]
+    rest = rest[len(base) :]
+    while rest.startswith(ours):
+        rest = rest[len(ours) :]
+    return rest == b""
+
+
+def reconnect_changes(obj: Json, changes: Iterable[FieldChange]) -> Json:
+    """``obj`` with one more copy of our CA in each bundle ``up`` appended to.
+
+    For when the apiserver keeps calling the in-cluster Pods over a connection it opened
+    before kube-proxy (or its own endpoint cache) switched to our endpoints: conntrack keeps
+    an established connection on its old destination, and a busy webhook client never lets
+    it go idle. A new ``caBundle`` is a new client, whose connections take the new route.
+    """
+    result = copy.deepcopy(obj)
+    for change in changes:
+        if change.kind is ChangeKind.BUNDLE_APPEND:
+            current = get_field(result, change.path)
+            set_field(result, change.path, bundle_with_another_copy(current, change.after))
+    return result
 
 
 def bundle_without(bundle_b64: str, ca_b64: str) -> str:

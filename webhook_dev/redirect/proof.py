@@ -25,6 +25,11 @@ TIMEOUT_SECONDS = 30.0
 # returns, the call has reached the proxy or never will; this covers the hook's scheduling.
 ARRIVAL_GRACE_SECONDS = 0.25
 PAUSE_SECONDS = 0.1
+# Dry runs the apiserver answered without calling us, in a row, before we make it reconnect:
+# more than kube-proxy's usual delay in picking up the new endpoints (its minSyncPeriod is
+# 1 s), fewer than a user would wait for.
+ANSWERED_ELSEWHERE_BEFORE_RECONNECT = 8
+MAX_RECONNECTS = 3
 
 Say = Callable[[str], None]
 
@@ -32,13 +37,29 @@ Say = Callable[[str], None]
 class PathProof:
     """Subscriber on the serving stack, and the dry runs whose arrival it waits for."""
 
-    def __init__(self, cluster: Cluster, say: Say, *, warn_unreached: bool = True) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        say: Say,
+        *,
+        warn_unreached: bool = True,
+        reconnect: Callable[[], None] | None = None,
+    ) -> None:
         """``warn_unreached=False``: the caller turns a probe that saw nothing arrive
-        (:attr:`unreached`) into an error of its own instead of a warning."""
+        (:attr:`unreached`) into an error of its own instead of a warning.
+
+        ``reconnect`` makes the apiserver open new connections to the webhook (see
+        :func:`webhook_dev.redirect.plan.reconnect_changes`); it is called when dry runs
+        keep being answered without reaching us: the apiserver still calls an in-cluster
+        Pod over a connection it opened before the endpoints changed.
+        """
         self.cluster = cluster
         self.say = say
         self.warn_unreached = warn_unreached
+        self.reconnect = reconnect
         self.unreached = False  # dry runs were sent, none arrived in time
+        self.reconnects = 0
+        self._answered_elsewhere = 0  # in a row
         self._awaited: dict[str, asyncio.Future[float]] = {}
 
     def on_exchange(self, exchange: Exchange) -> None:
@@ -78,6 +99,16 @@ class PathProof:
             candidate = candidates[attempt % len(candidates)]
             attempt += 1
             round_trip = await self._dry_run(candidate, refusals)
+            if round_trip is None and self._should_reconnect():
+                self.reconnects += 1
+                self._answered_elsewhere = 0
+                self.say(
+                    "probe: dry runs are admitted without reaching your code (the apiserver "
+                    "may keep a connection to an in-cluster Pod); renewing the webhook's "
+                    "caBundle so it reconnects"
+                )
+                assert self.reconnect is not None
+                await asyncio.to_thread(self.reconnect)
         if round_trip is not None:
             # The first call to arrive may have paid for new connections along the way; a
             # second one says what a call costs now.
@@ -92,6 +123,13 @@ class PathProof:
             )
         return None
 
+    def _should_reconnect(self) -> bool:
+        return (
+            self.reconnect is not None
+            and self.reconnects < MAX_RECONNECTS
+            and self._answered_elsewhere >= ANSWERED_ELSEWHERE_BEFORE_RECONNECT
+        )
+
     async def _dry_run(
         self, candidate: probe_objects.ProbeObject, refusals: set[str]
     ) -> float | None:
@@ -99,17 +137,23 @@ class PathProof:
         seen: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._awaited[candidate.name] = seen
         started = time.monotonic()
+        answered = True
         try:
             await asyncio.to_thread(
                 self.cluster.create, candidate.collection, candidate.manifest, dry_run=True
             )
         except ClusterError as error:
+            answered = False
             if error.message not in refusals:
                 refusals.add(error.message)
                 self.say(f"probe: the apiserver refused the dry run: {error.message}")
         try:
-            return (await asyncio.wait_for(seen, ARRIVAL_GRACE_SECONDS)) - started
+            arrived = (await asyncio.wait_for(seen, ARRIVAL_GRACE_SECONDS)) - started
+            self._answered_elsewhere = 0
+            return arrived
         except TimeoutError:
+            # Admitted, yet not by us: another endpoint answered (or Ignore hid a failure).
+            self._answered_elsewhere = self._answered_elsewhere + 1 if answered else 0
             await asyncio.sleep(PAUSE_SECONDS)
             return None
         finally:

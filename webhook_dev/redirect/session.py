@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -57,7 +58,14 @@ from webhook_dev.redirect.discovery import (
     subject_of,
 )
 from webhook_dev.redirect.personal import Claim, check_scope_free, prepare_claim, recheck_after_lock
-from webhook_dev.redirect.plan import ChangeKind, ObjectCreate, ObjectRef, RedirectPlan, get_field
+from webhook_dev.redirect.plan import (
+    ChangeKind,
+    ObjectCreate,
+    ObjectRef,
+    RedirectPlan,
+    get_field,
+    reconnect_changes,
+)
 from webhook_dev.redirect.plan_builder import Snapshot
 from webhook_dev.redirect.proof import TIMEOUT_SECONDS, PathProof
 from webhook_dev.redirect.restore import restore_from_journal
@@ -181,7 +189,9 @@ class Session:
         try:
             await self._redirect(found.cluster, record)
             if self.options.probe and not self._stop.is_set():
-                await self._prove(found.cluster, _probed(snapshot, record.plan, found.claim))
+                await self._prove(
+                    found.cluster, _probed(snapshot, record.plan, found.claim), record.plan
+                )
             fault_point("ready")
             await self._heartbeat_until_stopped(found.cluster, record)
         finally:
@@ -348,11 +358,16 @@ class Session:
             f"journal: {journal.local_path(cluster.server, record.subject)}"
         )
 
-    async def _prove(self, cluster: Cluster, snapshot: Snapshot) -> None:
+    async def _prove(self, cluster: Cluster, snapshot: Snapshot, plan: RedirectPlan) -> None:
         """:raises UnreachableError: with ``require_proof``, no dry run arrived (the
         ``finally`` of :meth:`run` restores the cluster on the way out)."""
         required = self.options.require_proof
-        proof = PathProof(cluster, self.say, warn_unreached=not required)
+        proof = PathProof(
+            cluster,
+            self.say,
+            warn_unreached=not required,
+            reconnect=functools.partial(_reconnect, cluster, plan),
+        )
         assert self._local is not None
         self._local.stack.hooks.subscribe(proof)
         round_trip = await proof.prove(snapshot, self._stop)
@@ -419,6 +434,15 @@ class Session:
                 self.say(
                     f"caBundle of {ref} was rewritten during the session; appended our CA again"
                 )
+
+
+def _reconnect(cluster: Cluster, plan: RedirectPlan) -> None:
+    """Give each redirected entry a new ``caBundle`` value (one more copy of our CA), so
+    the apiserver drops its client with a connection still on an in-cluster Pod."""
+    bundles = [c for c in plan.changes if c.kind is ChangeKind.BUNDLE_APPEND]
+    for ref in dict.fromkeys(c.ref for c in bundles):
+        changes = [c for c in bundles if c.ref == ref]
+        cluster.update(ref.url, functools.partial(reconnect_changes, changes=changes))
 
 
 def _probed(snapshot: Snapshot, plan: RedirectPlan, claim: Claim | None) -> Snapshot:
