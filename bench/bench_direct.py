@@ -31,11 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_up import (
     CONCURRENCY,
+    NO_INSPECTOR,
     REPO,
     SERVE_SAMPLE,
     LoadClient,
     Samples,
     process,
+    up_argv,
     webhook_objects,
 )
 
@@ -50,25 +52,6 @@ BENCH_ENV = {
     "WEBHOOK_DEV_LAB_DIR": "/run/webhook-dev-lab-directbench",
 }
 SETUPS = {"in-master": "bench-master", "--direct": "bench-direct", "--ssh": "bench-ssh"}
-
-
-def up_argv(lab: Lab, namespace: str, transport: list[str]) -> list[str]:
-    return lab.workstation_argv(
-        [
-            sys.executable,
-            "-m",
-            "webhook_dev",
-            "up",
-            "--service",
-            f"{namespace}/sidecar-injector",
-            *transport,
-            "--app",
-            "sample_webhook.sidecar_injector",
-            "--no-record",
-            "--no-reload",
-            "--no-inspector",
-        ]
-    )
 
 
 def round_trips(lab: Lab, work: Path, requests: int, rounds: int) -> dict[int, list[Samples]]:
@@ -88,8 +71,8 @@ def round_trips(lab: Lab, work: Path, requests: int, rounds: int) -> dict[int, l
     in_master = lab.master_argv(
         [sys.executable, "-c", SERVE_SAMPLE, lab.master_ip, str(master_port), str(cert), str(key)]
     )
-    direct = up_argv(lab, "bench-direct", ["--direct"])
-    ssh = up_argv(lab, "bench-ssh", ["--ssh", lab.ssh_destination])
+    direct = up_argv(lab, "bench-direct", ["--direct"], NO_INSPECTOR)
+    ssh = up_argv(lab, "bench-ssh", ["--ssh", lab.ssh_destination], NO_INSPECTOR)
     client = LoadClient(lab)
     results = {level: {name: Samples(name) for name in SETUPS} for level in (CONCURRENCY, 1)}
     with (

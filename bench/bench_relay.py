@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +31,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_up import CONCURRENCY, REPO, LoadClient, Samples, process, webhook_objects
+from bench_up import (
+    CONCURRENCY,
+    NO_INSPECTOR,
+    REPO,
+    LoadClient,
+    Samples,
+    process,
+    time_up_and_down,
+    up_argv,
+    webhook_objects,
+)
 
 from webhook_dev.errors import LabError
 from webhook_dev.kube.cluster import Cluster
@@ -46,25 +54,6 @@ BENCH_ENV = {
     "WEBHOOK_DEV_LAB_DIR": "/run/webhook-dev-lab-relaybench",
 }
 WEBHOOK_API = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
-
-
-def up_argv(lab: Lab, namespace: str, transport: list[str]) -> list[str]:
-    return lab.workstation_argv(
-        [
-            sys.executable,
-            "-m",
-            "webhook_dev",
-            "up",
-            "--service",
-            f"{namespace}/sidecar-injector",
-            *transport,
-            "--app",
-            "sample_webhook.sidecar_injector",
-            "--no-record",
-            "--no-reload",
-            "--no-inspector",
-        ]
-    )
 
 
 def relay_flags() -> list[str]:
@@ -105,9 +94,14 @@ def round_trips(lab: Lab, work: Path, requests: int, rounds: int) -> dict[int, l
     results = {level: {name: Samples(name) for name in setups} for level in (CONCURRENCY, 1)}
     try:
         with (
-            process(up_argv(lab, "bench-relay", relay_flags()), "ready: kube", env=env, cwd=REPO),
             process(
-                up_argv(lab, "bench-ssh", ["--ssh", lab.ssh_destination]),
+                up_argv(lab, "bench-relay", relay_flags(), NO_INSPECTOR),
+                "ready: kube",
+                env=env,
+                cwd=REPO,
+            ),
+            process(
+                up_argv(lab, "bench-ssh", ["--ssh", lab.ssh_destination], NO_INSPECTOR),
                 "ready: kube",
                 env=env,
                 cwd=REPO,
@@ -131,29 +125,10 @@ def round_trips(lab: Lab, work: Path, requests: int, rounds: int) -> dict[int, l
 def up_and_down(lab: Lab, work: Path, cycles: int) -> dict[str, list[float]]:
     """``up --relay`` to ready, down by SIGTERM, and ``down`` after ``kill -9``."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "WEBHOOK_DEV_STATE_DIR": str(work / "state")}
-    up = up_argv(lab, "bench-relay", relay_flags())
-    down = lab.workstation_argv(
-        [sys.executable, "-m", "webhook_dev", "down", "--service", "bench-relay/sidecar-injector"]
+    up = up_argv(lab, "bench-relay", relay_flags(), NO_INSPECTOR)
+    figures = time_up_and_down(
+        lab, up, "bench-relay/sidecar-injector", env, cycles, label="up --relay"
     )
-    figures: dict[str, list[float]] = {
-        "up --relay to ready": [],
-        "down (SIGTERM)": [],
-        "down (kill -9, new process)": [],
-    }
-    for _ in range(cycles):
-        started = time.monotonic()
-        with process(up, "ready: kube-apiserver", env=env, cwd=REPO) as child:
-            figures["up --relay to ready"].append(time.monotonic() - started)
-            stopping = time.monotonic()
-            os.killpg(child.pid, signal.SIGTERM)
-            child.wait(60)
-            figures["down (SIGTERM)"].append(time.monotonic() - stopping)
-        with process(up, "ready: kube-apiserver", env=env, cwd=REPO) as child:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait(30)
-        stopping = time.monotonic()
-        subprocess.run(down, env=env, cwd=REPO, check=True, capture_output=True)
-        figures["down (kill -9, new process)"].append(time.monotonic() - stopping)
     cluster = Cluster.connect(kubeconfig=str(lab.host_kubeconfig))
     cluster.delete("/api/v1/namespaces/bench-relay")
     cluster.delete("/api/v1/namespaces/bench-relay-apps")

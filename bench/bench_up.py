@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,8 +240,17 @@ class LoadClient:
             samples.seconds += time.perf_counter() - started
 
 
-def up_argv(lab: Lab) -> list[str]:
-    """``webhook-dev up`` for the bench's Service, in the workstation namespace."""
+NO_INSPECTOR = ("--no-inspector",)  # the transport benches measure the path alone
+
+
+def up_argv(
+    lab: Lab,
+    namespace: str = "bench-webhook-dev",
+    transport: Sequence[str] | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """``webhook-dev up`` for a bench Service in ``namespace``, in the workstation namespace:
+    through ``--ssh`` to the lab's master unless ``transport`` names another."""
     return lab.workstation_argv(
         [
             sys.executable,
@@ -249,13 +258,13 @@ def up_argv(lab: Lab) -> list[str]:
             "webhook_dev",
             "up",
             "--service",
-            "bench-webhook-dev/sidecar-injector",
-            "--ssh",
-            lab.ssh_destination,
+            f"{namespace}/sidecar-injector",
+            *(transport if transport is not None else ["--ssh", lab.ssh_destination]),
             "--app",
             "sample_webhook.sidecar_injector",
             "--no-record",
             "--no-reload",
+            *extra,
         ]
     )
 
@@ -319,26 +328,29 @@ def round_trips(lab: Lab, work: Path, requests: int, rounds: int) -> dict[int, l
 def up_and_down(lab: Lab, work: Path, cycles: int) -> dict[str, list[float]]:
     """up-to-ready, down by SIGTERM, and `down` from another process after kill -9."""
     env = {**os.environ, "WEBHOOK_DEV_STATE_DIR": str(work / "state")}
-    up = up_argv(lab)
-    down = lab.workstation_argv(
-        [
-            sys.executable,
-            "-m",
-            "webhook_dev",
-            "down",
-            "--service",
-            "bench-webhook-dev/sidecar-injector",
-        ]
-    )
+    return time_up_and_down(lab, up_argv(lab), "bench-webhook-dev/sidecar-injector", env, cycles)
+
+
+def time_up_and_down(
+    lab: Lab,
+    up: list[str],
+    service: str,
+    env: dict[str, str],
+    cycles: int,
+    label: str = "up",
+) -> dict[str, list[float]]:
+    """``up`` (argv ``up``) to ready, down by SIGTERM, and ``down --service`` from another
+    process after ``kill -9``, ``cycles`` times each."""
+    down = lab.workstation_argv([sys.executable, "-m", "webhook_dev", "down", "--service", service])
     figures: dict[str, list[float]] = {
-        "up to ready": [],
+        f"{label} to ready": [],
         "down (SIGTERM)": [],
         "down (kill -9, new process)": [],
     }
     for _ in range(cycles):
         started = time.monotonic()
         with process(up, "ready: kube-apiserver", env=env, cwd=REPO) as child:
-            figures["up to ready"].append(time.monotonic() - started)
+            figures[f"{label} to ready"].append(time.monotonic() - started)
             stopping = time.monotonic()
             os.killpg(child.pid, signal.SIGTERM)
             child.wait(60)
