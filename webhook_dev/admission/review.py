@@ -21,6 +21,7 @@ from typing import Any
 
 import jsonpatch
 
+from webhook_dev.admission import fast_json
 from webhook_dev.errors import ReviewError
 
 GROUP = "admission.k8s.io"
@@ -399,7 +400,7 @@ def _decode_patch(response: Mapping[str, Any]) -> tuple[list[JsonObject] | None,
             "patch-type", f"patchType is {response.get('patchType')!r}, not 'JSONPatch'"
         )
     try:
-        patch = json.loads(base64.b64decode(str(encoded), validate=True))
+        patch = fast_json.loads(base64.b64decode(str(encoded), validate=True))
     except (binascii.Error, ValueError) as error:
         return None, Flag("patch-not-base64-json", f"patch is not base64 JSON: {error}")
     if not isinstance(patch, list) or not all(
@@ -431,7 +432,8 @@ def apply_patch(obj: Mapping[str, Any], patch: Sequence[Mapping[str, Any]]) -> J
     """``obj`` after ``patch``, leaving ``obj`` alone. Raises :class:`ReviewError`."""
     try:
         # A JSON round trip copies a JSON document several times faster than deepcopy.
-        result = jsonpatch.apply_patch(json.loads(json.dumps(obj)), list(patch), in_place=True)
+        copied = fast_json.loads(fast_json.dumps_compact(obj))
+        result = jsonpatch.apply_patch(copied, list(patch), in_place=True)
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
         raise ReviewError(f"the patch does not apply to the object: {error}") from error
     except (KeyError, IndexError, TypeError, ValueError) as error:
@@ -468,7 +470,7 @@ def _load(body: bytes | str | Mapping[str, Any], what: str) -> Any:
     if isinstance(body, Mapping):
         return body
     try:
-        return json.loads(body)
+        return fast_json.loads(body)
     except (UnicodeDecodeError, ValueError) as error:
         raise ReviewError(f"{what} is not JSON: {error}") from error
     except RecursionError:
