@@ -210,9 +210,13 @@ class Hooks:
         entry = self._failures.get(id(subscriber))
         return entry.total if entry is not None else 0
 
-    def subscribe(self, subscriber: Any) -> None:
-        """Add an object with ``on_exchange`` and/or ``on_event``."""
-        self._subscribers.append(subscriber)
+    def subscribe(self, subscriber: Any, *, first: bool = False) -> None:
+        """Add an object with ``on_exchange`` and/or ``on_event``; ``first``: before the
+        others (the recorder, so an exchange is on disk once any view has shown it)."""
+        if first:
+            self._subscribers.insert(0, subscriber)
+        else:
+            self._subscribers.append(subscriber)
 
     def exchange(self, exchange: Exchange) -> None:
         self._call("on_exchange", exchange)
