@@ -43,7 +43,8 @@ class Exchange:
     duration_ms: float = 0.0
     upstream_ms: float | None = None  # the round trip to the code that answered
     # Where the rest went (``None``: not measured, e.g. an old recording): reading and
-    # checking the request, waiting for a worker (a reload, a restart), checking the answer.
+    # checking the request, waiting for a worker (a reload, a restart); and checking the
+    # answer, which the proxy does after the answer went back (not part of duration_ms).
     read_ms: float | None = None
     wait_ms: float | None = None
     checks_ms: float | None = None

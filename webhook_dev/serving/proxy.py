@@ -1,4 +1,8 @@
-"""The HTTPS front door: check each call, pass it upstream, check the answer, publish it.
+"""The HTTPS front door: check each call, pass it upstream, answer, then check and publish.
+
+Answer first, analyse after: on the request's path only what the answer needs (read, the
+door's validation, forward, write the answer); the flags, the decoded answer and the
+subscribers (console, recorder, inspector) run right after the answer is written.
 
 The proxy refuses what no webhook should have to handle (wrong method, oversized body,
 a body that does not decode, not JSON, not an AdmissionReview, a wrongly typed field, no
