@@ -125,7 +125,9 @@ def parse_request(body: bytes | str | Mapping[str, Any]) -> AdmissionRequest:
     if not isinstance(uid, str) or not uid:
         raise ReviewError("AdmissionReview request has no uid (the answer must echo it)")
     _check_request_shape(request)
-    _check_values(review, suspect_surrogates=_may_hold_surrogates(body))
+    suspect_surrogates = _may_hold_surrogates(body)
+    if suspect_surrogates or not _shallow_for_sure(body):
+        _check_values(review, suspect_surrogates=suspect_surrogates)
     kind_ref = request.get("kind")
     if not isinstance(kind_ref, dict):
         kind_ref = {}
@@ -225,6 +227,15 @@ def _may_hold_surrogates(body: bytes | str | Mapping[str, Any]) -> bool:
         return True  # already parsed: nothing to scan cheaply
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     return _SURROGATE_ESCAPE.search(raw) is not None
+
+
+def _shallow_for_sure(body: bytes | str | Mapping[str, Any]) -> bool:
+    """Whether the raw body has too few brackets to nest past :data:`MAX_DEPTH` (each
+    level opens one), which spares the walk of every value for nearly every review."""
+    if isinstance(body, Mapping):
+        return False
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    return raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH
 
 
 def _check_values(review: Any, *, suspect_surrogates: bool) -> None:
