@@ -131,9 +131,12 @@ async def call_under_load(
     """Call ``url`` without pause from ``clients`` clients while ``edit()`` (blocking) runs.
 
     Each call carries ``?timeout=30s``, as an apiserver with ``timeoutSeconds: 30`` would.
+    ``edit`` starts once a first call was answered, so the code before the edit is seen
+    under load too (on a busy machine the first save could otherwise come first).
     """
     result = LoadResult()
     done = asyncio.Event()
+    answered = asyncio.Event()
     body = json.dumps(request_review()).encode()
 
     async def client(session: aiohttp.ClientSession) -> None:
@@ -149,6 +152,7 @@ async def call_under_load(
                 result.failures.append(repr(error))
                 continue
             result.statuses.append(response.status)
+            answered.set()
             if response.status == 200:
                 result.versions.append(json.loads(text)["response"]["warnings"][0])
             else:
@@ -158,6 +162,7 @@ async def call_under_load(
     async with aiohttp.ClientSession(connector=connector) as session:
         tasks = [asyncio.create_task(client(session)) for _ in range(clients)]
         try:
+            await asyncio.wait_for(answered.wait(), 60)
             await asyncio.to_thread(edit)
         finally:
             done.set()

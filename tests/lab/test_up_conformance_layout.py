@@ -44,7 +44,12 @@ def _intercepting_everything(namespace: str) -> RedirectTarget:
 @pytest.fixture
 def conformance_layout(cluster_view: ClusterView, lab_namespace: str) -> Iterator[RedirectTarget]:
     """A Service with no backend, and webhooks on its own namespace's ConfigMaps and on
-    everything else there (a policy engine's ``*``), both failurePolicy Fail."""
+    everything namespaced there (a policy engine's ``*``), both failurePolicy Fail.
+
+    ``*`` is limited to ``scope: Namespaced``: cluster-scoped objects ignore a
+    namespaceSelector, and intercepting them (a Service's IPAddress, say) would stop the
+    whole lab, not only this namespace.
+    """
     target = _intercepting_everything(lab_namespace)
     cluster = cluster_view.cluster
     cluster.create(
@@ -60,7 +65,10 @@ def conformance_layout(cluster_view: ClusterView, lab_namespace: str) -> Iterato
         },
     )
 
-    def entry(name: str, rule: dict[str, list[str]]) -> dict[str, object]:
+    # The controller makes its (empty) slice before the webhooks would refuse it.
+    wait_for_controller_slice(cluster, lab_namespace, SERVICE)
+
+    def entry(name: str, rule: dict[str, object]) -> dict[str, object]:
         return {
             "name": name,
             "clientConfig": {
@@ -92,12 +100,16 @@ def conformance_layout(cluster_view: ClusterView, lab_namespace: str) -> Iterato
                 ),
                 entry(
                     "everything.webhook-dev.io",
-                    {"apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]},
+                    {
+                        "apiGroups": ["*"],
+                        "apiVersions": ["*"],
+                        "resources": ["*"],
+                        "scope": "Namespaced",
+                    },
                 ),
             ],
         },
     )
-    wait_for_controller_slice(cluster, lab_namespace, SERVICE)
     try:
         yield target
     finally:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import click
 
+from webhook_dev.commands import relay as relay_command
 from webhook_dev.commands.options import cluster_options, err_console, say, target_options
 from webhook_dev.errors import ExitCode, PreflightError, UsageError, WebhookDevError
 from webhook_dev.kube.cluster import Cluster
@@ -16,7 +17,7 @@ from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.discovery import check_not_held, discover, preflight_warnings, subject_of
 from webhook_dev.redirect.personal import prepare_claim
 from webhook_dev.redirect.scope import Scope
-from webhook_dev.tunnel import direct_addresses
+from webhook_dev.tunnel import direct_addresses, relay_manifests
 from webhook_dev.tunnel.direct import bind_listener
 from webhook_dev.tunnel.ssh import SshSpec, SshTunnel
 
@@ -25,6 +26,11 @@ from webhook_dev.tunnel.ssh import SshSpec, SshTunnel
 @target_options
 @click.option("--ssh", "ssh", metavar="DEST", help="The master, as for ssh.")
 @click.option("--direct", is_flag=True, help="Check what up --direct needs instead.")
+@click.option(
+    "--relay",
+    is_flag=True,
+    help="Check what up --relay needs instead: every RBAC verb, by SelfSubjectAccessReview.",
+)
 @click.option("--address", metavar="IP", help="As for up --direct.")
 @click.option("--allow-from", "allow_from", metavar="CIDR", multiple=True, help="As for up.")
 @click.option("--port", default=0, help="As for up --direct: the port on the address.")
@@ -39,6 +45,7 @@ def doctor(
     service: str | None,
     ssh: str | None,
     direct: bool,
+    relay: bool,
     address: str | None,
     allow_from: tuple[str, ...],
     port: int,
@@ -53,8 +60,10 @@ def doctor(
     """Run up's preflight checks and change nothing."""
     if bool(webhook) == bool(service):
         raise UsageError("say what to check: exactly one of --webhook or --service")
-    if bool(ssh) == direct:
-        raise UsageError("say which transport to check: exactly one of --ssh DEST or --direct")
+    if [bool(ssh), direct, relay].count(True) != 1:
+        raise UsageError(
+            "say which transport to check: exactly one of --ssh DEST, --direct or --relay"
+        )
     scope = Scope(only_namespaces, only_users, only_groups) or None
     failures = asyncio.run(
         _doctor(
@@ -67,6 +76,7 @@ def doctor(
             accept_new_host_key,
             scope,
             DirectFlags(address, allow_from, port) if direct else None,
+            relay=relay,
         )
     )
     if failures:
@@ -90,6 +100,7 @@ async def _doctor(
     accept_new_host_key: bool,
     scope: Scope | None = None,
     direct: DirectFlags | None = None,
+    relay: bool = False,
 ) -> int:
     failures = 0
 
@@ -115,6 +126,8 @@ async def _doctor(
     except WebhookDevError as error:
         check("cluster reachable, webhook entries found", error)
         return failures
+    if relay:
+        await asyncio.to_thread(_check_relay_permissions, cluster, snapshot, check)
     try:
         redirect.validate_snapshot(snapshot)
         check("Service usable as a redirect target", None)
@@ -136,6 +149,12 @@ async def _doctor(
     if direct is not None:
         _check_direct(cluster, direct, check)
         return failures
+    if relay:
+        say(
+            "  whether the apiserver can reach the relay Pod is proved by up --relay's "
+            "dry-run probe"
+        )
+        return failures
     assert ssh is not None
     tunnel = SshTunnel(
         SshSpec(
@@ -156,6 +175,26 @@ async def _doctor(
     finally:
         await tunnel.close()
     return failures
+
+
+def _check_relay_permissions(
+    cluster: Cluster,
+    snapshot: redirect.Snapshot,
+    check: Callable[[str, Exception | None, str], None],
+) -> None:
+    """Every verb ``up --relay`` uses, asked with SelfSubjectAccessReview (no change)."""
+    target = redirect.service_target(snapshot)
+    namespace = target.namespace if target else "default"
+    name = f"RBAC: every verb up --relay needs (in {namespace})"
+    try:
+        missing = relay_command.missing_permissions(cluster, namespace)
+    except WebhookDevError as error:
+        check(name, error, "")
+        return
+    if missing:
+        check(name, relay_command.describe_missing(missing, namespace), "")
+    else:
+        check(name, None, f"{len(relay_manifests.RELAY_PERMISSIONS)} verbs allowed")
 
 
 def _check_direct(

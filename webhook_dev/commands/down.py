@@ -11,7 +11,12 @@ from webhook_dev.errors import ExitCode, UsageError
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import journal
 from webhook_dev.redirect.personal import whoami
-from webhook_dev.redirect.restore import find_journals, orphan_locks, restore_from_journal
+from webhook_dev.redirect.restore import (
+    find_journals,
+    orphan_locks,
+    remove_stray_relays,
+    restore_from_journal,
+)
 
 
 @click.command()
@@ -35,6 +40,12 @@ def down(
     """
     cluster = Cluster.connect(context, kubeconfig)
     found = find_journals(cluster)
+    strays = remove_stray_relays(
+        cluster,
+        found,
+        service.partition("/")[0] if service and not everything else None,
+        say,
+    )
     if service:
         found = [j for j in found if j.subject.base == service]
     elif webhook:
@@ -60,6 +71,8 @@ def down(
             s for s in orphan_locks(cluster, found) if s.base == service and not s.personal
         ]
     if not found and not leases_only:
+        if strays:
+            return
         say("nothing to restore: no webhook-dev journal in this cluster or on this machine")
         return
     clean = True

@@ -104,7 +104,11 @@ def loop_options(function: Any) -> Any:
                 "('*.go', 'cmd/*') [default: source files, not VCS or build dirs]. Repeatable.",
             ),
             click.option("--no-reload", is_flag=True, help="Do not watch files."),
-            click.option("--show-secrets", is_flag=True, help="Record Secret data in clear."),
+            click.option(
+                "--show-secrets",
+                is_flag=True,
+                help="Record and show Secret data in clear (recording and inspector).",
+            ),
         ]
     ):
         function = option(function)

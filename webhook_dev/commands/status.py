@@ -99,6 +99,12 @@ def status(as_json: bool, context: str | None, kubeconfig: str | None) -> None:
                 f"  direct: {tunnel.get('master')}:{tunnel.get('port')}, only from "
                 f"{tunnel.get('allowed')}; {refused} connections refused  ({state})"
             )
+        elif tunnel.get("kind") == "relay":
+            click.echo(
+                f"  relay: Pod {tunnel.get('pod')} at {tunnel.get('master')}:"
+                f"{tunnel.get('port')} ({tunnel.get('image')}), "
+                f"{(lease or {}).get('relay-reconnects', '0')} port-forward reconnects  ({state})"
+            )
         else:
             click.echo(
                 f"  tunnel: {tunnel.get('master')}:{tunnel.get('port')} via "

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from webhook_dev.commands import event_loop
+from webhook_dev.commands import relay as relay_command
 from webhook_dev.commands.direct import direct_spec, unreachable_hint
 from webhook_dev.commands.options import (
     cluster_options,
@@ -30,6 +31,7 @@ from webhook_dev.serving.stack import ServingStack
 from webhook_dev.subscribers.console import ConsolePrinter
 from webhook_dev.subscribers.live_view import LiveView
 from webhook_dev.tunnel.direct import DirectTransport
+from webhook_dev.tunnel.relay import RelayTransport
 from webhook_dev.tunnel.ssh import SshSpec, SshTunnel
 from webhook_dev.tunnel.transport import Transport
 
@@ -47,6 +49,30 @@ from webhook_dev.tunnel.transport import Transport
     is_flag=True,
     help="No tunnel: the cluster connects to this machine (kind, k3d, minikube, a VPN); "
     "only its control-plane addresses may.",
+)
+@click.option(
+    "--relay",
+    is_flag=True,
+    help="Managed clusters (EKS, GKE, AKS): a relay Pod in the webhook's namespace, reached "
+    "through the apiserver's port-forward; TLS stays end to end.",
+)
+@click.option(
+    "--relay-image",
+    metavar="IMAGE",
+    help="With --relay: any image with python3 (default: docker.io/library/python:3.12-slim).",
+)
+@click.option(
+    "--relay-port",
+    default=443,
+    show_default=True,
+    help="With --relay: the port the apiserver dials on the relay (GKE private clusters "
+    "reach nodes only on 443 and 10250).",
+)
+@click.option(
+    "--relay-host-network",
+    is_flag=True,
+    help="With --relay: run the relay on the node's network, for CNIs whose Pod IPs the "
+    "control plane cannot reach (EKS with Calico).",
 )
 @click.option(
     "--address",
@@ -135,6 +161,10 @@ def up(
     service: str | None,
     ssh: str | None,
     direct: bool,
+    relay: bool,
+    relay_image: str | None,
+    relay_port: int,
+    relay_host_network: bool,
     address: str | None,
     allow_from: tuple[str, ...],
     upstream_cert_dir: Path | None,
@@ -164,14 +194,17 @@ def up(
     """
     if bool(webhook) == bool(service):
         raise UsageError("say what to redirect: exactly one of --webhook or --service")
-    if bool(ssh) == direct:
+    if [bool(ssh), direct, relay].count(True) != 1:
         raise UsageError(
-            "say how the cluster reaches this machine: exactly one of --ssh DEST or --direct"
+            "say how the cluster reaches this machine: exactly one of --ssh DEST, --direct "
+            "or --relay"
         )
-    if direct and (remote_port or master_address or accept_new_host_key):
+    if not ssh and (remote_port or master_address or accept_new_host_key):
         raise UsageError("--remote-port, --master-address and --accept-new-host-key are for --ssh")
-    if ssh and (address or allow_from):
+    if not direct and (address or allow_from):
         raise UsageError("--address and --allow-from are for --direct")
+    if not relay and (relay_image or relay_port != 443 or relay_host_network):
+        raise UsageError("--relay-image, --relay-port and --relay-host-network are for --relay")
     if upstream_cert_dir is not None and not (serving.upstream or "").startswith("https://"):
         raise UsageError(
             "--upstream-cert-dir is for an https:// --upstream",
@@ -188,7 +221,8 @@ def up(
         timeout_seconds=timeout_seconds,
         force=force,
         probe=not no_probe,
-        require_proof=direct,
+        # --direct and --relay: only a call arriving proves the cluster can reach us.
+        require_proof=direct or relay,
         upstream_cert_dir=upstream_cert_dir,
         scope=Scope(only_namespaces, only_users, only_groups) or None,
     )
@@ -202,6 +236,17 @@ def up(
                 accept_new_host_key=accept_new_host_key,
             ),
             on_state=lambda state, detail: say(f"tunnel {state}: {detail}"),
+        )
+    elif relay:
+        transport = relay_command.relay_transport(
+            context,
+            kubeconfig,
+            webhook,
+            service,
+            image=relay_image,
+            port=relay_port,
+            host_network=relay_host_network,
+            on_state=lambda state, detail: say(f"relay {state}: {detail}"),
         )
     else:
         spec = direct_spec(context, kubeconfig, address, allow_from, port)
@@ -218,9 +263,13 @@ def up(
     try:
         report = event_loop.run(_run_session(options, transport, inspector))
     except UnreachableError as error:
-        if not isinstance(transport, DirectTransport):
+        if isinstance(transport, RelayTransport):
+            hint = relay_command.unreachable_hint(transport)
+        elif isinstance(transport, DirectTransport):
+            hint = unreachable_hint(transport)
+        else:
             raise
-        raise UnreachableError(error.message, hint=unreachable_hint(transport)) from error
+        raise UnreachableError(error.message, hint=hint) from error
     if report is not None and not report.clean:
         sys.exit(ExitCode.FAILED)
 

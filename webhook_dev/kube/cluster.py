@@ -66,6 +66,12 @@ class Cluster:
         return cls(api_client, chosen)
 
     @property
+    def api_client(self) -> Any:
+        """The official client's ``ApiClient``, for what raw manifests cannot do
+        (``up --relay``'s port-forward over WebSocket)."""
+        return self._api
+
+    @property
     def server(self) -> str:
         return str(self._api.configuration.host)
 

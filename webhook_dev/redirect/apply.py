@@ -43,9 +43,12 @@ from webhook_dev.redirect.plan import (
     restore_changes,
 )
 from webhook_dev.redirect.plan_builder import MUTATING, VALIDATING
+from webhook_dev.tunnel.relay_manifests import RELAY_LABEL
 
 # (kind, created by us?) in the order each direction touches them.
 _UP_ORDER = [
+    ("ConfigMap", True),  # --relay's program and Pod: made by the transport already
+    ("Pod", True),
     (MUTATING, True),  # a personal redirect's copies
     (VALIDATING, True),
     (MUTATING, False),
@@ -66,6 +69,8 @@ _DOWN_ORDER = [
     (VALIDATING, False),
     (MUTATING, True),
     (VALIDATING, True),
+    ("Pod", True),  # the relay last: it carries calls until nothing points at it
+    ("ConfigMap", True),
 ]
 
 StepCallback = Callable[[str], None]
@@ -156,6 +161,10 @@ def _restore_fields(
 def _create_or_take(cluster: Cluster, create: ObjectCreate) -> None:
     """Create, or (after a crash mid-``up``) bring our earlier copy up to date."""
     existing = cluster.get_or_none(create.ref.url)
+    if create.adopt:
+        if existing is None:  # a new relay would have another IP than the plan's
+            raise ClusterError(f"{create.ref} disappeared before the redirect")
+        return
     if existing is None:
         cluster.create(create.ref.api_path, create.manifest)
         return
@@ -174,8 +183,11 @@ def _remove_created(cluster: Cluster, create: ObjectCreate, report: RestoreRepor
     labels = current["metadata"].get("labels") or {}
     # Our slices by their manager label; a personal copy by the label it was created with.
     copy_of = _labels_of(create).get(COPY_OF_LABEL)
-    ours_by_label = labels.get(MANAGED_BY_LABEL) == MANAGED_BY or (
-        copy_of is not None and labels.get(COPY_OF_LABEL) == copy_of
+    relay = _labels_of(create).get(RELAY_LABEL)
+    ours_by_label = (
+        labels.get(MANAGED_BY_LABEL) == MANAGED_BY
+        or (copy_of is not None and labels.get(COPY_OF_LABEL) == copy_of)
+        or (create.adopt and relay is not None and labels.get(RELAY_LABEL) == relay)
     )
     same_content = _content(current) == _content(create.manifest)
     if ours_by_label or same_content:

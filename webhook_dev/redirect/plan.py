@@ -97,10 +97,15 @@ class FieldChange:
 
 @dataclass(frozen=True)
 class ObjectCreate:
-    """An object ``up`` creates (our EndpointSlice; Endpoints that did not exist)."""
+    """An object ``up`` creates (our EndpointSlice; Endpoints that did not exist).
+
+    ``adopt``: the transport created it before the journal (``--relay``'s Pod, whose IP the
+    plan needs); applying the plan leaves it as it is, ``down`` deletes it like the rest.
+    """
 
     ref: ObjectRef
     manifest: Json
+    adopt: bool = False
 
 
 @dataclass
@@ -122,7 +127,11 @@ class RedirectPlan:
         return {
             "changes": [_change_to_json(change) for change in self.changes],
             "creates": [
-                {"ref": _ref_to_json(create.ref), "manifest": create.manifest}
+                {
+                    "ref": _ref_to_json(create.ref),
+                    "manifest": create.manifest,
+                    **({"adopt": True} if create.adopt else {}),
+                }
                 for create in self.creates
             ],
         }
@@ -132,7 +141,7 @@ class RedirectPlan:
         return cls(
             changes=[_change_from_json(item) for item in data.get("changes", [])],
             creates=[
-                ObjectCreate(_ref_from_json(item["ref"]), item["manifest"])
+                ObjectCreate(_ref_from_json(item["ref"]), item["manifest"], bool(item.get("adopt")))
                 for item in data.get("creates", [])
             ],
         )

@@ -57,7 +57,7 @@ from webhook_dev.redirect.discovery import (
     subject_of,
 )
 from webhook_dev.redirect.personal import Claim, check_scope_free, prepare_claim, recheck_after_lock
-from webhook_dev.redirect.plan import ChangeKind, RedirectPlan, get_field
+from webhook_dev.redirect.plan import ChangeKind, ObjectCreate, ObjectRef, RedirectPlan, get_field
 from webhook_dev.redirect.plan_builder import Snapshot
 from webhook_dev.redirect.proof import TIMEOUT_SECONDS, PathProof
 from webhook_dev.redirect.restore import restore_from_journal
@@ -69,7 +69,7 @@ from webhook_dev.subscribers.live_view import SessionFacts
 from webhook_dev.tls import certs
 from webhook_dev.tls.authority import LocalAuthority
 from webhook_dev.tls.cert_dir import write_cert_dir
-from webhook_dev.tunnel.transport import DialAddress, Transport
+from webhook_dev.tunnel.transport import CreatesObjects, DialAddress, Transport
 
 FAULT_ENV = "WEBHOOK_DEV_FAULT_AFTER"
 
@@ -246,6 +246,7 @@ class Session:
             await self._on_serving(stack)
         address = await self.transport.carry(stack.port)
         self._local = Local(stack, address, authority.ca_cert_pem)
+        fault_point("carry")  # --relay: its Pod exists, no journal names it yet
         return self._local
 
     async def _start_stack(
@@ -311,6 +312,7 @@ class Session:
             if claim is not None
             else redirect.build_plan(snapshot, target)
         )
+        plan.creates[:0] = _transport_objects(self.transport)
         record = journal.Journal(
             subject=found.subject,
             session_id=self.session_id,
@@ -422,6 +424,17 @@ class Session:
 def _probed(snapshot: Snapshot, plan: RedirectPlan, claim: Claim | None) -> Snapshot:
     """What the probe dry-runs against: the redirected entries, or a personal plan's copies."""
     return personal_plan.copy_snapshot(plan) if claim is not None else snapshot
+
+
+def _transport_objects(transport: Transport) -> list[ObjectCreate]:
+    """What the transport created before the journal (``--relay``'s ConfigMap and Pod),
+    journaled as adopted creates so ``down`` removes them with the rest."""
+    if not isinstance(transport, CreatesObjects):
+        return []
+    return [
+        ObjectCreate(ObjectRef(item.kind, item.api_path, item.name), item.manifest, adopt=True)
+        for item in transport.created_objects()
+    ]
 
 
 def _journal_then_apply(cluster: Cluster, record: journal.Journal) -> None:

@@ -9,7 +9,8 @@ nothing of it. Three transports fit the contract:
   master, bound to its routable address;
 * ``--direct`` (:class:`webhook_dev.tunnel.direct.DirectTransport`): the cluster
   reaches this machine, which listens on one address for the cluster's peers only;
-* ``--relay``: a relay Pod, reached through the apiserver's port-forward.
+* ``--relay`` (:class:`webhook_dev.tunnel.relay.RelayTransport`): a relay Pod, reached
+  through the apiserver's port-forward.
 
 The calls come in two steps because the certificate may have to name the address
 (``url:`` webhooks are rewritten to it) before the proxy can serve: :meth:`prepare`
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class TransportState(StrEnum):
@@ -67,3 +68,21 @@ class Transport(Protocol):
         connections); may be empty."""
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CreatedObject:
+    """An object a transport created in the cluster before the journal existed (``--relay``'s
+    Pod, whose IP the plan needs): the session journals it, so ``down`` deletes it."""
+
+    kind: str
+    api_path: str  # the REST collection, e.g. /api/v1/namespaces/NS/pods
+    name: str
+    manifest: dict[str, Any]
+
+
+@runtime_checkable
+class CreatesObjects(Protocol):
+    """A transport that leaves objects in the cluster for the journal to record."""
+
+    def created_objects(self) -> list[CreatedObject]: ...
