@@ -63,6 +63,7 @@ def test_a_full_disk_leaves_only_whole_lines_and_says_how_many_were_lost(
     for number in range(5):
         served.review(request_review(uid=f"lost-{number}"))  # serving goes on regardless
     served.wait_for(r"recording to .* failed \(No space left on device\)")
+    _shown(served, 7)  # all five were tried while the disk was full
     filler.unlink()
     (small_disk / "probe").unlink(missing_ok=True)
     for uid in ("after-1", "after-2"):
