@@ -81,7 +81,8 @@ def test_durations_on_uvloop_are_not_whole_milliseconds_and_phases_are_recorded(
         assert exchange.read_ms is not None and exchange.checks_ms is not None
         assert exchange.wait_ms == 0.0
         phases = exchange.read_ms + exchange.wait_ms + (exchange.upstream_ms or 0)
-        assert phases + exchange.checks_ms <= exchange.duration_ms
+        assert phases <= exchange.duration_ms  # the checks run after the answer went back
+        assert exchange.checks_ms > 0
         line = json.loads(recording.encode(exchange, redaction_key=None))
         assert {"read_ms", "wait_ms", "checks_ms"} <= line.keys()
         assert recording.decode(json.dumps(line)).checks_ms == line["checks_ms"]

@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -56,18 +58,29 @@ def test_a_full_disk_leaves_only_whole_lines_and_says_how_many_were_lost(
     )
     for uid in ("before-1", "before-2"):
         served.review(request_review(uid=uid))
+    _shown(served, 2)  # recorded (the recorder comes first) just after the answer
     filler = _fill(small_disk)
     for number in range(5):
         served.review(request_review(uid=f"lost-{number}"))  # serving goes on regardless
     served.wait_for(r"recording to .* failed \(No space left on device\)")
+    _shown(served, 7)  # all five were tried while the disk was full
     filler.unlink()
     (small_disk / "probe").unlink(missing_ok=True)
     for uid in ("after-1", "after-2"):
         served.review(request_review(uid=uid))
     served.wait_for(r"recording to .* resumed: 5 exchanges not recorded since")
+    _shown(served, 9)
     exchanges, warnings = read_recording(record)
     assert warnings == []  # no torn line, no glued line
     uids = [exchange.request["uid"] for exchange in exchanges]
     assert uids == ["before-1", "before-2", "after-1", "after-2"]
     assert record.read_bytes().endswith(b"\n")
     assert "Traceback" not in served.output
+
+
+def _shown(served: Served, count: int) -> None:
+    """Wait until the console has shown ``count`` allowed calls."""
+    deadline = time.monotonic() + 30
+    while len(re.findall(r"CREATE\s+allowed", served.output)) < count:
+        assert time.monotonic() < deadline, served.output[-2000:]
+        time.sleep(0.02)

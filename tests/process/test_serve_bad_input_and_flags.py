@@ -31,6 +31,7 @@ def test_serve_answers_each_kind_of_bad_input_with_a_clear_4xx_and_keeps_serving
         assert (got_status, message in body.decode()) == (status, True), body
         served.wait_for(rf"{status} .*{message}")
     assert served.review(request_review())["response"]["allowed"] is True
+    served.wait_for(r"Pod default/web-0\s+CREATE\s+allowed")  # recorded after the answer
     assert len(record.read_text().splitlines()) == 1  # bad input has nothing to replay
 
 

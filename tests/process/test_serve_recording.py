@@ -21,6 +21,9 @@ def test_killing_serve_keeps_every_completed_line_of_the_recording(
     )
     for number in range(20):
         served.review(request_review(pod(f"web-{number}"), uid=f"uid-{number}"))
+    # Recorded just after the answer went back (the recorder is the first subscriber, so
+    # the console line means the line is written): kill -9 once the last one is shown.
+    served.wait_for(r"Pod default/web-19\s+CREATE")
     served.stop(signal.SIGKILL)
     lines = record.read_text().splitlines()
     assert [json.loads(line)["request"]["request"]["uid"] for line in lines] == [

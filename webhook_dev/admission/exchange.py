@@ -43,7 +43,8 @@ class Exchange:
     duration_ms: float = 0.0
     upstream_ms: float | None = None  # the round trip to the code that answered
     # Where the rest went (``None``: not measured, e.g. an old recording): reading and
-    # checking the request, waiting for a worker (a reload, a restart), checking the answer.
+    # checking the request, waiting for a worker (a reload, a restart); and checking the
+    # answer, which the proxy does after the answer went back (not part of duration_ms).
     read_ms: float | None = None
     wait_ms: float | None = None
     checks_ms: float | None = None
@@ -210,9 +211,13 @@ class Hooks:
         entry = self._failures.get(id(subscriber))
         return entry.total if entry is not None else 0
 
-    def subscribe(self, subscriber: Any) -> None:
-        """Add an object with ``on_exchange`` and/or ``on_event``."""
-        self._subscribers.append(subscriber)
+    def subscribe(self, subscriber: Any, *, first: bool = False) -> None:
+        """Add an object with ``on_exchange`` and/or ``on_event``; ``first``: before the
+        others (the recorder, so an exchange is on disk once any view has shown it)."""
+        if first:
+            self._subscribers.insert(0, subscriber)
+        else:
+            self._subscribers.append(subscriber)
 
     def exchange(self, exchange: Exchange) -> None:
         self._call("on_exchange", exchange)

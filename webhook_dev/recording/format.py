@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from webhook_dev.admission import fast_json
 from webhook_dev.admission.exchange import Exchange
 from webhook_dev.admission.review import Flag, JsonObject
 from webhook_dev.errors import RecordingError
@@ -46,7 +47,7 @@ def encode(exchange: Exchange, *, redaction_key: bytes | None) -> str:
 
 
 def _dumps(line: JsonObject) -> str:
-    text = json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n"
+    text = fast_json.dumps_compact(line) + "\n"
     try:
         text.encode()
     except UnicodeEncodeError:

@@ -2,7 +2,10 @@
 
 Each exchange is written as one complete line in a single ``write(2)`` on a file opened
 ``O_APPEND``, so a crash of webhook-dev never leaves a half line behind a completed one:
-every completed line is in the kernel the moment its exchange completes. ``fsync`` (which
+every line is in the kernel the moment its exchange is published — right after its answer
+was written (the proxy answers first; only a ``kill -9`` in that same turn of the event
+loop can lose an answered exchange, and the recorder is the first subscriber, so anything
+shown anywhere is on disk). ``fsync`` (which
 only matters if the machine itself goes down) follows within :data:`FSYNC_DELAY` seconds,
 off the event loop, and on close.
 

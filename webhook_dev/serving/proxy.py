@@ -1,4 +1,8 @@
-"""The HTTPS front door: check each call, pass it upstream, check the answer, publish it.
+"""The HTTPS front door: check each call, pass it upstream, answer, then check and publish.
+
+Answer first, analyse after: on the request's path only what the answer needs (read, the
+door's validation, forward, write the answer); the flags, the decoded answer and the
+subscribers (console, recorder, inspector) run right after the answer is written.
 
 The proxy refuses what no webhook should have to handle (wrong method, oversized body,
 a body that does not decode, not JSON, not an AdmissionReview, a wrongly typed field, no
@@ -16,19 +20,20 @@ its timers use.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
+from collections import deque
+from dataclasses import dataclass
 
 from aiohttp import http_exceptions, web
 
-from webhook_dev.admission import review
+from webhook_dev.admission import fast_json, review
 from webhook_dev.admission.exchange import Exchange, Hooks, now
 from webhook_dev.admission.review import Flag
 from webhook_dev.admission.timeouts import DEFAULT_TIMEOUT, parse_go_duration
 from webhook_dev.errors import ReviewError
 from webhook_dev.serving.http_server import describe
-from webhook_dev.serving.upstream import Upstream, UpstreamRequest
+from webhook_dev.serving.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
 MAX_BODY = 8 * 1024 * 1024  # an object and its old version, each up to etcd's 1.5 MiB, and more
 
@@ -53,6 +58,7 @@ class Proxy:
         self.hooks = hooks
         self.max_body = max_body
         self.default_timeout = default_timeout
+        self._pending: deque[tuple[Exchange, _Outcome | None]] = deque()
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body)
@@ -62,44 +68,71 @@ class Proxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started_ns = time.perf_counter_ns()
         exchange = Exchange(id=uuid.uuid4().hex[:16], started=now(), path=request.path_qs)
+        outcome: _Outcome | None = None
         try:
-            response = await self._answer(request, exchange)
+            response, outcome = await self._answer(request, exchange)
         except Exception as error:  # a bug of ours: still one clear answer and one line
             response = _refuse(exchange, 500, f"webhook-dev failed on this call: {error!r}")
         exchange.http_status = response.status
         exchange.duration_ms = elapsed_ms(started_ns)
-        self.hooks.exchange(exchange)
+        self._after_answer(exchange, outcome)
         return response
 
-    async def _answer(self, request: web.Request, exchange: Exchange) -> web.Response:
+    def _after_answer(self, exchange: Exchange, outcome: _Outcome | None) -> None:
+        """Queue the exchange's analysis and publication for after the answer is written.
+
+        aiohttp writes the response in the same step of this task, so a callback queued
+        now runs once the answer is on its way: the flags, decoding, redaction and the
+        recording's write never delay it. The exchange is complete data by then, and
+        :meth:`flush` (called before the recorder closes) publishes whatever is queued.
+        """
+        self._pending.append((exchange, outcome))
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Analyse and publish every exchange answered so far (in order)."""
+        pending = self._pending
+        while pending:
+            exchange, outcome = pending.popleft()
+            try:
+                if outcome is not None:
+                    _analyse(exchange, outcome)
+            except Exception as error:  # a bug of ours: publish the exchange regardless
+                exchange.error = f"webhook-dev failed checking this answer: {error!r}"
+            self.hooks.exchange(exchange)
+
+    async def _answer(
+        self, request: web.Request, exchange: Exchange
+    ) -> tuple[web.Response, _Outcome | None]:
         loop = asyncio.get_running_loop()
         started = loop.time()
         read_started = time.perf_counter_ns()
         if request.method != "POST":
-            return _refuse(
+            return _refused(
                 exchange,
                 405,
                 f"method {request.method} not allowed: the apiserver POSTs AdmissionReviews",
                 headers={"Allow": "POST"},
             )
         if request.content_length is not None and request.content_length > self.max_body:
-            return _refuse(exchange, 413, self._too_large(request.content_length))
+            return _refused(exchange, 413, self._too_large(request.content_length))
         timeout = parse_go_duration(request.query.get("timeout")) or self.default_timeout
         try:
             # A body trickling in (slowloris) may take no longer than the call itself.
             async with asyncio.timeout(timeout):
                 body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _refuse(exchange, 413, self._too_large(None))
+            return _refused(exchange, 413, self._too_large(None))
         except TimeoutError:
-            return _refuse(exchange, 408, f"the request body did not arrive within {timeout:g} s")
+            return _refused(exchange, 408, f"the request body did not arrive within {timeout:g} s")
         except (http_exceptions.HttpProcessingError, web.RequestPayloadError) as error:
             encoding = request.headers.get("Content-Encoding", "")
             if encoding:
                 problem = f"does not decode as its Content-Encoding {encoding!r} says"
             else:
                 problem = "is malformed"
-            return _refuse(
+            return _refused(
                 exchange,
                 400,
                 f"the request body {problem} ({describe(error)}); the apiserver sends plain JSON",
@@ -107,7 +140,7 @@ class Proxy:
         try:
             admission = review.parse_request(body)
         except ReviewError as error:
-            return _refuse(exchange, 400, str(error))
+            return _refused(exchange, 400, str(error))
         exchange.request_review = admission.review
         exchange.read_ms = elapsed_ms(read_started)
 
@@ -117,36 +150,64 @@ class Proxy:
             headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
         )
         answer = await self.upstream.send(forwarded, started + timeout)
-        checks_started = time.perf_counter_ns()
         exchange.generation = answer.generation
         exchange.upstream_ms = answer.elapsed_ms
         exchange.wait_ms = answer.wait_ms
         exchange.error = answer.error
-        try:
-            if answer.status != 200:
-                exchange.flags.append(
-                    Flag("http-status", f"HTTP {answer.status}: the apiserver fails the call")
-                )
-                if answer.error and answer.status == 500:
-                    last = answer.error.strip().splitlines()[-1] if answer.error.strip() else ""
-                    text = f"the webhook raised {last} (traceback in webhook-dev's console)\n"
-                    return web.Response(status=500, text=text)
-                return web.Response(
-                    status=answer.status, body=answer.body, content_type=answer.content_type
-                )
-            response_review = _json_or_none(answer.body)
-            _, flags = review.read_response(
-                admission, answer.body if response_review is None else response_review
+        outcome = _Outcome(admission, answer)
+        if answer.status == 200:
+            response = web.Response(status=200, body=answer.body, content_type=answer.content_type)
+        elif answer.error and answer.status == 500:
+            last = answer.error.strip().splitlines()[-1] if answer.error.strip() else ""
+            text = f"the webhook raised {last} (traceback in webhook-dev's console)\n"
+            response = web.Response(status=500, text=text)
+        else:
+            response = web.Response(
+                status=answer.status, body=answer.body, content_type=answer.content_type
             )
-            exchange.flags.extend(flags)
-            exchange.response_review = response_review
-            return web.Response(status=200, body=answer.body, content_type=answer.content_type)
-        finally:
-            exchange.checks_ms = elapsed_ms(checks_started)
+        return response, outcome
 
     def _too_large(self, size: int | None) -> str:
         actual = f" ({size} bytes)" if size is not None else ""
         return f"request body too large{actual}: the limit is {self.max_body} bytes"
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What the analysis after the answer needs: the parsed request and what came back."""
+
+    admission: review.AdmissionRequest
+    answer: UpstreamResponse
+
+
+def _analyse(exchange: Exchange, outcome: _Outcome) -> None:
+    """The flags (would the apiserver accept this answer? does the patch apply?) and the
+    decoded answer, for the subscribers: after the answer went back."""
+    checks_started = time.perf_counter_ns()
+    answer = outcome.answer
+    try:
+        if answer.status != 200:
+            exchange.flags.append(
+                Flag("http-status", f"HTTP {answer.status}: the apiserver fails the call")
+            )
+            return
+        response_review = _json_or_none(answer.body)
+        _, flags = review.read_response(
+            outcome.admission, answer.body if response_review is None else response_review
+        )
+        exchange.flags.extend(flags)
+        exchange.response_review = response_review
+    finally:
+        exchange.checks_ms = elapsed_ms(checks_started)
+
+
+def _refused(
+    exchange: Exchange,
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> tuple[web.Response, None]:
+    return _refuse(exchange, status, message, headers), None
 
 
 def _refuse(
@@ -158,7 +219,7 @@ def _refuse(
 
 def _json_or_none(body: bytes) -> review.JsonObject | None:
     try:
-        value = json.loads(body)
+        value = fast_json.loads(body)
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None

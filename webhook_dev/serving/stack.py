@@ -91,6 +91,7 @@ class ServingStack:
         self._watch_filter = watch_filter
         self._max_body = max_body
         self.recorder: Recorder | None = None
+        self._proxy: Proxy | None = None
         self._reloader: Reloader | None = None
         self._runner: web.AppRunner | None = None
 
@@ -160,16 +161,16 @@ class ServingStack:
                     max_size=self._record_max_size,
                     hooks=self.hooks,
                 )
-                self.hooks.subscribe(self.recorder)
+                self.hooks.subscribe(self.recorder, first=True)
             await self.upstream.start()
             if self._watch:
                 self._reloader = Reloader(
                     self.upstream, self._watch, watch_filter=self._watch_filter
                 )
                 await self._reloader.start()
-            proxy = Proxy(self.upstream, self.hooks, max_body=self._max_body)
+            self._proxy = Proxy(self.upstream, self.hooks, max_body=self._max_body)
             self._runner = web.AppRunner(
-                proxy.application(),
+                self._proxy.application(),
                 access_log=None,
                 keepalive_timeout=KEEPALIVE_TIMEOUT,
                 logger=protocol_logger(self.hooks),
@@ -190,6 +191,8 @@ class ServingStack:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._proxy is not None:
+            self._proxy.flush()  # every answered exchange is published before the recorder closes
         await self.upstream.close()
         if self.recorder is not None:
             self.recorder.report_unresolved()

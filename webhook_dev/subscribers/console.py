@@ -70,6 +70,7 @@ class ConsolePrinter:
     def __init__(self, file: TextIO | None = None, *, show_output: bool = True) -> None:
         self.console = Console(file=file, soft_wrap=True, highlight=False)
         self.show_output = show_output
+        self._terminal = self.console.is_terminal  # rich asks isatty and the environment
 
     def on_exchange(self, exchange: Exchange) -> None:
         self._print(exchange_line(exchange))
@@ -80,7 +81,7 @@ class ConsolePrinter:
 
     def _print(self, text: Text) -> None:
         """rich on a terminal; plain text otherwise (rendering is the cost on the hot path)."""
-        if self.console.is_terminal:
+        if self._terminal:
             self.console.print(text)
         else:
             self.console.file.write(text.plain + "\n")

@@ -35,10 +35,8 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-
-import aiohttp
 
 from webhook_dev.admission.exchange import GenerationKind, GenerationMemory, Hooks
 from webhook_dev.errors import UsageError
@@ -51,7 +49,7 @@ from webhook_dev.serving.upstream import (
 )
 from webhook_dev.serving.upstreams.app_worker import ERROR_HEADER, AppSpecError, split_spec
 from webhook_dev.serving.upstreams.child_process import WatchedChild
-from webhook_dev.serving.upstreams.forward import forward
+from webhook_dev.serving.upstreams.unix_http import ConnectFailed, UnixHttpPool, forward_unix
 
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 5.0
@@ -96,9 +94,13 @@ def check_app_spec(spec: str, cwd: Path) -> None:
         )
 
 
-def _traceback(response: aiohttp.ClientResponse, body: bytes) -> str | None:
-    """The handler's traceback, which the worker sends as the body of a marked 500."""
-    return body.decode(errors="replace") if ERROR_HEADER in response.headers else None
+_ERROR_HEADER = ERROR_HEADER.lower()
+
+
+def _traceback(headers: Mapping[str, str], body: bytes) -> str | None:
+    """The handler's traceback, which the worker sends as the body of a marked 500
+    (``headers``: names lower-cased)."""
+    return body.decode(errors="replace") if _ERROR_HEADER in headers else None
 
 
 class WorkerProcess(WatchedChild):
@@ -113,7 +115,7 @@ class WorkerProcess(WatchedChild):
         self.generation = 0
         self.pid: int | None = process.pid
         self.startup_ms = 0.0
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: UnixHttpPool | None = None
         self._stopping = False
         self._exiting = False  # it said it is exiting, or stopped answering health checks
         self._tasks: list[asyncio.Task[None]] = []
@@ -231,20 +233,16 @@ class WorkerProcess(WatchedChild):
             error = report.get("error") or f"the worker exited ({self.process.returncode})\n"
             raise BackendStartError(error)
         self.startup_ms = (loop.time() - started) * 1000
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.UnixConnector(path=str(self.socket_path), limit=0),
-            auto_decompress=False,
-        )
+        self._pool = UnixHttpPool(str(self.socket_path))
 
     async def send(self, request: UpstreamRequest, budget: float) -> UpstreamResponse:
-        session = self._session
-        if session is None or session.closed:
+        pool = self._pool
+        if pool is None or pool.closed:
             raise BackendGone()
         exiting_before = self._exiting or self._stopping
         try:
-            answer = await forward(
-                session,
-                f"http://worker{request.path}",
+            answer = await forward_unix(
+                pool,
                 request,
                 budget,
                 generation=self.generation,
@@ -252,7 +250,7 @@ class WorkerProcess(WatchedChild):
                 answer_error=self._answer_error,
                 disconnected=self._gone,
             )
-        except aiohttp.ClientConnectorError as error:
+        except ConnectFailed as error:
             raise BackendGone() from error
         except BackendGone as gone:
             # Closing on purpose, it finished every call it had begun: a call that met a
@@ -260,15 +258,15 @@ class WorkerProcess(WatchedChild):
             raise BackendGone(may_have_run=not exiting_before and not self._exiting) from gone
         return answer
 
-    def _answer_error(self, response: aiohttp.ClientResponse, body: bytes) -> str | None:
-        if response.headers.get(ERROR_HEADER) == "handler-exit":
+    def _answer_error(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        if headers.get(_ERROR_HEADER) == "handler-exit":
             self._retire("is exiting: a handler called sys.exit() or raised KeyboardInterrupt")
-        return _traceback(response, body)
+        return _traceback(headers, body)
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            await self._pool.close()
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGTERM)
