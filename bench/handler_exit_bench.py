@@ -15,7 +15,6 @@ import argparse
 import http.client
 import json
 import os
-import re
 import ssl
 import subprocess
 import sys
@@ -23,6 +22,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tls_connections_bench import serve_port
 
 APP = """
 import os, sys, time
@@ -88,22 +91,12 @@ def main() -> None:
             text=True,
         )
         try:
-            port = _port(serve)
+            port = serve_port(serve)
             context = ssl.create_default_context(cafile=str(project / "state/ca/ca.crt"))
             print(json.dumps(_measure(port, context, args)))
         finally:
             serve.terminate()
             serve.wait(30)
-
-
-def _port(serve: subprocess.Popen[str]) -> int:
-    assert serve.stdout is not None
-    for line in serve.stdout:
-        match = re.match(r"serving https://127\.0\.0\.1:(\d+)", line)
-        if match:
-            threading.Thread(target=lambda: [None for _ in serve.stdout or ()], daemon=True).start()
-            return int(match.group(1))
-    raise SystemExit("serve did not start")
 
 
 def _measure(port: int, context: ssl.SSLContext, args: argparse.Namespace) -> dict[str, object]:

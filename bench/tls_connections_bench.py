@@ -102,7 +102,7 @@ def main() -> None:
             text=True,
         )
         try:
-            port = _port(serve)
+            port = serve_port(serve)
             context = ssl.create_default_context(cafile=f"{tmp}/state/ca/ca.crt")
             print(json.dumps({"loop": args.loop, **_measure(serve.pid, port, context, args)}))
         finally:
@@ -110,7 +110,8 @@ def main() -> None:
             serve.wait(30)
 
 
-def _port(serve: subprocess.Popen[str]) -> int:
+def serve_port(serve: subprocess.Popen[str]) -> int:
+    """The port ``serve --port 0`` printed; its later output is drained so it never blocks."""
     assert serve.stdout is not None
     for line in serve.stdout:
         match = re.match(r"serving https://127\.0\.0\.1:(\d+)", line)
