@@ -44,3 +44,24 @@ def test_dumps_compact_is_json_compact_and_falls_back() -> None:
     assert fast_json.dumps_compact(odd) == json.dumps(
         odd, separators=(",", ":"), ensure_ascii=False
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "long"),
+    [
+        ("9223372036854775808", True),  # 2**63: 19 digits
+        ("922337203685477580", False),
+        ('{"a": "1234567890123456789"}', True),  # in a string too: only costs speed
+        ("12345678901234567890.5", True),
+        ("123456789 0123456789", False),
+        ("١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦٧٨٩", False),  # Arabic-Indic digits are never a JSON number
+        ('"\ud800' + "1" * 19 + '"', True),  # a lone surrogate does not break the check
+    ],
+)
+def test_long_digit_runs_are_found_in_bytes_and_str(text: str, long: bool) -> None:
+    assert fast_json.has_long_digit_run(text) is long
+    assert fast_json.has_long_digit_run(text.encode("utf-8", "surrogatepass")) is long
+
+
+def test_a_huge_integer_in_a_str_keeps_its_digits() -> None:
+    assert fast_json.loads('{"n": 123456789012345678901}') == {"n": 123456789012345678901}
