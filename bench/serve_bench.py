@@ -10,7 +10,9 @@ burst of background load on this shared machine hits all of them:
 
 Each round sends a ~4 KB Pod review at concurrency 1 and at concurrency 16 over keep-alive
 HTTPS connections (one per client), bounded by a call count and by ``--max-seconds``.
-Medians over rounds of p50, p99 and calls/s are printed with their ratios to the baseline.
+Medians over rounds of p50, p99, calls/s and the server side's CPU time per call (the
+process and its children, from /proc: robust to other load on the machine, unlike
+latency) are printed with their ratios to the baseline.
 Goals (issue 14): ``serve`` p50 and p99 <= x1.5, throughput >= x0.7; recording costs <= 5%
 of throughput.
 
@@ -77,6 +79,7 @@ async def load(
 
         remaining, deadline = 20 * concurrency, time.perf_counter() + limit  # warm-up
         await asyncio.gather(*(client() for _ in range(concurrency)))
+        warm_up = len(latencies)
         latencies.clear()
         remaining, deadline = requests, time.perf_counter() + limit
         began = time.perf_counter()
@@ -89,7 +92,29 @@ async def load(
         "rps": len(latencies) / elapsed,
         "failures": failures,
         "calls": len(latencies),
+        "served": len(latencies) + warm_up,
     }
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its live descendants.
+
+    Robust to other load on the machine, unlike wall-clock latency: it says how much
+    work a call costs the server side (proxy and workers), whoever else wants the cores.
+    """
+    total = 0.0
+    pending = [pid]
+    tick = os.sysconf("SC_CLK_TCK")
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue  # it exited meanwhile
+    return total
 
 
 def wait_for_port(port: int) -> None:
@@ -114,7 +139,7 @@ async def run(args: argparse.Namespace, state: Path, env: dict[str, str]) -> Non
         [sys.executable, "-c", DIRECT_APP, str(port), str(cert), str(key)], cwd=REPO, env=env
     )
     processes: list[subprocess.Popen[bytes]] = [direct]
-    targets = [(BASELINE, f"https://127.0.0.1:{port}/mutate")]
+    targets = [(BASELINE, f"https://127.0.0.1:{port}/mutate", direct.pid)]
     try:
         serves = [("serve", ["--no-record"], env), ("serve, recording", ["--record"], env)]
         if args.compare_tree:  # the same, from another checkout (e.g. before a change)
@@ -130,14 +155,17 @@ async def run(args: argparse.Namespace, state: Path, env: dict[str, str]) -> Non
                 serve_env,
             )
             processes.append(serve)
-            targets.append((label, f"{url}/mutate?timeout=10s"))
+            targets.append((label, f"{url}/mutate?timeout=10s", serve.pid))
         wait_for_port(port)
-        runs = {(level, label): [] for level in LEVELS for label, _ in targets}
+        runs = {(level, label): [] for level in LEVELS for label, _, _ in targets}
         for _ in range(args.rounds):
             for level in LEVELS:
                 count = args.requests if level > 1 else args.requests // 4
-                for label, url in targets:
+                for label, url, pid in targets:
+                    cpu_before = tree_cpu_seconds(pid)
                     result = await load(url, body, count, level, context, args.max_seconds)
+                    cpu_ms = (tree_cpu_seconds(pid) - cpu_before) * 1000
+                    result["cpu_ms"] = cpu_ms / result["served"]  # warm-up calls included
                     runs[level, label].append(result)
     finally:
         for process in processes:
@@ -150,20 +178,21 @@ async def run(args: argparse.Namespace, state: Path, env: dict[str, str]) -> Non
     for level in LEVELS:
         base = {
             key: statistics.median(r[key] for r in runs[level, BASELINE])
-            for key in ("p50_ms", "p99_ms", "rps")
+            for key in ("p50_ms", "p99_ms", "rps", "cpu_ms")
         }
         print(f"\nconcurrency {level}")
         print(
             f"{'target':18} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>8}  {'p50 x':>6} "
-            f"{'p99 x':>6} {'tput x':>6}  {'calls':>6} failed"
+            f"{'p99 x':>6} {'tput x':>6}  {'cpu ms/call':>11} {'cpu x':>6}  {'calls':>6} failed"
         )
-        for label, _ in targets:
+        for label, _, _ in targets:
             results = runs[level, label]
             row = {key: statistics.median(r[key] for r in results) for key in results[0]}
             print(
                 f"{label:18} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} {row['rps']:8.0f}  "
                 f"{row['p50_ms'] / base['p50_ms']:6.2f} {row['p99_ms'] / base['p99_ms']:6.2f} "
-                f"{row['rps'] / base['rps']:6.2f}  {sum(r['calls'] for r in results):6.0f} "
+                f"{row['rps'] / base['rps']:6.2f}  {row['cpu_ms']:11.3f} "
+                f"{row['cpu_ms'] / base['cpu_ms']:6.2f}  {sum(r['calls'] for r in results):6.0f} "
                 f"{sum(r['failures'] for r in results):.0f}"
             )
     print(
