@@ -1,10 +1,12 @@
 """The inspector's subscriber: a bounded ring of recent exchanges and a fan-out to browsers.
 
 It hangs off the stack's hook like the recorder. ``on_exchange`` runs on the event loop
-in the proxy's path, so it only stores the exchange, computes its list row once, and
-puts a message on each open page's queue — it never waits for a browser. A page that
-falls behind by more than :data:`QUEUE_LIMIT` messages is cut off; its EventSource
-reconnects and fetches the list again, so it misses nothing that is still in the ring.
+that serves the calls, so it only stores the exchange and, when a page is open, puts its
+list row on each page's queue — it never waits for a browser. The redaction and the row
+are made when something first reads them (an open page, the list, a detail), not for
+every call: most calls are never looked at, and both cost more than the call itself.
+A page that falls behind by more than :data:`QUEUE_LIMIT` messages is cut off; its
+EventSource reconnects and fetches the list again, so it misses nothing still in the ring.
 """
 
 from __future__ import annotations
@@ -56,16 +58,17 @@ class Listener:
 class ExchangeFeed:
     """Keeps the newest ``capacity`` exchanges (oldest dropped first) and tells listeners.
 
-    Secret values are redacted as the recorder redacts them (same key, same markers)
-    before anything is kept, so no page can show them; ``redact=False`` (``--show-secrets``)
-    keeps them in clear.
+    Secret values are redacted as the recorder redacts them (same key, same markers) on
+    every way out of the ring (rows, messages, :meth:`get`), so no page can show them;
+    ``redact=False`` (``--show-secrets``) shows them in clear.
     """
 
     def __init__(self, capacity: int = CAPACITY, *, redact: bool = True) -> None:
         self.capacity = capacity
         self._redact = redact
         self._key: bytes | None = None
-        self._exchanges: OrderedDict[str, tuple[Exchange, JsonObject]] = OrderedDict()
+        # As added, until first read; then redacted, with its list row.
+        self._exchanges: OrderedDict[str, Exchange | tuple[Exchange, JsonObject]] = OrderedDict()
         self._listeners: set[Listener] = set()
         self.stats = CallStats()  # every exchange added, also those the ring dropped
         self.status: JsonObject = {"generation": None, "state": "starting", "message": ""}
@@ -133,24 +136,36 @@ class ExchangeFeed:
     # --- reading ---------------------------------------------------------------------
 
     def add(self, exchange: Exchange) -> None:
+        self.stats.on_exchange(exchange)
+        self._exchanges[exchange.id] = exchange
+        while len(self._exchanges) > self.capacity:
+            self._exchanges.popitem(last=False)
+        if self._listeners:
+            _, row = self._shown(exchange.id)
+            self._publish(Message("exchange", row))
+
+    def _shown(self, exchange_id: str) -> tuple[Exchange, JsonObject]:
+        """The exchange as a page may see it (redacted) and its list row, made once."""
+        entry = self._exchanges[exchange_id]
+        if isinstance(entry, tuple):
+            return entry
+        exchange = entry
         if self._redact and may_hold_secrets_exchange(exchange):
             key = self.redaction_key
             assert key is not None
             exchange = redact(exchange, key)
-        row = views.summary(exchange)
-        self.stats.on_exchange(exchange)
-        self._exchanges[exchange.id] = (exchange, row)
-        while len(self._exchanges) > self.capacity:
-            self._exchanges.popitem(last=False)
-        self._publish(Message("exchange", row))
+        shown = (exchange, views.summary(exchange))
+        self._exchanges[exchange_id] = shown
+        return shown
 
     def get(self, exchange_id: str) -> Exchange | None:
-        entry = self._exchanges.get(exchange_id)
-        return entry[0] if entry is not None else None
+        if exchange_id not in self._exchanges:
+            return None
+        return self._shown(exchange_id)[0]
 
     def rows(self) -> list[JsonObject]:
         """List rows, oldest first."""
-        return [row for _, row in self._exchanges.values()]
+        return [self._shown(exchange_id)[1] for exchange_id in list(self._exchanges)]
 
     def __len__(self) -> int:
         return len(self._exchanges)
