@@ -55,7 +55,8 @@ class Collect:
 
 
 async def _calls(collect: Collect) -> None:
-    runner = web.AppRunner(Proxy(Instant(), Hooks([collect])).application())
+    proxy = Proxy(Instant(), Hooks([collect]))
+    runner = web.AppRunner(proxy.application())
     await runner.setup()
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -68,6 +69,7 @@ async def _calls(collect: Collect) -> None:
                 async with session.post(f"http://127.0.0.1:{port}/mutate", data=body) as answer:
                     assert answer.status == 200
     await runner.cleanup()
+    proxy.flush()  # as the serving stack does on close: the last exchange is published
 
 
 def test_durations_on_uvloop_are_not_whole_milliseconds_and_phases_are_recorded() -> None:

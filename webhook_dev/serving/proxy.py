@@ -2,7 +2,8 @@
 
 Answer first, analyse after: on the request's path only what the answer needs (read, the
 door's validation, forward, write the answer); the flags, the decoded answer and the
-subscribers (console, recorder, inspector) run right after the answer is written.
+subscribers (console, recorder, inspector) run after the answer is written, while the
+next call waits for its worker.
 
 The proxy refuses what no webhook should have to handle (wrong method, oversized body,
 a body that does not decode, not JSON, not an AdmissionReview, a wrongly typed field, no
@@ -36,6 +37,9 @@ from webhook_dev.serving.http_server import describe
 from webhook_dev.serving.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
 MAX_BODY = 8 * 1024 * 1024  # an object and its old version, each up to etcd's 1.5 MiB, and more
+# Longest an answered exchange waits for its analysis when no other call comes to overlap
+# it with: long enough for the apiserver's next call at concurrency 1, short for a person.
+IDLE_FLUSH_SECONDS = 0.002
 
 
 def elapsed_ms(since_ns: int) -> float:
@@ -59,6 +63,7 @@ class Proxy:
         self.max_body = max_body
         self.default_timeout = default_timeout
         self._pending: deque[tuple[Exchange, _Outcome | None]] = deque()
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body)
@@ -81,17 +86,30 @@ class Proxy:
     def _after_answer(self, exchange: Exchange, outcome: _Outcome | None) -> None:
         """Queue the exchange's analysis and publication for after the answer is written.
 
-        aiohttp writes the response in the same step of this task, so a callback queued
-        now runs once the answer is on its way: the flags, decoding, redaction and the
-        recording's write never delay it. The exchange is complete data by then, and
-        :meth:`flush` (called before the recorder closes) publishes whatever is queued.
+        aiohttp writes the response in the same step of this task, so nothing queued here
+        can delay it: the flags, decoding, redaction and the recording's write run later,
+        on complete data. *When* matters too: run at once, they would hold up the next
+        call, which the apiserver sends as soon as it has this answer (at concurrency 1,
+        every call). So they run when a call starts waiting for its upstream (the proxy
+        has nothing else to do while the worker works, on the other core), or after
+        :data:`IDLE_FLUSH_SECONDS` without one. :meth:`flush` (called before the recorder
+        closes) publishes whatever is still queued.
         """
         self._pending.append((exchange, outcome))
-        if len(self._pending) == 1:
+        if self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(IDLE_FLUSH_SECONDS, self.flush)
+
+    def _flush_while_waiting(self) -> None:
+        """Called as a call starts waiting for its upstream: analyse what is queued then."""
+        if self._pending:
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         """Analyse and publish every exchange answered so far (in order)."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         pending = self._pending
         while pending:
             exchange, outcome = pending.popleft()
@@ -149,6 +167,7 @@ class Proxy:
             body=body,
             headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
         )
+        self._flush_while_waiting()  # runs once this call has been sent and waits
         answer = await self.upstream.send(forwarded, started + timeout)
         exchange.generation = answer.generation
         exchange.upstream_ms = answer.elapsed_ms

@@ -79,11 +79,19 @@ class Front:
     client: TestClient  # type: ignore[type-arg]
     upstream: FakeUpstream
     published: Published
+    proxy: Proxy
+
+    @property
+    def exchanges(self) -> list[Exchange]:
+        """Every exchange answered so far, analysed and published (as on shutdown)."""
+        self.proxy.flush()
+        return self.published.exchanges
 
     @property
     def only_exchange(self) -> Exchange:
-        assert len(self.published.exchanges) == 1, self.published.exchanges
-        return self.published.exchanges[0]
+        exchanges = self.exchanges
+        assert len(exchanges) == 1, exchanges
+        return exchanges[0]
 
 
 @pytest.fixture
@@ -93,7 +101,7 @@ async def front() -> AsyncIterator[Front]:
     client = TestClient(TestServer(proxy.application()))
     await client.start_server()
     try:
-        yield Front(client, upstream, published)
+        yield Front(client, upstream, published, proxy)
     finally:
         await client.close()
 
@@ -255,7 +263,38 @@ async def test_each_call_publishes_exactly_one_exchange_with_its_status(front: F
     await front.client.get("/")
     await post(front, b"nope")
     await post(front, request_review())
-    statuses = [exchange.http_status for exchange in front.published.exchanges]
+    statuses = [exchange.http_status for exchange in front.exchanges]
     assert statuses == [405, 400, 200]
-    assert len({exchange.id for exchange in front.published.exchanges}) == 3
-    assert all(exchange.duration_ms >= 0 for exchange in front.published.exchanges)
+    assert len({exchange.id for exchange in front.exchanges}) == 3
+    assert all(exchange.duration_ms >= 0 for exchange in front.exchanges)
+
+
+async def test_an_answered_call_is_analysed_once_the_next_call_waits_for_its_upstream(
+    front: Front,
+) -> None:
+    """The analysis of one call overlaps the next call's wait, never its answer."""
+    seen_when_sending: list[int] = []
+    answer = front.upstream.answer
+
+    def counting(request: UpstreamRequest) -> UpstreamResponse:
+        seen_when_sending.append(len(front.published.exchanges))
+        return answer(request)
+
+    front.upstream.answer = counting
+    await post(front, request_review())
+    await post(front, request_review())
+    await asyncio.sleep(0)  # the second call's wait is over at once: let the loop turn
+    # The first call was published while the second waited (after it was sent upstream).
+    assert seen_when_sending == [0, 0]
+    assert len(front.published.exchanges) >= 1
+    assert [e.http_status for e in front.exchanges] == [200, 200]
+
+
+async def test_a_lone_call_is_published_soon_without_another_call(front: Front) -> None:
+    await post(front, request_review())
+    for _ in range(100):  # IDLE_FLUSH_SECONDS is 2 ms; allow a slow machine
+        if front.published.exchanges:
+            break
+        await asyncio.sleep(0.01)
+    assert len(front.published.exchanges) == 1
+    assert front.published.exchanges[0].response_review is not None
