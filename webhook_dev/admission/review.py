@@ -440,11 +440,23 @@ def _read_patch(
 
 
 def apply_patch(obj: Mapping[str, Any], patch: Sequence[Mapping[str, Any]]) -> JsonObject:
-    """``obj`` after ``patch``, leaving ``obj`` alone. Raises :class:`ReviewError`."""
+    """``obj`` after ``patch``, leaving ``obj`` alone. Raises :class:`ReviewError`.
+
+    Copy on write: before each operation, the containers on its path (and on a move's
+    ``from``) are copied, and the operation is applied in place to those copies. The
+    result shares every untouched part with ``obj`` — a webhook's few ops copy a few
+    small containers instead of the whole object (a JSON round trip of a 4 KB Pod cost
+    more than the patching itself). Callers read the result; they never mutate it.
+    """
+    doc: Any = dict(obj)
     try:
-        # A JSON round trip copies a JSON document several times faster than deepcopy.
-        copied = fast_json.loads(fast_json.dumps_compact(obj))
-        result = jsonpatch.apply_patch(copied, list(patch), in_place=True)
+        for op in patch:
+            if op.get("op") != "test":
+                _copy_parents(doc, op.get("path"))
+                if op.get("op") == "move":
+                    _copy_parents(doc, op.get("from"))
+            doc = jsonpatch.apply_patch(doc, [op], in_place=True)
+        result = doc
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
         raise ReviewError(f"the patch does not apply to the object: {error}") from error
     except (KeyError, IndexError, TypeError, ValueError) as error:
@@ -452,6 +464,35 @@ def apply_patch(obj: Mapping[str, Any], patch: Sequence[Mapping[str, Any]]) -> J
     if not isinstance(result, dict):
         raise ReviewError("the patch replaces the object with a non-object")
     return result
+
+
+def _copy_parents(doc: Any, pointer: Any) -> None:
+    """Replace, in ``doc`` (itself a copy), each container above ``pointer``'s target by a
+    shallow copy, so an operation on the target changes no container ``doc`` shares.
+
+    Stops where the path leaves the document: jsonpatch then reports the bad path.
+    """
+    if not isinstance(pointer, str) or not pointer.startswith("/"):
+        return
+    node = doc
+    for raw in pointer.split("/")[1:-1]:
+        key: Any = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict):
+            if key not in node:
+                return
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            key = int(key)
+        else:
+            return
+        child = node[key]
+        if isinstance(child, dict):
+            child = dict(child)
+        elif isinstance(child, list):
+            child = list(child)
+        else:
+            return
+        node[key] = child
+        node = child
 
 
 # --- comparison -----------------------------------------------------------------------

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
+from typing import Any
 
+import jsonpatch
 import pytest
 
 from tests.reviews import pod, request_review
@@ -196,3 +199,51 @@ def test_apply_patch_leaves_the_original_alone() -> None:
     original = pod()
     patched = review.apply_patch(original, [{"op": "remove", "path": "/spec"}])
     assert "spec" in original and "spec" not in patched
+
+
+_TRICKY_PATCHES = [
+    [{"op": "add", "path": "/spec/containers/-", "value": {"name": "sidecar"}}],
+    [{"op": "add", "path": "/metadata/labels/a~1b", "value": "x"}],
+    [
+        {"op": "move", "from": "/spec/containers", "path": "/spec/moved"},
+        {"op": "add", "path": "/spec/moved/0/env/-", "value": {"name": "E"}},
+    ],
+    [
+        {"op": "copy", "from": "/spec/containers/0", "path": "/spec/containers/-"},
+        {"op": "replace", "path": "/spec/containers/1/name", "value": "copy"},
+    ],
+    [{"op": "remove", "path": "/spec/containers/0/env/0"}],
+    [
+        {"op": "add", "path": "/metadata/annotations", "value": {}},
+        {"op": "add", "path": "/metadata/annotations/k", "value": "v"},
+    ],
+    [
+        {"op": "test", "path": "/metadata/name", "value": "web"},
+        {"op": "replace", "path": "/metadata", "value": {"name": "other"}},
+    ],
+    [{"op": "replace", "path": "", "value": {"kind": "Pod"}}],
+]
+
+
+@pytest.mark.parametrize("patch", _TRICKY_PATCHES)
+def test_apply_patch_is_jsonpatch_and_leaves_the_object_alone(patch: list[Any]) -> None:
+    """Copy on write gives jsonpatch's result and never changes what the request holds."""
+    obj = {
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "app", "env": [{"name": "A"}, {"name": "B"}]}]},
+    }
+    before = copy.deepcopy(obj)
+    expected = jsonpatch.apply_patch(copy.deepcopy(obj), patch)
+    assert review.apply_patch(obj, patch) == expected
+    assert obj == before
+
+
+def test_a_patch_failing_halfway_leaves_the_object_alone() -> None:
+    obj = {"metadata": {"labels": {"app": "web"}}, "spec": {}}
+    patch = [
+        {"op": "add", "path": "/metadata/labels/x", "value": "1"},
+        {"op": "remove", "path": "/spec/missing"},
+    ]
+    with pytest.raises(ReviewError, match="does not apply"):
+        review.apply_patch(obj, patch)
+    assert obj == {"metadata": {"labels": {"app": "web"}}, "spec": {}}
