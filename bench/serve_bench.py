@@ -141,17 +141,23 @@ async def run(args: argparse.Namespace, state: Path, env: dict[str, str]) -> Non
     processes: list[subprocess.Popen[bytes]] = [direct]
     targets = [(BASELINE, f"https://127.0.0.1:{port}/mutate", direct.pid)]
     try:
-        serves = [("serve", ["--no-record"], env), ("serve, recording", ["--record"], env)]
+        serves = [
+            ("serve", ["--no-record"], env, REPO),
+            ("serve, recording", ["--record"], env, REPO),
+        ]
         if args.compare_tree:  # the same, from another checkout (e.g. before a change)
+            # Run from that tree too: `python -m` puts the working directory first on
+            # sys.path, ahead of PYTHONPATH, so from REPO it would import this tree's code.
+            tree = Path(args.compare_tree)
             other = dict(env, PYTHONPATH=args.compare_tree)
-            serves += [("before: serve", ["--no-record"], other)]
-            serves += [("before: recording", ["--record"], other)]
-        for number, (label, record, serve_env) in enumerate(serves):
+            serves += [("before: serve", ["--no-record"], other, tree)]
+            serves += [("before: recording", ["--record"], other, tree)]
+        for number, (label, record, serve_env, cwd) in enumerate(serves):
             if record == ["--record"]:
                 record = ["--record", str(state / f"bench-{number}.jsonl")]
             serve, url = start_serve(
                 ["sample_webhook.sidecar_injector", "--port", "0", "--no-reload", *record],
-                REPO,
+                cwd,
                 serve_env,
             )
             processes.append(serve)
