@@ -80,6 +80,12 @@ class RunningProcess:
             return line
         shown = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
         code = self.process.poll()
+        if code is None and self._output.ended:
+            # Its output ended: it is exiting. Read the code rather than race the reaping.
+            try:
+                code = self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                code = None
         state = f"exited with {code}" if code is not None else f"still running after {timeout}s"
         raise AssertionError(
             f"{self.name} printed no line matching {shown!r} ({state}); its output:\n{self.output}"

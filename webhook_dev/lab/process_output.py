@@ -63,6 +63,12 @@ class ProcessOutput:
     def text(self) -> str:
         return "\n".join(self.lines)
 
+    @property
+    def ended(self) -> bool:
+        """The process closed its output (it has exited or is exiting)."""
+        with self._changed:
+            return self._ended
+
     def mark(self) -> int:
         """A position in the output: ``wait_for(..., after=mark)`` looks only after it."""
         with self._changed:
