@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from webhook_dev.admission.review import Flag, JsonObject
+from webhook_dev.admission.review import Flag, JsonObject, patch_op_count
+
+_NOT_COUNTED = object()
 
 
 @dataclass
@@ -51,6 +53,22 @@ class Exchange:
     generation: int | None = None
     flags: list[Flag] = field(default_factory=list)
     error: str | None = None
+    # The answer's patch op count, once someone decoded the patch (see patch_ops()).
+    _patch_ops: object = field(default=_NOT_COUNTED, init=False, repr=False, compare=False)
+
+    def patch_ops(self) -> int | None:
+        """How many operations the answer patches (``None``: no readable patch).
+
+        The console, the index and the inspector all show it; the patch is base64 JSON,
+        so it is decoded once per exchange (by the proxy's check, or on first ask).
+        """
+        if self._patch_ops is _NOT_COUNTED:
+            self._patch_ops = patch_op_count(self.response)
+        return self._patch_ops  # type: ignore[return-value]
+
+    def counted_patch_ops(self, count: int | None) -> None:
+        """Record the op count found by whoever already decoded the patch."""
+        self._patch_ops = count
 
     @property
     def request(self) -> JsonObject:

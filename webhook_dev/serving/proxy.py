@@ -211,11 +211,13 @@ def _analyse(exchange: Exchange, outcome: _Outcome) -> None:
             )
             return
         response_review = _json_or_none(answer.body)
-        _, flags = review.read_response(
+        meaning, flags = review.read_response(
             outcome.admission, answer.body if response_review is None else response_review
         )
         exchange.flags.extend(flags)
         exchange.response_review = response_review
+        if meaning is not None:  # the patch was decoded: count it once for the subscribers
+            exchange.counted_patch_ops(None if meaning.patch is None else len(meaning.patch))
     finally:
         exchange.checks_ms = elapsed_ms(checks_started)
 

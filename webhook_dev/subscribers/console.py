@@ -27,7 +27,7 @@ from webhook_dev.admission.exchange import (
     Serving,
     now,
 )
-from webhook_dev.admission.review import display_name, kind_of, patch_op_count
+from webhook_dev.admission.review import display_name, kind_of
 
 Segments = list[tuple[str, str]]  # (text, rich style) pieces of one line
 
@@ -63,7 +63,7 @@ def exchange_segments(exchange: Exchange) -> Segments:
             line.append((f" ({message})", "yellow"))
     else:
         line.append(("no verdict", "bold red"))
-    ops = patch_op_count(response)
+    ops = exchange.patch_ops()
     if ops is not None:
         line.append((f"  {ops} op{'s' if ops != 1 else ''}", "cyan"))
     line.append((f"  {format_ms(exchange.duration_ms)}", "dim"))

@@ -24,3 +24,26 @@ def test_patch_ops_are_counted_only_for_a_readable_json_patch() -> None:
     assert patch_op_count({"allowed": True}) is None
     assert patch_op_count({"patchType": "JSONPatch", "patch": "not base64!"}) is None
     assert patch_op_count({"patch": patch}) is None  # no patchType: the apiserver refuses it
+
+
+def test_an_exchange_counts_its_patch_once_and_keeps_a_count_given_to_it() -> None:
+    from datetime import UTC, datetime
+
+    from webhook_dev.admission.exchange import Exchange
+    from webhook_dev.admission.review import encode_patch
+
+    patch = [{"op": "add", "path": "/a", "value": 1}, {"op": "remove", "path": "/b"}]
+    answer = {
+        "response": {
+            "uid": "u",
+            "allowed": True,
+            "patchType": "JSONPatch",
+            "patch": encode_patch(patch),
+        }
+    }
+    exchange = Exchange(id="x", started=datetime.now(UTC), path="/", response_review=answer)
+    assert exchange.patch_ops() == 2
+    told = Exchange(id="y", started=datetime.now(UTC), path="/", response_review=answer)
+    told.counted_patch_ops(5)  # whoever decoded it already says so
+    assert told.patch_ops() == 5
+    assert Exchange(id="z", started=datetime.now(UTC), path="/").patch_ops() is None
