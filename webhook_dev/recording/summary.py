@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 
 from webhook_dev.admission.exchange import Exchange
-from webhook_dev.admission.review import JsonObject, display_name, kind_of, patch_op_count
+from webhook_dev.admission.review import JsonObject, display_name, kind_of
 from webhook_dev.admission.timeouts import call_timeout
 
 SLOW_FRACTION = 0.8  # of the apiserver's timeout: past it, a busier cluster would time out
@@ -82,7 +82,7 @@ def summary(exchange: Exchange) -> JsonObject:
         if isinstance(status, dict)
         else "",
         "http_status": exchange.http_status,
-        "patch_ops": patch_op_count(exchange.response),
+        "patch_ops": exchange.patch_ops(),
         "duration_ms": round(exchange.duration_ms, 2),
         "generation": exchange.generation,
         "path": exchange.path,
