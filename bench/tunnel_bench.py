@@ -13,9 +13,9 @@ On loopback, in ONE run, side by side, rounds alternating between them:
 
 So the only difference between the last two rows is the client end of the tunnel: the
 figure ``bench/bench_up.py`` cannot separate from the proxy. Per setup: p50, p99, calls over
-30 ms (the Nagle/delayed-ACK stall, docs/architecture.md), and CPU per call (utime+stime
-from /proc) of the tunnel's client process and of sshd, which is robust to the machine's
-load where wall-clock figures are not. ``--compare-tree DIR`` adds the tunnel from another
+30 ms (the Nagle/delayed-ACK stall, docs/architecture.md), and CPU per call (the
+scheduler's runtime from /proc) of the tunnel's client process and of sshd, steadier under
+the machine's load than wall-clock figures. ``--compare-tree DIR`` adds the tunnel from another
 checkout (before/after in one run). Needs root (sshd with its own config, whose
 StrictModes refuses keys under a world-writable /tmp: the files go to /run).
 """
@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from bench_up import TUNNEL, cpu_seconds, descendants
 from loop_bench import REPO, free_port, pod_review
 
 from webhook_dev.lab import configs
@@ -54,50 +55,6 @@ context.load_cert_chain(sys.argv[2], sys.argv[3])
 web.run_app(create_app(), host="127.0.0.1", port=int(sys.argv[1]), ssl_context=context,
             access_log=None, print=None)
 """
-TUNNEL = """
-import asyncio, os, signal, sys
-from webhook_dev.commands.event_loop import run
-from webhook_dev.tunnel.ssh import SshSpec, SshTunnel
-
-if os.environ.get("TUNNEL_BENCH_PROFILE"):  # --profile: cProfile until SIGTERM
-    import cProfile
-    profile = cProfile.Profile()
-    def stop(*_):
-        profile.disable()
-        profile.dump_stats(os.environ["TUNNEL_BENCH_PROFILE"])
-        os._exit(0)
-    signal.signal(signal.SIGTERM, stop)
-    profile.enable()
-
-async def main():
-    tunnel = SshTunnel(SshSpec("bench-master", remote_port=int(sys.argv[1]),
-                               master_address="127.0.0.1"))
-    await tunnel.carry(int(sys.argv[2]))
-    print("ready", flush=True)
-    await asyncio.Event().wait()
-
-run(main())
-"""
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it (sshd's per-connection children)."""
-    found, frontier = [pid], [pid]
-    while frontier:
-        parent = frontier.pop()
-        for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
-            found.append(int(child))
-            frontier.append(int(child))
-    return found
 
 
 @dataclass
@@ -207,6 +164,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--compare-tree", help="also run the tunnel from this checkout")
     parser.add_argument("--profile", help="cProfile our tunnel's process into this file")
+    parser.add_argument(
+        "--with-proxy",
+        action="store_true",
+        help="our tunnels forward to the serving stack in their own process, as `up` does",
+    )
     args = parser.parse_args()
     processes: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="webhook-dev-tunnelbench-", dir="/run") as tmp:
@@ -255,13 +217,19 @@ def main() -> None:
             trees = [("webhook-dev", str(REPO))]
             if args.compare_tree:
                 trees.insert(0, ("before", args.compare_tree))
+            # Our tunnels' local end: the shared sample, or (--with-proxy) a stack of their own.
+            forward_to = ["proxy", str(cert), str(key)] if args.with_proxy else [str(backend_port)]
             for label, tree in trees:
                 port = free_port()
                 tunnel_env = dict(env, PYTHONPATH=tree)
                 if args.profile and label == "webhook-dev":
                     tunnel_env["TUNNEL_BENCH_PROFILE"] = str(Path(args.profile).resolve())
                 tunnel = start(
-                    [sys.executable, "-c", TUNNEL, str(port), str(backend_port)],
+                    [
+                        *(sys.executable, "-c", TUNNEL, "bench-master", "127.0.0.1"),
+                        str(port),
+                        *forward_to,
+                    ],
                     cwd=tree,
                     env=tunnel_env,
                     stdout=subprocess.PIPE,
