@@ -51,19 +51,41 @@ async def next_turn() -> None:
     await asyncio.sleep(0)
 
 
-async def test_writes_of_one_turn_go_out_as_one_write_at_its_end() -> None:
+IGNORE = b"i" * 36  # an empty MSG_IGNORE under AES-GCM
+DATA = b"d" * 1052  # an answer's chunk
+
+
+async def test_the_ignore_packet_leaves_joined_to_the_packet_after_it_at_once() -> None:
     inner = RecordingTransport()
     batching = BatchingTransport(inner)
-    batching.write(b"ignore-packet")
-    batching.write(bytearray(b"data-packet"))
+    batching.write(IGNORE)
+    assert inner.events == []
+    assert batching.get_write_buffer_size() == 7 + len(IGNORE)
+    batching.write(bytearray(DATA))
+    assert inner.events == [IGNORE + DATA]  # in the same call: the answer never waits
     batching.write(b"")
-    assert inner.events == []  # nothing sent mid-turn
-    assert batching.get_write_buffer_size() == 7 + len(b"ignore-packetdata-packet")
+    batching.write(IGNORE)
+    batching.write(b"window-adjust")  # small too, but it follows a held write
+    assert inner.events == [IGNORE + DATA, IGNORE + b"window-adjust"]
     await next_turn()
-    assert inner.events == [b"ignore-packetdata-packet"]
-    batching.write(b"next")
+    assert len(inner.events) == 2  # nothing left to send
+
+
+async def test_data_is_never_held() -> None:
+    inner = RecordingTransport()
+    batching = BatchingTransport(inner)
+    batching.write(DATA)
+    batching.write(DATA)
+    assert inner.events == [DATA, DATA]
+
+
+async def test_a_small_write_that_nothing_follows_leaves_at_the_end_of_the_turn() -> None:
+    inner = RecordingTransport()
+    batching = BatchingTransport(inner)
+    batching.write(b"kex-init")  # before encryption: no ignore packets, no packet after
+    assert inner.events == []
     await next_turn()
-    assert inner.events == [b"ignore-packetdata-packet", b"next"]
+    assert inner.events == [b"kex-init"]
 
 
 @pytest.mark.parametrize("ending", ["abort", "close", "write_eof"])
@@ -71,7 +93,7 @@ async def test_what_was_written_goes_out_before_the_connection_ends(ending: str)
     """asyncssh queues its disconnect message, then aborts: the message must still leave."""
     inner = RecordingTransport()
     batching = BatchingTransport(inner)
-    batching.write(b"disconnect")
+    batching.write(b"disconnect")  # small: held
     getattr(batching, ending)()
     expected = {"abort": "abort", "close": "close", "write_eof": "eof"}[ending]
     assert inner.events == [b"disconnect", expected]
