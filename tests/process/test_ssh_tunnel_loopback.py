@@ -30,7 +30,7 @@ from webhook_dev.tunnel.transport import TransportState
 
 SSHD = "/usr/sbin/sshd"
 pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not Path(SSHD).exists() or not shutil.which("ssh"),
+    os.geteuid() != 0 or not Path(SSHD).exists(),
     reason="needs root and OpenSSH's sshd (its own config, as the lab runs it)",
 )
 

@@ -173,4 +173,4 @@ class BatchingConnector:
         return None
 
     def __repr__(self) -> str:
-        return "a direct TCP connection (writes batched per loop turn)"
+        return "a direct TCP connection (the ignore packet joined to the next)"

@@ -17,7 +17,7 @@ What ``ssh -N -R <master-ip>:<port>:127.0.0.1:<local>`` does, with the checks it
   webhook calls stall ~40 ms in Nagle/delayed-ACK interplay (docs/architecture.md, field
   notes; the ">30 ms" column of ``bench/bench_up.py`` would show the stalls coming back).
 * Each call crosses asyncssh twice, in Python: where ssh_config does not decide otherwise,
-  AES-GCM is preferred and the connection to sshd sends once per loop turn
+  AES-GCM is preferred and asyncssh's ignore packet leaves joined to the packet after it
   (:func:`_fast_path_options`; measured against ``ssh -N -R`` by ``bench/tunnel_bench.py``).
 * Keepalives detect a dead path; the tunnel reconnects with backoff and asks for the same
   remote port, so the Endpoints written at ``up`` stay right.
@@ -354,9 +354,10 @@ def _fast_path_options(config: asyncssh.config.SSHConfig) -> dict[str, Any]:
       every packet (~16 us for a small one against ~2.5 us for AES-GCM, one call into
       OpenSSL); sshd's OpenSSL does AES-GCM in hardware. Both are OpenSSH's defaults, so
       any sshd accepts them; a ``Ciphers`` line in ssh_config still wins.
-    * our own TCP connection to sshd (asyncssh's ``tunnel`` hook) whose writes are
-      batched per loop turn (:mod:`webhook_dev.tunnel.batched_writes`) — unless a
-      ``ProxyJump`` or ``ProxyCommand`` carries the connection instead.
+    * our own TCP connection to sshd (asyncssh's ``tunnel`` hook), which sends asyncssh's
+      ignore packet joined to the packet after it, one segment where asyncssh makes two
+      (:mod:`webhook_dev.tunnel.batched_writes`) — unless a ``ProxyJump`` or
+      ``ProxyCommand`` carries the connection instead.
     """
     options: dict[str, Any] = {}
     if not config.get("Ciphers"):

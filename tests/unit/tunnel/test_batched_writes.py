@@ -1,4 +1,5 @@
-"""The SSH connection's writes leave once per loop turn, in order, and none is lost on close;
+"""The SSH connection's ignore packet leaves joined to the next write, data is never held,
+and nothing is lost on close;
 the tunnel's fast-path options give way to what the user's ssh_config says."""
 
 from __future__ import annotations
