@@ -88,8 +88,8 @@ def decode_line(path: Path, offset: int, length: int, number: int, data: bytes) 
     """A :class:`Line` holding the exchange in ``data``, or the reason it holds none."""
     where = f"{path}:{number}"
     try:
-        text = data.decode("utf-8")
-        return Line(offset, length, number, recording.decode(text, where=where))
+        data.decode("utf-8")  # only to refuse what is not UTF-8, naming the line
+        return Line(offset, length, number, recording.decode(data, where=where))
     except UnicodeDecodeError:
         return Line(offset, length, number, None, RecordingError(f"{where}: not UTF-8"))
     except RecordingError as error:
@@ -101,11 +101,10 @@ def lines(path: Path, *, start: int = 0, first_number: int = 1) -> Iterator[Line
     return iter(LineReader(path, start=start, first_number=first_number))
 
 
-def read_at(path: Path, offset: int, length: int, *, where: str | None = None) -> Exchange:
-    """The exchange on the line at ``offset`` (``length`` bytes with its newline).
+def read_raw(path: Path, offset: int, length: int) -> bytes:
+    """The bytes of the line at ``offset`` (``length`` bytes with its newline).
 
-    :raises RecordingError: the file is gone, shorter, or the bytes there are not a line
-        (a recording replaced behind its index: rebuild the index).
+    :raises RecordingError: the file is gone, shorter, or the bytes there are not a line.
     """
     try:
         with path.open("rb") as file:
@@ -115,7 +114,18 @@ def read_at(path: Path, offset: int, length: int, *, where: str | None = None) -
         raise RecordingError(f"cannot read recording {path}: {error.strerror}") from error
     if len(data) != length or not data.endswith(b"\n"):
         raise RecordingError(f"{path}: no line at byte {offset} (the file changed?)")
+    return data
+
+
+def read_at(path: Path, offset: int, length: int, *, where: str | None = None) -> Exchange:
+    """The exchange on the line at ``offset`` (``length`` bytes with its newline).
+
+    :raises RecordingError: the file is gone, shorter, or the bytes there are not a line
+        (a recording replaced behind its index: rebuild the index).
+    """
+    data = read_raw(path, offset, length)
     try:
-        return recording.decode(data.decode("utf-8"), where=where or f"{path}@{offset}")
+        data.decode("utf-8")
+        return recording.decode(data, where=where or f"{path}@{offset}")
     except UnicodeDecodeError as error:
         raise RecordingError(f"{path}@{offset}: not UTF-8") from error

@@ -66,9 +66,44 @@ def selected(
                 elif _keeps(selection.where, line.exchange):
                     yield f"{path}:{line.number}", line.exchange
         return
+    for found in _sample(paths, selection, strict):
+        if isinstance(found, Skipped):
+            yield found
+            continue
+        file_number, offset, length, number = found
+        path = paths[file_number]
+        yield f"{path}:{number}", stream.read_at(path, offset, length, where=f"{path}:{number}")
+
+
+def selected_raw(
+    paths: Sequence[Path], selection: Selection, *, strict: bool = True
+) -> Iterator[tuple[str, int, bytes] | Skipped]:
+    """What :func:`selected` picks, as ``(file, line number, the line's bytes)`` not yet
+    decoded (the shards of :mod:`~webhook_dev.replay.shards` decode them, and apply
+    ``selection.where`` themselves unless ``--sample`` had to read it here)."""
+    if selection.sample is None:
+        for path in paths:
+            for _, _, number, data in stream.LineReader(path).raw():
+                yield str(path), number, data
+        return
+    for found in _sample(paths, selection, strict):
+        if isinstance(found, Skipped):
+            yield found
+            continue
+        file_number, offset, length, number = found
+        path = paths[file_number]
+        yield str(path), number, stream.read_raw(path, offset, length)
+
+
+def _sample(
+    paths: Sequence[Path], selection: Selection, strict: bool
+) -> Iterator[tuple[int, int, int, int] | Skipped]:
+    """``selection.sample`` positions ``(file no, offset, length, line)`` among those
+    ``selection.where`` keeps, in file order (damaged lines as they are met)."""
+    assert selection.sample is not None
     # Reservoir sampling over positions: memory is the sample's size, not the file's.
     rng = random.Random(selection.seed)
-    reservoir: list[tuple[int, int, int, int]] = []  # (file no, offset, length, line)
+    reservoir: list[tuple[int, int, int, int]] = []
     seen = 0
     for file_number, path in enumerate(paths):
         for found in _positions(path, selection.where, strict):
@@ -83,9 +118,7 @@ def selected(
                 slot = rng.randrange(seen)
                 if slot < selection.sample:
                     reservoir[slot] = position
-    for file_number, offset, length, number in sorted(reservoir):
-        path = paths[file_number]
-        yield f"{path}:{number}", stream.read_at(path, offset, length, where=f"{path}:{number}")
+    yield from sorted(reservoir)
 
 
 def _positions(path: Path, where: Query, strict: bool) -> Iterator[tuple[int, int, int] | Skipped]:
