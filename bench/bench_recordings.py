@@ -294,7 +294,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-recordings-"))
     env = {**os.environ, "WEBHOOK_DEV_STATE_DIR": str(work / "state")}
     recording = options.keep or work / "big.jsonl"
-    if not recording.exists():
+    if parts & {"inspect", "replay"} and not recording.exists():
         began = time.monotonic()
         write_recording(recording, options.exchanges)
         print(

@@ -21,6 +21,7 @@ from webhook_dev.errors import RecordingError
 from webhook_dev.recording import format as recording
 
 READ_SIZE = 1 << 20
+_BLANK = frozenset(b" \t\r\n\x0b\x0c")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,16 @@ class LineReader:
 
     def raw(self) -> Iterator[tuple[int, int, int, bytes]]:
         """``(offset, length, number, bytes)`` for every complete line, blank ones skipped."""
+        for offset, length, number, buffer, begin in self._scan():
+            yield offset, length, number, buffer[begin : begin + length]
+
+    def positions(self) -> Iterator[tuple[int, int, int]]:
+        """``(offset, length, number)`` of every complete line, blank ones skipped, without
+        copying any line (``replay --sample`` walks a million lines for a few positions)."""
+        for offset, length, number, _, _ in self._scan():
+            yield offset, length, number
+
+    def _scan(self) -> Iterator[tuple[int, int, int, bytes, int]]:
         try:
             file = self.path.open("rb")
         except FileNotFoundError as error:
@@ -66,14 +77,17 @@ class LineReader:
                     break
                 buffer = pending + chunk if pending else chunk
                 begin = 0
+                find = buffer.find
                 while True:
-                    newline = buffer.find(b"\n", begin)
+                    newline = find(b"\n", begin)
                     if newline < 0:
                         break
-                    data = buffer[begin : newline + 1]
-                    if data.strip():
-                        yield offset, len(data), number, data
-                    offset += len(data)
+                    length = newline + 1 - begin
+                    # Blank: whitespace only. A line that starts otherwise (every real
+                    # one starts with "{") is not, without copying it to strip it.
+                    if buffer[begin] not in _BLANK or buffer[begin : newline + 1].strip():
+                        yield offset, length, number, buffer, begin
+                    offset += length
                     number += 1
                     begin = newline + 1
                     self.end = offset

@@ -123,8 +123,7 @@ def _sample(
 
 def _positions(path: Path, where: Query, strict: bool) -> Iterator[tuple[int, int, int] | Skipped]:
     if not where:  # no need to decode a line to count it
-        for offset, length, number, _ in stream.LineReader(path).raw():
-            yield offset, length, number
+        yield from stream.LineReader(path).positions()
         return
     for line in stream.lines(path):
         if line.exchange is None:

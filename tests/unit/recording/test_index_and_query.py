@@ -184,3 +184,15 @@ def test_rotation_starts_a_new_part_and_never_splits_a_line(
         assert not report.rebuilt and report.added == 0  # kept while writing
         assert index.count() == len(text.splitlines())
     assert sorted(ids) == sorted(e.id for e in exchanges if e is not None)
+
+
+def test_line_positions_skip_blank_lines_and_agree_with_the_raw_lines(tmp_path: Path) -> None:
+    path = tmp_path / "blank.jsonl"
+    write_recording(path, 5)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([lines[0], b"\n", b"  \t\n", *lines[1:], b'{"torn']))
+    reader = stream.LineReader(path)
+    raw = [(offset, length, number) for offset, length, number, _ in reader.raw()]
+    assert raw == list(stream.LineReader(path).positions())
+    assert [number for _, _, number in raw] == [1, 4, 5, 6, 7]
+    assert reader.end == path.stat().st_size - len(b'{"torn')
