@@ -20,6 +20,7 @@ from pathlib import Path
 from webhook_dev.admission.exchange import Exchange
 from webhook_dev.errors import RecordingError, ReviewError
 from webhook_dev.recording import stream
+from webhook_dev.recording.index import RecordingIndex, index_path
 from webhook_dev.recording.query import Query
 from webhook_dev.recording.summary import summary
 from webhook_dev.replay.replayer import ReplayResult, replay_exchange
@@ -60,6 +61,15 @@ def selected(
     """
     if selection.sample is None:
         for path in paths:
+            indexed = _indexed(path, selection.where, strict)
+            if indexed is not None:
+                for hit in indexed:
+                    if isinstance(hit, Skipped):
+                        yield hit
+                    else:
+                        where = f"{path}:{hit[2]}"
+                        yield where, stream.read_at(path, hit[0], hit[1], where=where)
+                continue
             for line in stream.lines(path):
                 if line.exchange is None:
                     yield _damaged(line, strict)
@@ -83,6 +93,14 @@ def selected_raw(
     ``selection.where`` themselves unless ``--sample`` had to read it here)."""
     if selection.sample is None:
         for path in paths:
+            indexed = _indexed(path, selection.where, strict)
+            if indexed is not None:
+                for hit in indexed:
+                    if isinstance(hit, Skipped):
+                        yield hit
+                    else:
+                        yield str(path), hit[2], stream.read_raw(path, hit[0], hit[1])
+                continue
             for _, _, number, data in stream.LineReader(path).raw():
                 yield str(path), number, data
         return
@@ -121,7 +139,35 @@ def _sample(
     yield from sorted(reservoir)
 
 
+def _indexed(
+    path: Path, where: Query, strict: bool
+) -> Iterator[tuple[int, int, int] | Skipped] | None:
+    """With ``--where`` and an index beside the recording (``inspect`` or ``serve`` made
+    one): the matching lines' positions from it, in file order, instead of decoding every
+    line (a million lines: seconds of CPU, against milliseconds for the query). Damaged
+    lines are not in an index: one warning says how many were skipped. ``None`` when
+    there is no index, or with ``--strict`` (which reads every line anyway)."""
+    if not where or strict or not index_path(path).exists():
+        return None
+    return _index_positions(path, where)
+
+
+def _index_positions(path: Path, where: Query) -> Iterator[tuple[int, int, int] | Skipped]:
+    index, _ = RecordingIndex.open(path)
+    try:
+        damaged = int(index.meta().get("damaged", 0))
+        if damaged:
+            yield Skipped(f"{path}: {damaged} damaged line(s) skipped (not in its index)")
+        yield from index.positions(where)
+    finally:
+        index.close()
+
+
 def _positions(path: Path, where: Query, strict: bool) -> Iterator[tuple[int, int, int] | Skipped]:
+    indexed = _indexed(path, where, strict)
+    if indexed is not None:
+        yield from indexed
+        return
     if not where:  # no need to decode a line to count it
         yield from stream.LineReader(path).positions()
         return
