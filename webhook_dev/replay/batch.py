@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -149,11 +150,16 @@ def _indexed(
     there is no index, or with ``--strict`` (which reads every line anyway)."""
     if not where or strict or not index_path(path).exists():
         return None
-    return _index_positions(path, where)
+    try:
+        index, _ = RecordingIndex.open(path)
+    except (sqlite3.Error, OSError):
+        return None  # a cache we cannot use (read-only, locked): read the lines instead
+    return _index_positions(path, index, where)
 
 
-def _index_positions(path: Path, where: Query) -> Iterator[tuple[int, int, int] | Skipped]:
-    index, _ = RecordingIndex.open(path)
+def _index_positions(
+    path: Path, index: RecordingIndex, where: Query
+) -> Iterator[tuple[int, int, int] | Skipped]:
     try:
         damaged = int(index.meta().get("damaged", 0))
         if damaged:
