@@ -115,7 +115,10 @@ async def replay_sharded(
     answers: asyncio.Queue[tuple[_Shard, Any]] = asyncio.Queue()
     readers: list[asyncio.Task[None]] = []
     try:
-        ready = await asyncio.gather(*(shard.receive() for shard in running))
+        try:
+            ready = await asyncio.gather(*(shard.receive() for shard in running))
+        except EOFError:
+            raise RecordingError("a replay shard did not start; its error is above") from None
         for kind, detail in ready:
             if kind == "error":
                 message, hint = detail
