@@ -5,19 +5,27 @@
 2. The inspector's HTTP API on it: the first page of rows, a filter, a text search,
    a deep page, one exchange's detail.
 3. ``replay --jobs J`` against ``--app sample_webhook.sidecar_injector`` of a sample of
-   the same file: reviews/s and peak RSS (``--jobs 1`` in the same run as the baseline).
-4. The index's cost on ``serve``: ``bench/loop_bench.py``'s throughput with recording on,
-   the index appender off and on (WEBHOOK_DEV_NO_INDEX=1 is only read by this bench).
+   the same file: reviews/s, the CPU each process of the tree used, and the tree's peak
+   RSS and PSS (summed over the replay, its shards and their workers; PSS counts shared
+   pages once), with ``--jobs 1`` in the same run as the baseline.
+4. The index's cost on ``serve``: ``loop_bench``'s load (concurrency 16, a 4 KB review)
+   against ``serve --record``, with the index appender on and off (off: this bench starts
+   serve through a launcher that swaps the appender for a no-op; serve has no such flag),
+   rounds interleaved; calls/s and serve's own CPU per call (robust to the load).
 
-Run: ``.venv/bin/python bench/bench_recordings.py [--exchanges 1000000] [--replay 5000]``.
+Run: ``.venv/bin/python bench/bench_recordings.py [--exchanges 1000000] [--replay 5000]``
+(``--keep PATH`` reuses a recording; ``--only replay,serve`` runs some parts).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import re
-import resource
+import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,29 +99,182 @@ def api_timings(url: str) -> dict[str, float]:
 DEEP = 0
 
 
-def replay_run(recording: Path, sample: int, jobs: int) -> tuple[float, float]:
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as children:
+                found += [int(child) for child in children.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    tree = [pid]
+    for parent in tree:
+        tree.extend(_children(parent))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of one process so far (``None`` once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of one process in KiB, from smaps_rollup."""
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, pss
+
+
+def _name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline") as cmdline:
+            words = cmdline.read().split("\0")
+    except OSError:
+        return "?"
+    module = next((w for w in words if w.startswith("webhook_dev")), "")
+    return module.rsplit(".", 1)[-1] if module != "webhook_dev" else "replay"
+
+
+def replay_run(recording: Path, sample: int, jobs: int) -> tuple[float, float, float, str]:
+    """``replay --sample``: reviews/s, the tree's peak RSS and PSS (MiB), CPU a process."""
+    command = [
+        *WEBHOOK_DEV,
+        "replay",
+        str(recording),
+        "--app",
+        "sample_webhook.sidecar_injector",
+        "--sample",
+        str(sample),
+        "--jobs",
+        str(jobs),
+        "--quiet",
+    ]
     began = time.monotonic()
-    result = subprocess.run(
-        [
-            *WEBHOOK_DEV,
-            "replay",
-            str(recording),
-            "--app",
-            "sample_webhook.sidecar_injector",
-            "--sample",
-            str(sample),
-            "--jobs",
-            str(jobs),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    took = time.monotonic() - began
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if "passed" not in result.stdout:
-        raise SystemExit(result.stderr[-2000:])
-    return sample / took, usage.ru_maxrss / 1024
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=REPO)
+        peak_rss = peak_pss = 0
+        cpu: dict[int, tuple[str, float]] = {}
+        while process.poll() is None:
+            rss = pss = 0
+            for pid in process_tree(process.pid):
+                seconds = cpu_seconds(pid)
+                if seconds is not None:
+                    cpu[pid] = (cpu.get(pid, (_name(pid), 0.0))[0], seconds)
+                one_rss, one_pss = memory_kib(pid)
+                rss, pss = rss + one_rss, pss + one_pss
+            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+            time.sleep(0.05)
+        took = time.monotonic() - began
+        output.seek(0)
+        text = output.read()
+    if "passed" not in text:
+        raise SystemExit(text[-2000:])
+    by_name: dict[str, float] = {}
+    for name, seconds in cpu.values():
+        by_name[name] = by_name.get(name, 0.0) + seconds
+    spent = ", ".join(f"{name} {seconds:.1f}" for name, seconds in sorted(by_name.items()))
+    total = sum(by_name.values())
+    detail = f"CPU s: {spent}; {total * 1e3 / sample:.2f} ms CPU a review in all"
+    return sample / took, peak_rss / 1024, peak_pss / 1024, detail
+
+
+NO_INDEX_LAUNCHER = """
+import sys
+import webhook_dev.recording.writer as writer
+class NoIndex:
+    def __init__(self, path): pass
+    def add(self, exchange, offset, length): pass
+    def flush(self): pass
+    def close(self): pass
+writer.IndexAppender = NoIndex
+from webhook_dev.commands.main import main
+sys.argv[0] = "webhook-dev"
+main()
+"""
+
+
+def serve_index_cost(rounds: int, requests: int) -> None:
+    """serve --record with the index appender and without: calls/s, serve's CPU a call."""
+    from loop_bench import load, pod_review
+
+    work = Path(tempfile.mkdtemp(prefix="bench-serve-index-"))
+    env = {**os.environ, "WEBHOOK_DEV_STATE_DIR": str(work / "state")}
+    body = json.dumps(pod_review()).encode()
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    try:
+        for label, launcher in (
+            ("index on", ["-m", "webhook_dev"]),
+            ("index off", ["-c", NO_INDEX_LAUNCHER]),
+        ):
+            log = (work / f"{label}.log").open("wb")
+            process = subprocess.Popen(
+                [
+                    PYTHON,
+                    *launcher,
+                    "serve",
+                    "sample_webhook.sidecar_injector",
+                    "--port",
+                    "0",
+                    "--no-reload",
+                    "--record",
+                    str(work / f"{label.replace(' ', '-')}.jsonl"),
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            for _ in range(1200):
+                found = re.search(
+                    r"^serving (https://\S+)$", (work / f"{label}.log").read_text(), re.M
+                )
+                if found:
+                    break
+                if process.poll() is not None:
+                    raise SystemExit((work / f"{label}.log").read_text())
+                time.sleep(0.05)
+            else:
+                raise SystemExit(f"serve ({label}) did not start")
+            servers[label] = (process, found.group(1) + "/mutate?timeout=10s")
+        context = ssl.create_default_context(cafile=str(work / "state" / "ca" / "ca.crt"))
+        results: dict[str, list[tuple[float, float]]] = {label: [] for label in servers}
+        for _ in range(rounds):
+            for label, (process, url) in servers.items():
+                before = cpu_seconds(process.pid) or 0.0
+                figures = asyncio.run(load(url, body, requests, context))
+                spent = (cpu_seconds(process.pid) or 0.0) - before
+                results[label].append((figures["rps"], spent * 1e6 / (requests + 200)))
+    finally:
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait()
+    rows = {
+        label: (statistics.median(r for r, _ in runs), statistics.median(c for _, c in runs))
+        for label, runs in results.items()
+    }
+    off_rps, off_cpu = rows["index off"]
+    for label, (rps, cpu_us) in rows.items():
+        print(
+            f"serve --record, {label}: {rps:.0f} calls/s ({rps / off_rps:.3f}x), "
+            f"serve's CPU {cpu_us:.0f} us a call ({cpu_us / off_cpu:.3f}x)"
+        )
 
 
 def main() -> None:
@@ -123,24 +284,49 @@ def main() -> None:
     parser.add_argument("--replay", type=int, default=5000)
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--keep", type=Path, help="Use/keep the recording at this path.")
+    parser.add_argument("--only", default="inspect,replay,serve", help="Parts to run.")
+    parser.add_argument("--warm", action="store_true", help="Keep an index in place.")
+    parser.add_argument("--serve-rounds", type=int, default=5)
+    parser.add_argument("--serve-requests", type=int, default=2000)
     options = parser.parse_args()
+    parts = set(options.only.split(","))
     DEEP = int(options.exchanges * 0.9)
     work = Path(tempfile.mkdtemp(prefix="bench-recordings-"))
     env = {**os.environ, "WEBHOOK_DEV_STATE_DIR": str(work / "state")}
     recording = options.keep or work / "big.jsonl"
-    if not recording.exists():
+    if parts & {"inspect", "replay"} and not recording.exists():
         began = time.monotonic()
         write_recording(recording, options.exchanges)
         print(
             f"generated {options.exchanges} exchanges, "
             f"{recording.stat().st_size / 2**20:.0f} MiB in {time.monotonic() - began:.1f} s"
         )
-    for leftover in recording.parent.glob(recording.name + ".index.sqlite*"):
-        leftover.unlink()
-    cold, cold_rss, url, process = inspect_ready(recording, env)
-    process.terminate()
-    process.wait()
-    print(f"inspect, cold (builds the index): ready in {cold:.1f} s, peak RSS {cold_rss:.0f} MiB")
+    if "inspect" in parts:
+        inspect_part(recording, env, cold=not options.warm)
+    if "replay" in parts:
+        sample = min(options.replay, options.exchanges)
+        runs = {}
+        for jobs in (1, options.jobs):
+            runs[jobs] = replay_run(recording, sample, jobs)
+        base_rate = runs[1][0]
+        for jobs, (rate, rss, pss, detail) in runs.items():
+            print(
+                f"replay --sample {sample} --jobs {jobs}: {rate:.0f} reviews/s "
+                f"({rate / base_rate:.2f}x --jobs 1), peak tree RSS {rss:.0f} MiB, "
+                f"PSS {pss:.0f} MiB; {detail}"
+            )
+    if "serve" in parts:
+        serve_index_cost(options.serve_rounds, options.serve_requests)
+
+
+def inspect_part(recording: Path, env: dict[str, str], *, cold: bool) -> None:
+    if cold:
+        for leftover in recording.parent.glob(recording.name + ".index.sqlite*"):
+            leftover.unlink()
+        seconds, rss, url, process = inspect_ready(recording, env)
+        process.terminate()
+        process.wait()
+        print(f"inspect, cold (builds the index): ready in {seconds:.1f} s, peak RSS {rss:.0f} MiB")
     warm, warm_rss, url, process = inspect_ready(recording, env)
     print(
         f"inspect, index in place: ready in {warm:.2f} s (goal <= 2 s), "
@@ -153,14 +339,6 @@ def main() -> None:
     finally:
         process.terminate()
         process.wait()
-    sample = min(options.replay, options.exchanges)
-    base_rate, _ = replay_run(recording, sample, 1)
-    rate, rss = replay_run(recording, sample, options.jobs)
-    print(
-        f"replay --sample {sample}: --jobs 1 {base_rate:.0f} reviews/s; "
-        f"--jobs {options.jobs} {rate:.0f} reviews/s ({rate / base_rate:.2f}x), "
-        f"peak RSS of the replay processes {rss:.0f} MiB"
-    )
 
 
 if __name__ == "__main__":

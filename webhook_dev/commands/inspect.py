@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-import webbrowser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from webhook_dev.admission.exchange import Hooks
 from webhook_dev.commands import event_loop
 from webhook_dev.commands.options import err_console, inspector_line
 from webhook_dev.errors import ExitCode
@@ -26,8 +25,12 @@ from webhook_dev.inspector.server import DEFAULT_PORT, InspectorServer
 from webhook_dev.inspector.store import RecordingStore
 from webhook_dev.recording.index import RecordingIndex
 from webhook_dev.recording.redaction_key import redaction_key
-from webhook_dev.serving.reloader import Reloader
-from webhook_dev.serving.upstreams.app import AppUpstream
+
+if TYPE_CHECKING:
+    from webhook_dev.serving.upstreams.app import AppUpstream
+
+# The app's workers, the reloader (watchfiles) and webbrowser are imported only when
+# --app or --open asks for them: most of `inspect`'s time to ready is imports.
 
 
 @click.command()
@@ -54,7 +57,12 @@ def inspect(
     store = RecordingStore(open_indexes(files))
     feed = ExchangeFeed(capacity=1)  # live news only: the list comes from the store
     feed.status = {"generation": None, "state": "offline", "message": ""}
-    workers = AppUpstream(app, hooks=Hooks([feed])) if app is not None else None
+    workers = None
+    if app is not None:
+        from webhook_dev.admission.exchange import Hooks
+        from webhook_dev.serving.upstreams.app import AppUpstream
+
+        workers = AppUpstream(app, hooks=Hooks([feed]))
     server = InspectorServer(
         feed,
         port=port,
@@ -114,6 +122,8 @@ async def _inspect_until_signal(
     if workers is not None:
         await workers.start(require_ready=True)
         if reload:
+            from webhook_dev.serving.reloader import Reloader
+
             reloader = Reloader(workers, [workers.cwd])
             await reloader.start()
     try:
@@ -121,6 +131,8 @@ async def _inspect_until_signal(
             click.echo(f"{await server.store.count()} exchanges")
             click.echo(inspector_line(server))
             if open_browser:
+                import webbrowser
+
                 webbrowser.open(server.url)
             await stopped.wait()
     finally:

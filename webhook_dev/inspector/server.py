@@ -39,7 +39,6 @@ from webhook_dev.inspector import views
 from webhook_dev.inspector.feed import ExchangeFeed, Listener
 from webhook_dev.inspector.store import FeedStore, Store
 from webhook_dev.recording import query as filters
-from webhook_dev.replay.replayer import render, replay_exchange
 from webhook_dev.serving.upstream import Upstream
 
 DEFAULT_PORT = 4041  # ngrok's page is on 4040; one up, so both can run
@@ -245,6 +244,10 @@ class InspectorServer:
                 {"error": "nothing to replay to: start the inspector with --app APP"}, status=409
             )
         try:
+            # Imported here: replay (jsonpatch, difflib) is only needed once a row is replayed,
+            # and `inspect` of a recording should be ready as soon as possible.
+            from webhook_dev.replay.replayer import render, replay_exchange
+
             result = await replay_exchange(exchange, target, redaction_key=self.redaction_key)
         except ReviewError as error:
             return web.json_response({"error": f"cannot replay: {error}"}, status=422)

@@ -93,9 +93,15 @@ class RecordingStore:
 
     def page_now(self, query: Query, offset: int, limit: int) -> tuple[int, list[JsonObject]]:
         """:meth:`page`, in the calling thread (benchmarks and tests)."""
-        total = sum(index.count(query) for index in self.indexes)
         if len(self.indexes) == 1:
-            return total, self.indexes[0].rows(query, offset=offset, limit=limit)
+            index = self.indexes[0]
+            rows = index.rows(query, offset=offset, limit=limit)
+            if offset == 0 and len(rows) < limit:
+                # Fewer than asked for: that is the count, without a second pass (a text
+                # search matching a few rows scans the whole index once, not twice).
+                return len(rows), rows
+            return index.count(query), rows
+        total = sum(index.count(query) for index in self.indexes)
         # Newest first by time across files: each index gives its first offset+limit rows
         # in time order; a merge of those has the window's rows.
         ranked = [

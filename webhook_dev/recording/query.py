@@ -91,10 +91,16 @@ class Query:
         """Whether a list row passes every term."""
         return all(_matches(term, row) != term.negate for term in self.terms)
 
+    @property
+    def searches_text(self) -> bool:
+        """Whether a term is a bare word: its SQL then needs the index's ``search`` table
+        (``search_text``, joined on ``search_seq = seq``)."""
+        return any(term.field == "text" for term in self.terms)
+
     def sql(self) -> tuple[str, list[Any]]:
         """A ``WHERE`` clause (``"1"`` when empty) and its parameters, over the index's
         columns (``flags`` holds `` code code `` with spaces around each code,
-        ``search`` the text a bare word is looked for in)."""
+        ``search_text`` the lower-cased text a bare word is looked for in)."""
         clauses: list[str] = []
         parameters: list[Any] = []
         for term in self.terms:
@@ -218,9 +224,15 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{char}]" if char in "*?[" else char for char in text)
+
+
 def _sql(term: Term) -> tuple[str, list[Any]]:
     if term.field == "text":
-        return "search LIKE ? ESCAPE '\\'", [f"%{_like_escape(str(term.value))}%"]
+        # GLOB, case-sensitive, over text stored lower-cased and a word parsed lower-cased:
+        # the same test as matches() (Python's lower(), not only ASCII), and faster than LIKE.
+        return "search_text GLOB ?", [f"*{_glob_escape(str(term.value))}*"]
     if term.field == "is":
         return "flags != ''", []
     if term.field == "flags":

@@ -21,6 +21,7 @@ from webhook_dev.errors import RecordingError
 from webhook_dev.recording import format as recording
 
 READ_SIZE = 1 << 20
+_BLANK = frozenset(b" \t\r\n\x0b\x0c")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,16 @@ class LineReader:
 
     def raw(self) -> Iterator[tuple[int, int, int, bytes]]:
         """``(offset, length, number, bytes)`` for every complete line, blank ones skipped."""
+        for offset, length, number, buffer, begin in self._scan():
+            yield offset, length, number, buffer[begin : begin + length]
+
+    def positions(self) -> Iterator[tuple[int, int, int]]:
+        """``(offset, length, number)`` of every complete line, blank ones skipped, without
+        copying any line (``replay --sample`` walks a million lines for a few positions)."""
+        for offset, length, number, _, _ in self._scan():
+            yield offset, length, number
+
+    def _scan(self) -> Iterator[tuple[int, int, int, bytes, int]]:
         try:
             file = self.path.open("rb")
         except FileNotFoundError as error:
@@ -66,14 +77,17 @@ class LineReader:
                     break
                 buffer = pending + chunk if pending else chunk
                 begin = 0
+                find = buffer.find
                 while True:
-                    newline = buffer.find(b"\n", begin)
+                    newline = find(b"\n", begin)
                     if newline < 0:
                         break
-                    data = buffer[begin : newline + 1]
-                    if data.strip():
-                        yield offset, len(data), number, data
-                    offset += len(data)
+                    length = newline + 1 - begin
+                    # Blank: whitespace only. A line that starts otherwise (every real
+                    # one starts with "{") is not, without copying it to strip it.
+                    if buffer[begin] not in _BLANK or buffer[begin : newline + 1].strip():
+                        yield offset, length, number, buffer, begin
+                    offset += length
                     number += 1
                     begin = newline + 1
                     self.end = offset
@@ -88,8 +102,8 @@ def decode_line(path: Path, offset: int, length: int, number: int, data: bytes) 
     """A :class:`Line` holding the exchange in ``data``, or the reason it holds none."""
     where = f"{path}:{number}"
     try:
-        text = data.decode("utf-8")
-        return Line(offset, length, number, recording.decode(text, where=where))
+        data.decode("utf-8")  # only to refuse what is not UTF-8, naming the line
+        return Line(offset, length, number, recording.decode(data, where=where))
     except UnicodeDecodeError:
         return Line(offset, length, number, None, RecordingError(f"{where}: not UTF-8"))
     except RecordingError as error:
@@ -101,11 +115,10 @@ def lines(path: Path, *, start: int = 0, first_number: int = 1) -> Iterator[Line
     return iter(LineReader(path, start=start, first_number=first_number))
 
 
-def read_at(path: Path, offset: int, length: int, *, where: str | None = None) -> Exchange:
-    """The exchange on the line at ``offset`` (``length`` bytes with its newline).
+def read_raw(path: Path, offset: int, length: int) -> bytes:
+    """The bytes of the line at ``offset`` (``length`` bytes with its newline).
 
-    :raises RecordingError: the file is gone, shorter, or the bytes there are not a line
-        (a recording replaced behind its index: rebuild the index).
+    :raises RecordingError: the file is gone, shorter, or the bytes there are not a line.
     """
     try:
         with path.open("rb") as file:
@@ -115,7 +128,18 @@ def read_at(path: Path, offset: int, length: int, *, where: str | None = None) -
         raise RecordingError(f"cannot read recording {path}: {error.strerror}") from error
     if len(data) != length or not data.endswith(b"\n"):
         raise RecordingError(f"{path}: no line at byte {offset} (the file changed?)")
+    return data
+
+
+def read_at(path: Path, offset: int, length: int, *, where: str | None = None) -> Exchange:
+    """The exchange on the line at ``offset`` (``length`` bytes with its newline).
+
+    :raises RecordingError: the file is gone, shorter, or the bytes there are not a line
+        (a recording replaced behind its index: rebuild the index).
+    """
+    data = read_raw(path, offset, length)
     try:
-        return recording.decode(data.decode("utf-8"), where=where or f"{path}@{offset}")
+        data.decode("utf-8")
+        return recording.decode(data, where=where or f"{path}@{offset}")
     except UnicodeDecodeError as error:
         raise RecordingError(f"{path}@{offset}: not UTF-8") from error

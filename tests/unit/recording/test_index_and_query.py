@@ -12,7 +12,7 @@ import pytest
 
 from webhook_dev.errors import UsageError
 from webhook_dev.recording import query, stream
-from webhook_dev.recording.index import RecordingIndex, index_path
+from webhook_dev.recording.index import INDEX_VERSION, RecordingIndex, index_path
 from webhook_dev.recording.writer import Recorder, part_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
@@ -64,6 +64,37 @@ def test_a_replaced_recording_is_indexed_again(recording: Path, tmp_path: Path) 
     assert report.rebuilt and index.count() == 50
 
 
+def test_an_index_of_an_older_version_rebuilds_itself_on_open(recording: Path) -> None:
+    index, _ = RecordingIndex.open(recording)
+    index.connection.execute("UPDATE meta SET value = 2 WHERE key = 'version'")
+    index.connection.execute("DROP INDEX exchanges_selects")
+    index.close()
+    index, report = RecordingIndex.open(recording)
+    assert report.rebuilt and index.count() == 300
+    assert index.meta()["version"] == INDEX_VERSION
+
+
+@pytest.mark.parametrize(
+    ("text", "index_name"),
+    [
+        ("kind:Pod ns:team-a result:denied", "exchanges_selects"),
+        ("ns:TEAM-A", "exchanges_selects"),
+        ("result:denied", "exchanges_result"),
+        ("latency>5", "exchanges_duration"),
+        ("is:flagged", "exchanges_flagged"),
+    ],
+)
+def test_select_filters_use_an_index_not_a_scan(
+    recording: Path, text: str, index_name: str
+) -> None:
+    index, _ = RecordingIndex.open(recording)
+    where, parameters = query.parse(text).sql()
+    plan = index.connection.execute(
+        f"EXPLAIN QUERY PLAN SELECT COUNT(*) FROM exchanges WHERE {where}", parameters
+    ).fetchall()
+    assert any(index_name in str(step[-1]) for step in plan), plan
+
+
 def test_a_damaged_line_is_skipped_with_a_warning(recording: Path) -> None:
     lines = recording.read_text().splitlines(keepends=True)
     lines[5] = "not json\n"
@@ -84,6 +115,9 @@ def test_index_queries_agree_with_the_rows_filtered_in_python(recording: Path) -
         "latency<=0.002s",
         "op:UPDATE user:alice@example.com",
         "bad-1",
+        "BAD-1 -Team-B",
+        "web-1*",
+        "secret worker",
         "is:flagged",
         "flag:slow",
         "-flag:slow",
@@ -150,3 +184,15 @@ def test_rotation_starts_a_new_part_and_never_splits_a_line(
         assert not report.rebuilt and report.added == 0  # kept while writing
         assert index.count() == len(text.splitlines())
     assert sorted(ids) == sorted(e.id for e in exchanges if e is not None)
+
+
+def test_line_positions_skip_blank_lines_and_agree_with_the_raw_lines(tmp_path: Path) -> None:
+    path = tmp_path / "blank.jsonl"
+    write_recording(path, 5)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([lines[0], b"\n", b"  \t\n", *lines[1:], b'{"torn']))
+    reader = stream.LineReader(path)
+    raw = [(offset, length, number) for offset, length, number, _ in reader.raw()]
+    assert raw == list(stream.LineReader(path).positions())
+    assert [number for _, _, number in raw] == [1, 4, 5, 6, 7]
+    assert reader.end == path.stat().st_size - len(b'{"torn')

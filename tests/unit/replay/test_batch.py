@@ -10,7 +10,7 @@ from pathlib import Path
 
 from webhook_dev.admission.review import build_response, parse_request
 from webhook_dev.recording import query
-from webhook_dev.replay.batch import Selection, replay_in_order, selected
+from webhook_dev.replay.batch import Selection, replay_in_order, selected, selected_raw
 from webhook_dev.serving.upstream import UpstreamRequest, UpstreamResponse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
@@ -29,8 +29,9 @@ class Jittery:
         return UpstreamResponse(status=200, body=json.dumps(answer).encode())
 
 
-async def wheres(path: Path, selection: Selection, jobs: int) -> list[str]:
-    results = replay_in_order(selected([path], selection), [Jittery(), Jittery()], jobs=jobs)  # type: ignore[list-item]
+async def wheres(path: Path, selection: Selection, jobs: int, strict: bool = True) -> list[str]:
+    items = selected([path], selection, strict=strict)
+    results = replay_in_order(items, [Jittery(), Jittery()], jobs=jobs)  # type: ignore[list-item]
     return [item.where async for item in results if hasattr(item, "where")]
 
 
@@ -53,3 +54,26 @@ async def test_where_and_sample_pick_a_repeatable_subset_in_order(tmp_path: Path
     assert sample == await wheres(path, Selection(sample=25), 1)
     both = await wheres(path, Selection(where=query.parse("result:denied"), sample=5), 2)
     assert len(both) == 5 and set(both) <= set(denied)
+
+
+async def test_where_reads_positions_from_an_index_when_there_is_one(tmp_path: Path) -> None:
+    from webhook_dev.recording.index import RecordingIndex, index_path
+
+    path = tmp_path / "r.jsonl"
+    write_recording(path, 200)
+    choices = [
+        Selection(where=query.parse("result:denied ns:team-*")),
+        Selection(where=query.parse("kind:Pod -op:CREATE"), sample=20),
+    ]
+    streamed = [await wheres(path, selection, 3) for selection in choices]
+    raw = [list(selected_raw([path], selection, strict=False)) for selection in choices]
+    RecordingIndex.open(path)[0].close()
+    assert index_path(path).exists()
+    assert [await wheres(path, selection, 3, strict=False) for selection in choices] == streamed
+    assert all(streamed)
+    indexed = [list(selected_raw([path], selection, strict=False)) for selection in choices]
+    # Without the index, --where alone is left to the shards (every line goes out).
+    assert len(raw[0]) == 200 and [item[1] for item in indexed[0]] == [
+        int(where.rsplit(":", 1)[1]) for where in streamed[0]
+    ]
+    assert indexed[1] == raw[1]

@@ -1,0 +1,140 @@
+"""One shard of ``replay --jobs N`` (started by :mod:`~webhook_dev.replay.shards`).
+
+Reads a :class:`~webhook_dev.replay.shards.ShardConfig`, starts its target, answers
+``ready`` (or the error), then for each batch of raw lines on stdin decodes, filters
+(``--where``), replays with ``jobs`` calls in flight and writes the batch's records back
+in one frame. Batches overlap, so the target never waits for a batch's slowest call.
+Ends at EOF on stdin (the replay is done, or its process died), stopping its target.
+Ctrl-C is left to the replay process, which then closes our stdin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import signal
+import sys
+from pathlib import Path
+
+from webhook_dev.errors import ReviewError, UsageError
+from webhook_dev.recording import query, stream
+from webhook_dev.recording.redaction_key import redaction_key
+from webhook_dev.recording.summary import summary
+from webhook_dev.replay.batch import Skipped
+from webhook_dev.replay.outcome import outcome_of
+from webhook_dev.replay.replayer import replay_exchange
+from webhook_dev.replay.shards import Record, ShardConfig, frame, read_frame
+from webhook_dev.serving.upstream import Upstream
+from webhook_dev.serving.upstreams.app import AppUpstream
+from webhook_dev.serving.upstreams.url import UrlUpstream
+
+
+async def serve(config: ShardConfig) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(os.dup(1), "wb")
+    )
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    # The app's own prints must not land in our frames.
+    os.dup2(2, 1)
+    target: Upstream
+    if config.app is not None:
+        target = AppUpstream(config.app, cwd=Path(config.cwd))
+    else:
+        target = UrlUpstream.for_replay(
+            config.url or "", ca_file=Path(config.cacert) if config.cacert else None
+        )
+    try:
+        try:
+            if isinstance(target, AppUpstream):
+                await target.start(require_ready=True)
+            else:
+                await target.start()
+        except UsageError as error:
+            writer.write(frame(("error", (error.message, error.hint))))
+            await writer.drain()
+            return
+        writer.write(frame(("ready", None)))
+        await writer.drain()
+        replayer = _Replayer(config, target)
+        batches: set[asyncio.Task[None]] = set()
+
+        async def answer(batch: list[tuple[int, str, int, bytes]]) -> None:
+            records = await asyncio.gather(*(replayer.one(*item) for item in batch))
+            writer.write(frame(list(zip((item[0] for item in batch), records, strict=True))))
+            await writer.drain()
+
+        while True:
+            try:
+                batch = await read_frame(reader)
+            except EOFError:
+                break
+            task = asyncio.ensure_future(answer(batch))
+            batches.add(task)
+            task.add_done_callback(batches.discard)
+        if batches:
+            await asyncio.gather(*batches)
+    finally:
+        await target.close()
+        writer.close()
+
+
+class _Replayer:
+    def __init__(self, config: ShardConfig, target: Upstream) -> None:
+        self.config = config
+        self.target = target
+        self.where = query.parse(config.where)
+        self.key = redaction_key()
+        self.calls = asyncio.Semaphore(max(1, config.jobs))
+
+    async def one(self, _number: int, path: str, line_number: int, data: bytes) -> Record:
+        line = stream.decode_line(Path(path), 0, len(data), line_number, data)
+        if line.exchange is None:
+            return Skipped(f"{line.error}: skipped")
+        if self.where and not self.where.matches(summary(line.exchange)):
+            return None
+        where = f"{path}:{line_number}"
+        async with self.calls:
+            try:
+                result = await replay_exchange(
+                    line.exchange,
+                    self.target,
+                    idempotence=self.config.idempotence,
+                    redaction_key=self.key,
+                    where=where,
+                )
+            except ReviewError as error:
+                return Skipped(f"{where}: cannot replay ({error})")
+        return outcome_of(result, as_json=self.config.as_json)
+
+
+def _read_exactly(size: int) -> bytes:
+    """``size`` bytes of stdin, unbuffered (the event loop reads the rest of the pipe)."""
+    data = b""
+    while len(data) < size:
+        chunk = os.read(0, size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    head = _read_exactly(4)
+    if len(head) < 4:
+        return
+    config = pickle.loads(_read_exactly(int.from_bytes(head, "big")))
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(config))
+    else:
+        uvloop.run(serve(config))
+
+
+if __name__ == "__main__":
+    main()
