@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-import orjson
-
 from webhook_dev.admission import fast_json
 from webhook_dev.admission.exchange import Exchange
 from webhook_dev.admission.review import Flag, JsonObject
@@ -82,12 +80,11 @@ def _line(exchange: Exchange) -> JsonObject:
 def decode(line: str | bytes, *, where: str = "line") -> Exchange:
     """An exchange from one line; :class:`RecordingError` names ``where`` when it cannot.
 
-    Parsed by orjson (:mod:`~webhook_dev.admission.fast_json`: the same values and errors
-    as :mod:`json`, several times faster): a million-line index build or replay is
-    mostly this call.
+    Parsed by :func:`webhook_dev.admission.fast_json.loads` (orjson, with the same values
+    and errors as :mod:`json`): a million-line index build or replay is mostly this call.
     """
     try:
-        data = parse_json(line)
+        data = fast_json.loads(line)
     except ValueError as error:
         raise RecordingError(f"{where}: not JSON ({error})") from error
     except RecursionError:
@@ -122,25 +119,6 @@ def decode(line: str | bytes, *, where: str = "line") -> Exchange:
         )
     except (KeyError, TypeError, ValueError) as error:
         raise RecordingError(f"{where}: malformed exchange ({error!r})") from error
-
-
-# Digits become "0", every other byte "x": 19 digits in a row (a number orjson would
-# silently read as a float) are then one substring search, a few microseconds a line
-# where a regular expression costs as much as parsing the line.
-_DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x78 for byte in range(256))
-_NINETEEN_DIGITS = b"0" * 19
-
-
-def parse_json(line: str | bytes) -> object:
-    """:func:`json.loads`, by orjson where that gives the same value (the same values and
-    errors as :func:`webhook_dev.admission.fast_json.loads`, without its regular expression)."""
-    raw = line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass")
-    if _NINETEEN_DIGITS in raw.translate(_DIGITS):
-        return json.loads(line)
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(line)
 
 
 def _optional_ms(value: object) -> float | None:

@@ -29,12 +29,11 @@ from typing import Any
 
 import orjson
 
-from webhook_dev.admission import review
+from webhook_dev.admission import fast_json, review
 from webhook_dev.admission.exchange import Exchange
 from webhook_dev.admission.review import AdmissionResponse, Comparison, Difference, JsonObject
 from webhook_dev.admission.timeouts import call_timeout
 from webhook_dev.errors import RecordingError, ReviewError
-from webhook_dev.recording import format as recording
 from webhook_dev.recording.reader import RecordingWarning, iter_recording, open_check
 from webhook_dev.recording.redaction import is_about_secrets, redact_object
 from webhook_dev.recording.redaction_key import redaction_key
@@ -301,7 +300,7 @@ def _redacted(meaning: AdmissionResponse | None, key: bytes) -> AdmissionRespons
 
 def _json(body: bytes) -> JsonObject | None:
     try:
-        value = recording.parse_json(body)
+        value = fast_json.loads(body)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
