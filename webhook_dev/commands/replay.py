@@ -119,7 +119,7 @@ def replay(
             _event_loop(_run_sharded(config, shards, files, selection, report, strict))
         else:
             target: Upstream = (
-                AppUpstream(app)
+                AppUpstream(app, keep_spare=False)
                 if app is not None
                 else UrlUpstream.for_replay(url or "", ca_file=cacert or _local_ca())
             )

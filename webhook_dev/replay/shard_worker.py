@@ -42,7 +42,7 @@ async def serve(config: ShardConfig) -> None:
     os.dup2(2, 1)
     target: Upstream
     if config.app is not None:
-        target = AppUpstream(config.app, cwd=Path(config.cwd))
+        target = AppUpstream(config.app, cwd=Path(config.cwd), keep_spare=False)
     else:
         target = UrlUpstream.for_replay(
             config.url or "", ca_file=Path(config.cacert) if config.cacert else None

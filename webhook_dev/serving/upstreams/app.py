@@ -288,8 +288,18 @@ class WorkerProcess(WatchedChild):
 class AppUpstream:
     """Upstream: the user's aiohttp app (``module[:attr]``), reloadable without a lost call."""
 
-    def __init__(self, app: str, *, cwd: Path | None = None, hooks: Hooks | None = None) -> None:
+    def __init__(
+        self,
+        app: str,
+        *,
+        cwd: Path | None = None,
+        hooks: Hooks | None = None,
+        keep_spare: bool = True,
+    ) -> None:
+        """``keep_spare=False`` (replay, which never reloads): no spare worker waits beside
+        the serving one; a replacement (after a crash) then starts from scratch."""
         self.app = app
+        self.keep_spare = keep_spare
         self.cwd = (cwd or Path.cwd()).resolve()
         self.hooks = hooks or Hooks()
         self._handover: Handover[WorkerProcess] = Handover(
@@ -340,7 +350,8 @@ class AppUpstream:
         try:
             await worker.start_app(self.app, generation, self.hooks)
         finally:
-            self._spare = asyncio.create_task(self._spawn())
+            if self.keep_spare:
+                self._spare = asyncio.create_task(self._spawn())
         worker.watch_exit(self._handover.backend_exited)
         worker.watch_health(self._replace_worker, self.hooks)
         return worker
