@@ -284,7 +284,7 @@ def main() -> None:
     parser.add_argument("--replay", type=int, default=5000)
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--keep", type=Path, help="Use/keep the recording at this path.")
-    parser.add_argument("--only", default="inspect,replay,serve", help="Parts to run.")
+    parser.add_argument("--only", default="inspect,browser,replay,serve", help="Parts to run.")
     parser.add_argument("--warm", action="store_true", help="Keep an index in place.")
     parser.add_argument("--serve-rounds", type=int, default=5)
     parser.add_argument("--serve-requests", type=int, default=2000)
@@ -294,7 +294,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-recordings-"))
     env = {**os.environ, "WEBHOOK_DEV_STATE_DIR": str(work / "state")}
     recording = options.keep or work / "big.jsonl"
-    if parts & {"inspect", "replay"} and not recording.exists():
+    if parts & {"inspect", "browser", "replay"} and not recording.exists():
         began = time.monotonic()
         write_recording(recording, options.exchanges)
         print(
@@ -303,6 +303,8 @@ def main() -> None:
         )
     if "inspect" in parts:
         inspect_part(recording, env, cold=not options.warm)
+    if "browser" in parts:
+        browser_part(recording, env)
     if "replay" in parts:
         sample = min(options.replay, options.exchanges)
         runs = {}
@@ -336,6 +338,75 @@ def inspect_part(recording: Path, env: dict[str, str], *, cold: bool) -> None:
         for name, seconds in api_timings(url).items():
             print(f"  API {name}: {seconds * 1000:.0f} ms")
         print(f"  inspect's peak RSS after the API calls: {peak_rss_mib(process.pid):.0f} MiB")
+    finally:
+        process.terminate()
+        process.wait()
+
+
+BROWSER_FILTERS = (
+    "kind:Pod ns:team-a result:denied",
+    "latency>5",
+    "worker-99",
+    "kind:Secret op:UPDATE",
+    "nothing-like-this",
+)
+
+
+def browser_part(recording: Path, env: dict[str, str]) -> None:
+    """The page in Debian's headless Chromium (Playwright), on ``inspect`` of the file:
+    first rows, each filter typed into the search box until the list shows its answer
+    (the page's 150 ms typing pause included, as a user waits it), a row's detail, and a
+    jump to the middle of the list. The index must be in place (run ``inspect`` first)."""
+    from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
+    _, _, url, process = inspect_ready(recording, env)
+    try:
+        with sync_playwright() as driver:
+            browser = driver.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            )
+            page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+            page.set_default_timeout(60_000)
+            rows = page.locator("#exchanges tbody tr")
+            began = time.perf_counter()
+            page.goto(url)
+            rows.first.wait_for()
+            print(f"browser: first rows {time.perf_counter() - began:.2f} s (goal <= 1 s)")
+            count = page.locator("#count")
+            for text in BROWSER_FILTERS:
+                before = count.inner_text()
+                began = time.perf_counter()
+                page.locator("#filters input[name=text]").fill(text)
+                page.wait_for_function(
+                    "before => document.querySelector('#count').textContent !== before",
+                    arg=before,
+                )
+                elapsed = time.perf_counter() - began
+                print(f"  filter {text!r}: {elapsed:.2f} s (goal <= 0.5 s): {count.inner_text()}")
+            page.locator("#filters input[name=text]").fill("")
+            page.wait_for_function(
+                "() => document.querySelectorAll('#exchanges tbody tr').length > 0"
+            )
+            began = time.perf_counter()
+            rows.nth(3).click()
+            page.locator("#detail h2").wait_for()
+            print(f"  a row's detail: {time.perf_counter() - began:.2f} s")
+            first = rows.first.inner_text()
+            began = time.perf_counter()
+            page.locator(".list").evaluate("list => { list.scrollTop = list.scrollHeight / 2; }")
+            page.wait_for_function(  # rows again, and other ones (not the list emptied)
+                "first => { const row = document.querySelector('#exchanges tbody tr');"
+                " return row !== null && row.innerText !== first; }",
+                arg=first,
+            )
+            print(
+                f"  jump to the middle: {time.perf_counter() - began:.2f} s, "
+                f"{rows.count()} rows in the page"
+            )
+            browser.close()
     finally:
         process.terminate()
         process.wait()
