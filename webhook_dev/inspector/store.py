@@ -94,13 +94,7 @@ class RecordingStore:
     def page_now(self, query: Query, offset: int, limit: int) -> tuple[int, list[JsonObject]]:
         """:meth:`page`, in the calling thread (benchmarks and tests)."""
         if len(self.indexes) == 1:
-            index = self.indexes[0]
-            rows = index.rows(query, offset=offset, limit=limit)
-            if offset == 0 and len(rows) < limit:
-                # Fewer than asked for: that is the count, without a second pass (a text
-                # search matching a few rows scans the whole index once, not twice).
-                return len(rows), rows
-            return index.count(query), rows
+            return self.indexes[0].page(query, offset=offset, limit=limit)
         total = sum(index.count(query) for index in self.indexes)
         # Newest first by time across files: each index gives its first offset+limit rows
         # in time order; a merge of those has the window's rows.

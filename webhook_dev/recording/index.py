@@ -388,6 +388,39 @@ class RecordingIndex:
         )
         return [row_of(values) for values in cursor]
 
+    def page(self, query: Query, *, offset: int, limit: int) -> tuple[int, list[JsonObject]]:
+        """The count of rows matching ``query`` and its page (newest first), read in as
+        few scans as the query allows.
+
+        A text search cannot use a B-tree: both the page and the count scan the search
+        table. Here one scan walks the matching rows' numbers, newest first, counting
+        them and keeping the page's, and only those rows are then read in full.
+        """
+        if not query.searches_text:
+            rows = self.rows(query, offset=offset, limit=limit)
+            if offset == 0 and len(rows) < limit:
+                return len(rows), rows  # fewer than asked for: that is the count
+            return self.count(query), rows
+        where, parameters = query.sql()
+        cursor = self.connection.execute(
+            f"SELECT search_seq FROM {_source(query)} WHERE {where} ORDER BY search_seq DESC",
+            parameters,
+        )
+        total, wanted = 0, []
+        end = offset + limit
+        for (seq,) in cursor:
+            if offset <= total < end:
+                wanted.append(seq)
+            total += 1
+        if not wanted:
+            return total, []
+        marks = ",".join("?" * len(wanted))
+        cursor = self.connection.execute(
+            f"SELECT {SELECT_ROW} FROM exchanges WHERE seq IN ({marks}) ORDER BY seq DESC",
+            wanted,
+        )
+        return total, [row_of(values) for values in cursor]
+
     def locate(self, exchange_id: str) -> tuple[int, int, int] | None:
         """``(offset, length, line)`` of the exchange with this id, or ``None``."""
         found = self.connection.execute(

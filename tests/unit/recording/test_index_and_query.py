@@ -132,6 +132,19 @@ def test_index_queries_agree_with_the_rows_filtered_in_python(recording: Path) -
     assert index.count(query.parse("ns:team-a result:denied")) > 0
 
 
+@pytest.mark.parametrize("text", ["web", "bad-1 kind:Pod", "worker -team-b", "no-such-text", ""])
+@pytest.mark.parametrize(("offset", "limit"), [(0, 10), (0, 1000), (7, 5), (290, 50)])
+def test_a_page_and_its_count_agree_with_rows_and_count(
+    recording: Path, text: str, offset: int, limit: int
+) -> None:
+    """One scan for a text search gives what the page and the count queries give."""
+    index, _ = RecordingIndex.open(recording)
+    parsed = query.parse(text)
+    total, rows = index.page(parsed, offset=offset, limit=limit)
+    assert total == index.count(parsed)
+    assert rows == index.rows(parsed, offset=offset, limit=limit)
+
+
 def test_the_query_syntax_reads_fields_operators_quotes_and_negation() -> None:
     parsed = query.parse('kind:Pod name:"my pod" -user:bob latency>1.5s words')
     fields = [(t.field, t.op, t.value, t.negate) for t in parsed.terms]
