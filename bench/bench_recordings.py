@@ -149,6 +149,8 @@ def _name(pid: int) -> str:
     except OSError:
         return "?"
     module = next((w for w in words if w.startswith("webhook_dev")), "")
+    if not module:
+        return Path(words[0]).name or "?"
     return module.rsplit(".", 1)[-1] if module != "webhook_dev" else "replay"
 
 

@@ -65,3 +65,28 @@ def test_sharded_replay_of_an_app_that_cannot_start_exits_2(
     done = run_webhook_dev("replay", str(path), "--app", "hook", "--jobs", "2", cwd=project.path)
     assert done.returncode == 2, done
     assert "broken at import" in done.stderr and done.stderr.count("did not start") == 1
+
+
+def test_a_handler_that_raises_or_exits_is_reported_alike_with_the_app_in_the_shard(
+    tmp_path: Path, state_dir: Path, project: Project
+) -> None:
+    """The shards run the app on their own loop, behind the worker's middleware: an
+    exception and sys.exit() in a handler read as with a worker process, and the run
+    goes on past them."""
+    path = tmp_path / "rec.jsonl"
+    write_recording(path, 40)
+    project.write_app(
+        "v1",
+        body="if review['request']['name'].endswith('3'): raise ValueError('broken handler')\n"
+        "    if review['request']['name'].endswith('7'): raise SystemExit(4)",
+    )
+    alone = run_webhook_dev("replay", str(path), "--app", "hook", "--json", cwd=project.path)
+    sharded = run_webhook_dev(
+        "replay", str(path), "--app", "hook", "--json", "--jobs", "2", cwd=project.path
+    )
+    assert sharded.returncode == alone.returncode == 1, sharded.stderr
+    assert json.loads(sharded.stdout) == json.loads(alone.stdout)
+    results = json.loads(sharded.stdout)["results"]
+    assert len(results) == 40
+    assert "ValueError: broken handler" in sharded.stdout
+    assert "SystemExit: 4" in sharded.stdout

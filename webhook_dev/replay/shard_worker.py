@@ -26,7 +26,7 @@ from webhook_dev.replay.outcome import outcome_of
 from webhook_dev.replay.replayer import replay_exchange
 from webhook_dev.replay.shards import Record, ShardConfig, frame, read_frame
 from webhook_dev.serving.upstream import Upstream
-from webhook_dev.serving.upstreams.app import AppUpstream
+from webhook_dev.serving.upstreams.in_process import InProcessApp
 from webhook_dev.serving.upstreams.url import UrlUpstream
 
 
@@ -42,17 +42,16 @@ async def serve(config: ShardConfig) -> None:
     os.dup2(2, 1)
     target: Upstream
     if config.app is not None:
-        target = AppUpstream(config.app, cwd=Path(config.cwd), keep_spare=False)
+        # The app on this shard's own loop: a worker process would only add a process
+        # switch to every call (nothing reloads during a replay).
+        target = InProcessApp(config.app, cwd=Path(config.cwd))
     else:
         target = UrlUpstream.for_replay(
             config.url or "", ca_file=Path(config.cacert) if config.cacert else None
         )
     try:
         try:
-            if isinstance(target, AppUpstream):
-                await target.start(require_ready=True)
-            else:
-                await target.start()
+            await target.start()
         except UsageError as error:
             writer.write(frame(("error", (error.message, error.hint))))
             await writer.drain()
@@ -128,6 +127,9 @@ def main() -> None:
     if len(head) < 4:
         return
     config = pickle.loads(_read_exactly(int.from_bytes(head, "big")))
+    if config.app is not None:
+        asyncio.run(serve(config))  # the user's app on the loop web.run_app gives it
+        return
     try:
         import uvloop
     except ImportError:

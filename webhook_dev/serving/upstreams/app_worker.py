@@ -140,6 +140,25 @@ def _die_with_parent() -> None:
         os._exit(0)
 
 
+async def serve_app(
+    spec: str, socket_path: str, exit_request: _Exit | None = None
+) -> web.AppRunner:
+    """Import APP and serve it on ``socket_path`` in this event loop, with the middleware
+    that answers a handler's exception (or exit) with its traceback. The worker's main
+    job; replay's shards run it in their own process (nothing to reload there)."""
+    app = await load_app(spec)
+    if not app.frozen:
+        app.middlewares.insert(0, _error_middleware(exit_request or _Exit()))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.UnixSite(runner, socket_path).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
+
+
 async def _serve(spec: str, socket_path: str, ready_fd: int) -> int:
     stop = asyncio.Event()
     exit_request = _Exit()
@@ -159,13 +178,7 @@ async def _serve(spec: str, socket_path: str, ready_fd: int) -> int:
 
     loop.add_reader(0, _on_stdin)
     try:
-        app = await load_app(spec)
-        if not app.frozen:
-            app.middlewares.insert(0, _error_middleware(exit_request))
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.UnixSite(runner, socket_path)
-        await site.start()
+        runner = await serve_app(spec, socket_path, exit_request)
     except BaseException as error:
         report = {"ok": False, "error": traceback.format_exc()}
         if isinstance(error, AppSpecError):
