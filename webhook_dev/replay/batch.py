@@ -141,14 +141,15 @@ def _sample(
 
 
 def _indexed(
-    path: Path, where: Query, strict: bool
+    path: Path, where: Query, strict: bool, *, unfiltered: bool = False
 ) -> Iterator[tuple[int, int, int] | Skipped] | None:
-    """With ``--where`` and an index beside the recording (``inspect`` or ``serve`` made
-    one): the matching lines' positions from it, in file order, instead of decoding every
-    line (a million lines: seconds of CPU, against milliseconds for the query). Damaged
-    lines are not in an index: one warning says how many were skipped. ``None`` when
-    there is no index, or with ``--strict`` (which reads every line anyway)."""
-    if not where or strict or not index_path(path).exists():
+    """With ``--where`` (or ``unfiltered``: ``--sample`` wants every position) and an
+    index beside the recording (``inspect`` or ``serve`` made one): the matching lines'
+    positions from it, in file order, instead of decoding or scanning every line (a
+    million lines: seconds, against a query). Damaged lines are not in an index: one
+    warning says how many were skipped. ``None`` when there is no index, or with
+    ``--strict`` (which reads every line anyway)."""
+    if (not where and not unfiltered) or strict or not index_path(path).exists():
         return None
     try:
         index, _ = RecordingIndex.open(path)
@@ -170,7 +171,7 @@ def _index_positions(
 
 
 def _positions(path: Path, where: Query, strict: bool) -> Iterator[tuple[int, int, int] | Skipped]:
-    indexed = _indexed(path, where, strict)
+    indexed = _indexed(path, where, strict, unfiltered=True)
     if indexed is not None:
         yield from indexed
         return

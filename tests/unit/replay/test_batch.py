@@ -8,6 +8,8 @@ import random
 import sys
 from pathlib import Path
 
+import pytest
+
 from webhook_dev.admission.review import build_response, parse_request
 from webhook_dev.recording import query
 from webhook_dev.replay.batch import Selection, replay_in_order, selected, selected_raw
@@ -77,3 +79,23 @@ async def test_where_reads_positions_from_an_index_when_there_is_one(tmp_path: P
         int(where.rsplit(":", 1)[1]) for where in streamed[0]
     ]
     assert indexed[1] == raw[1]
+
+
+async def test_sample_alone_takes_its_positions_from_an_index_and_picks_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from webhook_dev.recording import stream
+    from webhook_dev.recording.index import RecordingIndex
+
+    path = tmp_path / "r.jsonl"
+    write_recording(path, 300)
+    selection = Selection(sample=30)
+    scanned = list(selected_raw([path], selection, strict=False))
+    RecordingIndex.open(path)[0].close()
+
+    def no_scan(self: object) -> None:
+        raise AssertionError("the file was scanned although it has an index")
+
+    monkeypatch.setattr(stream.LineReader, "positions", no_scan)
+    assert list(selected_raw([path], selection, strict=False)) == scanned
+    assert len(scanned) == 30
