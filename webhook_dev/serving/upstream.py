@@ -277,6 +277,7 @@ class Handover(Generic[B]):
                     if retried_after_death:
                         break
                     retried_after_death = True
+                await self._wait_replaced(backend, deadline)
                 continue
             finally:
                 self._inflight[generation] = self._inflight.get(generation, 1) - 1
@@ -309,6 +310,18 @@ class Handover(Generic[B]):
             return await backend.send(request, max(until - loop.time(), 0.1))
         finally:
             self._suspects.release()
+
+    async def _wait_replaced(self, backend: B, deadline: float) -> None:
+        """After ``backend`` lost a call: wait, within the call's deadline, until calls
+        no longer go to it. A worker that just died is still ``alive`` until its exit is
+        reaped — on a loaded machine longer than a retry takes — and a retry sent to it
+        meets a socket nobody accepts on, burning the call's attempts in a moment."""
+        loop = asyncio.get_running_loop()
+        while self._current is backend and backend.alive and not self._closed:
+            remaining = deadline - loop.time() - 0.2
+            if remaining <= 0:
+                return
+            await self._wait_changed(remaining)
 
     async def _acquire(self, deadline: float) -> B | None:
         loop = asyncio.get_running_loop()

@@ -100,3 +100,52 @@ async def test_a_stuck_backend_is_replaced_once_with_the_reason_said() -> None:
     reasons = [e.reason for e in events.events if isinstance(e, GenerationExited)]
     assert reasons == ["stopped answering health checks for 3 s"]
     await handover.close()
+
+
+class Unreaped:
+    """A backend that died but whose exit is not noticed yet: it refuses connections
+    (never ran the call) while still ``alive``, until its death is reported."""
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.pid: int | None = None
+        self.startup_ms = 0.0
+        self.dead = generation == 1
+        self.reported = False
+        self.attempts = 0
+
+    @property
+    def alive(self) -> bool:
+        return not self.reported
+
+    async def send(self, request: UpstreamRequest, budget: float) -> UpstreamResponse:
+        self.attempts += 1
+        if self.dead:
+            raise BackendGone()  # connection refused: the call never reached it
+        return UpstreamResponse(200, str(self.generation).encode(), generation=self.generation)
+
+    async def stop(self) -> None:
+        self.reported = True
+
+
+async def test_a_call_waits_for_a_dead_backends_exit_to_be_noticed_instead_of_failing() -> None:
+    """On a loaded machine a dead worker's exit is reaped later than three retries take:
+    the call waits for it (and the next generation), it does not burn its attempts."""
+    backends: list[Unreaped] = []
+
+    async def start(generation: int) -> Unreaped:
+        backend = Unreaped(generation)
+        backends.append(backend)
+        return backend
+
+    handover: Handover[Unreaped] = Handover(start, Hooks())
+    await handover.reload("start")
+    loop = asyncio.get_running_loop()
+    call = asyncio.create_task(handover.send(REQUEST, loop.time() + 10))
+    await asyncio.sleep(0.05)  # the call met the dead backend and waits
+    assert not call.done()
+    backends[0].reported = True
+    handover.backend_exited(backends[0], 1)  # the exit is noticed: a new generation
+    answer = await call
+    assert answer.status == 200 and answer.body == b"2"
+    assert backends[0].attempts == 1
