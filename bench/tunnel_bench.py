@@ -38,6 +38,7 @@ from pathlib import Path
 import aiohttp
 from bench_up import TUNNEL, cpu_seconds, descendants
 from loop_bench import REPO, free_port, pod_review
+from serve_bench import DIRECT_APP  # the sample under aiohttp's own TLS server
 
 from webhook_dev.lab import configs
 from webhook_dev.lab.ssh_keys import SSHKeyPair
@@ -46,17 +47,6 @@ from webhook_dev.tls.authority import LocalAuthority
 STALL_MS = 30.0
 LEVELS = (1, 16)
 BASELINE = "ssh -N -R"
-SERVE_SAMPLE = """
-import ssl, sys
-from aiohttp import web
-from sample_webhook.sidecar_injector import create_app
-context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-context.load_cert_chain(sys.argv[2], sys.argv[3])
-web.run_app(create_app(), host="127.0.0.1", port=int(sys.argv[1]), ssl_context=context,
-            access_log=None, print=None)
-"""
-
-
 @dataclass
 class Figures:
     latencies_ms: list[float] = field(default_factory=list)
@@ -194,7 +184,7 @@ def main() -> None:
                 ["/usr/sbin/sshd", "-D", "-e", "-f", str(sshd_config)], stderr=subprocess.DEVNULL
             )
             start(
-                [sys.executable, "-c", SERVE_SAMPLE, str(backend_port), str(cert), str(key)],
+                [sys.executable, "-c", DIRECT_APP, str(backend_port), str(cert), str(key)],
                 cwd=REPO,
                 env=env,
             )

@@ -52,6 +52,9 @@ class Skipped:
 Item = tuple[str, Exchange]  # (where it was recorded: path:line, the exchange)
 
 
+Position = tuple[Path, int, int, int]  # (file, offset, length, line number)
+
+
 def selected(
     paths: Sequence[Path], selection: Selection, *, strict: bool = True
 ) -> Iterator[Item | Skipped]:
@@ -60,30 +63,19 @@ def selected(
     A damaged line is a :class:`RecordingError` (exit 2), or with ``strict=False`` a
     :class:`Skipped` warning.
     """
-    if selection.sample is None:
-        for path in paths:
-            indexed = _indexed(path, selection.where, strict)
-            if indexed is not None:
-                for hit in indexed:
-                    if isinstance(hit, Skipped):
-                        yield hit
-                    else:
-                        where = f"{path}:{hit[2]}"
-                        yield where, stream.read_at(path, hit[0], hit[1], where=where)
-                continue
-            for line in stream.lines(path):
+    for chosen in _chosen(paths, selection, strict):
+        if isinstance(chosen, Skipped):
+            yield chosen
+        elif isinstance(chosen, Path):
+            for line in stream.lines(chosen):
                 if line.exchange is None:
                     yield _damaged(line, strict)
                 elif _keeps(selection.where, line.exchange):
-                    yield f"{path}:{line.number}", line.exchange
-        return
-    for found in _sample(paths, selection, strict):
-        if isinstance(found, Skipped):
-            yield found
-            continue
-        file_number, offset, length, number = found
-        path = paths[file_number]
-        yield f"{path}:{number}", stream.read_at(path, offset, length, where=f"{path}:{number}")
+                    yield f"{chosen}:{line.number}", line.exchange
+        else:
+            path, offset, length, number = chosen
+            where = f"{path}:{number}"
+            yield where, stream.read_at(path, offset, length, where=where)
 
 
 def selected_raw(
@@ -91,27 +83,39 @@ def selected_raw(
 ) -> Iterator[tuple[str, int, bytes] | Skipped]:
     """What :func:`selected` picks, as ``(file, line number, the line's bytes)`` not yet
     decoded (the shards of :mod:`~webhook_dev.replay.shards` decode them, and apply
-    ``selection.where`` themselves unless ``--sample`` had to read it here)."""
-    if selection.sample is None:
-        for path in paths:
-            indexed = _indexed(path, selection.where, strict)
-            if indexed is not None:
-                for hit in indexed:
-                    if isinstance(hit, Skipped):
-                        yield hit
-                    else:
-                        yield str(path), hit[2], stream.read_raw(path, hit[0], hit[1])
-                continue
-            for _, _, number, data in stream.LineReader(path).raw():
-                yield str(path), number, data
+    ``selection.where`` themselves when no index or sample had to read it here)."""
+    for chosen in _chosen(paths, selection, strict):
+        if isinstance(chosen, Skipped):
+            yield chosen
+        elif isinstance(chosen, Path):
+            for _, _, number, data in stream.LineReader(chosen).raw():
+                yield str(chosen), number, data
+        else:
+            path, offset, length, number = chosen
+            yield str(path), number, stream.read_raw(path, offset, length)
+
+
+def _chosen(
+    paths: Sequence[Path], selection: Selection, strict: bool
+) -> Iterator[Position | Skipped | Path]:
+    """What ``selection`` picks, without reading the lines themselves: the positions of
+    a sample or of an index's matches, warnings, or a whole file to read through (no
+    index to ask, no sample)."""
+    if selection.sample is not None:
+        for found in _sample(paths, selection, strict):
+            if isinstance(found, Skipped):
+                yield found
+            else:
+                file_number, offset, length, number = found
+                yield paths[file_number], offset, length, number
         return
-    for found in _sample(paths, selection, strict):
-        if isinstance(found, Skipped):
-            yield found
+    for path in paths:
+        indexed = _indexed(path, selection.where, strict)
+        if indexed is None:
+            yield path
             continue
-        file_number, offset, length, number = found
-        path = paths[file_number]
-        yield str(path), number, stream.read_raw(path, offset, length)
+        for hit in indexed:
+            yield hit if isinstance(hit, Skipped) else (path, *hit)
 
 
 def _sample(
