@@ -20,7 +20,6 @@ its target could not start (the app fails to import: exit 2 like without shards)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import pickle
 import struct
@@ -32,6 +31,7 @@ from typing import Any
 from webhook_dev.errors import RecordingError, UsageError
 from webhook_dev.replay.batch import Skipped
 from webhook_dev.replay.outcome import Outcome
+from webhook_dev.serving.upstreams.child_process import wait_or_kill
 
 BATCH = 32
 WINDOW = 2
@@ -93,12 +93,7 @@ class _Shard:
         stdin = self.process.stdin
         if stdin is not None and not stdin.is_closing():
             stdin.close()  # EOF: the shard finishes, stops its target and exits
-        try:
-            await asyncio.wait_for(self.process.wait(), STOP_GRACE)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-            await self.process.wait()
+        await wait_or_kill(self.process, STOP_GRACE)
 
 
 async def replay_sharded(

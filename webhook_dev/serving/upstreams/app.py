@@ -48,7 +48,7 @@ from webhook_dev.serving.upstream import (
     UpstreamResponse,
 )
 from webhook_dev.serving.upstreams.app_worker import ERROR_HEADER, AppSpecError, split_spec
-from webhook_dev.serving.upstreams.child_process import WatchedChild
+from webhook_dev.serving.upstreams.child_process import WatchedChild, wait_or_kill
 from webhook_dev.serving.upstreams.unix_http import ConnectFailed, UnixHttpPool, forward_unix
 
 STARTUP_TIMEOUT = 60.0
@@ -270,12 +270,7 @@ class WorkerProcess(WatchedChild):
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), STOP_GRACE)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
-                await self.process.wait()
+            await wait_or_kill(self.process, STOP_GRACE)
         if self.process.stdin is not None:
             self.process.stdin.close()
         for task in self._tasks:

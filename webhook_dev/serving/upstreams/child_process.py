@@ -4,6 +4,7 @@ and report an exit nobody asked for. Shared by the aiohttp workers and ``--run``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Self
 
@@ -39,3 +40,14 @@ class WatchedChild:
 
     def _remember_output(self, text: str) -> None:
         """Override to keep output (e.g. the tail shown when a build fails)."""
+
+
+async def wait_or_kill(process: asyncio.subprocess.Process, grace: float) -> None:
+    """Wait up to ``grace`` seconds for ``process`` to end (it was asked to), then
+    SIGKILL it; returns once it is reaped either way."""
+    try:
+        await asyncio.wait_for(process.wait(), grace)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
