@@ -7,6 +7,7 @@ call that used most of it — so all three read it here, the same way.
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import parse_qsl, urlsplit
 
@@ -32,7 +33,12 @@ def parse_go_duration(text: str | None) -> float | None:
     return seconds if seconds <= MAX_DURATION else None  # also inf, from 400 digits
 
 
+@functools.lru_cache(maxsize=256)
 def call_timeout(path_qs: str) -> float:
-    """The budget of a call to ``path_qs`` (path and query): its ``?timeout=``, else 10 s."""
+    """The budget of a call to ``path_qs`` (path and query): its ``?timeout=``, else 10 s.
+
+    Cached: a recording holds a handful of distinct paths, and an index build or a replay
+    asks for each of a million lines (parsing the query every time was a quarter of an
+    index build's CPU)."""
     query = dict(parse_qsl(urlsplit(path_qs).query))
     return parse_go_duration(query.get("timeout")) or DEFAULT_TIMEOUT

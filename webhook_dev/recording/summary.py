@@ -8,8 +8,6 @@ layers need the same row: the index (:mod:`~webhook_dev.recording.index`), ``rep
 
 from __future__ import annotations
 
-import functools
-
 from webhook_dev.admission.exchange import Exchange
 from webhook_dev.admission.review import JsonObject, display_name, kind_of
 from webhook_dev.admission.timeouts import call_timeout
@@ -19,13 +17,7 @@ SLOW_FRACTION = 0.8  # of the apiserver's timeout: past it, a busier cluster wou
 
 def timeout_seconds(exchange: Exchange) -> float:
     """The apiserver's budget for this call: its ``?timeout=``, else the default 10 s."""
-    return _timeout_of_path(exchange.path)
-
-
-@functools.lru_cache(maxsize=256)
-def _timeout_of_path(path: str) -> float:
-    # A recording has a handful of distinct paths; parsing each once keeps index builds fast.
-    return call_timeout(path)
+    return call_timeout(exchange.path)
 
 
 def is_slow(exchange: Exchange) -> bool:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import functools
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -244,18 +243,12 @@ def _encode(value: JsonObject) -> bytes:
 
 
 async def _send(target: Upstream, body: bytes, path: str) -> UpstreamResponse:
-    deadline = asyncio.get_running_loop().time() + _timeout_of(path or "/")
+    deadline = asyncio.get_running_loop().time() + call_timeout(path or "/")
     request = UpstreamRequest(path=path or "/", body=body, headers=_HEADERS)
     return await target.send(request, deadline)
 
 
 _HEADERS = {"Content-Type": "application/json"}
-
-
-@functools.lru_cache(maxsize=256)
-def _timeout_of(path: str) -> float:
-    # A recording holds a handful of paths: parse each ?timeout= once.
-    return call_timeout(path)
 
 
 def _meaning(
