@@ -97,7 +97,7 @@ def check_app_spec(spec: str, cwd: Path) -> None:
 _ERROR_HEADER = ERROR_HEADER.lower()
 
 
-def _traceback(headers: Mapping[str, str], body: bytes) -> str | None:
+def handler_traceback(headers: Mapping[str, str], body: bytes) -> str | None:
     """The handler's traceback, which the worker sends as the body of a marked 500
     (``headers``: names lower-cased)."""
     return body.decode(errors="replace") if _ERROR_HEADER in headers else None
@@ -261,7 +261,7 @@ class WorkerProcess(WatchedChild):
     def _answer_error(self, headers: Mapping[str, str], body: bytes) -> str | None:
         if headers.get(_ERROR_HEADER) == "handler-exit":
             self._retire("is exiting: a handler called sys.exit() or raised KeyboardInterrupt")
-        return _traceback(headers, body)
+        return handler_traceback(headers, body)
 
     async def stop(self) -> None:
         self._stopping = True

@@ -20,19 +20,17 @@ import shutil
 import sys
 import tempfile
 import traceback
-from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import web
 
 from webhook_dev.errors import UsageError
 from webhook_dev.serving.upstream import UpstreamRequest, UpstreamResponse
-from webhook_dev.serving.upstreams.app import check_app_spec
-from webhook_dev.serving.upstreams.app_worker import ERROR_HEADER, serve_app
+from webhook_dev.serving.upstreams.app import check_app_spec, handler_traceback
+from webhook_dev.serving.upstreams.app_worker import serve_app
 from webhook_dev.serving.upstreams.forward import failure
 from webhook_dev.serving.upstreams.unix_http import ConnectFailed, UnixHttpPool, forward_unix
 
-_ERROR_HEADER = ERROR_HEADER.lower()
 GENERATION = 1  # one app for the whole run
 
 
@@ -86,7 +84,7 @@ class InProcessApp:
                 budget,
                 generation=GENERATION,
                 who="the app",
-                answer_error=_traceback,
+                answer_error=handler_traceback,
                 disconnected=_never,
             )
         except ConnectFailed as error:
@@ -97,10 +95,6 @@ class InProcessApp:
 
     def request_reload(self, reason: str) -> None:
         """Nothing to reload: a replay runs one version of the code."""
-
-
-def _traceback(headers: Mapping[str, str], body: bytes) -> str | None:
-    return body.decode(errors="replace") if _ERROR_HEADER in headers else None
 
 
 async def _never() -> bool:
