@@ -248,8 +248,11 @@ class Handover(Generic[B]):
         loop = asyncio.get_running_loop()
         waited_ns = 0
         retried_after_death = False
+        lost_by: B | None = None  # the backend that lost this call's previous attempt
         for _attempt in range(3):
             acquire_started = time.perf_counter_ns()
+            if lost_by is not None:
+                await self._wait_replaced(lost_by, deadline)
             backend = await self._acquire(deadline)
             waited_ns += time.perf_counter_ns() - acquire_started
             if backend is None:
@@ -277,7 +280,7 @@ class Handover(Generic[B]):
                     if retried_after_death:
                         break
                     retried_after_death = True
-                await self._wait_replaced(backend, deadline)
+                lost_by = backend
                 continue
             finally:
                 self._inflight[generation] = self._inflight.get(generation, 1) - 1
