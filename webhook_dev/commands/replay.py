@@ -6,9 +6,9 @@ Exit codes: 0 every answer matches; 1 some differ; 2 bad usage or an unreadable 
 with a warning naming ``file:line``.
 
 Large recordings: the files are streamed and each result printed as it comes (constant
-memory); ``--jobs N`` replays over up to one process a CPU, each with its own ``--app``
-worker or ``--url`` client (:mod:`~webhook_dev.replay.shards`), N calls in flight in
-all, the report keeping the recording's order; ``--where`` and ``--sample`` pick a
+memory); ``--jobs N`` replays over up to one process a CPU, each serving the ``--app``
+itself or with its own ``--url`` client (:mod:`~webhook_dev.replay.shards`), N calls in
+flight in all, the report keeping the recording's order; ``--where`` and ``--sample`` pick a
 subset; a progress bar shows on a terminal (stderr); ``--quiet`` prints only failures,
 warnings and the summary.
 """
@@ -59,7 +59,7 @@ from webhook_dev.serving.upstreams.url import UrlUpstream
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Calls in flight at once, over up to one replay process (and --app worker) a CPU.",
+    help="Calls in flight at once, over up to one replay process a CPU.",
 )
 @click.option(
     "--where",
