@@ -15,8 +15,8 @@ import uvloop
 from aiohttp import web
 
 from tests.reviews import request_review
-from webhook_dev.admission.exchange import Exchange, Hooks, now
 from webhook_dev.recording import format as recording
+from webhook_dev.reviews.exchange import Exchange, Hooks, now
 from webhook_dev.serving.proxy import Proxy
 from webhook_dev.serving.upstream import UpstreamRequest, UpstreamResponse
 

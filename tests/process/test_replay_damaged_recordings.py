@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tests.conftest import Project, run_webhook_dev
 from tests.reviews import request_review
-from webhook_dev.admission.exchange import Exchange, now
 from webhook_dev.recording import format as recording
+from webhook_dev.reviews.exchange import Exchange, now
 
 ALLOWED = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}
 

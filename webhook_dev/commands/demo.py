@@ -33,7 +33,6 @@ from rich.console import Console
 from rich.syntax import Syntax
 
 import sample_webhook
-from webhook_dev.admission import review
 from webhook_dev.commands.lab import BuildReporter
 from webhook_dev.errors import LabError, WebhookDevError
 from webhook_dev.kube import pod_status
@@ -43,6 +42,7 @@ from webhook_dev.lab.images import NGINX_IMAGE, PAUSE_IMAGE
 from webhook_dev.lab.process_output import ProcessOutput
 from webhook_dev.paths import state_dir
 from webhook_dev.recording import format as recording
+from webhook_dev.reviews import admission as review
 
 # sample_webhook is installed beside webhook_dev (pyproject.toml); up imports it from there.
 SAMPLES_ROOT = Path(sample_webhook.__file__).resolve().parents[1]

@@ -59,7 +59,7 @@ def inspect(
     feed.status = {"generation": None, "state": "offline", "message": ""}
     workers = None
     if app is not None:
-        from webhook_dev.admission.exchange import Hooks
+        from webhook_dev.reviews.exchange import Hooks
         from webhook_dev.serving.upstreams.app import AppUpstream
 
         workers = AppUpstream(app, hooks=Hooks([feed]))

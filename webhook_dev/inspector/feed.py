@@ -18,7 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook_dev.admission.exchange import (
+from webhook_dev.inspector import views
+from webhook_dev.recording.redaction import may_hold_secrets_exchange, redact
+from webhook_dev.recording.redaction_key import redaction_key as workstation_key
+from webhook_dev.reviews.admission import JsonObject
+from webhook_dev.reviews.exchange import (
     Event,
     Exchange,
     GenerationExited,
@@ -29,10 +33,6 @@ from webhook_dev.admission.exchange import (
     RecordingResumed,
     ReloadStarted,
 )
-from webhook_dev.admission.review import JsonObject
-from webhook_dev.inspector import views
-from webhook_dev.recording.redaction import may_hold_secrets_exchange, redact
-from webhook_dev.recording.redaction_key import redaction_key as workstation_key
 from webhook_dev.subscribers.call_stats import CallStats
 
 CAPACITY = 1000

@@ -33,12 +33,12 @@ from typing import Any
 
 from aiohttp import web
 
-from webhook_dev.admission.exchange import Exchange
 from webhook_dev.errors import RecordingError, ReviewError, UsageError
 from webhook_dev.inspector import views
 from webhook_dev.inspector.feed import ExchangeFeed, Listener
 from webhook_dev.inspector.store import FeedStore, Store
 from webhook_dev.recording import query as filters
+from webhook_dev.reviews.exchange import Exchange
 from webhook_dev.serving.upstream import Upstream
 
 DEFAULT_PORT = 4041  # ngrok's page is on 4040; one up, so both can run

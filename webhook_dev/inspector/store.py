@@ -19,11 +19,11 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from webhook_dev.admission.exchange import Exchange
-from webhook_dev.admission.review import JsonObject
 from webhook_dev.inspector.feed import ExchangeFeed
 from webhook_dev.recording.index import RecordingIndex
 from webhook_dev.recording.query import Query
+from webhook_dev.reviews.admission import JsonObject
+from webhook_dev.reviews.exchange import Exchange
 
 FACETS = ("kind", "namespace", "operation")
 Transform = Callable[[Exchange], Exchange]

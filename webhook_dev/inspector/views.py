@@ -13,13 +13,6 @@ import json
 from itertools import zip_longest
 from typing import Any
 
-from webhook_dev.admission.exchange import Exchange
-from webhook_dev.admission.review import (
-    AdmissionResponse,
-    JsonObject,
-    parse_request,
-    read_response,
-)
 from webhook_dev.errors import ReviewError
 from webhook_dev.recording.summary import (
     SLOW_FRACTION,
@@ -29,6 +22,13 @@ from webhook_dev.recording.summary import (
     summary,
     timeout_seconds,
 )
+from webhook_dev.reviews.admission import (
+    AdmissionResponse,
+    JsonObject,
+    parse_request,
+    read_response,
+)
+from webhook_dev.reviews.exchange import Exchange
 
 __all__ = [
     "SLOW_FRACTION",

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from webhook_dev.admission import fast_json
-from webhook_dev.admission.exchange import Exchange
-from webhook_dev.admission.review import Flag, JsonObject
 from webhook_dev.errors import RecordingError
 from webhook_dev.recording.redaction import may_hold_secrets, redact
+from webhook_dev.reviews import fast_json
+from webhook_dev.reviews.admission import Flag, JsonObject
+from webhook_dev.reviews.exchange import Exchange
 
 VERSION = 1
 
@@ -80,7 +80,7 @@ def _line(exchange: Exchange) -> JsonObject:
 def decode(line: str | bytes, *, where: str = "line") -> Exchange:
     """An exchange from one line; :class:`RecordingError` names ``where`` when it cannot.
 
-    Parsed by :func:`webhook_dev.admission.fast_json.loads` (orjson, with the same values
+    Parsed by :func:`webhook_dev.reviews.fast_json.loads` (orjson, with the same values
     and errors as :mod:`json`): a million-line index build or replay is mostly this call.
     """
     try:

@@ -39,13 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from webhook_dev.admission.exchange import Exchange
-from webhook_dev.admission.review import JsonObject
 from webhook_dev.errors import RecordingError
 from webhook_dev.paths import cache_dir
 from webhook_dev.recording import stream
 from webhook_dev.recording.query import Query, flag_codes, search_text
 from webhook_dev.recording.summary import summary
+from webhook_dev.reviews.admission import JsonObject
+from webhook_dev.reviews.exchange import Exchange
 
 INDEX_VERSION = 3  # of the index's tables, not of the recording format (3: filter indexes)
 INDEX_SUFFIX = ".index.sqlite"

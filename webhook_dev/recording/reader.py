@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from webhook_dev.admission.exchange import Exchange
 from webhook_dev.errors import RecordingError
 from webhook_dev.recording import format as recording
 from webhook_dev.recording.format import RecordingWarning
+from webhook_dev.reviews.exchange import Exchange
 
 __all__ = ["RecordingWarning", "iter_recording", "open_check", "read_recording"]
 

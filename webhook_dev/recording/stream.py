@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from webhook_dev.admission.exchange import Exchange
 from webhook_dev.errors import RecordingError
 from webhook_dev.recording import format as recording
+from webhook_dev.reviews.exchange import Exchange
 
 READ_SIZE = 1 << 20
 _BLANK = frozenset(b" \t\r\n\x0b\x0c")

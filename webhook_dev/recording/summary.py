@@ -8,9 +8,9 @@ layers need the same row: the index (:mod:`~webhook_dev.recording.index`), ``rep
 
 from __future__ import annotations
 
-from webhook_dev.admission.exchange import Exchange
-from webhook_dev.admission.review import JsonObject, display_name, kind_of
-from webhook_dev.admission.timeouts import call_timeout
+from webhook_dev.reviews.admission import JsonObject, display_name, kind_of
+from webhook_dev.reviews.exchange import Exchange
+from webhook_dev.reviews.timeouts import call_timeout
 
 SLOW_FRACTION = 0.8  # of the apiserver's timeout: past it, a busier cluster would time out
 

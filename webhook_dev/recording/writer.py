@@ -20,8 +20,8 @@ back to where the line began, so the next line written once there is space again
 glued to a torn one: the file only ever holds whole lines (and the index only lines
 that were written). Exchanges that could not be written are counted; the first failure
 and the resumption are published as
-:class:`~webhook_dev.admission.exchange.RecordingFailed` /
-:class:`~webhook_dev.admission.exchange.RecordingResumed` events (the console prints
+:class:`~webhook_dev.reviews.exchange.RecordingFailed` /
+:class:`~webhook_dev.reviews.exchange.RecordingResumed` events (the console prints
 them) and :attr:`Recorder.missed` keeps the total for status views.
 
 Recordings hold cluster objects, so files are created 0600. Secret values are redacted by
@@ -38,17 +38,17 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from webhook_dev.admission.exchange import (
+from webhook_dev.errors import RecordingError
+from webhook_dev.recording import format as recording
+from webhook_dev.recording.index import IndexAppender
+from webhook_dev.recording.redaction_key import redaction_key
+from webhook_dev.reviews.exchange import (
     Exchange,
     Hooks,
     RecordingFailed,
     RecordingResumed,
     now,
 )
-from webhook_dev.errors import RecordingError
-from webhook_dev.recording import format as recording
-from webhook_dev.recording.index import IndexAppender
-from webhook_dev.recording.redaction_key import redaction_key
 
 FSYNC_DELAY = 0.2
 DEFAULT_MAX_SIZE = 256 * 2**20  # --record-max-size: 256 MiB a file

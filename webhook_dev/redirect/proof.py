@@ -14,11 +14,11 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from webhook_dev.admission.exchange import Exchange
 from webhook_dev.errors import ClusterError
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import plan_builder, probe_objects
 from webhook_dev.redirect.plan_builder import Snapshot
+from webhook_dev.reviews.exchange import Exchange
 
 TIMEOUT_SECONDS = 30.0
 # The apiserver answers a dry run only after our webhook answered it, so when the dry run

@@ -18,13 +18,13 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webhook_dev.admission.exchange import Exchange
 from webhook_dev.errors import RecordingError, ReviewError
 from webhook_dev.recording import stream
 from webhook_dev.recording.index import RecordingIndex, index_path
 from webhook_dev.recording.query import Query
 from webhook_dev.recording.summary import summary
 from webhook_dev.replay.replayer import ReplayResult, replay_exchange
+from webhook_dev.reviews.exchange import Exchange
 from webhook_dev.serving.upstream import Upstream
 
 SAMPLE_SEED = 16

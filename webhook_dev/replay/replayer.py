@@ -28,14 +28,15 @@ from typing import Any
 
 import orjson
 
-from webhook_dev.admission import fast_json, review
-from webhook_dev.admission.exchange import Exchange
-from webhook_dev.admission.review import AdmissionResponse, Comparison, Difference, JsonObject
-from webhook_dev.admission.timeouts import call_timeout
 from webhook_dev.errors import RecordingError, ReviewError
 from webhook_dev.recording.reader import RecordingWarning, iter_recording, open_check
 from webhook_dev.recording.redaction import is_about_secrets, redact_object
 from webhook_dev.recording.redaction_key import redaction_key
+from webhook_dev.reviews import admission as review
+from webhook_dev.reviews import fast_json
+from webhook_dev.reviews.admission import AdmissionResponse, Comparison, Difference, JsonObject
+from webhook_dev.reviews.exchange import Exchange
+from webhook_dev.reviews.timeouts import call_timeout
 from webhook_dev.serving.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
 
@@ -235,7 +236,7 @@ def render(result: ReplayResult) -> str:
 def _encode(value: JsonObject) -> bytes:
     """A review as JSON bytes: orjson, or :mod:`json` for what orjson cannot write
     (integers past 64 bits, lone surrogates, which it then escapes as ``\\u`` so
-    :func:`~webhook_dev.admission.review.parse_request` names them)."""
+    :func:`~webhook_dev.reviews.admission.parse_request` names them)."""
     try:
         return orjson.dumps(value)
     except TypeError:  # orjson.JSONEncodeError

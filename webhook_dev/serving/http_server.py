@@ -9,7 +9,7 @@
 * aiohttp logs a malformed HTTP message (bad request line, bad chunking, a header too
   long, a body that does not decode) with a traceback that can quote the request's
   bytes. :func:`protocol_logger` turns each into one
-  :class:`~webhook_dev.admission.exchange.BadMessage` event instead (the console prints
+  :class:`~webhook_dev.reviews.exchange.BadMessage` event instead (the console prints
   one line), naming the problem but quoting nothing the client sent.
 """
 
@@ -21,7 +21,7 @@ import re
 
 from aiohttp import web
 
-from webhook_dev.admission.exchange import BadMessage, Hooks
+from webhook_dev.reviews.exchange import BadMessage, Hooks
 
 KEEPALIVE_TIMEOUT = 120.0
 HANDSHAKE_TIMEOUT = 10.0

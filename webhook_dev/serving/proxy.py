@@ -9,7 +9,7 @@ The proxy refuses what no webhook should have to handle (wrong method, oversized
 a body that does not decode, not JSON, not an AdmissionReview, a wrongly typed field, no
 ``request.uid``) with a clear 4xx and keeps serving; it flags answers the apiserver would
 reject. Everything it learns goes into one
-:class:`~webhook_dev.admission.exchange.Exchange` handed to the hooks: the proxy prints and
+:class:`~webhook_dev.reviews.exchange.Exchange` handed to the hooks: the proxy prints and
 records nothing itself.
 
 Durations come from :func:`time.perf_counter_ns`, not ``loop.time()``: uvloop's clock is
@@ -28,11 +28,12 @@ from dataclasses import dataclass
 
 from aiohttp import http_exceptions, web
 
-from webhook_dev.admission import fast_json, review
-from webhook_dev.admission.exchange import Exchange, Hooks, now
-from webhook_dev.admission.review import Flag
-from webhook_dev.admission.timeouts import DEFAULT_TIMEOUT, parse_go_duration
 from webhook_dev.errors import ReviewError
+from webhook_dev.reviews import admission as review
+from webhook_dev.reviews import fast_json
+from webhook_dev.reviews.admission import Flag
+from webhook_dev.reviews.exchange import Exchange, Hooks, now
+from webhook_dev.reviews.timeouts import DEFAULT_TIMEOUT, parse_go_duration
 from webhook_dev.serving.http_server import describe
 from webhook_dev.serving.upstream import Upstream, UpstreamRequest, UpstreamResponse
 

@@ -25,9 +25,9 @@ from typing import Any
 import watchfiles
 from aiohttp import web
 
-from webhook_dev.admission.exchange import Hooks, Serving
 from webhook_dev.errors import UsageError
 from webhook_dev.recording.writer import Recorder
+from webhook_dev.reviews.exchange import Hooks, Serving
 from webhook_dev.serving.http_server import KEEPALIVE_TIMEOUT, TimedSockSite, protocol_logger
 from webhook_dev.serving.proxy import MAX_BODY, Proxy
 from webhook_dev.serving.reloader import Reloader

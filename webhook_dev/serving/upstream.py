@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from webhook_dev.admission.exchange import (
+from webhook_dev.reviews.exchange import (
     GenerationExited,
     GenerationFailed,
     GenerationKind,

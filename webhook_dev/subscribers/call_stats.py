@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 
-from webhook_dev.admission.exchange import Exchange
+from webhook_dev.reviews.exchange import Exchange
 
 RATE_WINDOW_SECONDS = 10.0
 

@@ -12,7 +12,8 @@ from typing import TextIO
 from rich.console import Console
 from rich.text import Text
 
-from webhook_dev.admission.exchange import (
+from webhook_dev.reviews.admission import display_name, kind_of
+from webhook_dev.reviews.exchange import (
     BadMessage,
     Event,
     Exchange,
@@ -27,7 +28,6 @@ from webhook_dev.admission.exchange import (
     Serving,
     now,
 )
-from webhook_dev.admission.review import display_name, kind_of
 
 Segments = list[tuple[str, str]]  # (text, rich style) pieces of one line
 

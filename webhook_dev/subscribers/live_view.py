@@ -19,7 +19,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from webhook_dev.admission.exchange import (
+from webhook_dev.reviews.exchange import (
     BadMessage,
     Event,
     Exchange,

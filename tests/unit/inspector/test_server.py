@@ -11,10 +11,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.reviews import pod, request_review
-from webhook_dev.admission.exchange import Exchange, GenerationReady
-from webhook_dev.admission.review import build_response, parse_request
 from webhook_dev.inspector import ExchangeFeed, InspectorServer
 from webhook_dev.inspector.feed import Message
+from webhook_dev.reviews.admission import build_response, parse_request
+from webhook_dev.reviews.exchange import Exchange, GenerationReady
 
 TOKEN = "s3cret-token"
 COOKIE = "webhook-dev-inspector-4041"

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tests.reviews import pod, request_review
-from webhook_dev.admission.exchange import Exchange
-from webhook_dev.admission.review import Flag, build_response, parse_request
 from webhook_dev.inspector import views
+from webhook_dev.reviews.admission import Flag, build_response, parse_request
+from webhook_dev.reviews.exchange import Exchange
 
 PATCH = [
     {"op": "add", "path": "/metadata/labels", "value": {"team": "a"}},

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.reviews import request_review
-from webhook_dev.admission.exchange import Exchange
-from webhook_dev.admission.review import Flag
 from webhook_dev.errors import RecordingError
 from webhook_dev.recording import format as recording
 from webhook_dev.recording import redaction
+from webhook_dev.reviews.admission import Flag
+from webhook_dev.reviews.exchange import Exchange
 
 KEY = b"k" * 32
 

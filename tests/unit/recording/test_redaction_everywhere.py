@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.reviews import request_review
-from webhook_dev.admission.exchange import Exchange, now
-from webhook_dev.admission.review import encode_patch
 from webhook_dev.inspector.feed import ExchangeFeed
 from webhook_dev.inspector.views import detail
 from webhook_dev.recording import format as recording
 from webhook_dev.recording.redaction import LAST_APPLIED, REDACTED_PREFIX
+from webhook_dev.reviews.admission import encode_patch
+from webhook_dev.reviews.exchange import Exchange, now
 
 KEY = b"k" * 32
 VALUE = "hunter2-very-secret"

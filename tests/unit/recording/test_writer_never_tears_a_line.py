@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.reviews import request_review
-from webhook_dev.admission.exchange import (
+from webhook_dev.recording import writer
+from webhook_dev.recording.reader import read_recording
+from webhook_dev.reviews.exchange import (
     Event,
     Exchange,
     Hooks,
@@ -17,8 +19,6 @@ from webhook_dev.admission.exchange import (
     RecordingResumed,
     now,
 )
-from webhook_dev.recording import writer
-from webhook_dev.recording.reader import read_recording
 
 
 class Events:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from webhook_dev.admission.review import build_response, parse_request
 from webhook_dev.recording import query
 from webhook_dev.replay.batch import Selection, replay_in_order, selected, selected_raw
+from webhook_dev.reviews.admission import build_response, parse_request
 from webhook_dev.serving.upstream import UpstreamRequest, UpstreamResponse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))

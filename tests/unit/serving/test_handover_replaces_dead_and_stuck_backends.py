@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from webhook_dev.admission.exchange import GenerationExited, Hooks
+from webhook_dev.reviews.exchange import GenerationExited, Hooks
 from webhook_dev.serving.upstream import BackendGone, Handover, UpstreamRequest, UpstreamResponse
 
 REQUEST = UpstreamRequest("/mutate", b"{}", {})

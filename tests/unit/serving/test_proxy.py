@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.reviews import request_review
-from webhook_dev.admission.exchange import Exchange, Hooks
+from webhook_dev.reviews.exchange import Exchange, Hooks
 from webhook_dev.serving import proxy as proxy_module
 from webhook_dev.serving.proxy import Proxy
 from webhook_dev.serving.upstream import UpstreamRequest, UpstreamResponse

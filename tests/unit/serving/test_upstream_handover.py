@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from webhook_dev.admission.exchange import GenerationFailed, Hooks
+from webhook_dev.reviews.exchange import GenerationFailed, Hooks
 from webhook_dev.serving.upstream import (
     BackendStartError,
     Handover,

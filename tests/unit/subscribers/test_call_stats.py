@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from webhook_dev.admission.exchange import Exchange
 from webhook_dev.inspector.feed import ExchangeFeed
+from webhook_dev.reviews.exchange import Exchange
 from webhook_dev.subscribers.call_stats import CallStats
 
 

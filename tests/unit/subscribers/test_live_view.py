@@ -8,7 +8,7 @@ from io import StringIO
 from rich.console import Console
 from rich.text import Text
 
-from webhook_dev.admission.exchange import Exchange
+from webhook_dev.reviews.exchange import Exchange
 from webhook_dev.subscribers.live_view import LiveView, SessionFacts, render_panel
 
 FACTS = SessionFacts(

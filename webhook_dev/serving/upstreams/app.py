@@ -20,7 +20,7 @@ A worker is replaced by the spare, without failing the calls of others, when
   the loop, e.g. ``time.sleep``), and the console says so.
 
 Its resident memory is sampled with each health check and published
-(:class:`~webhook_dev.admission.exchange.GenerationMemory`), with a warning past
+(:class:`~webhook_dev.reviews.exchange.GenerationMemory`), with a warning past
 :data:`RSS_WARNING_BYTES` (``WEBHOOK_DEV_WORKER_RSS_WARNING_MB`` to change it).
 """
 
@@ -38,8 +38,8 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from webhook_dev.admission.exchange import GenerationKind, GenerationMemory, Hooks
 from webhook_dev.errors import UsageError
+from webhook_dev.reviews.exchange import GenerationKind, GenerationMemory, Hooks
 from webhook_dev.serving.upstream import (
     BackendGone,
     BackendStartError,

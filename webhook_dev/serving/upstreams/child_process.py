@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Self
 
-from webhook_dev.admission.exchange import GenerationOutput, Hooks
+from webhook_dev.reviews.exchange import GenerationOutput, Hooks
 
 
 class WatchedChild:

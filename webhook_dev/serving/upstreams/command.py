@@ -29,8 +29,8 @@ import sys
 from collections import deque
 from pathlib import Path
 
-from webhook_dev.admission.exchange import GenerationFailed, GenerationKind, Hooks, ReloadStarted
 from webhook_dev.errors import UsageError
+from webhook_dev.reviews.exchange import GenerationFailed, GenerationKind, Hooks, ReloadStarted
 from webhook_dev.serving.upstream import (
     BackendStartError,
     Handover,

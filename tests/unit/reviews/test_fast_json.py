@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from webhook_dev.admission import fast_json
+from webhook_dev.reviews import fast_json
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import jsonpatch
 import pytest
 
 from tests.reviews import pod, request_review
-from webhook_dev.admission import review
 from webhook_dev.errors import ReviewError
+from webhook_dev.reviews import admission as review
 
 
 def encode(patch: object) -> str:

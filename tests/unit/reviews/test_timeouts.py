@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from webhook_dev.admission.timeouts import parse_go_duration
+from webhook_dev.reviews.timeouts import parse_go_duration
 
 
 @pytest.mark.parametrize(

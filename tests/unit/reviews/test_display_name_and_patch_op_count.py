@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
-from webhook_dev.admission.review import display_name, patch_op_count
+from webhook_dev.reviews.admission import display_name, patch_op_count
 
 
 def test_a_call_is_named_namespace_slash_name_or_generate_name_star_or_a_question_mark() -> None:
@@ -29,8 +29,8 @@ def test_patch_ops_are_counted_only_for_a_readable_json_patch() -> None:
 def test_an_exchange_counts_its_patch_once_and_keeps_a_count_given_to_it() -> None:
     from datetime import UTC, datetime
 
-    from webhook_dev.admission.exchange import Exchange
-    from webhook_dev.admission.review import encode_patch
+    from webhook_dev.reviews.admission import encode_patch
+    from webhook_dev.reviews.exchange import Exchange
 
     patch = [{"op": "add", "path": "/a", "value": 1}, {"op": "remove", "path": "/b"}]
     answer = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from webhook_dev.admission import exchange as exchange_module
-from webhook_dev.admission.exchange import Exchange, Hooks, now
+from webhook_dev.reviews import exchange as exchange_module
+from webhook_dev.reviews.exchange import Exchange, Hooks, now
 
 
 class Broken:

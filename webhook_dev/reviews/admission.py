@@ -21,8 +21,8 @@ from typing import Any
 
 import jsonpatch
 
-from webhook_dev.admission import fast_json
 from webhook_dev.errors import ReviewError
+from webhook_dev.reviews import fast_json
 
 GROUP = "admission.k8s.io"
 VERSIONS = (f"{GROUP}/v1", f"{GROUP}/v1beta1")

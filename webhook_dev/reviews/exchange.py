@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from webhook_dev.admission.review import Flag, JsonObject, patch_op_count
+from webhook_dev.reviews.admission import Flag, JsonObject, patch_op_count
 
 _NOT_COUNTED = object()
 
