@@ -50,7 +50,8 @@ from webhook_dev.serving.upstreams.url import UrlUpstream
 @click.option(
     "--idempotence",
     is_flag=True,
-    help="Also feed each patched object back; fail if a second pass changes it.",
+    help="Also feed each patched object back and fail if a second pass changes it; send "
+    "each converted object back to its version and fail unless it returns as sent.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print results as one JSON document.")
 @click.option(
@@ -93,8 +94,10 @@ def replay(
 ) -> None:
     """Send each request recorded in FILE... to the current code and compare the answers.
 
-    Answers match when they agree on allowed, status code/reason/message, warnings and
-    the object that results from the patch (its text and op order do not matter).
+    Admission answers match when they agree on allowed, status code/reason/message,
+    warnings and the object that results from the patch (its text and op order do not
+    matter); conversion answers when they agree on the result and on each converted
+    object as the apiserver keeps it.
     """
     if (app is None) == (url is None):
         raise UsageError("give exactly one of --app APP or --url URL")
