@@ -25,7 +25,10 @@ from webhook_dev.reviews.admission import AdmissionRequest, AdmissionResponse
 from webhook_dev.reviews.comparison import Comparison, not_comparable
 from webhook_dev.reviews.exchange import Exchange
 
-_UNKNOWN_SIDE = "which configuration called (use --webhook, or /validate and /mutate paths)"
+_UNKNOWN_SIDE = (
+    "the recording does not say which configuration called "
+    "(use --webhook, or /validate and /mutate paths)"
+)
 
 
 @dataclass
@@ -79,7 +82,8 @@ async def check_exchange(
     review_kind = exchange.review_kind
     if review_kind is not kinds.ADMISSION:
         what = review_kind.name if review_kind else "no review"
-        return PolicyCheck(where, exchange, not_comparable([f"a {what}, not an admission"]))
+        reason = f"a {what} (only admissions are compared with a policy)"
+        return PolicyCheck(where, exchange, not_comparable([reason]))
     side = side or side_of(exchange.path, exchange.response)
     if side is None:
         return PolicyCheck(
@@ -90,11 +94,13 @@ async def check_exchange(
     try:
         request = kinds.parse_request(exchange.request_review or {})
     except ReviewError as error:
-        return PolicyCheck(where, exchange, not_comparable([f"a valid request ({error})"]), side)
+        return PolicyCheck(
+            where, exchange, not_comparable([f"not a valid request ({error})"]), side
+        )
     assert isinstance(request, AdmissionRequest)
     control = _control(request, exchange)
     if control is None:
-        reason = f"the webhook's answer (HTTP {exchange.http_status or 'none'})"
+        reason = f"the webhook gave no answer (HTTP {exchange.http_status or 'none'})"
         return PolicyCheck(where, exchange, not_comparable([reason]), side)
     control_object = control.patched if side == "mutating" and control.allowed else None
     try:
@@ -108,7 +114,11 @@ async def check_exchange(
         return PolicyCheck(where, exchange, not_comparable([str(error)]), side)
     if decision.error:
         return PolicyCheck(
-            where, exchange, not_comparable([f"an evaluation ({decision.error})"]), side, decision
+            where,
+            exchange,
+            not_comparable([f"the evaluation failed ({decision.error})"]),
+            side,
+            decision,
         )
     return PolicyCheck(where, exchange, compare(control, decision, side), side, decision)
 
@@ -167,7 +177,7 @@ def render(check: PolicyCheck) -> str:
     if check.passed:
         return ""
     if not check.compared:
-        return "  not compared: the recording lacks " + ", ".join(check.comparison.unknown)
+        return "  not compared: " + "; ".join(check.comparison.unknown)
     lines: list[str] = []
     for difference in check.comparison.differences:
         if difference.is_object:

@@ -138,7 +138,7 @@ def compare(control: AdmissionResponse, decision: PolicyDecision, side: Side) ->
     object each leaves.
     """
     if decision.missing:
-        return not_comparable(decision.missing)
+        return not_comparable(f"the recording lacks {what}" for what in decision.missing)
     pairs: list[tuple[str, Any, Any]] = [("allowed", control.allowed, decision.allowed)]
     if control.allowed is False and not decision.allowed:
         pairs.append(("status.code", control_code(control), decision.code))

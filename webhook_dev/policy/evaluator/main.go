@@ -305,8 +305,6 @@ func (c *clientset) Discovery() discovery.DiscoveryInterfaces { return c.discove
 
 // --- what a recording does not hold ---------------------------------------------------
 
-type missingKey struct{}
-
 // missing collects, per request, what a policy read that the recording does not hold.
 type missing struct {
 	mu    sync.Mutex
@@ -328,13 +326,23 @@ func (m *missing) list() []string {
 	return out
 }
 
+// evaluating is what the request being evaluated lacks; requests are evaluated one at a
+// time (main's loop), and the CEL authorizer library does not pass the request's context
+// down to the authorizer.
+var evaluating struct {
+	sync.Mutex
+	gaps *missing
+}
+
 // absentAuthorizer stands for the cluster's authorizer, which a recording does not hold:
 // every check it is asked is reported missing, never answered by a guess.
 type absentAuthorizer struct{}
 
 func (absentAuthorizer) Authorize(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
-	if m, ok := ctx.Value(missingKey{}).(*missing); ok {
-		m.add("authorizer")
+	evaluating.Lock()
+	defer evaluating.Unlock()
+	if evaluating.gaps != nil {
+		evaluating.gaps.add("authorizer")
 	}
 	return authorizer.DecisionNoOpinion, "webhook-dev: the recording holds no authorizer", nil
 }
@@ -540,7 +548,14 @@ func (e *evaluator) evaluate(ctx context.Context, req *request) (out result) {
 	}
 	e.checkParams(req.Mode, attrs, gaps)
 	recorder := &warnings{}
-	ctx = context.WithValue(ctx, missingKey{}, gaps)
+	evaluating.Lock()
+	evaluating.gaps = gaps
+	evaluating.Unlock()
+	defer func() {
+		evaluating.Lock()
+		evaluating.gaps = nil
+		evaluating.Unlock()
+	}()
 	ctx = warning.WithWarningRecorder(ctx, recorder)
 	ctx = audit.WithAuditContext(ctx)
 	_ = audit.AuditContextFrom(ctx).Init(audit.RequestAuditConfig{Level: auditinternal.LevelMetadata}, nil)
