@@ -254,3 +254,21 @@ def test_a_policy_asking_the_authorizer_is_not_compared_and_a_conversion_never_i
         "not compared: a conversion (only admissions are compared with a policy)" in result.stdout
     )
     assert result.stdout.rstrip().endswith("0 passed, 0 failed, 2 not compared")
+
+
+def test_the_readme_command_runs_as_written(tmp_path):
+    """README: ``webhook-dev replay calls.jsonl --policy tests/policies/configmaps.yaml``."""
+    readme = (Path(__file__).parent.parent.parent / "README.md").read_text()
+    command = "webhook-dev replay calls.jsonl --policy tests/policies/configmaps.yaml"
+    assert command in readme
+    write(
+        tmp_path,
+        line(1, "/validate", configmap("policy-a", {"team": "a"}, {}, "u1"), {"allowed": True}),
+    )
+    repo = Path(__file__).parent.parent.parent
+    (tmp_path / "tests" / "policies").mkdir(parents=True)
+    (tmp_path / "tests" / "policies" / "configmaps.yaml").write_text(POLICIES.read_text())
+    result = run_webhook_dev(*command.split()[1:], cwd=tmp_path)
+    assert repo.is_dir()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.rstrip().endswith("1 passed, 0 failed")

@@ -358,6 +358,7 @@ type evaluator struct {
 	matcher    generic.PolicyMatcher
 	objects    admission.ObjectInterfaces
 	namespaces map[string]string // name -> labels as JSON, what the tracker holds
+	viewCache  map[string][]policyView
 }
 
 func newEvaluator(l *loaded, ctx context.Context) (*evaluator, error) {
@@ -431,6 +432,7 @@ func newEvaluator(l *loaded, ctx context.Context) (*evaluator, error) {
 		matcher:    generic.NewPolicyMatcher(matching.NewMatcher(namespaceLister, client)),
 		objects:    admission.NewObjectInterfacesFromScheme(scheme),
 		namespaces: map[string]string{},
+		viewCache:  map[string][]policyView{},
 	}, nil
 }
 
@@ -783,6 +785,15 @@ func labelSelecting(s *metav1.LabelSelector) bool {
 // views lists the policies of one mode with their namespace selectors cleared: to
 // ask whether a policy could match whatever the namespace's labels are.
 func (e *evaluator) views(mode string) []policyView {
+	if cached, ok := e.viewCache[mode]; ok {
+		return cached
+	}
+	views := e.buildViews(mode)
+	e.viewCache[mode] = views
+	return views
+}
+
+func (e *evaluator) buildViews(mode string) []policyView {
 	views := []policyView{}
 	if mode == "mutating" {
 		for _, p := range e.policies.maps {
