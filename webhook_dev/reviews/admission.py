@@ -15,14 +15,14 @@ import binascii
 import copy
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import jsonpatch
 
 from webhook_dev.errors import ReviewError
 from webhook_dev.reviews import fast_json, json_body
-from webhook_dev.reviews.comparison import Comparison, compare_fields
+from webhook_dev.reviews.comparison import NOTHING_IGNORED, Comparison, Ignore, compare_fields
 from webhook_dev.reviews.flags import Flag
 from webhook_dev.reviews.json_body import JsonObject, wrong_type
 
@@ -55,7 +55,11 @@ class AdmissionRequest:
 
 @dataclass(frozen=True)
 class AdmissionResponse:
-    """The meaning of an answer: what replay compares. ``patched`` is the object after the patch."""
+    """The meaning of an answer: what replay compares. ``patched`` is the object after the patch.
+
+    ``audit_annotations`` are part of it: the apiserver writes them into the audit log
+    (prefixed with the entry's name), and an auditor reads them as the webhook's word.
+    """
 
     allowed: bool | None
     status_code: int | None
@@ -64,6 +68,7 @@ class AdmissionResponse:
     warnings: tuple[str, ...]
     patch: list[JsonObject] | None
     patched: JsonObject | None
+    audit_annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def patch_op_count(self) -> int | None:
@@ -273,6 +278,12 @@ def read_response(
         warnings = []
     patch, patched, patch_flags = _read_patch(request, response)
     flags.extend(patch_flags)
+    audit = response.get("auditAnnotations") or {}
+    if not isinstance(audit, dict) or not all(isinstance(v, str) for v in audit.values()):
+        flags.append(
+            Flag("bad-audit-annotations", "response.auditAnnotations must map strings to strings")
+        )
+        audit = {}
     code = status.get("code")
     meaning = AdmissionResponse(
         allowed=allowed,
@@ -282,6 +293,7 @@ def read_response(
         warnings=tuple(warnings),
         patch=patch,
         patched=patched,
+        audit_annotations=audit,
     )
     return meaning, flags
 
@@ -389,8 +401,13 @@ def _copy_parents(doc: Any, pointer: Any) -> None:
 # --- comparison -----------------------------------------------------------------------
 
 
-def compare(expected: AdmissionResponse, actual: AdmissionResponse) -> Comparison:
-    """What differs in meaning. Patch text and op order do not matter; the result does."""
+def compare(
+    expected: AdmissionResponse, actual: AdmissionResponse, ignore: Ignore = NOTHING_IGNORED
+) -> Comparison:
+    """What differs in meaning. Patch text and op order do not matter; the result does.
+
+    The fields are those of :func:`meaning_document`, which ``ignore``'s pointers address.
+    """
     return compare_fields(
         (
             ("allowed", expected.allowed, actual.allowed),
@@ -398,6 +415,24 @@ def compare(expected: AdmissionResponse, actual: AdmissionResponse) -> Compariso
             ("status.reason", expected.status_reason, actual.status_reason),
             ("status.message", expected.status_message, actual.status_message),
             ("warnings", list(expected.warnings), list(actual.warnings)),
+            ("auditAnnotations", dict(expected.audit_annotations), dict(actual.audit_annotations)),
             ("object", expected.patched, actual.patched),
-        )
+        ),
+        ignore,
     )
+
+
+def meaning_document(meaning: AdmissionResponse) -> JsonObject:
+    """An answer's meaning as one JSON document: what ``--ignore`` pointers address and
+    what the inspector shows side by side."""
+    return {
+        "allowed": meaning.allowed,
+        "status": {
+            "code": meaning.status_code,
+            "reason": meaning.status_reason,
+            "message": meaning.status_message,
+        },
+        "warnings": list(meaning.warnings),
+        "auditAnnotations": dict(meaning.audit_annotations),
+        "object": meaning.patched,
+    }

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from webhook_dev.errors import ReviewError
 from webhook_dev.reviews import json_body
-from webhook_dev.reviews.comparison import Comparison, compare_fields
+from webhook_dev.reviews.comparison import NOTHING_IGNORED, Comparison, Ignore, compare_fields
 from webhook_dev.reviews.flags import Flag
 from webhook_dev.reviews.json_body import JsonObject, metadata_of, wrong_type
 
@@ -325,8 +325,13 @@ def restore_metadata(original: JsonObject, converted: JsonObject) -> JsonObject:
 # --- comparison -----------------------------------------------------------------------
 
 
-def compare(expected: ConversionResponse, actual: ConversionResponse) -> Comparison:
-    """What differs in meaning: the result, and each object as the apiserver keeps it."""
+def compare(
+    expected: ConversionResponse, actual: ConversionResponse, ignore: Ignore = NOTHING_IGNORED
+) -> Comparison:
+    """What differs in meaning: the result, and each object as the apiserver keeps it.
+
+    The fields are those of :func:`meaning_document`, which ``ignore``'s pointers address.
+    """
     pairs: list[tuple[str, Any, Any]] = [
         ("result.status", _status(expected), _status(actual)),
         ("result.code", expected.status_code, actual.status_code),
@@ -340,7 +345,19 @@ def compare(expected: ConversionResponse, actual: ConversionResponse) -> Compari
         )
     else:
         pairs.append(("convertedObjects", _count(before), _count(after)))
-    return compare_fields(pairs)
+    return compare_fields(pairs, ignore)
+
+
+def meaning_document(meaning: ConversionResponse) -> JsonObject:
+    """An answer's meaning as one JSON document (see :func:`compare`)."""
+    return {
+        "result": {
+            "status": _status(meaning),
+            "code": meaning.status_code,
+            "message": meaning.status_message,
+        },
+        "convertedObjects": None if meaning.converted is None else list(meaning.converted),
+    }
 
 
 def _status(meaning: ConversionResponse) -> str:

@@ -50,7 +50,8 @@ class ReviewKind:
     versions: tuple[str, ...]
     from_review: Callable[[JsonObject], Request]
     read_response: Callable[[Any, Body], tuple[Meaning | None, list[Flag]]]
-    compare: Callable[[Any, Any], Comparison]
+    compare: Callable[..., Comparison]  # (control, candidate, ignore=Ignore()) -> Comparison
+    document: Callable[[Any], JsonObject]  # a meaning as the JSON ``--ignore`` addresses
     subject: Callable[[Mapping[str, Any]], Subject]
     result: Callable[[Mapping[str, Any]], str | None]
     message: Callable[[Mapping[str, Any]], str]
@@ -94,6 +95,7 @@ ADMISSION = ReviewKind(
     from_review=admission.from_review,
     read_response=admission.read_response,
     compare=admission.compare,
+    document=admission.meaning_document,
     subject=_admission_subject,
     result=_admission_result,
     message=_admission_message,
@@ -105,6 +107,7 @@ CONVERSION = ReviewKind(
     from_review=conversion.from_review,
     read_response=conversion.read_response,
     compare=conversion.compare,
+    document=conversion.meaning_document,
     subject=_conversion_subject,
     result=conversion.result_of,
     message=conversion.message_of,
