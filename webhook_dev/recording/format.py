@@ -20,6 +20,7 @@ from webhook_dev.reviews import fast_json
 from webhook_dev.reviews.exchange import Exchange
 from webhook_dev.reviews.flags import Flag
 from webhook_dev.reviews.json_body import JsonObject
+from webhook_dev.reviews.shadow import ShadowCall
 
 VERSION = 1
 
@@ -77,6 +78,8 @@ def _line(exchange: Exchange) -> JsonObject:
             line[phase] = round(value, 3)
     if exchange.namespace_labels is not None:  # optional too
         line["namespace"] = {"labels": exchange.namespace_labels}
+    if exchange.shadow is not None:  # optional: only up --shadow writes it
+        line["shadow"] = exchange.shadow.to_json()
     return line
 
 
@@ -120,6 +123,7 @@ def decode(line: str | bytes, *, where: str = "line") -> Exchange:
             flags=[Flag(f["code"], f["message"]) for f in data.get("flags") or []],
             error=data.get("error"),
             namespace_labels=_namespace_labels(data.get("namespace")),
+            shadow=None if data.get("shadow") is None else ShadowCall.from_json(data["shadow"]),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise RecordingError(f"{where}: malformed exchange ({error!r})") from error

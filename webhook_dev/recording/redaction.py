@@ -29,6 +29,7 @@ from typing import Any
 
 from webhook_dev.reviews.exchange import Exchange
 from webhook_dev.reviews.json_body import JsonObject
+from webhook_dev.reviews.shadow import ControlAnswer
 
 REDACTED_PREFIX = "webhook-dev:redacted:hmac-sha256:"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -225,13 +226,31 @@ def redact(exchange: Exchange, key: bytes) -> Exchange:
         replace(flag, message=redactor.text(flag.message)) if redactor.values else flag
         for flag in exchange.flags
     ]
+    shadow = exchange.shadow
+    if shadow is not None:  # production's answers to the same request hold the same values
+        shadow = replace(
+            shadow,
+            control=_redact_control(shadow.control, redactor, about_secrets),
+            again=_redact_control(shadow.again, redactor, about_secrets),
+        )
     return replace(
         exchange,
         request_review=request_review,
         response_review=response_review,
         error=error,
         flags=flags,
+        shadow=shadow,
     )
+
+
+def _redact_control(
+    answer: ControlAnswer | None, redactor: _Redactor, about_secrets: bool
+) -> ControlAnswer | None:
+    if answer is None or not isinstance(answer.review, dict):
+        return answer
+    review = redactor.strings(_redact_patch(answer.review, redactor, about_secrets))
+    error = redactor.text(answer.error) if answer.error and redactor.values else answer.error
+    return replace(answer, review=review, error=error)
 
 
 def _redact_patch(response_review: JsonObject, redactor: _Redactor, about_secrets: bool) -> Any:

@@ -27,6 +27,7 @@ from webhook_dev.reviews import kinds
 from webhook_dev.reviews.admission import patch_op_count
 from webhook_dev.reviews.flags import Flag
 from webhook_dev.reviews.json_body import JsonObject
+from webhook_dev.reviews.shadow import ShadowCall
 
 _NOT_COUNTED = object()
 
@@ -61,6 +62,9 @@ class Exchange:
     # e.g. an older recording or a cluster-scoped object): what an admission policy's
     # namespaceSelector and ``namespaceObject`` read.
     namespace_labels: dict[str, str] | None = None
+    # Shadow mode (``up --shadow``): production's answer to this same request and what
+    # differed; the exchange's own response is the local code's (never sent to the cluster).
+    shadow: ShadowCall | None = None
     # The answer's patch op count, once someone decoded the patch (see patch_ops()).
     _patch_ops: object = field(default=_NOT_COUNTED, init=False, repr=False, compare=False)
 

@@ -40,6 +40,7 @@ from webhook_dev.reviews.flags import Flag
 from webhook_dev.reviews.json_body import JsonObject
 from webhook_dev.reviews.timeouts import DEFAULT_TIMEOUT, parse_go_duration
 from webhook_dev.serving.http_server import describe
+from webhook_dev.serving.shadow import Shadower
 from webhook_dev.serving.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
 MAX_BODY = 8 * 1024 * 1024  # an object and its old version, each up to etcd's 1.5 MiB, and more
@@ -63,9 +64,11 @@ class Proxy:
         *,
         max_body: int = MAX_BODY,
         default_timeout: float = DEFAULT_TIMEOUT,
+        shadow: Shadower | None = None,
     ) -> None:
         self.upstream = upstream
         self.hooks = hooks
+        self.shadow = shadow  # up --shadow: the copy entries' route (serving/shadow.py)
         self.max_body = max_body
         self.default_timeout = default_timeout
         self._pending: deque[tuple[Exchange, _Outcome | None]] = deque()
@@ -84,8 +87,10 @@ class Proxy:
             response, outcome = await self._answer(request, exchange)
         except Exception as error:  # a bug of ours: still one clear answer and one line
             response = _refuse(exchange, 500, f"webhook-dev failed on this call: {error!r}")
-        exchange.http_status = response.status
         exchange.duration_ms = elapsed_ms(started_ns)
+        if exchange.shadow is not None:
+            return response  # the shadower publishes it once the comparison is made
+        exchange.http_status = response.status
         self._after_answer(exchange, outcome)
         return response
 
@@ -168,6 +173,10 @@ class Proxy:
             return _refused(exchange, 400, str(error))
         exchange.request_review = parsed.review
         exchange.read_ms = elapsed_ms(read_started)
+        if self.shadow is not None:
+            target = self.shadow.target_of(request.path)
+            if target is not None:  # a copy entry: allowed at once, compared off this path
+                return self.shadow.answer_at_once(exchange, parsed, body, target), None
 
         forwarded = UpstreamRequest(
             path=request.path_qs,

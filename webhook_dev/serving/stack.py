@@ -28,9 +28,11 @@ from aiohttp import web
 from webhook_dev.errors import UsageError
 from webhook_dev.recording.writer import Recorder
 from webhook_dev.reviews.exchange import Hooks, Serving
+from webhook_dev.reviews.shadow import ShadowSpec
 from webhook_dev.serving.http_server import KEEPALIVE_TIMEOUT, TimedSockSite, protocol_logger
 from webhook_dev.serving.proxy import MAX_BODY, Proxy
 from webhook_dev.serving.reloader import Reloader
+from webhook_dev.serving.shadow import Shadower
 from webhook_dev.serving.source_watch import SourceFilter
 from webhook_dev.serving.spec import Answerer, ServingSpec
 from webhook_dev.serving.upstream import Upstream
@@ -76,6 +78,7 @@ class ServingStack:
         subscribers: Iterable[Any] = (),
         max_body: int = MAX_BODY,
         watch_filter: watchfiles.BaseFilter | None = None,
+        shadow: ShadowSpec | None = None,
     ) -> None:
         self.upstream = upstream
         self.hooks = hooks or Hooks()
@@ -92,6 +95,8 @@ class ServingStack:
         self._max_body = max_body
         self.recorder: Recorder | None = None
         self._proxy: Proxy | None = None
+        # up --shadow: the copy entries' route; the session adds its targets once planned.
+        self.shadow = None if shadow is None else Shadower(upstream, self.hooks, shadow)
         self._reloader: Reloader | None = None
         self._runner: web.AppRunner | None = None
 
@@ -168,7 +173,9 @@ class ServingStack:
                     self.upstream, self._watch, watch_filter=self._watch_filter
                 )
                 await self._reloader.start()
-            self._proxy = Proxy(self.upstream, self.hooks, max_body=self._max_body)
+            self._proxy = Proxy(
+                self.upstream, self.hooks, max_body=self._max_body, shadow=self.shadow
+            )
             self._runner = web.AppRunner(
                 self._proxy.application(),
                 access_log=None,
@@ -191,6 +198,8 @@ class ServingStack:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.shadow is not None:
+            await self.shadow.close()  # comparisons in flight finish while the upstream runs
         if self._proxy is not None:
             self._proxy.flush()  # every answered exchange is published before the recorder closes
         await self.upstream.close()
