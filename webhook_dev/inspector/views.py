@@ -34,6 +34,7 @@ __all__ = [
     "is_slow",
     "list_flags",
     "result_of",
+    "shadow_detail",
     "side_by_side",
     "summary",
     "timeout_seconds",
@@ -45,6 +46,54 @@ SAME, CHANGED, REMOVED, ADDED = "same", "changed", "removed", "added"
 
 def detail(exchange: Exchange) -> JsonObject:
     """Everything the detail pane shows for one exchange."""
+    pane = _detail(exchange)
+    if exchange.shadow is not None:
+        pane["shadow"] = shadow_detail(exchange)
+    return pane
+
+
+def shadow_detail(exchange: Exchange) -> JsonObject:
+    """``up --shadow``: production's answer (it decided) and the local code's, each as its
+    meaning document, side by side with the diff, and what counted as a difference."""
+    call = exchange.shadow
+    assert call is not None
+    comparison = call.comparison
+    pane: JsonObject = {
+        "entry": call.entry,
+        "differed": list(comparison.fields) if comparison else [],
+        "noise": [d.field for d in comparison.noise] if comparison else [],
+        "not_compared": list(comparison.unknown) if comparison else [],
+        "skipped": call.skipped,
+        "production": None,
+        "local": _document(exchange, exchange.http_status, exchange.response_review),
+        "diff": None,
+    }
+    if call.control is not None:
+        pane["production"] = {
+            "http_status": call.control.http_status,
+            "error": call.control.error,
+            "duration_ms": _ms(call.control.duration_ms),
+            "meaning": _document(exchange, call.control.http_status, call.control.review),
+        }
+        production, local = pane["production"]["meaning"], pane["local"]
+        if production is not None and local is not None:
+            pane["diff"] = side_by_side(production, local)
+    return pane
+
+
+def _document(exchange: Exchange, status: int, review: JsonObject | None) -> JsonObject | None:
+    """An answer's meaning document (what ``--ignore`` addresses), ``None`` without one."""
+    if status != 200 or review is None or exchange.request_review is None:
+        return None
+    try:
+        request = kinds.parse_request(exchange.request_review)
+    except ReviewError:
+        return None
+    meaning, _ = kinds.read_response(request, review)
+    return None if meaning is None else kinds.of_request(request).document(meaning)
+
+
+def _detail(exchange: Exchange) -> JsonObject:
     request = exchange.request
     meaning = _meaning(exchange)
     if isinstance(meaning, ConversionResponse) or exchange.review_kind is kinds.CONVERSION:

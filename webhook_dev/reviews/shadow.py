@@ -164,6 +164,45 @@ class ShadowCall:
         )
 
 
+DROPPED = "dropped"
+
+
+@dataclass
+class ShadowCounts:
+    """What ``up --shadow`` prints on exit, ``shadow: N compared, M differed (K noisy)``,
+    and its live panel shows."""
+
+    compared: int = 0
+    differed: int = 0
+    noisy: int = 0
+    not_compared: int = 0
+    dropped: int = 0
+    entries: dict[str, int] = field(default_factory=dict)  # differing calls per entry
+
+    def add(self, call: ShadowCall) -> None:
+        comparison = call.comparison
+        if call.skipped is not None and call.skipped.startswith(DROPPED):
+            self.dropped += 1
+        elif comparison is None or not comparison.comparable:
+            self.not_compared += 1
+        else:
+            self.compared += 1
+            if comparison.differences:
+                self.differed += 1
+                self.entries[call.entry] = self.entries.get(call.entry, 0) + 1
+            if comparison.noise:
+                self.noisy += 1
+
+    def summary(self) -> str:
+        line = f"shadow: {self.compared} compared, {self.differed} differed ({self.noisy} noisy)"
+        extra = []
+        if self.not_compared:
+            extra.append(f"{self.not_compared} not compared")
+        if self.dropped:
+            extra.append(f"{self.dropped} dropped")
+        return line + (f"; {', '.join(extra)}" if extra else "")
+
+
 def _names(value: object) -> tuple[str, ...]:
     if value is None:
         return ()

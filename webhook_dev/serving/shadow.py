@@ -16,7 +16,7 @@ never the local code's answer — and starts the comparison as a task of its own
   hooks like any other: console, live view, recording, inspector.
 
 At most :data:`MAX_IN_FLIGHT` comparisons run at once; a call beyond that is still
-answered at once and published as *dropped* (counted in :attr:`ShadowCounts.dropped`),
+answered at once and published as *dropped* (counted apart in :class:`ShadowCounts`),
 so a burst can never make the copy slow.
 """
 
@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -35,7 +35,13 @@ from webhook_dev.reviews.admission import AdmissionRequest
 from webhook_dev.reviews.comparison import not_comparable
 from webhook_dev.reviews.exchange import Exchange, Hooks
 from webhook_dev.reviews.json_body import JsonObject
-from webhook_dev.reviews.shadow import ControlAnswer, ShadowCall, ShadowSpec, compare_call
+from webhook_dev.reviews.shadow import (
+    ControlAnswer,
+    ShadowCall,
+    ShadowCounts,
+    ShadowSpec,
+    compare_call,
+)
 from webhook_dev.serving.production import ProductionAddress, ProductionClient
 from webhook_dev.serving.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
@@ -72,28 +78,6 @@ class ShadowTarget:
     timeout_seconds: float = 10.0
 
 
-@dataclass
-class ShadowCounts:
-    """What ``up --shadow`` prints on exit: ``shadow: N compared, M differed (K noisy)``."""
-
-    compared: int = 0
-    differed: int = 0
-    noisy: int = 0
-    not_compared: int = 0
-    dropped: int = 0
-    in_flight: int = 0
-    entries: dict[str, int] = field(default_factory=dict)  # differing calls per entry
-
-    def summary(self) -> str:
-        line = f"shadow: {self.compared} compared, {self.differed} differed ({self.noisy} noisy)"
-        extra = []
-        if self.not_compared:
-            extra.append(f"{self.not_compared} not compared")
-        if self.dropped:
-            extra.append(f"{self.dropped} dropped")
-        return line + (f"; {', '.join(extra)}" if extra else "")
-
-
 class Shadower:
     """The shadow route of the proxy: see the module's doc."""
 
@@ -102,6 +86,7 @@ class Shadower:
         self.hooks = hooks
         self.spec = spec
         self.counts = ShadowCounts()
+        self._in_flight = 0
         self._targets: dict[str, ShadowTarget] = {}
         self._clients: dict[str, ProductionClient] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -129,18 +114,18 @@ class Shadower:
         exchange.shadow = ShadowCall(entry=target.entry)
         if not isinstance(request, AdmissionRequest):
             exchange.shadow.comparison = not_comparable(["shadow copies are admission entries"])
-        elif self.counts.in_flight >= MAX_IN_FLIGHT:
-            self.counts.dropped += 1
+        elif self._in_flight >= MAX_IN_FLIGHT:
             exchange.shadow.skipped = f"dropped: {MAX_IN_FLIGHT} comparisons already in flight"
             exchange.shadow.comparison = not_comparable([exchange.shadow.skipped])
         else:
-            self.counts.in_flight += 1
+            self._in_flight += 1
             task = asyncio.get_running_loop().create_task(
                 self._compare(exchange, request, body, target)
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         if exchange.shadow.comparison is not None:
+            self.counts.add(exchange.shadow)
             asyncio.get_running_loop().call_soon(self.hooks.exchange, exchange)
         return web.Response(
             status=200,
@@ -190,8 +175,8 @@ class Shadower:
         except Exception as error:  # a bug of ours: the call is still published, explained
             call.comparison = not_comparable([f"webhook-dev failed comparing: {error!r}"])
         finally:
-            self.counts.in_flight -= 1
-        self._count(call)
+            self._in_flight -= 1
+        self.counts.add(call)
         self.hooks.exchange(exchange)
 
     def _fill_local(
@@ -210,18 +195,6 @@ class Shadower:
             exchange.flags.extend(flags)
             if meaning is not None:
                 exchange.counted_patch_ops(meaning.patch_op_count)
-
-    def _count(self, call: ShadowCall) -> None:
-        comparison = call.comparison
-        if comparison is None or not comparison.comparable:
-            self.counts.not_compared += 1
-            return
-        self.counts.compared += 1
-        if comparison.differences:
-            self.counts.differed += 1
-            self.counts.entries[call.entry] = self.counts.entries.get(call.entry, 0) + 1
-        if comparison.noise:
-            self.counts.noisy += 1
 
     async def close(self) -> None:
         """Let comparisons in flight finish (briefly), then close production's clients."""

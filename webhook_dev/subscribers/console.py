@@ -27,6 +27,7 @@ from webhook_dev.reviews.exchange import (
     Serving,
     now,
 )
+from webhook_dev.reviews.shadow import ShadowCall
 
 Segments = list[tuple[str, str]]  # (text, rich style) pieces of one line
 _GOOD_RESULTS = ("allowed", "converted")  # the others (denied, failed) say why
@@ -71,7 +72,28 @@ def exchange_segments(exchange: Exchange) -> Segments:
     line.append((f"  {format_ms(exchange.duration_ms)}", "dim"))
     if exchange.generation is not None:
         line.append((f"  [gen {exchange.generation}]", "dim"))
+    if exchange.shadow is not None:
+        line.extend(shadow_segments(exchange.shadow))
     return line
+
+
+def shadow_segments(call: ShadowCall) -> Segments:
+    """``up --shadow``'s mark: how the local code's answer (the line) compares with
+    production's, which decided. ``≠`` names the fields that differ."""
+    comparison = call.comparison
+    if comparison is None:
+        return [("  … comparing", "dim")]
+    if not comparison.comparable:
+        return [(f"  ? not compared: {'; '.join(comparison.unknown)}", "dim yellow")]
+    marks: Segments = []
+    if comparison.differences:
+        marks.append((f"  ≠ production: {', '.join(comparison.fields)}", "bold magenta"))
+    else:
+        marks.append(("  = production", "green"))
+    if comparison.noise:
+        noise = ", ".join(difference.field for difference in comparison.noise)
+        marks.append((f"  (noise: {noise})", "dim"))
+    return marks
 
 
 class ConsolePrinter:

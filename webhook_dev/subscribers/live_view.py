@@ -53,6 +53,7 @@ class SessionFacts:
     endpoint: str
     recording: str | None
     reconnects: int
+    shadow: str | None = None  # up --shadow: "N compared, M differed (K noisy)"
 
 
 class LiveView:
@@ -147,6 +148,9 @@ def render_panel(
         if recording_note:
             recording.append(f"  ({recording_note})", style="bold red")
         table.add_row("recording", recording)
+        if facts.shadow is not None:
+            differing = " 0 differed" not in facts.shadow
+            table.add_row("shadow", Text(facts.shadow, style="bold magenta" if differing else ""))
     if worker_rss is not None:
         table.add_row("worker memory", f"{worker_rss / 2**20:.0f} MiB")
     table.add_row("calls", f"{total} total, {rate:.1f}/s (last {RATE_WINDOW_SECONDS:.0f} s)")

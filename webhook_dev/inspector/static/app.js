@@ -240,6 +240,7 @@ function renderDetail(d) {
       onclick: () => replay(s.id, replayOut),
     }, "Replay"));
   const parts = [head, replayOut];
+  if (d.shadow) parts.push(shadowPart(d.shadow));
   if (d.conversion) {
     parts.push(...conversionParts(d));
   } else {
@@ -250,6 +251,21 @@ function renderDetail(d) {
     el("h4", {}, "Request"), d.request_review === null ? el("p", { class: "muted" }, "not a review webhook-dev knows") : jsonBlock(d.request_review, "request"),
     el("h4", {}, "Response"), d.response_review === null ? el("p", { class: "muted" }, "no review came back") : jsonBlock(d.response_review, "response")));
   $("#detail").replaceChildren(...parts);
+}
+
+// up --shadow: production decided; the local code answered the same request. Side by side.
+function shadowPart(sh) {
+  let verdict;
+  if (sh.not_compared.length) verdict = `not compared: ${sh.not_compared.join("; ")}`;
+  else if (sh.differed.length) verdict = `differs from production in ${sh.differed.join(", ")}`;
+  else verdict = "agrees with production";
+  const rows = [["production entry", sh.entry], ["local code", verdict]];
+  if (sh.noise.length) rows.push(["noise (production disagreed with itself)", sh.noise.join(", ")]);
+  if (sh.production && sh.production.error) rows.push(["production error", sh.production.error]);
+  if (sh.production && sh.production.duration_ms !== null) rows.push(["production answered in", `${sh.production.duration_ms} ms`]);
+  return section(sh.differed.length ? "Shadow: differs from production" : "Shadow",
+    el("table", { class: "facts" }, rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))),
+    sh.diff !== null ? diffView(sh.diff, "production (decided)", "local code") : null);
 }
 
 // A ConversionReview: the version wanted, the result, and each object before and after.
