@@ -33,6 +33,7 @@ from webhook_dev.recording.redaction_key import redaction_key
 from webhook_dev.replay.batch import Selection, Skipped, replay_in_order, selected, selected_raw
 from webhook_dev.replay.outcome import Outcome, outcome_of
 from webhook_dev.replay.shards import ShardConfig, replay_sharded, shard_count
+from webhook_dev.reviews.comparison import NOTHING_IGNORED, Ignore
 from webhook_dev.serving.upstream import Upstream
 from webhook_dev.serving.upstreams.app import AppUpstream
 from webhook_dev.serving.upstreams.url import UrlUpstream
@@ -52,6 +53,15 @@ from webhook_dev.serving.upstreams.url import UrlUpstream
     is_flag=True,
     help="Also feed each patched object back and fail if a second pass changes it; send "
     "each converted object back to its version and fail unless it returns as sent.",
+)
+@click.option(
+    "--ignore",
+    "ignore_pointers",
+    multiple=True,
+    metavar="JSONPOINTER",
+    help="Do not count differences at this JSON pointer into an answer's meaning "
+    "(/warnings, /status/message, /auditAnnotations/KEY, /object/metadata/annotations/KEY; "
+    "repeatable; docs/comparison.md).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print results as one JSON document.")
 @click.option(
@@ -109,6 +119,7 @@ def replay(
     strict: bool,
     policies: tuple[Path, ...],
     webhook_side: str | None,
+    ignore_pointers: tuple[str, ...],
 ) -> None:
     """Send each request recorded in FILE... to the current code and compare the answers.
 
@@ -130,6 +141,12 @@ def replay(
     elif (app is None) == (url is None):
         raise UsageError("give exactly one of --app APP or --url URL, or --policy FILE")
     selection = Selection(where=filters.parse(where or ""), sample=sample)
+    try:
+        ignore = Ignore.parse(ignore_pointers)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    if ignore and policies:
+        raise UsageError("--ignore is for replays to code (--app/--url), not --policy")
     for path in files:
         if not path.is_file():
             raise RecordingError(f"recording {path} does not exist")
@@ -149,6 +166,7 @@ def replay(
                 idempotence=idempotence,
                 where=where or "",
                 as_json=as_json,
+                ignore=ignore.pointers,
             )
             _event_loop(_run_sharded(config, shards, files, selection, report, strict))
         else:
@@ -157,7 +175,9 @@ def replay(
                 if app is not None
                 else UrlUpstream.for_replay(url or "", ca_file=cacert or _local_ca())
             )
-            _event_loop(_run(target, files, selection, jobs, idempotence, report, strict))
+            _event_loop(
+                _run(target, files, selection, jobs, idempotence, report, strict, ignore=ignore)
+            )
     finally:
         report.close()
     report.finish()
@@ -357,6 +377,8 @@ async def _run(
     idempotence: bool,
     report: _Report,
     strict: bool = False,
+    *,
+    ignore: Ignore = NOTHING_IGNORED,
 ) -> None:
     _check_files(files, selection, strict)
     try:
@@ -370,6 +392,7 @@ async def _run(
             jobs=jobs,
             idempotence=idempotence,
             redaction_key=redaction_key(),
+            ignore=ignore,
         )
         async for item in results:
             if isinstance(item, Skipped):

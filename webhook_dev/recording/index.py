@@ -47,7 +47,8 @@ from webhook_dev.recording.summary import summary
 from webhook_dev.reviews.exchange import Exchange
 from webhook_dev.reviews.json_body import JsonObject
 
-INDEX_VERSION = 4  # of the index's tables, not of the recording format (4: review kind)
+# Of the index's tables, not of the recording format (4: review kind; 5: shadow state).
+INDEX_VERSION = 5
 INDEX_SUFFIX = ".index.sqlite"
 COMMIT_INTERVAL = 0.5
 BATCH = 5000
@@ -71,6 +72,7 @@ ROW_COLUMNS = (
     "generation",
     "path",
     "review",
+    "shadow",
 )
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);

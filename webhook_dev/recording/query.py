@@ -11,6 +11,8 @@ unchanged on the command line::
   an ``s`` or ``ms`` suffix; ``status``, ``patch``, ``generation``) and ``time`` (ISO 8601
   text, compared as text: ``time>=2024-05-01T10:00``).
 - ``is:flagged`` — any flag; ``flag:slow`` — one flag (its code or its label).
+- ``is:differed`` — a call ``up --shadow`` found differing from production; ``shadow:agreed``,
+  ``shadow:noisy``, ``shadow:not-compared`` the others.
 - ``review:conversion`` or ``review:admission`` — the kind of call (``op:CONVERT`` too;
   a conversion's result is ``converted`` or ``failed``).
 - any other word — text that must appear (ignoring case) in the kind, namespace, name,
@@ -31,6 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook_dev.errors import UsageError
+
+DIFFERED = "differed"  # is:differed: shadow:differed
 
 # field name (and aliases) -> the row key / index column it tests
 FIELDS = {
@@ -57,6 +61,7 @@ FIELDS = {
     "flag": "flags",
     "is": "is",
     "review": "review",
+    "shadow": "shadow",
 }
 NUMERIC = frozenset({"duration_ms", "http_status", "patch_ops", "generation"})
 ORDERED = NUMERIC | {"time"}
@@ -149,8 +154,10 @@ def _term(word: str) -> Term:
     field, op, value = FIELDS[match["field"].lower()], match["op"], match["value"]
     op = "=" if op == ":" else op
     if field == "is":
-        if value.lower() != "flagged" or op != "=":
-            raise QueryError(f"filter {word!r}: the only is: filter is is:flagged")
+        if value.lower() not in ("flagged", DIFFERED) or op != "=":
+            raise QueryError(f"filter {word!r}: the is: filters are is:flagged and is:differed")
+        if value.lower() == DIFFERED:
+            return Term("shadow", "=", DIFFERED, negate)
         return Term("is", "=", "flagged", negate)
     if field == "flags":
         if op not in ("=", "!="):

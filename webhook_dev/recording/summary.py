@@ -79,4 +79,19 @@ def summary(exchange: Exchange) -> JsonObject:
         "path": exchange.path,
         "flags": list_flags(exchange),
         "review": review_kind.name if review_kind is not None else "",
+        "shadow": shadow_state(exchange),
     }
+
+
+def shadow_state(exchange: Exchange) -> str:
+    """How a shadowed call compared with production (``up --shadow``), as ``--where
+    shadow:...`` and ``is:differed`` filter it: ``differed``, ``noisy`` (differed only where
+    production disagreed with itself), ``agreed``, ``not-compared``; ``""``: not shadowed."""
+    call = exchange.shadow
+    if call is None:
+        return ""
+    if not call.compared:
+        return "not-compared"
+    if call.differed:
+        return "differed"
+    return "noisy" if call.noisy else "agreed"

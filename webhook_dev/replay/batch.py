@@ -24,6 +24,7 @@ from webhook_dev.recording.index import RecordingIndex, index_path
 from webhook_dev.recording.query import Query
 from webhook_dev.recording.summary import summary
 from webhook_dev.replay.replayer import ReplayResult, replay_exchange
+from webhook_dev.reviews.comparison import NOTHING_IGNORED, Ignore
 from webhook_dev.reviews.exchange import Exchange
 from webhook_dev.serving.upstream import Upstream
 
@@ -206,6 +207,7 @@ async def replay_in_order(
     jobs: int = 1,
     idempotence: bool = False,
     redaction_key: bytes | None = None,
+    ignore: Ignore = NOTHING_IGNORED,
 ) -> AsyncIterator[ReplayResult | Skipped]:
     """Replay ``items`` with up to ``jobs`` calls in flight, spread over ``targets``;
     results come out in the items' order. An exchange without a valid request is a
@@ -222,6 +224,7 @@ async def replay_in_order(
                 idempotence=idempotence,
                 redaction_key=redaction_key,
                 where=where,
+                ignore=ignore,
             )
         except ReviewError as error:
             return Skipped(f"{where}: cannot replay ({error})")

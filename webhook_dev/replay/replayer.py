@@ -41,7 +41,13 @@ from webhook_dev.recording.redaction import is_about_secrets, redact_object
 from webhook_dev.recording.redaction_key import redaction_key
 from webhook_dev.reviews import admission, conversion, fast_json, kinds
 from webhook_dev.reviews.admission import AdmissionRequest, AdmissionResponse
-from webhook_dev.reviews.comparison import Comparison, Difference
+from webhook_dev.reviews.comparison import (
+    NOTHING_IGNORED,
+    Comparison,
+    Difference,
+    Ignore,
+    compare_fields,
+)
 from webhook_dev.reviews.conversion import ConversionRequest, ConversionResponse
 from webhook_dev.reviews.exchange import Exchange
 from webhook_dev.reviews.json_body import JsonObject
@@ -110,10 +116,14 @@ async def replay_exchange(
     idempotence: bool = False,
     redaction_key: bytes | None = None,
     where: str = "",
+    ignore: Ignore = NOTHING_IGNORED,
 ) -> ReplayResult:
     """Send ``exchange``'s request to ``target`` and compare with the recorded answer.
 
     ``redaction_key`` (the recorder's) lets answers about redacted Secrets compare equal.
+    ``ignore`` mutes known differences (``--ignore``). A call ``up --shadow`` recorded is
+    compared with *production's* answer, which decided it, when production gave one: the
+    question after an edit is whether the code now agrees with production.
     Raises :class:`ReviewError` when the exchange has no valid request.
     """
     # As bytes, the request is checked the cheap way (a byte scan for surrogate escapes
@@ -125,20 +135,21 @@ async def replay_exchange(
     result.current_status = current.status
     result.current_review = _json(current.body)
     actual, problems = _read(request, current, result.current_review)
+    recorded_status, recorded_review = _control(exchange)
     if (
-        exchange.http_status == current.status == 200
+        recorded_status == current.status == 200
         and result.current_review is not None
-        and result.current_review == exchange.response_review
+        and result.current_review == recorded_review
     ):
         # The very answer recorded: the same meaning, without applying its patch again
         # (reading an answer is most of a replay's CPU, and most replays are this case).
         expected = actual
     else:
-        expected = _meaning(request, exchange.http_status, exchange.response_review)
+        expected = _meaning(request, recorded_status, recorded_review)
     result.problems = problems
     if redaction_key is not None and is_about_secrets(request.review["request"]):
         expected, actual = _redacted(expected, redaction_key), _redacted(actual, redaction_key)
-    result.comparison = _compare(request, exchange.http_status, expected, current.status, actual)
+    result.comparison = _compare(request, recorded_status, expected, current.status, actual, ignore)
     if not idempotence:
         return result
     if isinstance(request, AdmissionRequest) and isinstance(actual, AdmissionResponse):
@@ -328,9 +339,7 @@ async def _send(target: Upstream, body: bytes, path: str) -> UpstreamResponse:
 _HEADERS = {"Content-Type": "application/json"}
 
 
-def _meaning(
-    request: kinds.Request, status: int, body: JsonObject | None
-) -> kinds.Meaning | None:
+def _meaning(request: kinds.Request, status: int, body: JsonObject | None) -> kinds.Meaning | None:
     if status != 200 or body is None:
         return None
     meaning, _ = kinds.read_response(request, body)
@@ -355,12 +364,22 @@ def _compare(
     expected: kinds.Meaning | None,
     current_status: int,
     actual: kinds.Meaning | None,
+    ignore: Ignore = NOTHING_IGNORED,
 ) -> Comparison:
     if expected is None or actual is None:
         if expected is None and actual is None and recorded_status == current_status:
             return Comparison()
-        return Comparison((Difference("http status", recorded_status, current_status),))
-    return kinds.of_request(request).compare(expected, actual)
+        return compare_fields((("http status", recorded_status, current_status),), ignore)
+    return kinds.of_request(request).compare(expected, actual, ignore)
+
+
+def _control(exchange: Exchange) -> tuple[int, JsonObject | None]:
+    """The answer to compare with: production's for a shadowed call it answered, else the
+    recorded one."""
+    shadow = exchange.shadow
+    if shadow is not None and shadow.control is not None and shadow.control.http_status == 200:
+        return 200, shadow.control.review
+    return exchange.http_status, exchange.response_review
 
 
 def _redacted(meaning: kinds.Meaning | None, key: bytes) -> kinds.Meaning | None:

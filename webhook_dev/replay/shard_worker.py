@@ -25,6 +25,7 @@ from webhook_dev.replay.batch import Skipped
 from webhook_dev.replay.outcome import outcome_of
 from webhook_dev.replay.replayer import replay_exchange
 from webhook_dev.replay.shards import Record, ShardConfig, frame, read_frame
+from webhook_dev.reviews.comparison import Ignore
 from webhook_dev.serving.upstream import Upstream
 from webhook_dev.serving.upstreams.in_process import InProcessApp
 from webhook_dev.serving.upstreams.url import UrlUpstream
@@ -104,6 +105,7 @@ class _Replayer:
                     idempotence=self.config.idempotence,
                     redaction_key=self.key,
                     where=where,
+                    ignore=Ignore(self.config.ignore),
                 )
             except ReviewError as error:
                 return Skipped(f"{where}: cannot replay ({error})")

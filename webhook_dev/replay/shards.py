@@ -54,6 +54,7 @@ class ShardConfig:
     idempotence: bool
     where: str
     as_json: bool
+    ignore: tuple[str, ...] = ()  # --ignore's JSON pointers, checked by the command
 
 
 def frame(value: Any) -> bytes:

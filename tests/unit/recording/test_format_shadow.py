@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,8 @@ from tests.reviews import request_review
 from tests.unit.recording.test_format import KEY, exchange, secret
 from webhook_dev.errors import RecordingError
 from webhook_dev.recording import format as recording
-from webhook_dev.recording import redaction
+from webhook_dev.recording import query, redaction
+from webhook_dev.recording.index import RecordingIndex
 from webhook_dev.reviews.comparison import Comparison, Difference
 from webhook_dev.reviews.shadow import ControlAnswer, ShadowCall, ShadowSpec
 
@@ -91,3 +93,32 @@ def test_production_is_called_again_only_without_side_effects(
 ) -> None:
     assert (ShadowSpec().may_call(side_effects, dry_run) is None) is allowed
     assert ShadowSpec(allow_side_effects=True).may_call(side_effects, dry_run) is None
+
+
+def test_is_differed_finds_exactly_the_differing_calls_in_the_index(tmp_path: Path) -> None:
+    agreed = ShadowCall(entry="e/x", control=ControlAnswer(200, DENIED), comparison=Comparison())
+    noisy = ShadowCall(
+        entry="e/x",
+        control=ControlAnswer(200, DENIED),
+        comparison=Comparison(noise=(Difference("object", None, None),)),
+    )
+    calls = [shadowed(), agreed, None, noisy, shadowed()]
+    path = tmp_path / "session.jsonl"
+    lines = []
+    for number, call in enumerate(calls):
+        one = exchange(shadow=call)
+        one.id = f"x{number}"
+        lines.append(recording.encode(one, redaction_key=None))
+    path.write_text("".join(lines))
+    index, _ = RecordingIndex.open(path)
+    for text, expected in [
+        ("is:differed", ["x0", "x4"]),
+        ("-is:differed", ["x1", "x2", "x3"]),
+        ("shadow:noisy", ["x3"]),
+        ("shadow:agreed", ["x1"]),
+    ]:
+        parsed = query.parse(text)
+        assert sorted(row["id"] for row in index.rows(parsed, limit=10)) == expected, text
+        everything = index.rows(limit=10)
+        assert sorted(row["id"] for row in everything if parsed.matches(row)) == expected
+    index.close()
