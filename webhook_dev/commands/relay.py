@@ -11,6 +11,7 @@ from webhook_dev.errors import ClusterError, PreflightError
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.discovery import discover, subject_of
+from webhook_dev.redirect.selection import Selection
 from webhook_dev.tunnel import relay_manifests
 from webhook_dev.tunnel.relay import RelayTransport, new_relay_id
 from webhook_dev.tunnel.relay_manifests import Permission, RelaySpec
@@ -23,8 +24,7 @@ ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 def relay_transport(
     context: str | None,
     kubeconfig: str | None,
-    webhook: str | None,
-    service: str | None,
+    selection: Selection,
     *,
     image: str | None,
     port: int,
@@ -40,7 +40,7 @@ def relay_transport(
     if not 1 <= port <= 65535:
         raise PreflightError(f"--relay-port {port} is not a TCP port", hint="e.g. 443 or 8443")
     cluster = Cluster.connect(context, kubeconfig)
-    snapshot = discover(cluster, webhook, service)
+    snapshot = discover(cluster, selection)
     subject = subject_of(snapshot)
     target = redirect.service_target(snapshot)
     namespace = target.namespace if target else "default"

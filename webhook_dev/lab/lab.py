@@ -839,9 +839,7 @@ class Lab:
             },
             # With a scheduler, Pods must go to the node, as kubeadm taints control planes.
             "spec": {
-                "taints": [
-                    {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
-                ]
+                "taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
                 if self.state.node
                 else []
             },
@@ -955,8 +953,12 @@ def summary(lab: Lab) -> dict[str, Any]:
         "binaries": lab.state.binaries,
         "logs": str(lab.layout.logs),
         "node": (
-            {"name": lab.node_name, "ip": lab.topology.node_ip, "pod_cidr": lab.pod_cidr,
-             "images": lab.state.images}
+            {
+                "name": lab.node_name,
+                "ip": lab.topology.node_ip,
+                "pod_cidr": lab.pod_cidr,
+                "images": lab.state.images,
+            }
             if lab.has_node
             else None
         ),

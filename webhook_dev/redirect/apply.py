@@ -2,14 +2,15 @@
 
 The order is chosen so the cluster is safe at every step, not just at the end:
 
-``up``:   webhook entries first (our CA appended, ``failurePolicy: Ignore``) — harmless while
-          the in-cluster webhook still serves; then the Service loses its selector (so the
-          endpoint controllers stop maintaining its Endpoints and slices); then Endpoints,
-          the controller's slices emptied, and our slice created.
+``up``:   webhook entries first (our CA appended, ``failurePolicy: Ignore``) and CRD
+          conversions (our CA appended) — harmless while the in-cluster webhook still
+          serves; then the Service loses its selector (so the endpoint controllers stop
+          maintaining its Endpoints and slices); then Endpoints, the controller's slices
+          emptied, and our slice created.
 ``down``: Endpoints and the controller's slices refilled *before* the selector returns (so
           the controllers' next reconcile wins), then the selector, our slice deleted, and
-          the webhook entries last, so ``Ignore`` stays until calls go to the in-cluster
-          Pods again.
+          the webhook entries and conversions last, so ``Ignore`` and our CA stay until
+          calls go to the in-cluster Pods again.
 
 A personal redirect (:mod:`webhook_dev.redirect.personal_plan`) creates its copies first and
 narrows the originals after, and ``down`` widens the originals before deleting the copies:
@@ -22,15 +23,18 @@ Both report each step through ``on_step`` so ``up`` can be killed at any point i
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from webhook_dev.errors import ClusterError
 from webhook_dev.kube.cluster import Cluster
+from webhook_dev.redirect.conversions import CRD_KIND
 from webhook_dev.redirect.personal_plan import COPY_OF_LABEL
 from webhook_dev.redirect.plan import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    ChangeKind,
     FieldChange,
     FieldResult,
     Json,
@@ -40,9 +44,11 @@ from webhook_dev.redirect.plan import (
     RedirectPlan,
     apply_changes,
     canonical,
+    get_field,
     restore_changes,
 )
 from webhook_dev.redirect.plan_builder import MUTATING, VALIDATING
+from webhook_dev.tls import certs
 from webhook_dev.tunnel.relay_manifests import RELAY_LABEL
 
 # (kind, created by us?) in the order each direction touches them.
@@ -53,6 +59,7 @@ _UP_ORDER = [
     (VALIDATING, True),
     (MUTATING, False),
     (VALIDATING, False),
+    (CRD_KIND, False),  # a conversion's caBundle, like an entry's
     ("Service", False),
     ("Endpoints", False),
     ("Endpoints", True),
@@ -67,6 +74,7 @@ _DOWN_ORDER = [
     ("EndpointSlice", True),
     (MUTATING, False),
     (VALIDATING, False),
+    (CRD_KIND, False),
     (MUTATING, True),
     (VALIDATING, True),
     ("Pod", True),  # the relay last: it carries calls until nothing points at it
@@ -126,6 +134,38 @@ def apply_plan(cluster: Cluster, plan: RedirectPlan, on_step: StepCallback) -> N
 
 def applier(changes: list[FieldChange]) -> Callable[[Json], Json]:
     return lambda current: apply_changes(current, changes)
+
+
+def reappend_ca(cluster: Cluster, plan: RedirectPlan) -> list[ObjectRef]:
+    """Append our CA again to every bundle of ``plan`` that no longer holds it; the objects
+    written. A CA injector's rewrite keeps its own CA and gets ours on top; ``down`` then
+    removes only ours (:func:`~webhook_dev.redirect.plan.restore_changes`)."""
+    bundles = [c for c in plan.changes if c.kind is ChangeKind.BUNDLE_APPEND]
+    rewritten = []
+    for ref in dict.fromkeys(c.ref for c in bundles):
+        current = cluster.get_or_none(ref.url)
+        if current is None:
+            continue
+        missing = [
+            c
+            for c in bundles
+            if c.ref == ref
+            and not (
+                isinstance(value := get_field(current, c.path), str)
+                and certs.bundle_contains(_b64(value), _b64(c.after))
+            )
+        ]
+        if missing:
+            cluster.update(ref.url, applier(missing))
+            rewritten.append(ref)
+    return rewritten
+
+
+def _b64(value: str) -> bytes:
+    try:
+        return base64.b64decode(value)
+    except ValueError:
+        return b""
 
 
 def restore_plan(cluster: Cluster, plan: RedirectPlan, on_step: StepCallback) -> RestoreReport:

@@ -33,7 +33,6 @@ kill ``up`` after every step through ``WEBHOOK_DEV_FAULT_AFTER=<step>``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
 import os
@@ -48,9 +47,9 @@ from typing import Any
 from webhook_dev.addresses import is_ip_address
 from webhook_dev.errors import ClusterError, UnreachableError
 from webhook_dev.kube.cluster import Cluster
-from webhook_dev.redirect import journal, personal_plan
+from webhook_dev.redirect import callers, journal, personal_plan
 from webhook_dev.redirect import plan_builder as redirect
-from webhook_dev.redirect.apply import RestoreReport, applier, apply_plan
+from webhook_dev.redirect.apply import RestoreReport, apply_plan, reappend_ca
 from webhook_dev.redirect.discovery import (
     check_not_held,
     discover,
@@ -63,13 +62,13 @@ from webhook_dev.redirect.plan import (
     ObjectCreate,
     ObjectRef,
     RedirectPlan,
-    get_field,
     reconnect_changes,
 )
 from webhook_dev.redirect.plan_builder import Snapshot
 from webhook_dev.redirect.proof import TIMEOUT_SECONDS, PathProof
 from webhook_dev.redirect.restore import restore_from_journal
 from webhook_dev.redirect.scope import Scope
+from webhook_dev.redirect.selection import Selection
 from webhook_dev.serving.spec import ServingSpec
 from webhook_dev.serving.stack import ServingStack
 from webhook_dev.subscribers.call_stats import CallStats
@@ -89,8 +88,7 @@ class UpOptions:
     """Everything ``up`` needs besides its transport; the CLI fills it from flags."""
 
     serving: ServingSpec  # what answers, recording, reload, inspector: as for ``serve``
-    webhook: str | None = None  # NAME or NAME/ENTRY
-    service: str | None = None  # NAMESPACE/NAME
+    selection: Selection  # --webhook, --service, --crd: what to redirect
     context: str | None = None
     kubeconfig: str | None = None
     port: int = 0
@@ -213,7 +211,9 @@ class Session:
     async def _read_cluster(self) -> Found:
         options = self.options
         cluster = await asyncio.to_thread(Cluster.connect, options.context, options.kubeconfig)
-        snapshot = await asyncio.to_thread(discover, cluster, options.webhook, options.service)
+        snapshot = await asyncio.to_thread(
+            discover, cluster, options.selection, whole_service=options.scope is None
+        )
         redirect.validate_snapshot(snapshot)
         subject = subject_of(snapshot)
         claim = None
@@ -231,13 +231,24 @@ class Session:
         leftover = await asyncio.to_thread(check_not_held, cluster, subject, options.force)
         for warning in warnings:
             self.say(f"warning: {warning}")
+        self.say(callers.heading(snapshot))
+        for line in callers.caller_lines(snapshot, self._treatment()):
+            self.say(f"  {line}")
         scope = f" for {options.scope.describe()} only" if options.scope else ""
-        self.say(
-            f"redirecting {', '.join(map(str, snapshot.entries))}{scope} "
-            f"(context {cluster.context_name})"
-        )
+        redirected = [*map(str, snapshot.entries)]
+        if options.scope is None:
+            redirected += [f"conversion of {name}" for name in snapshot.crds]
+        self.say(f"redirecting {', '.join(redirected)}{scope} (context {cluster.context_name})")
         self._subject = subject
         return Found(cluster, snapshot, subject, leftover, claim)
+
+    def _treatment(self) -> callers.Treatment:
+        options = self.options
+        return callers.Treatment(
+            relax_failure_policy=not options.keep_failure_policy,
+            timeout_seconds=options.timeout_seconds,
+            scope=options.scope.describe() if options.scope else None,
+        )
 
     async def _serve_locally(self, found: Found) -> Local:
         authority = await asyncio.to_thread(LocalAuthority.load_or_create)
@@ -299,7 +310,9 @@ class Session:
         await asyncio.to_thread(restore_from_journal, found.cluster, found.leftover, self.say)
         # What we read before was the stale session's redirect, not the original.
         options = self.options
-        return await asyncio.to_thread(discover, found.cluster, options.webhook, options.service)
+        return await asyncio.to_thread(
+            discover, found.cluster, options.selection, whole_service=options.scope is None
+        )
 
     async def _take_lock(self, found: Found, snapshot: Snapshot, local: Local) -> journal.Journal:
         """The plan and its journal, and the Lease that makes them ours.
@@ -416,24 +429,10 @@ class Session:
         }
 
     def _keep_ca_bundles(self, cluster: Cluster, record: journal.Journal) -> None:
-        """Re-append our CA where a CA injector rewrote ``caBundle`` during the session."""
-        bundles = [c for c in record.plan.changes if c.kind is ChangeKind.BUNDLE_APPEND]
-        for ref in {c.ref for c in bundles}:
-            changes = [c for c in bundles if c.ref == ref]
-            current = cluster.get_or_none(ref.url)
-            if current is None:
-                continue
-            missing = [
-                c
-                for c in changes
-                if not isinstance(value := get_field(current, c.path), str)
-                or not certs.bundle_contains(_b64(value), _b64(c.after))
-            ]
-            if missing:
-                cluster.update(ref.url, applier(missing))
-                self.say(
-                    f"caBundle of {ref} was rewritten during the session; appended our CA again"
-                )
+        """Re-append our CA where a CA injector rewrote ``caBundle`` during the session
+        (cert-manager's cainjector injects webhook configurations and CRDs alike)."""
+        for ref in reappend_ca(cluster, record.plan):
+            self.say(f"caBundle of {ref} was rewritten during the session; appended our CA again")
 
 
 def _reconnect(cluster: Cluster, plan: RedirectPlan) -> None:
@@ -481,17 +480,15 @@ def _serving_files(
     dns_names += [host for host in hosts if not is_ip_address(host)]
     ips = ["127.0.0.1", *([dial_ip] if dial_ip else [])]
     ips += [host for host in hosts if is_ip_address(host)]
-    name = f"{target.namespace}-{target.name}" if target else snapshot.entries[0].config_name
+    name = f"{target.namespace}-{target.name}" if target else _first_caller(snapshot)
     return authority.serving_files(name, dns_names=dns_names or ["localhost"], ip_addresses=ips)
+
+
+def _first_caller(snapshot: Snapshot) -> str:
+    return snapshot.entries[0].config_name if snapshot.entries else next(iter(snapshot.crds))
 
 
 def fault_point(step: str) -> None:
     """Test hook: ``WEBHOOK_DEV_FAULT_AFTER=<step>`` SIGKILLs this process right after it."""
     if os.environ.get(FAULT_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _b64(value: str) -> bytes:
-    with contextlib.suppress(ValueError):
-        return base64.b64decode(value)
-    return b""
