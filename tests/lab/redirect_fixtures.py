@@ -262,9 +262,7 @@ def start_up(lab: Lab, state_dir: Path) -> Iterator[Any]:
             cwd: Path = REPO,
         ) -> RunningProcess:
             """``app=None``: no ``--app`` (pass ``--upstream ...`` in ``extra``)."""
-            selector = (
-                ["--webhook", target.config] if target.url else ["--service", target.subject]
-            )
+            selector = ["--webhook", target.config] if target.url else ["--service", target.subject]
             argv = [
                 "up",
                 *selector,
@@ -275,9 +273,7 @@ def start_up(lab: Lab, state_dir: Path) -> Iterator[Any]:
                 *extra,
             ]
             return processes.add(
-                up_process(
-                    lab, argv, {"WEBHOOK_DEV_STATE_DIR": str(state_dir), **(env or {})}, cwd
-                )
+                up_process(lab, argv, {"WEBHOOK_DEV_STATE_DIR": str(state_dir), **(env or {})}, cwd)
             )
 
         yield start

@@ -137,12 +137,20 @@ def test_with_cert_manager_its_objects_are_applied_as_they_are() -> None:
 
 
 def test_object_paths_follow_the_api_groups_and_scopes() -> None:
-    assert workloads.object_path(
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "n"}}
-    ) == "/apis/apps/v1/namespaces/n/deployments/d"
-    assert workloads.object_path(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}}
-    ) == "/api/v1/namespaces/n"
+    assert (
+        workloads.object_path(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "d", "namespace": "n"},
+            }
+        )
+        == "/apis/apps/v1/namespaces/n/deployments/d"
+    )
+    assert (
+        workloads.object_path({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}})
+        == "/api/v1/namespaces/n"
+    )
 
 
 def test_an_unknown_sample_is_refused_with_the_choices() -> None:

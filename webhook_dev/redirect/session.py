@@ -164,6 +164,7 @@ class Session:
             endpoint=f"{self._local.address} → 127.0.0.1:{self._local.stack.port}",
             recording=str(self.options.serving.record) if self.options.serving.record else None,
             reconnects=self.transport.reconnects,
+            conversions=tuple(self._snapshot.crds) if self._snapshot else (),
         )
 
     def request_stop(self) -> None:
@@ -396,8 +397,11 @@ class Session:
         via = f"{target.name}.{target.namespace}.svc" if target else "url"
         kind = self.transport.describe().get("kind", "tunnel")
         path = "tunnel" if kind == "ssh" else kind
+        by = proof.proved_by
+        proved = f" (by {by.what})" if by is not None and by.key[0] == "conversion" else ""
         self.say(
-            f"ready: kube-apiserver → {via} → {path} → your code in {round_trip * 1000:.0f} ms"
+            f"ready: kube-apiserver → {via} → {path} → your code in "
+            f"{round_trip * 1000:.0f} ms{proved}"
         )
 
     async def _heartbeat_until_stopped(self, cluster: Cluster, record: journal.Journal) -> None:

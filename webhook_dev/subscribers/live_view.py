@@ -53,6 +53,8 @@ class SessionFacts:
     endpoint: str
     recording: str | None
     reconnects: int
+    # CRDs whose conversion calls come here: nothing softens a failed conversion.
+    conversions: tuple[str, ...] = ()
 
 
 class LiveView:
@@ -147,6 +149,15 @@ def render_panel(
         if recording_note:
             recording.append(f"  ({recording_note})", style="bold red")
         table.add_row("recording", recording)
+        if facts.conversions:
+            table.add_row(
+                "conversion",
+                Text(
+                    f"{', '.join(facts.conversions)}: no failurePolicy; while this machine "
+                    "cannot answer, reads in other versions fail (`webhook-dev down` ends it)",
+                    style="yellow",
+                ),
+            )
     if worker_rss is not None:
         table.add_row("worker memory", f"{worker_rss / 2**20:.0f} MiB")
     table.add_row("calls", f"{total} total, {rate:.1f}/s (last {RATE_WINDOW_SECONDS:.0f} s)")

@@ -196,9 +196,7 @@ async def test_a_wrong_uid_is_passed_through_and_flagged_uid_mismatch(front: Fro
 async def test_a_patch_that_does_not_apply_is_passed_through_and_flagged(front: Front) -> None:
     patch = [{"op": "replace", "path": "/spec/nothing/here", "value": 1}]
     encoded = base64.b64encode(json.dumps(patch).encode()).decode()
-    front.upstream.answer = lambda request: allowed(
-        request, patchType="JSONPatch", patch=encoded
-    )
+    front.upstream.answer = lambda request: allowed(request, patchType="JSONPatch", patch=encoded)
     response = await post(front, request_review())
     assert response.status == 200
     assert (await response.json())["response"]["patch"] == encoded
