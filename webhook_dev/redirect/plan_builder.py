@@ -43,6 +43,7 @@ from webhook_dev.redirect.plan import (
     Json,
     ObjectCreate,
     ObjectRef,
+    PathStep,
     RedirectPlan,
     get_field,
 )
@@ -363,24 +364,9 @@ def _redirect_entry(
     entry = entry_of(snapshot, ref)
     base = ("webhooks", ("name", ref.entry_name))
     client_config = entry.get("clientConfig") or {}
-    plan.changes.append(
-        FieldChange(
-            config_ref,
-            (*base, "clientConfig", "caBundle"),
-            client_config.get("caBundle", ABSENT),
-            ca_b64,
-            ChangeKind.BUNDLE_APPEND,
-        )
+    plan.changes += client_config_changes(
+        config_ref, (*base, "clientConfig"), client_config, target, ca_b64
     )
-    if client_config.get("url"):
-        plan.changes.append(
-            FieldChange(
-                config_ref,
-                (*base, "clientConfig", "url"),
-                client_config["url"],
-                tunnel_url(client_config["url"], target),
-            )
-        )
     if target.relax_failure_policy:
         plan.changes.append(
             FieldChange(
@@ -406,25 +392,39 @@ def _redirect_conversion(
     """
     crd_ref = ObjectRef(conversions.CRD_KIND, conversions.CRD_COLLECTION, name)
     client_config = conversions.client_config(crd) or {}
-    base = conversions.CLIENT_CONFIG_PATH
-    plan.changes.append(
+    plan.changes += client_config_changes(
+        crd_ref, conversions.CLIENT_CONFIG_PATH, client_config, target, ca_b64
+    )
+
+
+def client_config_changes(
+    ref: ObjectRef,
+    path: tuple[PathStep, ...],
+    client_config: Json,
+    target: Target,
+    ca_b64: str,
+) -> list[FieldChange]:
+    """A caller's clientConfig (at ``path`` in ``ref``) trusting our CA, and for ``url:``
+    calling the tunnel: the same two changes for webhook entries and conversions."""
+    changes = [
         FieldChange(
-            crd_ref,
-            (*base, "caBundle"),
+            ref,
+            (*path, "caBundle"),
             client_config.get("caBundle", ABSENT),
             ca_b64,
             ChangeKind.BUNDLE_APPEND,
         )
-    )
+    ]
     if client_config.get("url"):
-        plan.changes.append(
+        changes.append(
             FieldChange(
-                crd_ref,
-                (*base, "url"),
+                ref,
+                (*path, "url"),
                 client_config["url"],
                 tunnel_url(client_config["url"], target),
             )
         )
+    return changes
 
 
 def tunnel_url(url: str, target: Target) -> str:
