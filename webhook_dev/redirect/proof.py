@@ -29,6 +29,7 @@ from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import conversions, plan_builder, probe_objects
 from webhook_dev.redirect.plan import Json
 from webhook_dev.redirect.plan_builder import Snapshot
+from webhook_dev.reviews import kinds
 from webhook_dev.reviews.exchange import Exchange
 
 TIMEOUT_SECONDS = 30.0
@@ -72,12 +73,14 @@ class Unprovable(Exception):
 def exchange_keys(exchange: Exchange) -> list[Key]:
     """The objects a call is about: the AdmissionReview's ``request.name``, or each object
     of a ConversionReview's ``request.objects``."""
+    kind = exchange.review_kind
+    if kind is None:  # the door refused it: no review to recognise
+        return []
     request = exchange.request
-    objects = request.get("objects")
-    if isinstance(objects, list):
+    if kind is kinds.CONVERSION:
         return [
             ("conversion", str((item.get("metadata") or {}).get("name", "")))
-            for item in objects
+            for item in request.get("objects") or []
             if isinstance(item, dict)
         ]
     return [("admission", str(request.get("name") or ""))]

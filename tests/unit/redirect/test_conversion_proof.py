@@ -61,7 +61,11 @@ class ConvertingCluster(InMemoryCluster):
         return copy.deepcopy(obj)
 
     def convert(self, obj: Json) -> None:
-        review = {"request": {"uid": "u1", "desiredAPIVersion": "x", "objects": [obj]}}
+        review = {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "ConversionReview",
+            "request": {"uid": "u1", "desiredAPIVersion": "x", "objects": [obj]},
+        }
         exchange = Exchange(
             id="1", started=datetime.now(UTC), path="/convert", request_review=review
         )
