@@ -455,9 +455,10 @@ class Lab:
     def deploy_sample(self, sample: str, timeout: float = 60.0) -> workloads.DeployedSample:
         """Run ``sample_webhook/deploy/<sample>.yaml`` on the node; return once it serves.
 
-        ``sample`` is ``sidecar-injector``, ``require-limits`` or
-        ``statefulset-node-selector``. Without cert-manager the serving certificate comes
-        from the lab's CA (see :mod:`webhook_dev.lab.workloads` for the overrides).
+        ``sample`` is ``sidecar-injector``, ``require-limits``,
+        ``statefulset-node-selector`` or ``website`` (a CRD with a conversion webhook).
+        Without cert-manager the serving certificate comes from the lab's CA (see
+        :mod:`webhook_dev.lab.workloads` for the overrides).
         """
         self.wait_node_ready()
         return workloads.deploy_sample(
