@@ -58,6 +58,7 @@ class ConversionTarget:
     redirect: RedirectTarget
     crd: str  # websites.<group>
     group: str
+    apps: str = ""  # where the webhook's Pods are created (not the Service's namespace)
 
     @property
     def crd_path(self) -> str:
@@ -157,8 +158,28 @@ def conversion_target(cluster_view: ClusterView, lab_namespace: str) -> Iterator
     redirect = make_target(cluster_view, lab_namespace)
     manifest = _crd(lab_namespace, redirect.service)
     cluster = cluster_view.cluster
+    # The webhook intercepts Pods of another namespace than its Service's, so --relay's
+    # Pod (in the Service's namespace) is not sent to the webhook that has no backend.
+    apps = f"{lab_namespace[:50]}-apps"
+    cluster.create(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": apps}}
+    )
+    wait_until(
+        lambda: cluster.list(f"/api/v1/namespaces/{apps}/serviceaccounts"),
+        timeout=30,
+        what=f"the default service account of {apps}",
+    )
+
+    def intercept_apps(config: Json) -> Json:
+        for entry in config["webhooks"]:
+            entry["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": apps}}
+        return config
+
+    cluster.update(redirect.config_path, intercept_apps)
     cluster.create(CRDS, manifest)
-    target = ConversionTarget(redirect, manifest["metadata"]["name"], manifest["spec"]["group"])
+    target = ConversionTarget(
+        redirect, manifest["metadata"]["name"], manifest["spec"]["group"], apps
+    )
 
     def established() -> bool:
         conditions = (cluster.get(target.crd_path).get("status") or {}).get("conditions") or []
@@ -170,6 +191,7 @@ def conversion_target(cluster_view: ClusterView, lab_namespace: str) -> Iterator
     finally:
         cluster.delete(target.crd_path)
         cluster.delete(redirect.config_path)
+        cluster.delete(f"/api/v1/namespaces/{apps}")
 
 
 @pytest.fixture
@@ -239,7 +261,7 @@ def test_up_lists_the_crd_as_a_caller_redirects_it_and_sigterm_restores_it_exact
     assert f"the conversion webhook of {target.crd} has no failurePolicy" in up.output
     bundle = conversion_bundle(cluster_view, target)
     assert bundle.startswith(base64.b64decode(THEIR_CA)) and bundle.count(b"BEGIN") >= 2
-    pod = cluster_view.create_pod(target.redirect.namespace, "web-0")  # admission still here
+    pod = cluster_view.create_pod(target.apps, "web-0")  # admission calls come here too
     assert container_names(pod) == ["app", "nginx-sidecar"]
 
     assert up.stop(signal.SIGTERM) == 0, up.output
