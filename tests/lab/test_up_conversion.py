@@ -435,3 +435,51 @@ def test_an_edit_of_the_conversion_code_is_picked_up_with_no_failed_read(
     assert addresses[0] == "edit.example.com:8443", addresses
     assert addresses[-1] == "EDIT.EXAMPLE.COM:8443", addresses
     assert up.stop(signal.SIGTERM) == 0, up.output
+
+
+def test_crd_alone_redirects_a_url_conversion_proves_it_and_down_restores_it(
+    cluster_view: ClusterView, conversion_target: ConversionTarget, start: Any
+) -> None:
+    target = conversion_target
+
+    def by_url(crd: Json) -> Json:
+        crd["spec"]["conversion"]["webhook"]["clientConfig"] = {
+            "url": "https://converter.example.invalid:8443/convert",
+            "caBundle": THEIR_CA,
+        }
+        return crd
+
+    cluster_view.cluster.update(target.crd_path, by_url)
+    before = crd_content(cluster_view.cluster, target)
+    up: RunningProcess = start(target, "ssh", selector=["--crd", target.crd])
+
+    ready = up.wait_for("ready: kube-apiserver")
+    assert "→ url → tunnel → your code" in ready
+    assert "(by a dry-run create of a Website in v2" in ready
+    client_config = cluster_view.cluster.get(target.crd_path)["spec"]["conversion"]["webhook"]
+    assert client_config["clientConfig"]["url"].endswith("/convert")
+    assert "example.invalid" not in client_config["clientConfig"]["url"]
+    assert up.stop(signal.SIGTERM) == 0, up.output
+    assert crd_content(cluster_view.cluster, target) == before
+
+
+def test_crd_alone_takes_the_website_service_with_its_defaulting_webhook(
+    cluster_view: ClusterView, website: ConversionTarget, start: Any
+) -> None:
+    cluster = cluster_view.cluster
+    _website(cluster, "v1", "alone", {"host": "alone.example.com"})
+    before = everything(cluster_view, website)
+    up: RunningProcess = start(
+        website, "ssh", selector=["--crd", WEBSITES], app="sample_webhook.website"
+    )
+
+    ready = up.wait_for("ready: kube-apiserver")
+    assert "→ website.website.svc → tunnel → your code" in ready
+    assert "(by a read of Website " in ready
+    assert "MutatingWebhookConfiguration website, entry default.website" in up.output
+    mark = up.mark()
+    _website(cluster, "v1", "defaulted", {"host": "d.example.com"})  # defaulting, here
+    up.wait_for(r"Website websites/defaulted  CREATE  allowed", after=mark)
+    assert _read(cluster, "v1", "defaulted")["spec"]["port"] == 443
+    assert up.stop(signal.SIGTERM) == 0, up.output
+    assert everything(cluster_view, website) == before
