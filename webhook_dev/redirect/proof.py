@@ -221,8 +221,8 @@ class PathProof:
                 self.reconnects += 1
                 self._answered_elsewhere = 0
                 self.say(
-                    "probe: dry runs are admitted without reaching your code (the apiserver "
-                    "may keep a connection to an in-cluster Pod); renewing the webhook's "
+                    f"probe: {candidate.what} is answered without reaching your code (the "
+                    "apiserver may keep a connection to an in-cluster Pod); renewing the "
                     "caBundle so it reconnects"
                 )
                 assert self.reconnect is not None
