@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from webhook_dev.errors import HeldError, PreflightError
+from webhook_dev.errors import ClusterError, HeldError, PreflightError
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import conversions, journal
 from webhook_dev.redirect import plan_builder as redirect
@@ -30,7 +30,7 @@ def discover(cluster: Cluster, selection: Selection, *, whole_service: bool = Tr
     for kind, collection in redirect.CONFIG_COLLECTIONS.items():
         for item in cluster.list(collection):
             configs[(kind, item["metadata"]["name"])] = item
-    crds = {item["metadata"]["name"]: item for item in cluster.list(conversions.CRD_COLLECTION)}
+    crds, unlisted = _crds(cluster, selection)
     entries = _chosen_entries(configs, crds, selection)
     if selection.crds and not whole_service:
         raise PreflightError(
@@ -40,6 +40,8 @@ def discover(cluster: Cluster, selection: Selection, *, whole_service: bool = Tr
         )
     chosen = {name: conversions.check_crd(crds, name) for name in selection.crds}
     snapshot = Snapshot(configs={}, entries=entries, crds=chosen)
+    if unlisted:
+        snapshot.caller_warnings.append(unlisted)
     _with_configs(snapshot, configs)
     target = redirect.service_target(snapshot)
     if target is not None:
@@ -61,6 +63,23 @@ def discover(cluster: Cluster, selection: Selection, *, whole_service: bool = Tr
             label_selector=f"{SERVICE_NAME_LABEL}={target.name}",
         )
     return snapshot
+
+
+def _crds(cluster: Cluster, selection: Selection) -> tuple[dict[str, Json], str]:
+    """Every CRD by name; or none and why, when we may not list them (a user with rights
+    on one namespace's Services and webhooks only): that is not a reason to refuse a
+    redirect whose Service no CRD calls, but it deserves a warning."""
+    try:
+        items = cluster.list(conversions.CRD_COLLECTION)
+    except ClusterError as error:
+        if selection.crds:
+            raise
+        return {}, (
+            f"cannot list CustomResourceDefinitions ({error.message}): a CRD whose conversion "
+            "webhook calls the Service would reach this machine without trusting its CA; "
+            "name it with --crd, or ask for list on customresourcedefinitions"
+        )
+    return {item["metadata"]["name"]: item for item in items}, ""
 
 
 def _chosen_entries(
@@ -98,7 +117,7 @@ def subject_of(snapshot: Snapshot) -> journal.Subject:
 
 def preflight_warnings(snapshot: Snapshot) -> list[str]:
     """Things that are allowed but deserve a word before the cluster depends on a laptop."""
-    warnings = []
+    warnings = list(snapshot.caller_warnings)
     for ref in snapshot.entries:
         entry = redirect.entry_of(snapshot, ref)
         if not probe.excludes_system_namespaces(entry):

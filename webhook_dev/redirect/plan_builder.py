@@ -91,6 +91,8 @@ class Snapshot:
     crds: dict[str, Json] = field(default_factory=dict)
     # CRDs whose conversion calls the Service but stays in the cluster (a personal redirect).
     kept_conversions: list[str] = field(default_factory=list)
+    # Why some callers could not be known (no right to list CRDs): said before any change.
+    caller_warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from tests.unit.redirect.test_apply import BEFORE, OUR_CA, TARGET, THEIR_CA, InMemoryCluster
-from webhook_dev.errors import PreflightError
+from webhook_dev.errors import ClusterError, PreflightError
 from webhook_dev.redirect import callers
 from webhook_dev.redirect.apply import apply_plan, reappend_ca, restore_plan
+from webhook_dev.redirect.conversions import CRD_COLLECTION
 from webhook_dev.redirect.discovery import discover, preflight_warnings, subject_of
 from webhook_dev.redirect.plan import RedirectPlan
 from webhook_dev.redirect.plan_builder import build_plan, url_hosts
@@ -302,3 +303,25 @@ def test_a_url_conversion_alone_needs_no_service_and_its_host_is_in_the_certific
     plan = build_plan(snapshot, TARGET)
     assert {change.ref.kind for change in plan.changes} == {"CustomResourceDefinition"}
     assert plan.creates == []
+
+
+class NoCrdListing(InMemoryCluster):
+    """A user with rights on webhooks and the Service's namespace, none on CRDs."""
+
+    def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Json:
+        if method == "GET" and path == CRD_COLLECTION:
+            raise ClusterError(f"GET {path}: customresourcedefinitions is forbidden")
+        return super().request(method, path, body, **kwargs)
+
+
+def test_without_the_right_to_list_crds_the_redirect_goes_on_with_a_warning() -> None:
+    cluster = NoCrdListing([*BEFORE, WEBSITES_CRD])
+
+    snapshot = discover(cluster, Selection(service="hooks/sidecar"))
+
+    assert snapshot.crds == {} and len(snapshot.entries) == 2
+    [warning] = [w for w in preflight_warnings(snapshot) if "CustomResourceDefinitions" in w]
+    assert warning.startswith("cannot list CustomResourceDefinitions (GET ")
+    assert "name it with --crd" in warning
+    with pytest.raises(ClusterError, match="forbidden"):
+        discover(cluster, Selection(crds=(WEBSITES,)))
