@@ -36,7 +36,6 @@ from tests.lab.redirect_fixtures import (
     ClusterView,
     RedirectTarget,
     container_names,
-    make_target,
     up_process,
 )
 from tests.polling import wait_until
@@ -154,31 +153,16 @@ def lab_namespace(lab_node_namespace: str) -> str:
 
 
 @pytest.fixture
-def conversion_target(cluster_view: ClusterView, lab_namespace: str) -> Iterator[ConversionTarget]:
-    redirect = make_target(cluster_view, lab_namespace)
-    manifest = _crd(lab_namespace, redirect.service)
+def conversion_target(
+    cluster_view: ClusterView, apps_target: RedirectTarget, apps_namespace: str
+) -> Iterator[ConversionTarget]:
+    """The CRD calling ``apps_target``'s Service (whose webhook intercepts Pods of
+    ``apps_namespace``, not the Service's namespace, where --relay's Pod runs)."""
+    manifest = _crd(apps_target.namespace, apps_target.service)
     cluster = cluster_view.cluster
-    # The webhook intercepts Pods of another namespace than its Service's, so --relay's
-    # Pod (in the Service's namespace) is not sent to the webhook that has no backend.
-    apps = f"{lab_namespace[:50]}-apps"
-    cluster.create(
-        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": apps}}
-    )
-    wait_until(
-        lambda: cluster.list(f"/api/v1/namespaces/{apps}/serviceaccounts"),
-        timeout=30,
-        what=f"the default service account of {apps}",
-    )
-
-    def intercept_apps(config: Json) -> Json:
-        for entry in config["webhooks"]:
-            entry["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": apps}}
-        return config
-
-    cluster.update(redirect.config_path, intercept_apps)
     cluster.create(CRDS, manifest)
     target = ConversionTarget(
-        redirect, manifest["metadata"]["name"], manifest["spec"]["group"], apps
+        apps_target, manifest["metadata"]["name"], manifest["spec"]["group"], apps_namespace
     )
 
     def established() -> bool:
@@ -190,8 +174,6 @@ def conversion_target(cluster_view: ClusterView, lab_namespace: str) -> Iterator
         yield target
     finally:
         cluster.delete(target.crd_path)
-        cluster.delete(redirect.config_path)
-        cluster.delete(f"/api/v1/namespaces/{apps}")
 
 
 @pytest.fixture
