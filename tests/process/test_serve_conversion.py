@@ -3,9 +3,13 @@ apiserver checks them, recorded beside admission calls, and replayed by meaning.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
+
+import aiohttp
 
 from tests.conftest import Project, Served, run_webhook_dev
 from tests.reviews import conversion_review, request_review, website
@@ -141,3 +145,55 @@ def test_a_lossy_conversion_fails_the_round_trip(
     assert result.returncode == 1, result.stdout + result.stderr
     assert "object after a round trip [0]:" in result.stdout
     assert '-    "tls": true' in result.stdout
+
+
+def test_replaying_conversions_over_shards_keeps_the_recorded_order(
+    serve: Callable[..., Served], tmp_path: Path
+) -> None:
+    record = tmp_path / "rec.jsonl"
+    record_operator_session(serve, record)
+    result = run_webhook_dev("replay", str(record), "--app", WEBSITE, "--jobs", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    uids = re.findall(r"\(uid ([a-z0-9-]+)\)", result.stdout)
+    assert uids == ["to-v2", "to-v1", "default-d"]
+
+
+def test_saving_the_conversion_code_under_continuous_reads_fails_no_conversion(
+    serve: Callable[..., Served], project: Project
+) -> None:
+    """What the apiserver sees while a developer saves: every conversion answered, by the
+    old code or the new, none failed (a failed conversion fails the client's read)."""
+    source = SAMPLE_SOURCE.read_text()
+    project.write(source)
+    served = serve("hook", "--port", "0", "--no-record", cwd=project.path)
+    results = asyncio.run(_convert_while_saving(served, project, source, saves=3))
+    failures = [r for r in results if r[0] != 200 or r[1] is None]
+    assert failures == [], failures[:3]
+    assert results[-1][1] == "example.com;8080"
+
+
+async def _convert_while_saving(
+    served: Served, project: Project, source: str, saves: int
+) -> list[tuple[int, str | None]]:
+    results: list[tuple[int, str | None]] = []
+    body = json.dumps(conversion_review()).encode()
+    url = f"https://127.0.0.1:{served.port}{CONVERT}"
+    stop = asyncio.Event()
+
+    async def reader(session: aiohttp.ClientSession) -> None:
+        while not stop.is_set():
+            async with session.post(url, data=body, ssl=served.tls_context()) as response:
+                answer = await response.json() if response.status == 200 else {}
+                objects = answer.get("response", {}).get("convertedObjects") or [{}]
+                results.append((response.status, objects[0].get("spec", {}).get("address")))
+
+    async with aiohttp.ClientSession() as session:
+        task = asyncio.create_task(reader(session))
+        for number in range(saves):
+            separator = ";" if number == saves - 1 else f"-{number}-"
+            project.write(source.replace('f"{host}:{port}"', f'f"{{host}}{separator}{{port}}"'))
+            await asyncio.to_thread(served.wait_for, rf"worker {number + 2} ready")
+            await asyncio.sleep(0.3)
+        stop.set()
+        await task
+    return results

@@ -68,14 +68,7 @@ class ReplayResult:
 
     @property
     def title(self) -> str:
-        request = self.exchange.request
-        review_kind = self.exchange.review_kind or kinds.ADMISSION
-        subject = review_kind.subject(request)
-        uid = request.get("uid") or "?"
-        operation = subject.operation or "?"
-        if review_kind is kinds.CONVERSION:
-            operation += f" to {conversion.desired_version(request) or '?'}"
-        return f"{subject.kind or '?'} {subject.name} {operation} (uid {uid})"
+        return title_of(self.exchange)
 
     def to_json(self) -> dict[str, Any]:
         def differences(comparison: Comparison | None) -> list[dict[str, Any]] | None:
@@ -96,6 +89,18 @@ class ReplayResult:
             "problems": self.problems,
             "current_status": self.current_status,
         }
+
+
+def title_of(exchange: Exchange) -> str:
+    """How a report names an exchange: ``Pod ns/name CREATE (uid ...)``."""
+    request = exchange.request
+    review_kind = exchange.review_kind or kinds.ADMISSION
+    subject = review_kind.subject(request)
+    uid = request.get("uid") or "?"
+    operation = subject.operation or "?"
+    if review_kind is kinds.CONVERSION:
+        operation += f" to {conversion.desired_version(request) or '?'}"
+    return f"{subject.kind or '?'} {subject.name} {operation} (uid {uid})"
 
 
 async def replay_exchange(

@@ -57,6 +57,10 @@ class Exchange:
     generation: int | None = None
     flags: list[Flag] = field(default_factory=list)
     error: str | None = None
+    # The labels of the request's Namespace when the call came (``None``: not recorded,
+    # e.g. an older recording or a cluster-scoped object): what an admission policy's
+    # namespaceSelector and ``namespaceObject`` read.
+    namespace_labels: dict[str, str] | None = None
     # The answer's patch op count, once someone decoded the patch (see patch_ops()).
     _patch_ops: object = field(default=_NOT_COUNTED, init=False, repr=False, compare=False)
 
