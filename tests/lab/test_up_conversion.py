@@ -465,3 +465,21 @@ def test_crd_alone_takes_the_website_service_with_its_defaulting_webhook(
     assert _read(cluster, "v1", "defaulted")["spec"]["port"] == 443
     assert up.stop(signal.SIGTERM) == 0, up.output
     assert everything(cluster_view, website) == before
+
+
+def test_a_personal_redirect_leaves_the_conversion_in_the_cluster_and_says_so(
+    cluster_view: ClusterView, conversion_target: ConversionTarget, start: Any
+) -> None:
+    target = conversion_target
+    before = crd_content(cluster_view.cluster, target)
+    up: RunningProcess = start(target, "ssh", "--no-record", "--only-namespace", target.apps)
+    up.wait_for("ready: kube-apiserver")
+
+    assert (
+        f"CustomResourceDefinition {target.crd}, conversion → stays with the in-cluster "
+        "Service (a conversion cannot be scoped to a person)"
+    ) in up.output
+    assert "has no failurePolicy" not in up.output  # nothing depends on this machine
+    assert crd_content(cluster_view.cluster, target) == before
+    assert up.stop(signal.SIGTERM) == 0, up.output
+    assert crd_content(cluster_view.cluster, target) == before
