@@ -16,6 +16,12 @@ until the new process is ready, at most until shortly before their own deadline 
 apiserver's ``?timeout=``); then they get a 503 that says why. Without ``--build`` a
 compile error surfaces in step 3, when the old process is already gone.
 
+While a generation starts — from the start of ``--build`` (or of CMD) until CMD listens or
+fails, and :data:`OWN_WRITES_GRACE` after — files that change are taken as CMD's own
+output (``make run`` runs ``make generate`` first): :meth:`CommandUpstream.starting_command`
+tells the reloader so, which then does not restart for them but says which files it
+passed over, so that a real save in that window is seen on the console, not lost silently.
+
 Every process runs under :mod:`webhook_dev.serving.upstreams.process_guard`, so none outlives us.
 """
 
@@ -23,10 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import sys
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 from webhook_dev.errors import UsageError
@@ -44,6 +52,9 @@ STARTUP_TIMEOUT = 180.0  # `go run` compiles first; a cold build cache is slow o
 STOP_GRACE = 5.0
 READY_POLL_SECONDS = 0.02
 OUTPUT_TAIL_LINES = 60
+# After CMD listens, changes still count as its own this long: the watcher groups writes
+# for up to 0.4 s before it reports them, so the last writes of a start arrive late.
+OWN_WRITES_GRACE = 1.0
 
 
 async def spawn_guarded(command: str, cwd: Path) -> asyncio.subprocess.Process:
@@ -249,6 +260,25 @@ class CommandUpstream:
         self._pending_reason: str | None = None
         self._build_task: asyncio.Task[None] | None = None
         self._built_once = False
+        self._own_writes_until = 0.0  # loop time; +inf while a generation is starting
+
+    def starting_command(self) -> str | None:
+        """The command whose start is under way (or just ended), else ``None``.
+
+        Files that change meanwhile were most likely written by it (code generation, a
+        formatter), so they should not restart it again.
+        """
+        if asyncio.get_running_loop().time() >= self._own_writes_until:
+            return None
+        return self.run if self.build is None else f"{self.build}` / `{self.run}"
+
+    @contextlib.contextmanager
+    def _starting(self) -> Iterator[None]:
+        self._own_writes_until = math.inf
+        try:
+            yield
+        finally:
+            self._own_writes_until = asyncio.get_running_loop().time() + OWN_WRITES_GRACE
 
     @property
     def generation(self) -> int | None:
@@ -316,16 +346,17 @@ class CommandUpstream:
         self._built_once = True
         loop = asyncio.get_running_loop()
         started = loop.time()
-        ok, output = await run_build(self.build, self.cwd)
-        if not ok:
-            error = f"`{self.build}` failed:\n{output}"
-            self._handover.last_error = error
-            serving = self._handover.generation
-            upcoming = (self._handover.current.generation if self._handover.current else 0) + 1
-            self.hooks.event(GenerationFailed(upcoming, error, serving, GenerationKind.COMMAND))
-            return
-        seconds = loop.time() - started
-        await self._handover.reload(f"built in {seconds:.1f} s; restarting `{self.run}`")
+        with self._starting():  # the build may generate code too (`make build`)
+            ok, output = await run_build(self.build, self.cwd)
+            if ok:
+                seconds = loop.time() - started
+                await self._handover.reload(f"built in {seconds:.1f} s; restarting `{self.run}`")
+                return
+        error = f"`{self.build}` failed:\n{output}"
+        self._handover.last_error = error
+        serving = self._handover.generation
+        upcoming = (self._handover.current.generation if self._handover.current else 0) + 1
+        self.hooks.event(GenerationFailed(upcoming, error, serving, GenerationKind.COMMAND))
 
     async def _start_generation(self, generation: int) -> CommandProcess:
         await self._handover.stop_current()
@@ -335,14 +366,15 @@ class CommandUpstream:
             else " (the old process is already stopped; --build CMD keeps it serving "
             "until a build succeeds)"
         )
-        backend = await CommandProcess.start(
-            self.run,
-            self.upstream,
-            generation,
-            cwd=self.cwd,
-            hooks=self.hooks,
-            startup_seconds=self.startup_timeout,
-            hint=hint,
-        )
+        with self._starting():
+            backend = await CommandProcess.start(
+                self.run,
+                self.upstream,
+                generation,
+                cwd=self.cwd,
+                hooks=self.hooks,
+                startup_seconds=self.startup_timeout,
+                hint=hint,
+            )
         backend.watch_exit(self._handover.backend_exited)
         return backend
