@@ -17,8 +17,9 @@ from datetime import datetime
 from webhook_dev.errors import RecordingError
 from webhook_dev.recording.redaction import may_hold_secrets, redact
 from webhook_dev.reviews import fast_json
-from webhook_dev.reviews.admission import Flag, JsonObject
 from webhook_dev.reviews.exchange import Exchange
+from webhook_dev.reviews.flags import Flag
+from webhook_dev.reviews.json_body import JsonObject
 
 VERSION = 1
 

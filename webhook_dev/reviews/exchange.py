@@ -1,4 +1,5 @@
-"""An exchange (one admission call and its answer) and the hook that publishes it.
+"""An exchange (one webhook call, admission or conversion, and its answer) and the hook
+that publishes it.
 
 Like a mitmproxy flow, an :class:`Exchange` is plain data: the proxy fills it in and hands
 it to every subscriber — the recorder, the console, ``up``'s live view, the inspector.
@@ -22,7 +23,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from webhook_dev.reviews.admission import Flag, JsonObject, patch_op_count
+from webhook_dev.reviews import kinds
+from webhook_dev.reviews.admission import patch_op_count
+from webhook_dev.reviews.flags import Flag
+from webhook_dev.reviews.json_body import JsonObject
 
 _NOT_COUNTED = object()
 
@@ -69,6 +73,12 @@ class Exchange:
     def counted_patch_ops(self, count: int | None) -> None:
         """Record the op count found by whoever already decoded the patch."""
         self._patch_ops = count
+
+    @property
+    def review_kind(self) -> kinds.ReviewKind | None:
+        """Admission or conversion, from the request's ``kind``; ``None`` for a request
+        the door refused (it was no review it knows)."""
+        return kinds.of_review(self.request_review)
 
     @property
     def request(self) -> JsonObject:
