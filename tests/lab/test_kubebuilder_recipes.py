@@ -12,6 +12,7 @@ page cannot drift from what is tested.
 from __future__ import annotations
 
 import base64
+import contextlib
 import shlex
 import subprocess
 from collections.abc import Iterator
@@ -171,8 +172,29 @@ def assert_webhooks_reach_the_local_manager(cluster: Cluster, suffix: str) -> No
         cluster.get(f"{GUESTBOOKS.format(version='v1')}/denied-{suffix}")
 
 
+@contextlib.contextmanager
+def recipe_running(
+    recipe: int, lab: Lab, guestbook: Path, state_dir: Path
+) -> Iterator[RunningProcess]:
+    """The page's ``recipe``-th ``webhook-dev up`` command, run in the project, once ready."""
+    commands = recipe_commands()
+    assert len(commands) == 2, commands
+    argv = commands[recipe]
+    assert argv[:2] == ["webhook-dev", "up"], argv
+    go = find_go()
+    assert go is not None  # copy_project needed it
+    # The workstation namespace has no route to the module proxy: the project's build
+    # filled the module cache; fail at once rather than on DNS.
+    env = {**go_env(go), "GOPROXY": "off", "WEBHOOK_DEV_STATE_DIR": str(state_dir)}
+    with stopped_at_exit() as processes:
+        up: RunningProcess = processes.add(up_process(lab, argv[1:], env, guestbook))
+        up.wait_for("generation 1 ready", timeout=STARTUP_SECONDS)
+        up.wait_for("ready: kube-apiserver", timeout=120)
+        yield up
+
+
 @pytest.mark.parametrize("recipe", [0, 1], ids=["make-run", "build-then-run"])
-def test_the_kubebuilder_recipe_as_written_serves_defaulting_and_validation_from_make_run(
+def test_the_kubebuilder_recipe_as_written_serves_defaulting_and_validation_locally(
     recipe: int,
     routable_lab: Lab,
     cluster_view: ClusterView,
@@ -180,23 +202,34 @@ def test_the_kubebuilder_recipe_as_written_serves_defaulting_and_validation_from
     guestbook: Path,
     state_dir: Path,
 ) -> None:
-    commands = recipe_commands()
-    assert len(commands) == 2, commands
-    argv = commands[recipe]
-    assert argv[:2] == ["webhook-dev", "up"], argv
     cluster = cluster_view.cluster
     before = content(cluster, installed)
-    go = find_go()
-    assert go is not None  # copy_project needed it
-    # The workstation namespace has no route to the module proxy: the project's build
-    # filled the module cache; fail at once rather than on DNS.
-    env = {**go_env(go), "GOPROXY": "off", "WEBHOOK_DEV_STATE_DIR": str(state_dir)}
-    with stopped_at_exit() as processes:
-        up: RunningProcess = processes.add(up_process(routable_lab, argv[1:], env, guestbook))
-        up.wait_for("generation 1 ready", timeout=STARTUP_SECONDS)
-        up.wait_for("ready: kube-apiserver", timeout=120)
+    with recipe_running(recipe, routable_lab, guestbook, state_dir) as up:
         assert_webhooks_reach_the_local_manager(cluster, str(recipe))
         assert "generation 2" not in up.output  # make generate's rewrites restart nothing
         assert up.stop() == 0, up.output
     cluster.delete(f"{GUESTBOOKS.format(version='v1')}/defaulted-{recipe}")
     assert content(cluster, installed) == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the CRD's caBundle must trust webhook-dev's CA: needs the crd-redirect branch "
+    "(issue 24); remove this mark when it is merged",
+)
+def test_the_make_run_recipe_converts_between_v1_and_v2_with_the_local_manager(
+    routable_lab: Lab,
+    cluster_view: ClusterView,
+    installed: list[dict[str, Any]],
+    guestbook: Path,
+    state_dir: Path,
+) -> None:
+    cluster = cluster_view.cluster
+    v1, v2 = GUESTBOOKS.format(version="v1"), GUESTBOOKS.format(version="v2")
+    with recipe_running(0, routable_lab, guestbook, state_dir):
+        # the CRD's removal (the fixture) takes these Guestbooks with it
+        cluster.create(v1, guestbook_manifest("written-as-v1", foo="moved"))
+        assert cluster.get(f"{v2}/written-as-v1")["spec"] == {"bar": "moved"}
+        created = cluster.create(v2, guestbook_manifest("written-as-v2", "v2", bar="back"))
+        assert created["spec"] == {"bar": "back"}
+        assert cluster.get(f"{v1}/written-as-v2")["spec"] == {"foo": "back"}
