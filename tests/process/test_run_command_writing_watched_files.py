@@ -36,7 +36,7 @@ def test_files_the_run_command_writes_while_starting_restart_nothing_and_an_edit
     )  # fmt: skip
     served.wait_for(r"generation 1 ready", timeout=120)
     time.sleep(SETTLE_SECONDS)
-    assert "generation 2" not in served.output
+    assert "generation 2" not in served.output, served.output
     assert version_of(served) == "v1"
 
     mark = len(served.lines)

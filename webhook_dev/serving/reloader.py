@@ -6,14 +6,16 @@ change set, so one save is one reload; saves during a reload coalesce upstream.
 Two kinds of write restart nothing. A write that leaves a file's content as it was (a
 code generator or formatter with nothing to change): a :class:`ContentBaseline` digest of
 every watched file tells. And a write made while the upstream's own command starts
-(``make run`` regenerating code before it listens): ``own_writes`` names that command,
-and such changes only move the baseline, with one console line naming the files, so a
-real save in that moment is visible and a second save reloads.
+(``make run`` regenerating code before it listens), told by the file's modification time:
+``own_writes`` names that command, and such changes only move the baseline, with one
+console line naming the files, so a real save in that moment is visible and a second save
+reloads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,8 +29,8 @@ from webhook_dev.serving.upstream import Upstream
 class Reloader:
     """Watches ``paths`` (Python files by default) and calls ``upstream.request_reload``.
 
-    :param own_writes: the upstream's command while it is starting (its writes are its
-        own output, not a save), else ``None``.
+    :param own_writes: given a file's modification time, the upstream's command if it was
+        starting then (the write is its own output, not a save), else ``None``.
     """
 
     def __init__(
@@ -37,13 +39,13 @@ class Reloader:
         paths: Sequence[Path],
         *,
         watch_filter: watchfiles.BaseFilter | None = None,
-        own_writes: Callable[[], str | None] | None = None,
+        own_writes: Callable[[float], str | None] | None = None,
         hooks: Hooks | None = None,
     ) -> None:
         self.upstream = upstream
         self.paths = [path.resolve() for path in paths]
         self.watch_filter = watch_filter or watchfiles.PythonFilter()
-        self.own_writes = own_writes or (lambda: None)
+        self.own_writes = own_writes or (lambda _modified: None)
         self.hooks = hooks or Hooks()
         self.baseline = ContentBaseline()
         self._stop = asyncio.Event()
@@ -81,12 +83,15 @@ class Reloader:
             changed = self.baseline.take(sorted({Path(path) for _, path in changes}))
             if not changed:
                 continue
-            shown = self._shown(changed)
-            command = self.own_writes()
-            if command is not None:
-                self.hooks.event(ChangesPassedOver(shown, command))
-            else:
-                self.upstream.request_reload(f"changed {shown}")
+            commands = {path: self.own_writes(_modified(path)) for path in changed}
+            saved = [path for path, command in commands.items() if command is None]
+            own = [path for path, command in commands.items() if command is not None]
+            if own:
+                command = commands[own[0]]
+                assert command is not None
+                self.hooks.event(ChangesPassedOver(self._shown(own), command))
+            if saved:
+                self.upstream.request_reload(f"changed {self._shown(saved)}")
 
     def _shown(self, changed: Sequence[Path]) -> str:
         names = sorted({self._relative(path) for path in changed})
@@ -97,3 +102,11 @@ class Reloader:
             if path.is_relative_to(root):
                 return str(path.relative_to(root))
         return str(path)
+
+
+def _modified(path: Path) -> float:
+    """When ``path`` was last written; a deleted file counts as changed now."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return time.time()

@@ -165,7 +165,7 @@ class ServingStack:
             await self.upstream.start()
             if self._watch:
                 own_writes = (
-                    self.upstream.starting_command
+                    self.upstream.wrote_while_starting
                     if isinstance(self.upstream, CommandUpstream)
                     else None
                 )

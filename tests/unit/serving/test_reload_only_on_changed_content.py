@@ -81,7 +81,7 @@ async def watch(
         upstream,  # type: ignore[arg-type]
         [root],
         watch_filter=SourceFilter(root),
-        own_writes=lambda: own_writes,
+        own_writes=lambda _modified: own_writes,
         hooks=hooks,
     )
     await reloader.start()

@@ -17,10 +17,11 @@ apiserver's ``?timeout=``); then they get a 503 that says why. Without ``--build
 compile error surfaces in step 3, when the old process is already gone.
 
 While a generation starts — from the start of ``--build`` (or of CMD) until CMD listens or
-fails, and :data:`OWN_WRITES_GRACE` after — files that change are taken as CMD's own
-output (``make run`` runs ``make generate`` first): :meth:`CommandUpstream.starting_command`
-tells the reloader so, which then does not restart for them but says which files it
-passed over, so that a real save in that window is seen on the console, not lost silently.
+fails — files modified are taken as CMD's own output (``make run`` runs ``make generate``
+first): :meth:`CommandUpstream.wrote_while_starting` tells the reloader so from a file's
+modification time (the watcher reports changes up to 0.4 s late). The reloader then does
+not restart for them but says which files it passed over, so that a real save in that
+window is seen on the console, not lost silently.
 
 Every process runs under :mod:`webhook_dev.serving.upstreams.process_guard`, so none outlives us.
 """
@@ -33,6 +34,7 @@ import math
 import os
 import signal
 import sys
+import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,9 +54,6 @@ STARTUP_TIMEOUT = 180.0  # `go run` compiles first; a cold build cache is slow o
 STOP_GRACE = 5.0
 READY_POLL_SECONDS = 0.02
 OUTPUT_TAIL_LINES = 60
-# After CMD listens, changes still count as its own this long: the watcher groups writes
-# for up to 0.4 s before it reports them, so the last writes of a start arrive late.
-OWN_WRITES_GRACE = 1.0
 
 
 async def spawn_guarded(command: str, cwd: Path) -> asyncio.subprocess.Process:
@@ -260,25 +259,26 @@ class CommandUpstream:
         self._pending_reason: str | None = None
         self._build_task: asyncio.Task[None] | None = None
         self._built_once = False
-        self._own_writes_until = 0.0  # loop time; +inf while a generation is starting
+        # when the last start began and ended (time.time(); ended is +inf while it runs)
+        self._own_writes: tuple[float, float] = (math.inf, -math.inf)  # none yet
 
-    def starting_command(self) -> str | None:
-        """The command whose start is under way (or just ended), else ``None``.
-
-        Files that change meanwhile were most likely written by it (code generation, a
-        formatter), so they should not restart it again.
+    def wrote_while_starting(self, modified: float) -> str | None:
+        """The command, if a file modified at ``modified`` (``time.time()``) was written while
+        it built or started — most likely by it (code generation, a formatter) — else ``None``.
         """
-        if asyncio.get_running_loop().time() >= self._own_writes_until:
-            return None
-        return self.run if self.build is None else f"{self.build}` / `{self.run}"
+        began, ended = self._own_writes
+        if began <= modified <= ended:
+            return self.run if self.build is None else f"{self.build}` / `{self.run}"
+        return None
 
     @contextlib.contextmanager
     def _starting(self) -> Iterator[None]:
-        self._own_writes_until = math.inf
+        began = self._own_writes[0] if self._own_writes[1] == math.inf else time.time()
+        self._own_writes = (began, math.inf)
         try:
             yield
         finally:
-            self._own_writes_until = asyncio.get_running_loop().time() + OWN_WRITES_GRACE
+            self._own_writes = (began, time.time())
 
     @property
     def generation(self) -> int | None:
