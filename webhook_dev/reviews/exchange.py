@@ -114,6 +114,15 @@ class ReloadStarted:
     first: bool = False  # the very first start, not a reload
 
 
+@dataclass(frozen=True)
+class ChangesPassedOver:
+    """Files changed while the ``--run`` command started; taken as its own output, they
+    restart nothing. Shown, so that a save made in that moment is not lost unseen."""
+
+    files: str  # as the console shows them: "a.go, b.go and 2 more"
+    command: str
+
+
 class GenerationKind(enum.Enum):
     """What one generation of the upstream is; its value is what people call it."""
 
@@ -203,6 +212,7 @@ class RecordingResumed:
 Event = (
     Serving
     | ReloadStarted
+    | ChangesPassedOver
     | GenerationReady
     | GenerationFailed
     | GenerationExited

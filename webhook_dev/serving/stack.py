@@ -164,8 +164,17 @@ class ServingStack:
                 self.hooks.subscribe(self.recorder, first=True)
             await self.upstream.start()
             if self._watch:
+                own_writes = (
+                    self.upstream.wrote_while_starting
+                    if isinstance(self.upstream, CommandUpstream)
+                    else None
+                )
                 self._reloader = Reloader(
-                    self.upstream, self._watch, watch_filter=self._watch_filter
+                    self.upstream,
+                    self._watch,
+                    watch_filter=self._watch_filter,
+                    own_writes=own_writes,
+                    hooks=self.hooks,
                 )
                 await self._reloader.start()
             self._proxy = Proxy(self.upstream, self.hooks, max_body=self._max_body)

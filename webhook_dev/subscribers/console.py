@@ -14,6 +14,7 @@ from rich.text import Text
 
 from webhook_dev.reviews.exchange import (
     BadMessage,
+    ChangesPassedOver,
     Event,
     Exchange,
     GenerationExited,
@@ -109,6 +110,14 @@ class ConsolePrinter:
                 self.console.print(Text(f"serving {url}", style="bold"))
             case ReloadStarted(reason=reason, first=first):
                 self.console.print(Text(reason if first else f"reloading: {reason}", style="dim"))
+            case ChangesPassedOver(files=files, command=command):
+                self.console.print(
+                    Text(
+                        f"not reloading for {files}: changed while `{command}` started "
+                        "(taken as its own output; save again if it was you)",
+                        style="dim",
+                    )
+                )
             case GenerationReady(generation=generation, pid=pid, startup_ms=startup_ms, kind=kind):
                 self.console.print(
                     Text(
