@@ -199,6 +199,8 @@ class ExchangeFeed:
             "count": len(self),
             "capacity": self.capacity,
             "calls": self.stats.calls,
+            "client_closed": self.stats.client_closed,
+            "failed": self.stats.failed,
             "status": self.status,
             "recording": self.recording,
         }

@@ -26,6 +26,11 @@ from webhook_dev.reviews.admission import Flag, JsonObject, patch_op_count
 
 _NOT_COUNTED = object()
 
+# The status an exchange gets when the client closed the connection before its request
+# arrived whole: nginx's "client closed request". Nothing was answered (no one was left
+# to answer), so it is neither a 4xx the client could read nor a failure of ours.
+CLIENT_CLOSED = 499
+
 
 @dataclass
 class Exchange:
@@ -69,6 +74,11 @@ class Exchange:
     def counted_patch_ops(self, count: int | None) -> None:
         """Record the op count found by whoever already decoded the patch."""
         self._patch_ops = count
+
+    @property
+    def client_closed(self) -> bool:
+        """The client gave up before its request arrived whole: its doing, not ours."""
+        return self.http_status == CLIENT_CLOSED
 
     @property
     def request(self) -> JsonObject:

@@ -42,6 +42,9 @@ def exchange_segments(exchange: Exchange) -> Segments:
     rich ``Text`` for every call was a visible share of the proxy's time."""
     line: Segments = [(exchange.started.astimezone().strftime("%H:%M:%S.%f")[:-3] + "  ", "")]
     request = exchange.request
+    if exchange.client_closed:  # the client's doing: one quiet line, no status of ours
+        line.append((exchange.error or "the client closed the connection", "dim"))
+        return line
     if not request:
         line.append((f"{exchange.http_status} ", "bold red"))
         line.append((exchange.error or "bad request", "red"))

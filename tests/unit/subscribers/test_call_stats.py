@@ -32,3 +32,13 @@ def test_the_inspector_counts_calls_beyond_the_exchanges_it_keeps() -> None:
         feed.on_exchange(_exchange(number))
     described = feed.describe()
     assert (described["count"], described["calls"]) == (2, 5)
+
+
+def test_a_client_that_left_is_counted_apart_from_failed_calls() -> None:
+    feed = ExchangeFeed()
+    for number, status in enumerate((200, 499, 499, 500, 504, 400)):
+        exchange = _exchange(number)
+        exchange.http_status = status
+        feed.add(exchange)
+    described = feed.describe()
+    assert (described["calls"], described["client_closed"], described["failed"]) == (6, 2, 2)
