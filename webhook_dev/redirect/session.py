@@ -48,7 +48,7 @@ from typing import Any
 from webhook_dev.addresses import is_ip_address
 from webhook_dev.errors import ClusterError, UnreachableError
 from webhook_dev.kube.cluster import Cluster
-from webhook_dev.redirect import journal, personal_plan
+from webhook_dev.redirect import interception, journal, personal_plan
 from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.apply import RestoreReport, applier, apply_plan
 from webhook_dev.redirect.discovery import (
@@ -77,7 +77,7 @@ from webhook_dev.subscribers.live_view import SessionFacts
 from webhook_dev.tls import certs
 from webhook_dev.tls.authority import LocalAuthority
 from webhook_dev.tls.cert_dir import write_cert_dir
-from webhook_dev.tunnel.transport import CreatesObjects, DialAddress, Transport
+from webhook_dev.tunnel.transport import CreatedObject, CreatesObjects, DialAddress, Transport
 
 FAULT_ENV = "WEBHOOK_DEV_FAULT_AFTER"
 
@@ -181,12 +181,30 @@ class Session:
         """Run until :meth:`request_stop`; returns the restore report (None: nothing changed)."""
         self._task = asyncio.current_task()
         found = await self._read_cluster()
-        local = await self._serve_locally(found)
-        snapshot = await self._clear_leftover(found)
-        self._snapshot = snapshot
-        record = await self._take_lock(found, snapshot, local)
-        self._changing = True
+        record: journal.Journal | None = None
+        if isinstance(self.transport, CreatesObjects):
+            # Protocol 7: what the transport creates (the relay) must not meet the
+            # webhooks it redirects, so they exclude it first, from the journal on.
+            snapshot = await self._clear_leftover(found)
+            shield = interception.shield_changes(
+                snapshot, _created(self.transport.planned_objects()), self.transport.shield_label
+            )
+            record = await self._take_lock(found, snapshot, RedirectPlan(changes=shield))
+            self._changing = True
         try:
+            if record is not None:
+                await asyncio.to_thread(_journal_then_apply, found.cluster, record)
+                fault_point("shield")
+            local = await self._serve_locally(found)
+            if record is None:
+                snapshot = await self._clear_leftover(found)
+                record = await self._take_lock(found, snapshot, self._plan(found, snapshot, local))
+                self._changing = True
+            else:  # the lock and the shield are ours already: the whole plan joins them
+                plan = self._plan(found, snapshot, local)
+                plan.changes[:0] = record.plan.changes
+                record = replace(record, plan=plan, tunnel=self.transport.describe())
+            self._snapshot = snapshot
             await self._redirect(found.cluster, record)
             if self.options.probe and not self._stop.is_set():
                 await self._prove(
@@ -196,7 +214,7 @@ class Session:
             await self._heartbeat_until_stopped(found.cluster, record)
         finally:
             report = None
-            if not self._lost_lease:
+            if record is not None and not self._lost_lease:
                 self.say("restoring the cluster")
                 report = await asyncio.to_thread(
                     restore_from_journal, found.cluster, record, self.say
@@ -301,12 +319,8 @@ class Session:
         options = self.options
         return await asyncio.to_thread(discover, found.cluster, options.webhook, options.service)
 
-    async def _take_lock(self, found: Found, snapshot: Snapshot, local: Local) -> journal.Journal:
-        """The plan and its journal, and the Lease that makes them ours.
-
-        The lock comes before anything that ``finally`` would undo: if another session
-        took it since the preflight, its journal and Lease are not ours to remove.
-        """
+    def _plan(self, found: Found, snapshot: Snapshot, local: Local) -> RedirectPlan:
+        """The redirect to ``local``'s address, and the transport's objects to adopt."""
         options = self.options
         target = redirect.Target(
             master_address=local.address.ip,
@@ -323,6 +337,18 @@ class Session:
             else redirect.build_plan(snapshot, target)
         )
         plan.creates[:0] = _transport_objects(self.transport)
+        return plan
+
+    async def _take_lock(
+        self, found: Found, snapshot: Snapshot, plan: RedirectPlan
+    ) -> journal.Journal:
+        """The journal of ``plan``, and the Lease that makes it ours.
+
+        The lock comes before anything that ``finally`` would undo: if another session
+        took it since the preflight, its journal and Lease are not ours to remove.
+        """
+        options = self.options
+        claim = found.claim
         record = journal.Journal(
             subject=found.subject,
             session_id=self.session_id,
@@ -458,6 +484,18 @@ def _transport_objects(transport: Transport) -> list[ObjectCreate]:
     return [
         ObjectCreate(ObjectRef(item.kind, item.api_path, item.name), item.manifest, adopt=True)
         for item in transport.created_objects()
+    ]
+
+
+def _created(objects: list[CreatedObject]) -> list[interception.Created]:
+    """The transport's planned objects as the webhook matching sees them."""
+    return [
+        interception.Created(
+            resource=item.api_path.rsplit("/", 1)[-1],
+            namespace=str(item.manifest["metadata"].get("namespace", "")),
+            labels=dict(item.manifest["metadata"].get("labels") or {}),
+        )
+        for item in objects
     ]
 
 
