@@ -186,14 +186,21 @@ class Session:
             # Protocol 7: what the transport creates (the relay) must not meet the
             # webhooks it redirects, so they exclude it first, from the journal on.
             snapshot = await self._clear_leftover(found)
-            shield = interception.shield_changes(
-                snapshot, _created(self.transport.planned_objects()), self.transport.shield_label
+            # The relay is journaled before it exists too, so down removes it after a
+            # kill -9 at any point (removing an object that never came is a no-op).
+            planned = self.transport.planned_objects()
+            shield = RedirectPlan(
+                changes=interception.shield_changes(
+                    snapshot, _created(planned), self.transport.shield_label
+                )
             )
-            record = await self._take_lock(found, snapshot, RedirectPlan(changes=shield))
+            record = await self._take_lock(
+                found, snapshot, RedirectPlan(shield.changes, _adopted(planned))
+            )
             self._changing = True
         try:
             if record is not None:
-                await asyncio.to_thread(_journal_then_apply, found.cluster, record)
+                await asyncio.to_thread(_journal_then_apply, found.cluster, record, shield)
                 fault_point("shield")
             local = await self._serve_locally(found)
             if record is None:
@@ -481,9 +488,13 @@ def _transport_objects(transport: Transport) -> list[ObjectCreate]:
     journaled as adopted creates so ``down`` removes them with the rest."""
     if not isinstance(transport, CreatesObjects):
         return []
+    return _adopted(transport.created_objects())
+
+
+def _adopted(objects: list[CreatedObject]) -> list[ObjectCreate]:
     return [
         ObjectCreate(ObjectRef(item.kind, item.api_path, item.name), item.manifest, adopt=True)
-        for item in transport.created_objects()
+        for item in objects
     ]
 
 
@@ -499,13 +510,19 @@ def _created(objects: list[CreatedObject]) -> list[interception.Created]:
     ]
 
 
-def _journal_then_apply(cluster: Cluster, record: journal.Journal) -> None:
-    """Protocol 1: the journal (local first, then the cluster) before any change."""
+def _journal_then_apply(
+    cluster: Cluster, record: journal.Journal, part: RedirectPlan | None = None
+) -> None:
+    """Protocol 1: the journal (local first, then the cluster) before any change.
+
+    ``part``: apply only these of the journal's changes (the shield, while the journal
+    already names the relay that comes next).
+    """
     journal.write_local(record)
     fault_point("journal-local")
     journal.write_cluster(cluster, record)
     fault_point("journal")
-    apply_plan(cluster, record.plan, fault_point)
+    apply_plan(cluster, record.plan if part is None else part, fault_point)
 
 
 def _serving_files(
