@@ -63,12 +63,14 @@ class LiveView:
         console: Console,
         facts: Callable[[], SessionFacts | None],
         clock: Callable[[], float] = time.monotonic,
+        *,
+        redact: bool = True,
     ) -> None:
         self.console = console
         self._facts = facts
         self.stats = CallStats(clock)
         self._last: deque[Text] = deque(maxlen=LAST_CALLS)
-        self._printer = ConsolePrinter(show_output=False)
+        self._printer = ConsolePrinter(show_output=False, redact=redact)
         self._printer.console = console  # the stack's news, printed above the panel
         self.worker_rss: int | None = None
         self.recording_note: str | None = None
@@ -83,7 +85,7 @@ class LiveView:
         self._live.stop()
 
     def on_exchange(self, exchange: Exchange) -> None:
-        line = exchange_line(exchange)
+        line = exchange_line(self._printer.shown(exchange))
         self.console.print(line)
         self.stats.on_exchange(exchange)
         self._last.append(line)
