@@ -289,6 +289,8 @@ class Session:
     ) -> ServingStack:
         cert_file, key_file = await asyncio.to_thread(_serving_files, authority, snapshot, dial_ip)
         serving = self.options.serving
+        if serving.retry_lost_calls and not _side_effect_free(snapshot):
+            serving = replace(serving, retry_lost_calls=False)
         if self.options.upstream_cert_dir is not None:
             # Before the first --run: controller-runtime refuses to start without them.
             self._authority = authority
@@ -496,6 +498,15 @@ def _adopted(objects: list[CreatedObject]) -> list[ObjectCreate]:
         ObjectCreate(ObjectRef(item.kind, item.api_path, item.name), item.manifest, adopt=True)
         for item in objects
     ]
+
+
+def _side_effect_free(snapshot: Snapshot) -> bool:
+    """Whether every redirected entry declares ``sideEffects: None``: only then may a
+    call that a lost worker may have begun be sent again (``NoneOnDryRun`` has side
+    effects on every call that is not a dry run)."""
+    return all(
+        redirect.entry_of(snapshot, ref).get("sideEffects") == "None" for ref in snapshot.entries
+    )
 
 
 def _created(objects: list[CreatedObject]) -> list[interception.Created]:
