@@ -30,6 +30,7 @@ from webhook_dev.reviews.exchange import (
     GenerationMemory,
     GenerationReady,
     RecordingFailed,
+    RecordingMissed,
     RecordingResumed,
     ReloadStarted,
 )
@@ -74,6 +75,7 @@ class ExchangeFeed:
         self.status: JsonObject = {"generation": None, "state": "starting", "message": ""}
         self.recording: JsonObject = {"failing": False, "missed": 0, "message": ""}
         self._missed_before = 0  # exchanges not recorded in failures already resumed from
+        self._failure = ""  # why the current run of failures began
 
     @property
     def redaction_key(self) -> bytes | None:
@@ -116,16 +118,17 @@ class ExchangeFeed:
                 self.status["memory_warning"] = (
                     f"worker {event.generation} uses {event.rss_bytes // 2**20} MiB of memory"
                 )
-        elif isinstance(event, RecordingFailed | RecordingResumed):
+        elif isinstance(event, RecordingFailed | RecordingMissed | RecordingResumed):
             if isinstance(event, RecordingResumed):
                 self._missed_before += event.missed
-            missed = self._missed_before + (
-                event.missed if isinstance(event, RecordingFailed) else 0
-            )
+            if isinstance(event, RecordingFailed):
+                self._failure = event.error
+            failing = not isinstance(event, RecordingResumed)
+            missed = self._missed_before + (event.missed if failing else 0)
             self.recording = {
-                "failing": isinstance(event, RecordingFailed),
+                "failing": failing,
                 "missed": missed,
-                "message": _recording_message(event),
+                "message": _recording_message(event, self._failure),
             }
             self._publish(Message("recording", self.recording))
             return
@@ -206,8 +209,10 @@ class ExchangeFeed:
         }
 
 
-def _recording_message(event: RecordingFailed | RecordingResumed) -> str:
-    if isinstance(event, RecordingFailed):
-        return f"recording failed ({event.error}): {event.missed} exchanges not recorded so far"
+def _recording_message(
+    event: RecordingFailed | RecordingMissed | RecordingResumed, failure: str
+) -> str:
+    if not isinstance(event, RecordingResumed):
+        return f"recording failed ({failure}): {event.missed} exchanges not recorded so far"
     since = event.since.isoformat(timespec="seconds")
     return f"recording resumed: {event.missed} exchanges not recorded since {since}"

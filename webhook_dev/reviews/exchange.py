@@ -188,6 +188,16 @@ class RecordingFailed:
 
 
 @dataclass(frozen=True)
+class RecordingMissed:
+    """One more exchange not recorded in a run of failures (after :class:`RecordingFailed`,
+    which the console prints once): ``missed`` counts the run so far, for views that show
+    a live count (the inspector, ``up``'s panel)."""
+
+    path: str
+    missed: int
+
+
+@dataclass(frozen=True)
 class RecordingResumed:
     """Writing works again after ``missed`` exchanges were not recorded since ``since``."""
 
@@ -206,6 +216,7 @@ Event = (
     | GenerationMemory
     | BadMessage
     | RecordingFailed
+    | RecordingMissed
     | RecordingResumed
 )
 

@@ -27,6 +27,7 @@ from webhook_dev.reviews.exchange import (
     GenerationFailed,
     GenerationMemory,
     RecordingFailed,
+    RecordingMissed,
     RecordingResumed,
 )
 from webhook_dev.subscribers.call_stats import RATE_WINDOW_SECONDS, CallStats
@@ -39,6 +40,7 @@ _SHOWN_EVENTS = (
     GenerationFailed,
     GenerationMemory,
     RecordingFailed,
+    RecordingMissed,
     RecordingResumed,
     BadMessage,
 )
@@ -97,7 +99,7 @@ class LiveView:
             return  # up says what it starts itself
         if isinstance(event, GenerationMemory):
             self.worker_rss = event.rss_bytes
-        elif isinstance(event, RecordingFailed):
+        elif isinstance(event, RecordingFailed | RecordingMissed):
             self.recording_note = f"failing: {event.missed} exchanges not recorded"
         elif isinstance(event, RecordingResumed):
             self.recording_note = f"resumed; {event.missed} exchanges were not recorded"
