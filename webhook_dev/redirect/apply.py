@@ -216,7 +216,9 @@ def _remove_created(cluster: Cluster, create: ObjectCreate, report: RestoreRepor
     )
     same_content = _content(current) == _content(create.manifest)
     if ours_by_label or same_content:
-        cluster.delete(create.ref.url)
+        # The relay's Pod goes at once, while the shield still keeps it from the webhooks
+        # (the kubelet's final delete of a Terminating Pod would come after the shield).
+        cluster.delete(create.ref.url, grace_period=0 if relay is not None else None)
         report.restored.append(f"{create.ref} (ours) deleted")
     else:
         report.conflicts.append(f"{create.ref}: changed by someone else; left in place")

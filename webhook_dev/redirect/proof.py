@@ -143,7 +143,9 @@ class PathProof:
                 self.cluster.create, candidate.collection, candidate.manifest, dry_run=True
             )
         except ClusterError as error:
-            answered = False
+            # A webhook's denial is an answer too: if it is not ours, another endpoint
+            # (an in-cluster Pod on a kept-alive connection) gave it, as for an admission.
+            answered = "denied the request" in error.message
             if error.message not in refusals:
                 refusals.add(error.message)
                 self.say(f"probe: the apiserver refused the dry run: {error.message}")

@@ -308,7 +308,8 @@ class RelayTransport:
             return
         for created in reversed(self._created):
             with contextlib.suppress(ClusterError):
-                self.cluster.delete(f"{created.api_path}/{created.name}")
+                # At once: no webhook may hold up a Terminating relay (docs/relay.md).
+                self.cluster.delete(f"{created.api_path}/{created.name}", grace_period=0)
 
     # --- carrying -------------------------------------------------------------------------
 

@@ -48,7 +48,12 @@ from webhook_dev.serving.upstream import (
     UpstreamRequest,
     UpstreamResponse,
 )
-from webhook_dev.serving.upstreams.app_worker import ERROR_HEADER, AppSpecError, split_spec
+from webhook_dev.serving.upstreams.app_worker import (
+    ERROR_HEADER,
+    PARENT_ENV,
+    AppSpecError,
+    split_spec,
+)
 from webhook_dev.serving.upstreams.child_process import WatchedChild, wait_or_kill
 from webhook_dev.serving.upstreams.unix_http import ConnectFailed, UnixHttpPool, forward_unix
 
@@ -129,7 +134,7 @@ class WorkerProcess(WatchedChild):
     @classmethod
     async def spawn(cls, cwd: Path, socket_path: Path) -> WorkerProcess:
         ready_read, ready_write = os.pipe()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **{PARENT_ENV: str(os.getpid())})
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
