@@ -100,7 +100,8 @@ def main() -> None:
         for number in range(args.rounds):
             figures.append(one_round(tmp, args.clients))
             print(f"round {number + 1}: children gone {figures[-1] * 1000:.0f} ms after kill -9")
-    print(f"worst {max(figures) * 1000:.0f} ms, median {sorted(figures)[len(figures) // 2] * 1000:.0f} ms")
+    median = sorted(figures)[len(figures) // 2]
+    print(f"worst {max(figures) * 1000:.0f} ms, median {median * 1000:.0f} ms")
 
 
 if __name__ == "__main__":
