@@ -73,6 +73,11 @@ def main() -> None:
         default="mixed",
         help="how connections end: a full handshake, or a mix of the ways a fuzzer leaves",
     )
+    parser.add_argument(
+        "--as-a-user-runs-it",
+        action="store_true",
+        help="with the inspector and a recording, as `serve APP` runs by default",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, WEBHOOK_DEV_STATE_DIR=f"{tmp}/state", PYTHONUNBUFFERED="1")
@@ -92,9 +97,12 @@ def main() -> None:
                 "sample_webhook.sidecar_injector",
                 "--port",
                 "0",
-                "--no-record",
                 "--no-reload",
-                "--no-inspector",
+                *(
+                    ["--record", f"{tmp}/rec.jsonl"]
+                    if args.as_a_user_runs_it
+                    else ["--no-record", "--no-inspector"]
+                ),
             ],
             env=env,
             stdout=subprocess.PIPE,
