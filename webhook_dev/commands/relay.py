@@ -9,7 +9,7 @@ from typing import Any
 from webhook_dev.commands.options import say
 from webhook_dev.errors import ClusterError, PreflightError
 from webhook_dev.kube.cluster import Cluster
-from webhook_dev.redirect import interception
+from webhook_dev.redirect import interception, probe_objects
 from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.discovery import discover, subject_of
 from webhook_dev.tunnel import relay_manifests
@@ -151,10 +151,10 @@ def admission_in_the_way(
         for item in created:
             if (
                 interception.rules_match(entry, item)
-                and interception.selector_matches(
+                and probe_objects.selector_matches(
                     constraints.get("namespaceSelector"), namespace_labels
                 )
-                and interception.selector_matches(constraints.get("objectSelector"), item.labels)
+                and probe_objects.selector_matches(constraints.get("objectSelector"), item.labels)
             ):
                 lines.append(
                     f"ValidatingAdmissionPolicy {policy['metadata']['name']} applies to "

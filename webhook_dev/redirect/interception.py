@@ -34,6 +34,7 @@ from webhook_dev.redirect.plan_builder import (
     Snapshot,
     entry_of,
 )
+from webhook_dev.redirect.probe_objects import selector_matches
 
 Json = dict[str, Any]
 
@@ -149,28 +150,6 @@ def rules_match(entry: Mapping[str, Any], created: Created) -> bool:
         ):
             return True
     return False
-
-
-def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    """A metav1.LabelSelector against labels; absent or empty selects everything."""
-    if not selector:
-        return True
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expression in selector.get("matchExpressions") or []:
-        key, operator = expression.get("key"), expression.get("operator")
-        values = expression.get("values") or []
-        present = key in labels
-        if operator == "In" and not (present and labels[key] in values):
-            return False
-        if operator == "NotIn" and present and labels[key] in values:
-            return False
-        if operator == "Exists" and not present:
-            return False
-        if operator == "DoesNotExist" and present:
-            return False
-    return True
 
 
 def _has(values: Any, wanted: str) -> bool:

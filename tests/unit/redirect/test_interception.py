@@ -11,14 +11,10 @@ from tests.unit.redirect import test_relay_plan
 from tests.unit.redirect.test_apply import BEFORE, MUTATING_CONFIG, InMemoryCluster
 from tests.unit.redirect.test_relay_plan import CORE, SPEC, _cluster_with_relay
 from webhook_dev.redirect.apply import apply_plan, restore_plan
-from webhook_dev.redirect.interception import (
-    Created,
-    interceptors,
-    selector_matches,
-    shield_changes,
-)
+from webhook_dev.redirect.interception import Created, interceptors, shield_changes
 from webhook_dev.redirect.plan import RedirectPlan
 from webhook_dev.redirect.plan_builder import MUTATING, VALIDATING, Snapshot, entries_for_service
+from webhook_dev.redirect.probe_objects import selector_matches
 from webhook_dev.tunnel import relay_manifests
 
 Json = dict[str, Any]
