@@ -21,6 +21,7 @@ from typing import Any
 from webhook_dev.inspector import views
 from webhook_dev.recording.redaction import may_hold_secrets_exchange, redact
 from webhook_dev.recording.redaction_key import redaction_key as workstation_key
+from webhook_dev.reviews import fast_json
 from webhook_dev.reviews.admission import JsonObject
 from webhook_dev.reviews.exchange import (
     Event,
@@ -37,6 +38,10 @@ from webhook_dev.reviews.exchange import (
 from webhook_dev.subscribers.call_stats import CallStats
 
 CAPACITY = 1000
+# The ring's other bound: the reviews' JSON it holds. Parsed, a review takes several times
+# its text, and the page only lists the newest; without it 1000 reviews of 512 KiB (big
+# objects, a fuzzer) kept serve's RSS growing past 400 MiB (docs/benchmarks.md).
+MAX_BYTES = 16 * 2**20
 QUEUE_LIMIT = 1000
 
 
@@ -64,8 +69,13 @@ class ExchangeFeed:
     ``redact=False`` (``--show-secrets``) shows them in clear.
     """
 
-    def __init__(self, capacity: int = CAPACITY, *, redact: bool = True) -> None:
+    def __init__(
+        self, capacity: int = CAPACITY, *, redact: bool = True, max_bytes: int = MAX_BYTES
+    ) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self._sizes: dict[str, int] = {}  # the reviews' JSON length, by exchange id
+        self._bytes = 0
         self._redact = redact
         self._key: bytes | None = None
         # As added, until first read; then redacted, with its list row.
@@ -141,8 +151,14 @@ class ExchangeFeed:
     def add(self, exchange: Exchange) -> None:
         self.stats.on_exchange(exchange)
         self._exchanges[exchange.id] = exchange
-        while len(self._exchanges) > self.capacity:
-            self._exchanges.popitem(last=False)
+        size = _review_bytes(exchange)
+        self._bytes += size - self._sizes.get(exchange.id, 0)
+        self._sizes[exchange.id] = size
+        while len(self._exchanges) > self.capacity or (
+            self._bytes > self.max_bytes and len(self._exchanges) > 1
+        ):
+            dropped, _ = self._exchanges.popitem(last=False)
+            self._bytes -= self._sizes.pop(dropped, 0)
         if self._listeners:
             _, row = self._shown(exchange.id)
             self._publish(Message("exchange", row))
@@ -207,6 +223,15 @@ class ExchangeFeed:
             "status": self.status,
             "recording": self.recording,
         }
+
+
+def _review_bytes(exchange: Exchange) -> int:
+    """How much review text an exchange holds (orjson: microseconds for a usual review)."""
+    return sum(
+        len(fast_json.dumps_compact(review))
+        for review in (exchange.request_review, exchange.response_review)
+        if review is not None
+    )
 
 
 def _recording_message(

@@ -42,3 +42,16 @@ def test_a_client_that_left_is_counted_apart_from_failed_calls() -> None:
         feed.add(exchange)
     described = feed.describe()
     assert (described["calls"], described["client_closed"], described["failed"]) == (6, 2, 2)
+
+
+def test_the_inspector_ring_keeps_the_newest_reviews_within_its_byte_budget() -> None:
+    """Big reviews (a fuzzer, huge objects) must not pile up by the thousand (issue 23)."""
+    feed = ExchangeFeed(capacity=1000, max_bytes=100_000)
+    for number in range(50):
+        exchange = _exchange(number % 60)
+        exchange.id = f"big-{number}"
+        exchange.request_review = {"request": {"uid": str(number), "blob": "x" * 10_000}}
+        feed.add(exchange)
+    kept = [row["id"] for row in feed.rows()]
+    assert 1 < len(kept) < 11 and kept[-1] == "big-49"  # the newest, ~100 KB of them
+    assert feed.describe()["calls"] == 50
