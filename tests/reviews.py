@@ -39,3 +39,38 @@ def request_review(
             "oldObject": None,
         },
     }
+
+
+def website(name: str = "home", version: str = "v1", **spec: Any) -> dict[str, Any]:
+    """A sample_webhook.website custom resource in ``version``."""
+    spec = spec or ({"host": "example.com", "port": 8080} if version == "v1" else {})
+    return {
+        "apiVersion": f"samples.webhook-dev.io/{version}",
+        "kind": "Website",
+        "metadata": {
+            "name": name,
+            "namespace": "websites",
+            "uid": f"uid-{name}",
+            "resourceVersion": "41",
+            "labels": {"team": "web"},
+        },
+        "spec": spec,
+    }
+
+
+def conversion_review(
+    *objects: dict[str, Any],
+    desired: str = "samples.webhook-dev.io/v2",
+    uid: str = "c0nv-uid",
+    version: str = "apiextensions.k8s.io/v1",
+) -> dict[str, Any]:
+    """A ConversionReview as kube-apiserver sends it (one object by default)."""
+    return {
+        "apiVersion": version,
+        "kind": "ConversionReview",
+        "request": {
+            "uid": uid,
+            "desiredAPIVersion": desired,
+            "objects": [copy.deepcopy(o) for o in objects] or [website()],
+        },
+    }

@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser import inspector_url, rows
 from tests.conftest import Project, Served
-from tests.reviews import pod, request_review
+from tests.reviews import conversion_review, pod, request_review, website
 
 SIDECAR = "sample_webhook.sidecar_injector"
 
@@ -69,7 +69,7 @@ def test_a_review_sent_through_serve_appears_live_with_its_decoded_patch_and_dif
 ) -> None:
     served = serve(SIDECAR, "--port", "0", "--no-record", "--no-reload", "--inspector-port", "0")
     page.goto(inspector_url(served))
-    expect(page.locator("#empty")).to_have_text("Waiting for admission calls…")
+    expect(page.locator("#empty")).to_have_text("Waiting for webhook calls…")
     expect(page.locator("#connection")).to_have_text("live")
 
     review = request_review(pod("web-0"), uid="uid-live")
@@ -205,3 +205,43 @@ def test_the_page_answers_nothing_without_the_token(
             raise AssertionError(f"{path} answered without the token")
         except urllib.error.HTTPError as error:
             assert error.code == 403
+
+
+def test_a_conversion_shows_each_object_before_and_after_and_filters_apart(
+    serve: Callable[..., Served], page: Page
+) -> None:
+    served = serve(
+        "sample_webhook.website",
+        "--port",
+        "0",
+        "--no-record",
+        "--no-reload",
+        "--inspector-port",
+        "0",
+    )
+    served.review(request_review(pod("web-0"), uid="uid-pod"), path="/mutate?timeout=10s")
+    served.review(
+        conversion_review(website("a"), website("b"), uid="uid-convert"),
+        path="/convert?timeout=30s",
+    )
+    page.goto(inspector_url(served))
+    expect(rows(page)).to_have_count(2)
+    row = rows(page).filter(has_text="Website websites/a (+1)")
+    expect(row).to_contain_text("CONVERT")
+    expect(row).to_contain_text("converted")
+    row.click()
+    detail = page.locator("#detail")
+    expect(detail).to_contain_text("desiredAPIVersion")
+    expect(detail).to_contain_text(
+        "Object 2 of 2: websites/b (samples.webhook-dev.io/v1 → samples.webhook-dev.io/v2)"
+    )
+    diff = page.locator("table.diff").first
+    expect(diff.locator("td.ins", has_text='"address": "example.com:8080"')).to_be_visible()
+    expect(diff.locator("td.del", has_text='"port": 8080')).to_be_visible()
+    expect(detail).to_contain_text("Raw ConversionReviews")
+    page.locator("#filters select[name=result]").select_option("converted")
+    expect(rows(page)).to_have_count(1)
+    page.locator("#filters select[name=result]").select_option("")
+    page.locator("#filters input[name=text]").fill("review:admission")
+    expect(rows(page)).to_have_count(1)
+    expect(rows(page)).to_contain_text("Pod default/web-0")

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 
 from webhook_dev.errors import ExitCode
-from webhook_dev.lab import binaries, configs, images
+from webhook_dev.lab import binaries, configs, images, policy_evaluator
 from webhook_dev.lab.gobuild import BuildProgress
 from webhook_dev.lab.lab import DEFAULT_GATEWAY_PORTS, Lab, summary, teardown
 
@@ -114,10 +114,12 @@ def build(assets: Path | None, with_images: bool) -> None:
             progress=reporter,
         )
         archive = images.resolve(allow_build=True, progress=reporter) if with_images else None
+        evaluator = policy_evaluator.resolve(allow_build=True, progress=reporter)
     finally:
         reporter.close()
     for item in found.values():
         click.echo(f"{item.name:24} {item.source:6} {item.path}  ({item.version})")
+    click.echo(f"{policy_evaluator.NAME:24} {'cache':6} {evaluator}")
     if archive:
         _echo_images(archive)
     click.echo(f"lab build: ready in {_format_elapsed(time.monotonic() - started)}")

@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from rich.console import Console
@@ -50,7 +50,8 @@ from webhook_dev.serving.upstreams.url import UrlUpstream
 @click.option(
     "--idempotence",
     is_flag=True,
-    help="Also feed each patched object back; fail if a second pass changes it.",
+    help="Also feed each patched object back and fail if a second pass changes it; send "
+    "each converted object back to its version and fail unless it returns as sent.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print results as one JSON document.")
 @click.option(
@@ -72,6 +73,22 @@ from webhook_dev.serving.upstreams.url import UrlUpstream
     type=click.IntRange(min=1),
     help="Replay N exchanges picked at random (the same N each run), in recorded order.",
 )
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Instead of code, decide each request by the admission policies in this file "
+    "(Validating/MutatingAdmissionPolicy, bindings, params; repeatable) with "
+    "kube-apiserver's own plugins, and compare with the webhook's recorded answer.",
+)
+@click.option(
+    "--webhook",
+    "webhook_side",
+    type=click.Choice(["validating", "mutating"]),
+    help="With --policy: which configuration's webhook answered the recorded calls "
+    "[default: from each call's path, /validate... or /mutate...].",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only failures, warnings and the summary.")
 @click.option(
     "--strict",
@@ -90,18 +107,35 @@ def replay(
     sample: int | None,
     quiet: bool,
     strict: bool,
+    policies: tuple[Path, ...],
+    webhook_side: str | None,
 ) -> None:
     """Send each request recorded in FILE... to the current code and compare the answers.
 
-    Answers match when they agree on allowed, status code/reason/message, warnings and
-    the object that results from the patch (its text and op order do not matter).
+    Admission answers match when they agree on allowed, status code/reason/message,
+    warnings and the object that results from the patch (its text and op order do not
+    matter); conversion answers when they agree on the result and on each converted
+    object as the apiserver keeps it.
+
+    With --policy, admission policies decide instead of code, and each decision is
+    compared with the webhook's recorded answer: allowed, the code and message of a
+    denial, warnings, and the object after a mutating webhook's patch against the object
+    after the policies' mutations. A request whose decision needs what the recording
+    lacks (the Namespace's labels, the authorizer, a param) is not compared and counted
+    apart; conversions are never compared with a policy.
     """
-    if (app is None) == (url is None):
-        raise UsageError("give exactly one of --app APP or --url URL")
+    if policies:
+        if app is not None or url is not None or idempotence:
+            raise UsageError("--policy replaces --app/--url (and --idempotence): give one")
+    elif (app is None) == (url is None):
+        raise UsageError("give exactly one of --app APP or --url URL, or --policy FILE")
     selection = Selection(where=filters.parse(where or ""), sample=sample)
     for path in files:
         if not path.is_file():
             raise RecordingError(f"recording {path} does not exist")
+    if policies:
+        _replay_policies(files, policies, selection, webhook_side, jobs, as_json, quiet, strict)
+        return
     shards = shard_count(jobs)
     report = _Report(as_json, _expected(files, selection), quiet=quiet)
     try:
@@ -130,6 +164,82 @@ def replay(
     sys.exit(ExitCode.FAILED if report.failed else ExitCode.OK)
 
 
+def _replay_policies(
+    files: tuple[Path, ...],
+    policies: tuple[Path, ...],
+    selection: Selection,
+    webhook_side: str | None,
+    jobs: int,
+    as_json: bool,
+    quiet: bool,
+    strict: bool,
+) -> None:
+    binary = _policy_evaluator()
+    report = _Report(as_json, _expected(files, selection), quiet=quiet)
+    try:
+        _event_loop(
+            _run_policies(binary, files, policies, selection, webhook_side, jobs, report, strict)
+        )
+    finally:
+        report.close()
+    report.finish()
+    sys.exit(ExitCode.FAILED if report.failed else ExitCode.OK)
+
+
+def _policy_evaluator() -> Path:
+    """The evaluator, built on first use (progress on stderr)."""
+    from webhook_dev.lab import policy_evaluator
+
+    path = policy_evaluator.evaluator_path()
+    if path.is_file():
+        return path
+    click.echo("building the policy evaluator (once) ...", err=True)
+    return policy_evaluator.resolve(allow_build=True)
+
+
+async def _run_policies(
+    binary: Path,
+    files: tuple[Path, ...],
+    policies: tuple[Path, ...],
+    selection: Selection,
+    webhook_side: str | None,
+    jobs: int,
+    report: _Report,
+    strict: bool,
+) -> None:
+    from webhook_dev.policy.check import check_in_order, render
+    from webhook_dev.policy.decision import Side
+    from webhook_dev.policy.evaluator import PolicyEvaluator
+    from webhook_dev.replay.replayer import title_of
+
+    _check_files(files, selection, strict)
+    # Started one after the other: a refused policy is reported once, before any other.
+    evaluators = [await PolicyEvaluator.start(binary, policies)]
+    try:
+        for _ in range(1, shard_count(jobs)):
+            evaluators.append(await PolicyEvaluator.start(binary, policies))
+        side = cast("Side | None", webhook_side)  # click.Choice allows only a Side
+        checks = check_in_order(
+            selected(files, selection, strict=strict), evaluators, jobs=jobs, side=side
+        )
+        async for item in checks:
+            if isinstance(item, Skipped):
+                click.echo(f"warning: {item}", err=True)
+                continue
+            report.add(
+                Outcome(
+                    where=item.where,
+                    title=title_of(item.exchange),
+                    passed=item.passed,
+                    details="" if item.passed or report.as_json else render(item),
+                    record=item.to_json() if report.as_json else None,
+                    compared=item.compared,
+                )
+            )
+    finally:
+        await asyncio.gather(*(evaluator.close() for evaluator in evaluators))
+
+
 class _Report:
     """Prints each result as it comes (JSON: one small dict a result, streamed), counts,
     and shows progress on a terminal.
@@ -142,7 +252,7 @@ class _Report:
 
         self.as_json = as_json
         self.quiet = quiet
-        self.passed = self.failed = 0
+        self.passed = self.failed = self.not_compared = 0
         self._out = sys.stdout
         self._color = Console().is_terminal
         self._progress = Progress(
@@ -160,8 +270,10 @@ class _Report:
             self._out.write('{"results": [\n')
 
     def add(self, result: Outcome) -> None:
-        first = self.passed + self.failed == 0
-        if result.passed:
+        first = self.passed + self.failed + self.not_compared == 0
+        if not result.compared:
+            self.not_compared += 1
+        elif result.passed:
             self.passed += 1
         else:
             self.failed += 1
@@ -169,6 +281,10 @@ class _Report:
         if self.as_json:
             text = json.dumps(result.record, default=str)
             self._out.write(text if first else ",\n" + text)
+        elif not result.compared:
+            if not self.quiet:
+                self._line(f"skip  {result.where}  {result.title}", "yellow")
+                self._out.write(result.details + "\n")
         elif result.passed:
             if not self.quiet:
                 self._line(f"ok    {result.where}  {result.title}", "green")
@@ -187,11 +303,15 @@ class _Report:
         self._out.flush()
 
     def finish(self) -> None:
+        apart = f", {self.not_compared} not compared" if self.not_compared else ""
         if self.as_json:
-            self._out.write(f'\n], "passed": {self.passed}, "failed": {self.failed}}}\n')
+            self._out.write(
+                f'\n], "passed": {self.passed}, "failed": {self.failed}, '
+                f'"not_compared": {self.not_compared}}}\n'
+            )
         else:
             color = "red" if self.failed else "green"
-            self._line(f"{self.passed} passed, {self.failed} failed", color, bold=True)
+            self._line(f"{self.passed} passed, {self.failed} failed{apart}", color, bold=True)
         self._out.flush()
 
 

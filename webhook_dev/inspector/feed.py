@@ -22,7 +22,6 @@ from webhook_dev.inspector import views
 from webhook_dev.recording.redaction import may_hold_secrets_exchange, redact
 from webhook_dev.recording.redaction_key import redaction_key as workstation_key
 from webhook_dev.reviews import fast_json
-from webhook_dev.reviews.admission import JsonObject
 from webhook_dev.reviews.exchange import (
     Event,
     Exchange,
@@ -35,6 +34,7 @@ from webhook_dev.reviews.exchange import (
     RecordingResumed,
     ReloadStarted,
 )
+from webhook_dev.reviews.json_body import JsonObject
 from webhook_dev.subscribers.call_stats import CallStats
 
 CAPACITY = 1000

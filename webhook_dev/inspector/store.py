@@ -22,8 +22,8 @@ from typing import Any, Protocol
 from webhook_dev.inspector.feed import ExchangeFeed
 from webhook_dev.recording.index import RecordingIndex
 from webhook_dev.recording.query import Query
-from webhook_dev.reviews.admission import JsonObject
 from webhook_dev.reviews.exchange import Exchange
+from webhook_dev.reviews.json_body import JsonObject
 
 FACETS = ("kind", "namespace", "operation")
 Transform = Callable[[Exchange], Exchange]

@@ -1,9 +1,9 @@
 """What the inspector page shows about an exchange, as plain JSON-ready dicts.
 
 Pure (no network, no files): the server sends these, the page only lays them out. Keeping
-the AdmissionReview knowledge here (what counts as denied, how a patch decodes, what the
-object looks like after it, when a call is "slow") keeps the JavaScript small and lets
-unit tests pin what a user sees.
+the reviews' knowledge here (what counts as denied, how a patch decodes, what the object
+looks like after it, each object before and after a conversion, when a call is "slow")
+keeps the JavaScript small and lets unit tests pin what a user sees.
 """
 
 from __future__ import annotations
@@ -22,13 +22,11 @@ from webhook_dev.recording.summary import (
     summary,
     timeout_seconds,
 )
-from webhook_dev.reviews.admission import (
-    AdmissionResponse,
-    JsonObject,
-    parse_request,
-    read_response,
-)
+from webhook_dev.reviews import kinds
+from webhook_dev.reviews.admission import AdmissionResponse
+from webhook_dev.reviews.conversion import ConversionResponse, desired_version
 from webhook_dev.reviews.exchange import Exchange
+from webhook_dev.reviews.json_body import JsonObject, metadata_of
 
 __all__ = [
     "SLOW_FRACTION",
@@ -49,12 +47,16 @@ def detail(exchange: Exchange) -> JsonObject:
     """Everything the detail pane shows for one exchange."""
     request = exchange.request
     meaning = _meaning(exchange)
+    if isinstance(meaning, ConversionResponse) or exchange.review_kind is kinds.CONVERSION:
+        converted = meaning if isinstance(meaning, ConversionResponse) else None
+        return {**_common(exchange), "conversion": conversion_detail(request, converted)}
+    admitted = meaning if isinstance(meaning, AdmissionResponse) else None
     before = request.get("object") if isinstance(request.get("object"), dict) else None
     old = request.get("oldObject") if isinstance(request.get("oldObject"), dict) else None
-    after = meaning.patched if meaning is not None else None
+    after = admitted.patched if admitted is not None else None
     response = exchange.response
     return {
-        "summary": summary(exchange),
+        **_common(exchange),
         "object": before,
         "old_object": old,
         "response": {
@@ -63,7 +65,7 @@ def detail(exchange: Exchange) -> JsonObject:
             "warnings": response.get("warnings") or [],
             "patch_type": response.get("patchType"),
         },
-        "patch": meaning.patch if meaning is not None else None,
+        "patch": admitted.patch if admitted is not None else None,
         "patch_problems": [
             flag.message for flag in exchange.flags if flag.code.startswith("patch")
         ],
@@ -72,6 +74,42 @@ def detail(exchange: Exchange) -> JsonObject:
         "update_diff": side_by_side(old, before)
         if old is not None and before is not None
         else None,
+    }
+
+
+def conversion_detail(request: JsonObject, meaning: ConversionResponse | None) -> JsonObject:
+    """A conversion's pane: the desired version, the result, and each object before and
+    after (as the apiserver keeps it), with their diff."""
+    objects = request.get("objects")
+    objects = objects if isinstance(objects, list) else []
+    converted = meaning.converted if meaning is not None else None
+    pairs: list[JsonObject] = []
+    for index, before in enumerate(objects):
+        after = converted[index] if converted is not None and index < len(converted) else None
+        metadata = metadata_of(before)
+        name = str(metadata.get("name") or "?")
+        namespace = str(metadata.get("namespace") or "")
+        pairs.append(
+            {
+                "name": f"{namespace}/{name}" if namespace else name,
+                "from": before.get("apiVersion") if isinstance(before, dict) else None,
+                "before": before,
+                "after": after,
+                "diff": side_by_side(before, after) if after is not None else None,
+            }
+        )
+    return {
+        "desired_api_version": desired_version(request),
+        "succeeded": meaning.succeeded if meaning is not None else None,
+        "message": meaning.status_message if meaning is not None else "",
+        "objects": pairs,
+    }
+
+
+def _common(exchange: Exchange) -> JsonObject:
+    """What every exchange's pane has, whatever its kind."""
+    return {
+        "summary": summary(exchange),
         "timing": {
             "started": exchange.started.isoformat(),
             "duration_ms": round(exchange.duration_ms, 3),
@@ -133,13 +171,14 @@ def _pretty(value: Any) -> list[str]:
     return json.dumps(value, indent=2, ensure_ascii=False).splitlines()
 
 
-def _meaning(exchange: Exchange) -> AdmissionResponse | None:
-    """The answer's meaning (decoded patch, patched object), or ``None`` without one."""
+def _meaning(exchange: Exchange) -> kinds.Meaning | None:
+    """The answer's meaning (decoded patch and patched object, or converted objects), or
+    ``None`` without one."""
     if exchange.request_review is None or exchange.response_review is None:
         return None
     try:
-        admission = parse_request(exchange.request_review)
+        request = kinds.parse_request(exchange.request_review)
     except ReviewError:
         return None
-    meaning, _ = read_response(admission, exchange.response_review)
+    meaning, _ = kinds.read_response(request, exchange.response_review)
     return meaning

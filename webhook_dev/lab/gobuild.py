@@ -207,7 +207,12 @@ def _published(go: Path, cwd: Path, modules: list[str], tag: str) -> list[str]:
 
 
 def _prepare_kubernetes_module(
-    go: Path, work_dir: Path, progress: ProgressCallback, binaries: list[Binary]
+    go: Path,
+    work_dir: Path,
+    progress: ProgressCallback,
+    binaries: list[Binary],
+    *,
+    module: str = "webhookdev.local/k8sbuild",
 ) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     progress(BuildProgress("resolving k8s.io/kubernetes staging modules", 0, 0, ""))
@@ -230,9 +235,10 @@ def _prepare_kubernetes_module(
         gomodule.staging_version(KUBERNETES_VERSION),
     )
     (work_dir / "go.mod").write_text(
-        gomodule.kubernetes_wrapper_go_mod(KUBERNETES_VERSION, published, required)
+        gomodule.kubernetes_wrapper_go_mod(KUBERNETES_VERSION, published, required, module=module)
     )
-    (work_dir / "tools.go").write_text(gomodule.tools_go([b.package for b in binaries]))
+    if binaries:
+        (work_dir / "tools.go").write_text(gomodule.tools_go([b.package for b in binaries]))
     _run_quiet([str(go), "mod", "tidy"], work_dir, "go mod tidy (Kubernetes)", progress)
 
 
@@ -307,3 +313,25 @@ def build(
         for binary in kubernetes:
             built[binary.name] = _build_one(go, k8s_dir, binary, ldflags, dest_dir, progress)
     return built
+
+
+def build_program(
+    name: str, source: str, dest: Path, work_dir: Path, progress: ProgressCallback
+) -> Path:
+    """Build a Go program of ours (one ``main.go``) against k8s.io/kubernetes at the
+    pinned release, with the same toolchain, module and build caches as the lab's
+    binaries (so the packages it shares with them are compiled once), into ``dest``.
+
+    Linked to a temporary name and renamed into place, like the lab's binaries.
+    """
+    go = find_go()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / "main.go").write_text(source)
+    _prepare_kubernetes_module(go, work_dir, progress, [], module=f"webhookdev.local/{name}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.parent / f".{dest.name}.partial"
+    argv = [str(go), "build", "-trimpath", "-v", "-ldflags=-s -w", "-o", str(partial), "."]
+    total = _count_packages(go, work_dir, ".")
+    _run_quiet(argv, work_dir, f"building {name}", progress, total)
+    os.replace(partial, dest)
+    return dest

@@ -43,12 +43,17 @@ def required_go(go_mod: str) -> tuple[int, int, int]:
 
 
 def kubernetes_wrapper_go_mod(
-    kubernetes_version: str, published_staging: list[str], go_version: tuple[int, int, int]
+    kubernetes_version: str,
+    published_staging: list[str],
+    go_version: tuple[int, int, int],
+    *,
+    module: str = "webhookdev.local/k8sbuild",
 ) -> str:
-    """go.mod of the wrapper that builds k8s.io/kubernetes commands at one release."""
+    """go.mod of a module that builds against k8s.io/kubernetes at one release: the
+    wrapper of its commands, or a program of ours (``module`` names it)."""
     tag = staging_version(kubernetes_version)
     lines = [
-        "module webhookdev.local/k8sbuild",
+        f"module {module}",
         "",
         f"go {go_version[0]}.{go_version[1]}.{go_version[2]}",
         "",

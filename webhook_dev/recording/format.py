@@ -17,8 +17,9 @@ from datetime import datetime
 from webhook_dev.errors import RecordingError
 from webhook_dev.recording.redaction import may_hold_secrets, redact
 from webhook_dev.reviews import fast_json
-from webhook_dev.reviews.admission import Flag, JsonObject
 from webhook_dev.reviews.exchange import Exchange
+from webhook_dev.reviews.flags import Flag
+from webhook_dev.reviews.json_body import JsonObject
 
 VERSION = 1
 
@@ -74,6 +75,8 @@ def _line(exchange: Exchange) -> JsonObject:
         value = getattr(exchange, phase)
         if value is not None:
             line[phase] = round(value, 3)
+    if exchange.namespace_labels is not None:  # optional too
+        line["namespace"] = {"labels": exchange.namespace_labels}
     return line
 
 
@@ -116,9 +119,22 @@ def decode(line: str | bytes, *, where: str = "line") -> Exchange:
             generation=data.get("generation"),
             flags=[Flag(f["code"], f["message"]) for f in data.get("flags") or []],
             error=data.get("error"),
+            namespace_labels=_namespace_labels(data.get("namespace")),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise RecordingError(f"{where}: malformed exchange ({error!r})") from error
+
+
+def _namespace_labels(value: object) -> dict[str, str] | None:
+    """The optional ``namespace.labels``: a map of strings, or ``None`` when absent."""
+    if value is None:
+        return None
+    labels = value.get("labels") if isinstance(value, dict) else None
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise ValueError("namespace.labels must be a map of strings")
+    return dict(labels)
 
 
 def _optional_ms(value: object) -> float | None:

@@ -44,10 +44,10 @@ from webhook_dev.paths import cache_dir
 from webhook_dev.recording import stream
 from webhook_dev.recording.query import Query, flag_codes, search_text
 from webhook_dev.recording.summary import summary
-from webhook_dev.reviews.admission import JsonObject
 from webhook_dev.reviews.exchange import Exchange
+from webhook_dev.reviews.json_body import JsonObject
 
-INDEX_VERSION = 3  # of the index's tables, not of the recording format (3: filter indexes)
+INDEX_VERSION = 4  # of the index's tables, not of the recording format (4: review kind)
 INDEX_SUFFIX = ".index.sqlite"
 COMMIT_INTERVAL = 0.5
 BATCH = 5000
@@ -70,6 +70,7 @@ ROW_COLUMNS = (
     "duration_ms",
     "generation",
     "path",
+    "review",
 )
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);

@@ -11,6 +11,8 @@ unchanged on the command line::
   an ``s`` or ``ms`` suffix; ``status``, ``patch``, ``generation``) and ``time`` (ISO 8601
   text, compared as text: ``time>=2024-05-01T10:00``).
 - ``is:flagged`` — any flag; ``flag:slow`` — one flag (its code or its label).
+- ``review:conversion`` or ``review:admission`` — the kind of call (``op:CONVERT`` too;
+  a conversion's result is ``converted`` or ``failed``).
 - any other word — text that must appear (ignoring case) in the kind, namespace, name,
   user, uid, operation, result, message, path or a flag's label. Quote to keep spaces:
   ``"bad request"``, ``name:"my pod"``.
@@ -54,6 +56,7 @@ FIELDS = {
     "gen": "generation",
     "flag": "flags",
     "is": "is",
+    "review": "review",
 }
 NUMERIC = frozenset({"duration_ms", "http_status", "patch_ops", "generation"})
 ORDERED = NUMERIC | {"time"}

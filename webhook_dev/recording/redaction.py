@@ -27,8 +27,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from webhook_dev.reviews.admission import JsonObject
 from webhook_dev.reviews.exchange import Exchange
+from webhook_dev.reviews.json_body import JsonObject
 
 REDACTED_PREFIX = "webhook-dev:redacted:hmac-sha256:"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"

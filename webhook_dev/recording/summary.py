@@ -8,8 +8,8 @@ layers need the same row: the index (:mod:`~webhook_dev.recording.index`), ``rep
 
 from __future__ import annotations
 
-from webhook_dev.reviews.admission import JsonObject, display_name, kind_of
 from webhook_dev.reviews.exchange import Exchange
+from webhook_dev.reviews.json_body import JsonObject
 from webhook_dev.reviews.timeouts import call_timeout
 
 SLOW_FRACTION = 0.8  # of the apiserver's timeout: past it, a busier cluster would time out
@@ -26,13 +26,13 @@ def is_slow(exchange: Exchange) -> bool:
 
 
 def result_of(exchange: Exchange) -> str:
-    """``allowed``, ``denied``, ``error`` (the apiserver fails the call) or ``bad request``."""
-    if not exchange.request:
+    """``allowed`` or ``denied`` (admission), ``converted`` or ``failed`` (conversion),
+    ``error`` (the apiserver fails the call: no usable answer) or ``bad request``."""
+    review_kind = exchange.review_kind
+    if review_kind is None or not exchange.request:
         return "bad request"
-    allowed = exchange.response.get("allowed")
-    if exchange.http_status != 200 or not isinstance(allowed, bool):
-        return "error"
-    return "allowed" if allowed else "denied"
+    result = review_kind.result(exchange.response) if exchange.http_status == 200 else None
+    return result or "error"
 
 
 def list_flags(exchange: Exchange) -> list[dict[str, str]]:
@@ -57,26 +57,26 @@ def list_flags(exchange: Exchange) -> list[dict[str, str]]:
 def summary(exchange: Exchange) -> JsonObject:
     """One row of the list: everything it shows, filters on, and searches."""
     request = exchange.request
-    kind = kind_of(request) if request else ""
-    status = exchange.response.get("status") or {}
+    review_kind = exchange.review_kind
+    subject = review_kind.subject(request) if review_kind is not None and request else None
+    message = review_kind.message(exchange.response) if review_kind is not None else ""
     user = request.get("userInfo")
     return {
         "id": exchange.id,
         "time": exchange.started.isoformat(),
-        "operation": str(request.get("operation") or ""),
-        "kind": str(kind),
-        "namespace": str(request.get("namespace") or ""),
-        "name": display_name(request) if request else "",
+        "operation": subject.operation if subject else "",
+        "kind": subject.kind if subject else "",
+        "namespace": subject.namespace if subject else "",
+        "name": subject.name if subject else "",
         "user": str(user.get("username") or "") if isinstance(user, dict) else "",
         "uid": str(request.get("uid") or ""),
         "result": result_of(exchange),
-        "message": str(status.get("message") or exchange.error or "")
-        if isinstance(status, dict)
-        else "",
+        "message": message or exchange.error or "",
         "http_status": exchange.http_status,
         "patch_ops": exchange.patch_ops(),
         "duration_ms": round(exchange.duration_ms, 2),
         "generation": exchange.generation,
         "path": exchange.path,
         "flags": list_flags(exchange),
+        "review": review_kind.name if review_kind is not None else "",
     }

@@ -22,6 +22,9 @@ class Outcome:
     passed: bool
     details: str = ""  # render(result) for a failure, "" for a pass
     record: dict[str, Any] | None = None  # result.to_json(), when the report is JSON
+    # False: the answers could not be compared (``replay --policy``: the recording lacks
+    # what a policy reads); counted apart, neither passed nor failed.
+    compared: bool = True
 
 
 def outcome_of(result: ReplayResult, *, as_json: bool) -> Outcome:

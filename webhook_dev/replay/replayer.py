@@ -11,9 +11,16 @@ A library first (``up``, the inspector's replay button), the ``replay`` command 
     finally:
         await target.close()
 
-Two answers match when they agree on ``allowed``, the status code, reason and message,
-the warnings, and the object that results from applying each patch to the recorded
-request's object — the patch's text and the order of its operations do not matter.
+Two admission answers match when they agree on ``allowed``, the status code, reason and
+message, the warnings, and the object that results from applying each patch to the
+recorded request's object — the patch's text and the order of its operations do not
+matter. Two conversion answers match when they agree on the result (status, code,
+message) and on each converted object as the apiserver would keep it.
+
+``idempotence`` asks more of the current code: an admission answer's patched object,
+sent again, must come back unchanged; a conversion's objects, converted back to the
+versions they came in, must come back as they were sent (a lossless round trip, the
+property conversion webhooks are documented to need).
 """
 
 from __future__ import annotations
@@ -32,10 +39,12 @@ from webhook_dev.errors import RecordingError, ReviewError
 from webhook_dev.recording.reader import RecordingWarning, iter_recording, open_check
 from webhook_dev.recording.redaction import is_about_secrets, redact_object
 from webhook_dev.recording.redaction_key import redaction_key
-from webhook_dev.reviews import admission as review
-from webhook_dev.reviews import fast_json
-from webhook_dev.reviews.admission import AdmissionResponse, Comparison, Difference, JsonObject
+from webhook_dev.reviews import admission, conversion, fast_json, kinds
+from webhook_dev.reviews.admission import AdmissionRequest, AdmissionResponse
+from webhook_dev.reviews.comparison import Comparison, Difference
+from webhook_dev.reviews.conversion import ConversionRequest, ConversionResponse
 from webhook_dev.reviews.exchange import Exchange
+from webhook_dev.reviews.json_body import JsonObject
 from webhook_dev.reviews.timeouts import call_timeout
 from webhook_dev.serving.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
@@ -59,11 +68,7 @@ class ReplayResult:
 
     @property
     def title(self) -> str:
-        request = self.exchange.request
-        kind = review.kind_of(request) or "?"
-        name = review.display_name(request)
-        operation, uid = request.get("operation") or "?", request.get("uid") or "?"
-        return f"{kind} {name} {operation} (uid {uid})"
+        return title_of(self.exchange)
 
     def to_json(self) -> dict[str, Any]:
         def differences(comparison: Comparison | None) -> list[dict[str, Any]] | None:
@@ -86,6 +91,18 @@ class ReplayResult:
         }
 
 
+def title_of(exchange: Exchange) -> str:
+    """How a report names an exchange: ``Pod ns/name CREATE (uid ...)``."""
+    request = exchange.request
+    review_kind = exchange.review_kind or kinds.ADMISSION
+    subject = review_kind.subject(request)
+    uid = request.get("uid") or "?"
+    operation = subject.operation or "?"
+    if review_kind is kinds.CONVERSION:
+        operation += f" to {conversion.desired_version(request) or '?'}"
+    return f"{subject.kind or '?'} {subject.name} {operation} (uid {uid})"
+
+
 async def replay_exchange(
     exchange: Exchange,
     target: Upstream,
@@ -102,12 +119,12 @@ async def replay_exchange(
     # As bytes, the request is checked the cheap way (a byte scan for surrogate escapes
     # and nesting) rather than by walking every value of a parsed dict, and is sent as is.
     body = _encode(exchange.request_review or {})
-    admission = review.parse_request(body)
+    request = kinds.parse_request(body)
     current = await _send(target, body, exchange.path)
     result = ReplayResult(where or exchange.id, exchange, Comparison())
     result.current_status = current.status
     result.current_review = _json(current.body)
-    actual, problems = _read(admission, current, result.current_review)
+    actual, problems = _read(request, current, result.current_review)
     if (
         exchange.http_status == current.status == 200
         and result.current_review is not None
@@ -117,24 +134,73 @@ async def replay_exchange(
         # (reading an answer is most of a replay's CPU, and most replays are this case).
         expected = actual
     else:
-        expected = _meaning(admission, exchange.http_status, exchange.response_review)
+        expected = _meaning(request, exchange.http_status, exchange.response_review)
     result.problems = problems
-    if redaction_key is not None and is_about_secrets(admission.review["request"]):
+    if redaction_key is not None and is_about_secrets(request.review["request"]):
         expected, actual = _redacted(expected, redaction_key), _redacted(actual, redaction_key)
-    result.comparison = _compare(exchange.http_status, expected, current.status, actual)
-    if idempotence and actual is not None and actual.patched is not None:
-        again = review.with_object(admission, actual.patched, uid=f"{admission.uid}-again")
-        second_request = review.parse_request(again)
-        second = await _send(target, _encode(again), exchange.path)
-        second_meaning, second_problems = _read(second_request, second, _json(second.body))
-        result.problems.extend(f"second pass: {p}" for p in second_problems)
-        twice = second_meaning.patched if second_meaning is not None else None
-        result.idempotence = Comparison(
-            ()
-            if twice == actual.patched
-            else (Difference("object after a second pass", actual.patched, twice),)
-        )
+    result.comparison = _compare(request, exchange.http_status, expected, current.status, actual)
+    if not idempotence:
+        return result
+    if isinstance(request, AdmissionRequest) and isinstance(actual, AdmissionResponse):
+        if actual.patched is not None:
+            await _second_pass(result, request, actual.patched, target, exchange.path)
+    elif (
+        isinstance(request, ConversionRequest)
+        and isinstance(actual, ConversionResponse)
+        and actual.converted
+    ):
+        await _round_trip(result, request, actual.converted, target, exchange.path)
     return result
+
+
+async def _second_pass(
+    result: ReplayResult,
+    request: AdmissionRequest,
+    patched: JsonObject,
+    target: Upstream,
+    path: str,
+) -> None:
+    """The patched object sent again must not be changed again."""
+    again = admission.with_object(request, patched, uid=f"{request.uid}-again")
+    second_request = admission.parse_request(again)
+    second = await _send(target, _encode(again), path)
+    second_meaning, second_problems = _read(second_request, second, _json(second.body))
+    result.problems.extend(f"second pass: {p}" for p in second_problems)
+    twice = second_meaning.patched if isinstance(second_meaning, AdmissionResponse) else None
+    result.idempotence = Comparison(
+        () if twice == patched else (Difference(SECOND_PASS, patched, twice),)
+    )
+
+
+async def _round_trip(
+    result: ReplayResult,
+    request: ConversionRequest,
+    converted: tuple[JsonObject, ...],
+    target: Upstream,
+    path: str,
+) -> None:
+    """The converted objects sent back to their own versions must come back as sent.
+
+    The objects of one call can come in different versions (a list read); each version
+    is one call back, as the apiserver would make it.
+    """
+    differences: list[Difference] = []
+    for origin in dict.fromkeys(str(obj.get("apiVersion")) for obj in request.objects):
+        indexes = [i for i, obj in enumerate(request.objects) if obj.get("apiVersion") == origin]
+        back_review = conversion.with_objects(
+            request, [converted[i] for i in indexes], desired=origin, uid=f"{request.uid}-back"
+        )
+        back_request = conversion.parse_request(back_review)
+        answer = await _send(target, _encode(back_review), path)
+        meaning, problems = _read(back_request, answer, _json(answer.body))
+        result.problems.extend(f"round trip to {origin}: {p}" for p in problems)
+        back = meaning.converted if isinstance(meaning, ConversionResponse) else None
+        for position, index in enumerate(indexes):
+            sent = request.objects[index]
+            returned = back[position] if back is not None else None
+            if returned != sent:
+                differences.append(Difference(f"{ROUND_TRIP} [{index}]", sent, returned))
+    result.idempotence = Comparison(tuple(differences))
 
 
 async def replay_files(
@@ -191,7 +257,7 @@ async def replay_stream(
                 yield ReplayResult(
                     where,
                     item,
-                    Comparison((Difference("request", "a valid AdmissionReview", str(error)),)),
+                    Comparison((Difference("request", "a valid review", str(error)),)),
                     problems=[f"not replayed: {error}"],
                 )
         if number == 0 and first_skipped is not None:
@@ -201,23 +267,33 @@ async def replay_stream(
             )
 
 
+SECOND_PASS = "object after a second pass"
+ROUND_TRIP = "object after a round trip"
+# How the two sides of a diff are labelled: replay's comparison is recorded vs now; the
+# idempotence checks compare what the current code gave with what it gives once more.
+_SIDES = {
+    SECOND_PASS: ("after the first pass", "after a second pass"),
+    ROUND_TRIP: ("sent", "back"),
+}
+
+
 def render(result: ReplayResult) -> str:
     """A readable account of what differs (empty when the result passed)."""
     lines: list[str] = []
     for difference in result.comparison.differences + (
         result.idempotence.differences if result.idempotence else ()
     ):
-        if isinstance(difference.expected, dict) or isinstance(difference.actual, dict):
+        if difference.is_object:
             lines.append(f"  {difference.field}:")
-            recorded = "recorded" if difference.field == "object" else "after the first pass"
-            current = "now" if difference.field == "object" else "after a second pass"
+            side = difference.field.split(" [")[0]
+            before, after = _SIDES.get(side, ("recorded", "now"))
             lines.extend(
                 "    " + line
                 for line in difflib.unified_diff(
                     _pretty(difference.expected),
                     _pretty(difference.actual),
-                    fromfile=recorded,
-                    tofile=current,
+                    fromfile=before,
+                    tofile=after,
                     lineterm="",
                 )
             )
@@ -236,7 +312,7 @@ def render(result: ReplayResult) -> str:
 def _encode(value: JsonObject) -> bytes:
     """A review as JSON bytes: orjson, or :mod:`json` for what orjson cannot write
     (integers past 64 bits, lone surrogates, which it then escapes as ``\\u`` so
-    :func:`~webhook_dev.reviews.admission.parse_request` names them)."""
+    :func:`~webhook_dev.reviews.kinds.parse_request` names them)."""
     try:
         return orjson.dumps(value)
     except TypeError:  # orjson.JSONEncodeError
@@ -253,42 +329,45 @@ _HEADERS = {"Content-Type": "application/json"}
 
 
 def _meaning(
-    admission: review.AdmissionRequest, status: int, body: JsonObject | None
-) -> AdmissionResponse | None:
+    request: kinds.Request, status: int, body: JsonObject | None
+) -> kinds.Meaning | None:
     if status != 200 or body is None:
         return None
-    meaning, _ = review.read_response(admission, body)
+    meaning, _ = kinds.read_response(request, body)
     return meaning
 
 
 def _read(
-    admission: review.AdmissionRequest, answer: UpstreamResponse, parsed: JsonObject | None
-) -> tuple[AdmissionResponse | None, list[str]]:
+    request: kinds.Request, answer: UpstreamResponse, parsed: JsonObject | None
+) -> tuple[kinds.Meaning | None, list[str]]:
     """The answer's meaning and problems; ``parsed``: its body already read as JSON (an
     object), so it is not parsed twice."""
     if answer.status != 200:
         detail = answer.error or answer.body.decode(errors="replace").strip()
         return None, [f"HTTP {answer.status}: {detail}" if answer.status else detail]
-    meaning, flags = review.read_response(admission, parsed if parsed is not None else answer.body)
+    meaning, flags = kinds.read_response(request, parsed if parsed is not None else answer.body)
     return meaning, [f"{flag.code}: {flag.message}" for flag in flags]
 
 
 def _compare(
+    request: kinds.Request,
     recorded_status: int,
-    expected: AdmissionResponse | None,
+    expected: kinds.Meaning | None,
     current_status: int,
-    actual: AdmissionResponse | None,
+    actual: kinds.Meaning | None,
 ) -> Comparison:
     if expected is None or actual is None:
         if expected is None and actual is None and recorded_status == current_status:
             return Comparison()
         return Comparison((Difference("http status", recorded_status, current_status),))
-    return review.compare(expected, actual)
+    return kinds.of_request(request).compare(expected, actual)
 
 
-def _redacted(meaning: AdmissionResponse | None, key: bytes) -> AdmissionResponse | None:
-    if meaning is None:
-        return None
+def _redacted(meaning: kinds.Meaning | None, key: bytes) -> kinds.Meaning | None:
+    """An admission answer about a Secret, with the patched Secret's values redacted as
+    the recording's are (conversions are of custom resources, never Secrets)."""
+    if not isinstance(meaning, AdmissionResponse):
+        return meaning
     return replace(meaning, patched=redact_object(meaning.patched, key, as_secret=True))
 
 

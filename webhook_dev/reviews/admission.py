@@ -14,33 +14,28 @@ import base64
 import binascii
 import copy
 import json
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import jsonpatch
 
 from webhook_dev.errors import ReviewError
-from webhook_dev.reviews import fast_json
+from webhook_dev.reviews import fast_json, json_body
+from webhook_dev.reviews.comparison import Comparison, compare_fields
+from webhook_dev.reviews.flags import Flag
+from webhook_dev.reviews.json_body import JsonObject, wrong_type
 
 GROUP = "admission.k8s.io"
 VERSIONS = (f"{GROUP}/v1", f"{GROUP}/v1beta1")
 KIND = "AdmissionReview"
 
-JsonObject = dict[str, Any]
-
-# Deeper JSON than this is refused at the door: no Kubernetes object comes close, and
-# everything downstream (redaction, the inspector's pretty printer, patches) may recurse.
-MAX_DEPTH = 200
-# A JSON escape of a UTF-16 surrogate: the only way a lone surrogate (which cannot be
-# written as UTF-8, so no recording or page could hold it) gets into a parsed string.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
 
 @dataclass(frozen=True)
 class AdmissionRequest:
     """The parts of ``request`` that webhook-dev reasons about; ``review`` keeps the rest."""
+
+    review_kind: ClassVar[str] = "admission"
 
     api_version: str
     uid: str
@@ -59,17 +54,6 @@ class AdmissionRequest:
 
 
 @dataclass(frozen=True)
-class Flag:
-    """One reason the apiserver would reject (or a user should look at) an answer."""
-
-    code: str
-    message: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
-
-
-@dataclass(frozen=True)
 class AdmissionResponse:
     """The meaning of an answer: what replay compares. ``patched`` is the object after the patch."""
 
@@ -81,23 +65,9 @@ class AdmissionResponse:
     patch: list[JsonObject] | None
     patched: JsonObject | None
 
-
-@dataclass(frozen=True)
-class Difference:
-    """One field that differs between an expected and an actual answer."""
-
-    field: str
-    expected: Any
-    actual: Any
-
-
-@dataclass(frozen=True)
-class Comparison:
-    differences: tuple[Difference, ...] = field(default_factory=tuple)
-
     @property
-    def matches(self) -> bool:
-        return not self.differences
+    def patch_op_count(self) -> int | None:
+        return None if self.patch is None else len(self.patch)
 
 
 # --- requests -------------------------------------------------------------------------
@@ -107,34 +77,27 @@ def parse_request(body: bytes | str | Mapping[str, Any]) -> AdmissionRequest:
     """Read an AdmissionReview request as the webhook would receive it.
 
     Raises :class:`ReviewError` with a message fit for an HTTP 400 when the body is not JSON,
-    not an AdmissionReview of a version we know, or has no ``request.uid``.
+    not an AdmissionReview of a version we know, or has no ``request.uid``. (The door,
+    which takes any review kind, uses :func:`webhook_dev.reviews.kinds.parse_request`.)
     """
-    review = _load(body, "request body")
-    if not isinstance(review, dict):
-        raise ReviewError(f"expected a JSON object (an AdmissionReview), got {_type(review)}")
-    api_version, kind = review.get("apiVersion"), review.get("kind")
-    if kind != KIND or api_version not in VERSIONS:
-        raise ReviewError(
-            f"not an AdmissionReview: apiVersion {api_version!r} kind {kind!r}; "
-            f"expected kind {KIND} with apiVersion {' or '.join(VERSIONS)}"
-        )
-    request = review.get("request")
-    if not isinstance(request, dict):
-        raise ReviewError("AdmissionReview has no request object")
-    uid = request.get("uid")
-    if not isinstance(uid, str) or not uid:
-        raise ReviewError("AdmissionReview request has no uid (the answer must echo it)")
+    review = json_body.load_review(body, {KIND: VERSIONS})
+    request = from_review(review)
+    json_body.check_values(review, body)
+    return request
+
+
+def from_review(review: JsonObject) -> AdmissionRequest:
+    """The request of ``review``, whose kind, apiVersion and uid are known to be right:
+    each field checked for the type the apiserver sends it as."""
+    request = review["request"]
     _check_request_shape(request)
-    suspect_surrogates = _may_hold_surrogates(body)
-    if suspect_surrogates or not _shallow_for_sure(body):
-        _check_values(review, suspect_surrogates=suspect_surrogates)
     kind_ref = request.get("kind")
     if not isinstance(kind_ref, dict):
         kind_ref = {}
     obj, old = request.get("object"), request.get("oldObject")
     return AdmissionRequest(
-        api_version=api_version,
-        uid=uid,
+        api_version=review["apiVersion"],
+        uid=request["uid"],
         kind=str(kind_ref.get("kind", "")),
         group=str(kind_ref.get("group", "")),
         operation=str(request.get("operation", "")),
@@ -160,120 +123,48 @@ def _check_request_shape(request: Mapping[str, Any]) -> None:
     """
     for name in _STRING_FIELDS:
         if request.get(name) is not None and not isinstance(request[name], str):
-            raise ReviewError(_wrong_type(f"request.{name}", request[name], "a string"))
+            raise ReviewError(wrong_type(f"request.{name}", request[name], "a string"))
     for name in _GVK_FIELDS:
         value = request.get(name)
         if value is None:
             continue
         if not isinstance(value, dict):
-            raise ReviewError(_wrong_type(f"request.{name}", value, "an object"))
+            raise ReviewError(wrong_type(f"request.{name}", value, "an object"))
         for part, text in value.items():
             if not isinstance(text, str):
-                raise ReviewError(_wrong_type(f"request.{name}.{part}", text, "a string"))
+                raise ReviewError(wrong_type(f"request.{name}.{part}", text, "a string"))
     for name in _OBJECT_FIELDS:
         if request.get(name) is not None and not isinstance(request[name], dict):
-            raise ReviewError(_wrong_type(f"request.{name}", request[name], "an object or null"))
+            raise ReviewError(wrong_type(f"request.{name}", request[name], "an object or null"))
     for name in ("object", "oldObject"):
         if isinstance(request.get(name), dict):
-            _check_metadata(request[name].get("metadata"), f"request.{name}.metadata")
+            json_body.check_metadata(request[name].get("metadata"), f"request.{name}.metadata")
     if request.get("dryRun") is not None and not isinstance(request["dryRun"], bool):
-        raise ReviewError(_wrong_type("request.dryRun", request["dryRun"], "true or false"))
+        raise ReviewError(wrong_type("request.dryRun", request["dryRun"], "true or false"))
     _check_user_info(request.get("userInfo"))
-
-
-def _check_metadata(metadata: Any, where: str) -> None:
-    """An object's metadata as the apiserver sends it: names are strings, labels and
-    annotations maps of strings (webhooks index into them without looking)."""
-    if metadata is None:
-        return
-    if not isinstance(metadata, dict):
-        raise ReviewError(_wrong_type(where, metadata, "an object"))
-    for name in ("name", "namespace", "generateName", "uid", "resourceVersion"):
-        if metadata.get(name) is not None and not isinstance(metadata[name], str):
-            raise ReviewError(_wrong_type(f"{where}.{name}", metadata[name], "a string"))
-    for name in ("labels", "annotations"):
-        values = metadata.get(name)
-        if values is not None and not (
-            isinstance(values, dict) and all(isinstance(v, str) for v in values.values())
-        ):
-            raise ReviewError(_wrong_type(f"{where}.{name}", values, "a map of strings"))
 
 
 def _check_user_info(user: Any) -> None:
     if user is None:
         return
     if not isinstance(user, dict):
-        raise ReviewError(_wrong_type("request.userInfo", user, "an object"))
+        raise ReviewError(wrong_type("request.userInfo", user, "an object"))
     for name in ("username", "uid"):
         if user.get(name) is not None and not isinstance(user[name], str):
-            raise ReviewError(_wrong_type(f"request.userInfo.{name}", user[name], "a string"))
+            raise ReviewError(wrong_type(f"request.userInfo.{name}", user[name], "a string"))
     groups = user.get("groups")
     if groups is not None and not (
         isinstance(groups, list) and all(isinstance(g, str) for g in groups)
     ):
-        raise ReviewError(_wrong_type("request.userInfo.groups", groups, "a list of strings"))
+        raise ReviewError(wrong_type("request.userInfo.groups", groups, "a list of strings"))
     extra = user.get("extra")
     if extra is not None and not (
         isinstance(extra, dict)
         and all(isinstance(v, list) and all(isinstance(s, str) for s in v) for v in extra.values())
     ):
         raise ReviewError(
-            _wrong_type("request.userInfo.extra", extra, "an object of lists of strings")
+            wrong_type("request.userInfo.extra", extra, "an object of lists of strings")
         )
-
-
-def _may_hold_surrogates(body: bytes | str | Mapping[str, Any]) -> bool:
-    if isinstance(body, Mapping):
-        return True  # already parsed: nothing to scan cheaply
-    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
-    return _SURROGATE_ESCAPE.search(raw) is not None
-
-
-def _shallow_for_sure(body: bytes | str | Mapping[str, Any]) -> bool:
-    """Whether the raw body has too few brackets to nest past :data:`MAX_DEPTH` (each
-    level opens one), which spares the walk of every value for nearly every review."""
-    if isinstance(body, Mapping):
-        return False
-    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
-    return raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH
-
-
-def _check_values(review: Any, *, suspect_surrogates: bool) -> None:
-    """Refuse nesting deeper than :data:`MAX_DEPTH` and (when the body had surrogate
-    escapes) strings that are not valid Unicode. Iterative: the check must not recurse."""
-    pending: list[tuple[Any, int]] = [(review, 1)]
-    while pending:
-        value, depth = pending.pop()
-        if depth > MAX_DEPTH:
-            raise ReviewError(f"the review is nested deeper than {MAX_DEPTH} levels")
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if suspect_surrogates:
-                    _check_text(key)
-                if isinstance(item, dict | list):
-                    pending.append((item, depth + 1))
-                elif suspect_surrogates and isinstance(item, str):
-                    _check_text(item)
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, dict | list):
-                    pending.append((item, depth + 1))
-                elif suspect_surrogates and isinstance(item, str):
-                    _check_text(item)
-
-
-def _check_text(text: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ReviewError(
-            "the review holds a lone UTF-16 surrogate (an escape such as \\ud800 without "
-            "its pair): not valid Unicode, so no Kubernetes client would send it"
-        ) from None
-
-
-def _wrong_type(field: str, value: Any, expected: str) -> str:
-    return f"{field} must be {expected}, got {_type(value)}"
 
 
 def kind_of(request: Mapping[str, Any]) -> str:
@@ -352,7 +243,7 @@ def read_response(
     """
     flags: list[Flag] = []
     try:
-        review = _load(body, "response body")
+        review = json_body.load(body, "response body")
     except ReviewError as error:
         return None, [Flag("response-not-json", str(error))]
     if not isinstance(review, dict) or not isinstance(review.get("response"), dict):
@@ -500,9 +391,8 @@ def _copy_parents(doc: Any, pointer: Any) -> None:
 
 def compare(expected: AdmissionResponse, actual: AdmissionResponse) -> Comparison:
     """What differs in meaning. Patch text and op order do not matter; the result does."""
-    differences = [
-        Difference(name, want, got)
-        for name, want, got in (
+    return compare_fields(
+        (
             ("allowed", expected.allowed, actual.allowed),
             ("status.code", expected.status_code, actual.status_code),
             ("status.reason", expected.status_reason, actual.status_reason),
@@ -510,25 +400,4 @@ def compare(expected: AdmissionResponse, actual: AdmissionResponse) -> Compariso
             ("warnings", list(expected.warnings), list(actual.warnings)),
             ("object", expected.patched, actual.patched),
         )
-        if want != got
-    ]
-    return Comparison(tuple(differences))
-
-
-# --- helpers --------------------------------------------------------------------------
-
-
-def _load(body: bytes | str | Mapping[str, Any], what: str) -> Any:
-    if isinstance(body, Mapping):
-        return body
-    try:
-        return fast_json.loads(body)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise ReviewError(f"{what} is not JSON: {error}") from error
-    except RecursionError:
-        raise ReviewError(f"{what} is nested deeper than {MAX_DEPTH} levels") from None
-
-
-def _type(value: Any) -> str:
-    names = {list: "an array", dict: "an object", str: "a string", bool: "a boolean"}
-    return names.get(type(value), "null" if value is None else "a number")
+    )

@@ -1,4 +1,5 @@
-"""An exchange (one admission call and its answer) and the hook that publishes it.
+"""An exchange (one webhook call, admission or conversion, and its answer) and the hook
+that publishes it.
 
 Like a mitmproxy flow, an :class:`Exchange` is plain data: the proxy fills it in and hands
 it to every subscriber — the recorder, the console, ``up``'s live view, the inspector.
@@ -22,7 +23,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from webhook_dev.reviews.admission import Flag, JsonObject, patch_op_count
+from webhook_dev.reviews import kinds
+from webhook_dev.reviews.admission import patch_op_count
+from webhook_dev.reviews.flags import Flag
+from webhook_dev.reviews.json_body import JsonObject
 
 _NOT_COUNTED = object()
 
@@ -58,6 +62,10 @@ class Exchange:
     generation: int | None = None
     flags: list[Flag] = field(default_factory=list)
     error: str | None = None
+    # The labels of the request's Namespace when the call came (``None``: not recorded,
+    # e.g. an older recording or a cluster-scoped object): what an admission policy's
+    # namespaceSelector and ``namespaceObject`` read.
+    namespace_labels: dict[str, str] | None = None
     # The answer's patch op count, once someone decoded the patch (see patch_ops()).
     _patch_ops: object = field(default=_NOT_COUNTED, init=False, repr=False, compare=False)
 
@@ -79,6 +87,12 @@ class Exchange:
     def client_closed(self) -> bool:
         """The client gave up before its request arrived whole: its doing, not ours."""
         return self.http_status == CLIENT_CLOSED
+
+    @property
+    def review_kind(self) -> kinds.ReviewKind | None:
+        """Admission or conversion, from the request's ``kind``; ``None`` for a request
+        the door refused (it was no review it knows)."""
+        return kinds.of_review(self.request_review)
 
     @property
     def request(self) -> JsonObject:

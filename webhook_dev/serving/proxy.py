@@ -1,14 +1,19 @@
 """The HTTPS front door: check each call, pass it upstream, answer, then check and publish.
 
+Every review the apiserver sends a webhook comes through here — AdmissionReviews and
+ConversionReviews alike (an operator serves both from one Service); the door reads either
+with :func:`webhook_dev.reviews.kinds.parse_request`, and the answer is checked as the
+apiserver checks that kind's answer.
+
 Answer first, analyse after: on the request's path only what the answer needs (read, the
 door's validation, forward, write the answer); the flags, the decoded answer and the
 subscribers (console, recorder, inspector) run after the answer is written, while the
 next call waits for its worker.
 
 The proxy refuses what no webhook should have to handle (wrong method, oversized body,
-a body that does not decode, not JSON, not an AdmissionReview, a wrongly typed field, no
-``request.uid``) with a clear 4xx and keeps serving; it flags answers the apiserver would
-reject. Everything it learns goes into one
+a body that does not decode, not JSON, not an AdmissionReview or ConversionReview, a
+wrongly typed field, no ``request.uid``) with a clear 4xx and keeps serving; it flags
+answers the apiserver would reject. Everything it learns goes into one
 :class:`~webhook_dev.reviews.exchange.Exchange` handed to the hooks: the proxy prints and
 records nothing itself.
 
@@ -29,10 +34,10 @@ from dataclasses import dataclass
 from aiohttp import http_exceptions, web
 
 from webhook_dev.errors import ReviewError
-from webhook_dev.reviews import admission as review
-from webhook_dev.reviews import fast_json
-from webhook_dev.reviews.admission import Flag
+from webhook_dev.reviews import fast_json, kinds
 from webhook_dev.reviews.exchange import CLIENT_CLOSED, Exchange, Hooks, now
+from webhook_dev.reviews.flags import Flag
+from webhook_dev.reviews.json_body import JsonObject
 from webhook_dev.reviews.timeouts import DEFAULT_TIMEOUT, parse_go_duration
 from webhook_dev.serving.http_server import describe
 from webhook_dev.serving.upstream import Upstream, UpstreamRequest, UpstreamResponse
@@ -133,7 +138,8 @@ class Proxy:
             return _refused(
                 exchange,
                 405,
-                f"method {request.method} not allowed: the apiserver POSTs AdmissionReviews",
+                f"method {request.method} not allowed: the apiserver POSTs reviews "
+                "(AdmissionReview, ConversionReview)",
                 headers={"Allow": "POST"},
             )
         if request.content_length is not None and request.content_length > self.max_body:
@@ -159,10 +165,10 @@ class Proxy:
                 f"the request body {problem} ({describe(error)}); the apiserver sends plain JSON",
             )
         try:
-            admission = review.parse_request(body)
+            parsed = kinds.parse_request(body)
         except ReviewError as error:
             return _refused(exchange, 400, str(error))
-        exchange.request_review = admission.review
+        exchange.request_review = parsed.review
         exchange.read_ms = elapsed_ms(read_started)
 
         forwarded = UpstreamRequest(
@@ -176,7 +182,7 @@ class Proxy:
         exchange.upstream_ms = answer.elapsed_ms
         exchange.wait_ms = answer.wait_ms
         exchange.error = answer.error
-        outcome = _Outcome(admission, answer)
+        outcome = _Outcome(parsed, answer)
         if answer.status == 200:
             response = web.Response(status=200, body=answer.body, content_type=answer.content_type)
         elif answer.error and answer.status == 500:
@@ -198,7 +204,7 @@ class Proxy:
 class _Outcome:
     """What the analysis after the answer needs: the parsed request and what came back."""
 
-    admission: review.AdmissionRequest
+    request: kinds.Request
     answer: UpstreamResponse
 
 
@@ -214,13 +220,13 @@ def _analyse(exchange: Exchange, outcome: _Outcome) -> None:
             )
             return
         response_review = _json_or_none(answer.body)
-        meaning, flags = review.read_response(
-            outcome.admission, answer.body if response_review is None else response_review
+        meaning, flags = kinds.read_response(
+            outcome.request, answer.body if response_review is None else response_review
         )
         exchange.flags.extend(flags)
         exchange.response_review = response_review
-        if meaning is not None:  # the patch was decoded: count it once for the subscribers
-            exchange.counted_patch_ops(None if meaning.patch is None else len(meaning.patch))
+        if meaning is not None:  # a patch was decoded: count it once for the subscribers
+            exchange.counted_patch_ops(meaning.patch_op_count)
     finally:
         exchange.checks_ms = elapsed_ms(checks_started)
 
@@ -247,7 +253,7 @@ def _client_closed(request: web.Request) -> str:
     return f"the client closed the connection before sending all{size}; nothing to answer"
 
 
-def _json_or_none(body: bytes) -> review.JsonObject | None:
+def _json_or_none(body: bytes) -> JsonObject | None:
     try:
         value = fast_json.loads(body)
     except (ValueError, RecursionError):

@@ -14,7 +14,6 @@ from rich.text import Text
 
 from webhook_dev.recording.redaction import may_hold_secrets_exchange, redact
 from webhook_dev.recording.redaction_key import redaction_key
-from webhook_dev.reviews.admission import display_name, kind_of
 from webhook_dev.reviews.exchange import (
     BadMessage,
     Event,
@@ -32,6 +31,7 @@ from webhook_dev.reviews.exchange import (
 )
 
 Segments = list[tuple[str, str]]  # (text, rich style) pieces of one line
+_GOOD_RESULTS = ("allowed", "converted")  # the others (denied, failed) say why
 
 
 def exchange_line(exchange: Exchange) -> Text:
@@ -47,23 +47,25 @@ def exchange_segments(exchange: Exchange) -> Segments:
     if exchange.client_closed:  # the client's doing: one quiet line, no status of ours
         line.append((exchange.error or "the client closed the connection", "dim"))
         return line
-    if not request:
+    review_kind = exchange.review_kind
+    if not request or review_kind is None:
         line.append((f"{exchange.http_status} ", "bold red"))
         line.append((exchange.error or "bad request", "red"))
         line.append((f"  {format_ms(exchange.duration_ms)}", "dim"))
         return line
-    kind = kind_of(request) or "?"
-    line.append((f"{kind} {display_name(request)}  ", "bold"))
-    line.append((f"{request.get('operation') or '?'}  ", ""))
+    subject = review_kind.subject(request)
+    line.append((f"{subject.kind or '?'} {subject.name}  ", "bold"))
+    target = f" to {subject.target}" if subject.target else ""
+    line.append((f"{subject.operation or '?'}{target}  ", ""))
     response = exchange.response
+    result = review_kind.result(response)
     if exchange.http_status != 200:
         line.append((f"HTTP {exchange.http_status}", "bold red"))
-    elif response.get("allowed") is True:
-        line.append(("allowed", "green"))
-    elif response.get("allowed") is False:
-        status = response.get("status")
-        message = str(status.get("message") or "") if isinstance(status, dict) else ""
-        line.append(("denied", "bold yellow"))
+    elif result in _GOOD_RESULTS:
+        line.append((result, "green"))
+    elif result is not None:
+        message = review_kind.message(response)
+        line.append((result, "bold yellow"))
         if message:
             line.append((f" ({message})", "yellow"))
     else:

@@ -140,12 +140,36 @@ def without_uid() -> dict[str, Any]:
     ("body", "message"),
     [
         (b"<xml/>", "request body is not JSON"),
-        (b"[1, 2]", "expected a JSON object (an AdmissionReview)"),
-        ({"apiVersion": "v1", "kind": "Pod"}, "not an AdmissionReview"),
+        (b"[1, 2]", "expected a JSON object (an AdmissionReview or ConversionReview)"),
+        ({"apiVersion": "v1", "kind": "Pod"}, "not an AdmissionReview or ConversionReview"),
         ({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}, "no request object"),
         (without_uid(), "no uid"),
+        (
+            {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "ConversionReview",
+                "request": {"uid": "u-1", "objects": []},
+            },
+            "no desiredAPIVersion",
+        ),
+        (
+            {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "ConversionReview",
+                "request": {"uid": "u-1", "desiredAPIVersion": "a.b/v2", "objects": [{"kind": 1}]},
+            },
+            "request.objects[0].apiVersion must be a string",
+        ),
     ],
-    ids=["not-json", "not-an-object", "not-a-review", "no-request", "no-uid"],
+    ids=[
+        "not-json",
+        "not-an-object",
+        "not-a-review",
+        "no-request",
+        "no-uid",
+        "conversion-without-desired-version",
+        "conversion-object-without-apiversion",
+    ],
 )
 async def test_bad_input_is_a_400_saying_what_is_wrong_and_never_reaches_the_app(
     front: Front, body: bytes | dict[str, Any], message: str
@@ -196,9 +220,7 @@ async def test_a_wrong_uid_is_passed_through_and_flagged_uid_mismatch(front: Fro
 async def test_a_patch_that_does_not_apply_is_passed_through_and_flagged(front: Front) -> None:
     patch = [{"op": "replace", "path": "/spec/nothing/here", "value": 1}]
     encoded = base64.b64encode(json.dumps(patch).encode()).decode()
-    front.upstream.answer = lambda request: allowed(
-        request, patchType="JSONPatch", patch=encoded
-    )
+    front.upstream.answer = lambda request: allowed(request, patchType="JSONPatch", patch=encoded)
     response = await post(front, request_review())
     assert response.status == 200
     assert (await response.json())["response"]["patch"] == encoded

@@ -1,4 +1,4 @@
-// webhook-dev inspector: the list of admission calls, live, and one call in detail.
+// webhook-dev inspector: the list of webhook calls (admission and conversion), live, and one call in detail.
 // Plain DOM, no framework, no build step. Everything from the cluster is untrusted text:
 // it only ever goes into textContent, never into HTML.
 "use strict";
@@ -157,7 +157,7 @@ function renderList() {
   $("#exchanges").style.top = `${first * ROW_HEIGHT}px`;
   $("#exchanges tbody").replaceChildren(...shown);
   $("#empty").hidden = state.total > 0;
-  $("#empty").textContent = state.count ? "No call matches the filters." : "Waiting for admission calls…";
+  $("#empty").textContent = state.count ? "No call matches the filters." : "Waiting for webhook calls…";
   $("#count").textContent = `${state.total} of ${state.count} calls`;
 }
 
@@ -240,6 +240,45 @@ function renderDetail(d) {
       onclick: () => replay(s.id, replayOut),
     }, "Replay"));
   const parts = [head, replayOut];
+  if (d.conversion) {
+    parts.push(...conversionParts(d));
+  } else {
+    parts.push(...admissionParts(d));
+  }
+  parts.push(section("Timing", timingView(d.timing)));
+  parts.push(collapsible(`Raw ${s.review === "conversion" ? "ConversionReviews" : "AdmissionReviews"}`, false,
+    el("h4", {}, "Request"), d.request_review === null ? el("p", { class: "muted" }, "not a review webhook-dev knows") : jsonBlock(d.request_review, "request"),
+    el("h4", {}, "Response"), d.response_review === null ? el("p", { class: "muted" }, "no review came back") : jsonBlock(d.response_review, "response")));
+  $("#detail").replaceChildren(...parts);
+}
+
+// A ConversionReview: the version wanted, the result, and each object before and after.
+function conversionParts(d) {
+  const c = d.conversion;
+  const rows = [
+    ["desiredAPIVersion", c.desired_api_version],
+    ["result.status", c.succeeded === null ? "missing" : (c.succeeded ? "Success" : "Failure")],
+    ["HTTP", String(d.summary.http_status)],
+  ];
+  if (c.message) rows.push(["result.message", c.message]);
+  const flags = d.flags.filter((flag) => flag.code !== "http-status");
+  const parts = [section("Conversion",
+    el("table", { class: "facts" }, rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))),
+    flags.length ? el("h4", {}, "The apiserver would reject this answer") : null,
+    flags.length ? el("ul", { class: "problems" }, flags.map((f) => el("li", {}, `${f.code}: ${f.message}`))) : null)];
+  if (d.error) parts.push(section("Error", el("pre", { class: "error" }, d.error)));
+  c.objects.forEach((o, i) => {
+    const title = `Object ${i + 1} of ${c.objects.length}: ${o.name} (${o.from} → ${c.desired_api_version})`;
+    parts.push(o.diff !== null
+      ? section(title, diffView(o.diff, o.from, c.desired_api_version))
+      : section(title, el("p", { class: "muted" }, "not converted"), jsonBlock(o.before, "object")));
+  });
+  return parts;
+}
+
+function admissionParts(d) {
+  const s = d.summary;
+  const parts = [];
   if (s.result === "bad request") {
     parts.push(section("Refused by webhook-dev", el("p", {}, `HTTP ${s.http_status}: the request never reached your code.`)));
   } else {
@@ -252,11 +291,7 @@ function renderDetail(d) {
   if (d.update_diff !== null) parts.push(section("What this UPDATE changes (oldObject → object)", diffView(d.update_diff, "oldObject", "object")));
   if (d.object !== null) parts.push(collapsible("Request object", d.patch === null, jsonBlock(d.object, "object")));
   if (d.old_object !== null) parts.push(collapsible("oldObject", false, jsonBlock(d.old_object, "oldObject")));
-  parts.push(section("Timing", timingView(d.timing)));
-  parts.push(collapsible("Raw AdmissionReviews", false,
-    el("h4", {}, "Request"), d.request_review === null ? el("p", { class: "muted" }, "not an AdmissionReview") : jsonBlock(d.request_review, "request"),
-    el("h4", {}, "Response"), d.response_review === null ? el("p", { class: "muted" }, "no AdmissionReview came back") : jsonBlock(d.response_review, "response")));
-  $("#detail").replaceChildren(...parts);
+  return parts;
 }
 
 function responseView(d) {

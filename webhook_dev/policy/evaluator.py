@@ -1,0 +1,135 @@
+"""The policy evaluator, driven over a pipe: our Go program that runs kube-apiserver's own
+ValidatingAdmissionPolicy and MutatingAdmissionPolicy plugins (its source is
+``evaluator/main.go`` beside this module; ``webhook-dev lab build`` builds it with the
+Kubernetes release the lab pins).
+
+Why a program and not Python: the issue asks that Kubernetes' code decides — matching,
+params, CEL with every library the apiserver offers, ApplyConfiguration merged by each
+type's schema, reinvocation, the registry's validation of the policies — and those live
+only in Go. One process holds the policies and answers one JSON line for each request
+line; calls are pipelined (many lines in flight, answers matched by id), so a process
+keeps busy while Python reads the next exchanges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from webhook_dev.errors import UsageError
+from webhook_dev.policy.decision import PolicyDecision, Side
+from webhook_dev.reviews.json_body import JsonObject
+
+
+class PolicyRefused(UsageError):
+    """The policies are ones the apiserver would refuse; the message is the apiserver's."""
+
+
+class EvaluatorFailed(UsageError):
+    """The evaluator stopped or answered something that is not its protocol."""
+
+
+class PolicyEvaluator:
+    """One evaluator process holding the policies of ``files``."""
+
+    def __init__(self, process: asyncio.subprocess.Process, policies: Sequence[str]) -> None:
+        self._process = process
+        self.policies = tuple(policies)
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[PolicyDecision]] = {}
+        self._reader = asyncio.ensure_future(self._read())
+
+    @classmethod
+    async def start(cls, binary: Path, files: Sequence[Path]) -> PolicyEvaluator:
+        """Start it and wait until the policies are loaded.
+
+        :raises PolicyRefused: a policy or binding the apiserver would refuse, with its
+            message (every one found, one a line).
+        """
+        process = await asyncio.create_subprocess_exec(
+            str(binary),
+            *(str(path) for path in files),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=1 << 26,
+        )
+        assert process.stdout is not None
+        first = await process.stdout.readline()
+        try:
+            hello = orjson.loads(first)
+        except orjson.JSONDecodeError:
+            assert process.stderr is not None
+            detail = (await process.stderr.read()).decode(errors="replace").strip()
+            await process.wait()
+            raise EvaluatorFailed(
+                f"the policy evaluator did not start: {detail or 'no output'}"
+            ) from None
+        if not hello.get("ok"):
+            await process.wait()
+            errors = [str(error) for error in hello.get("errors") or []]
+            raise PolicyRefused(
+                "the apiserver would refuse these policies:\n  " + "\n  ".join(errors),
+                hint="fix the policy (the message is kube-apiserver's), then run again",
+            )
+        return cls(process, hello.get("policies") or [])
+
+    async def decide(
+        self,
+        review: Mapping[str, Any],
+        side: Side,
+        *,
+        namespace_labels: Mapping[str, str] | None = None,
+        control_object: JsonObject | None = None,
+    ) -> PolicyDecision:
+        """The policies' decision on ``review`` (an AdmissionReview), as ``side``'s
+        plugin makes it. ``namespace_labels``: the request's Namespace as recorded
+        (``None``: not recorded). ``control_object``: the webhook's resulting object,
+        returned decoded and defaulted as the apiserver would store it."""
+        number = next(self._ids)
+        line: dict[str, Any] = {"id": number, "mode": side, "review": review}
+        line["namespace"] = None if namespace_labels is None else {"labels": namespace_labels}
+        if control_object is not None:
+            line["control"] = control_object
+        future: asyncio.Future[PolicyDecision] = asyncio.get_running_loop().create_future()
+        self._waiting[number] = future
+        stdin = self._process.stdin
+        assert stdin is not None
+        try:
+            stdin.write(orjson.dumps(line) + b"\n")
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            self._waiting.pop(number, None)
+            raise EvaluatorFailed("the policy evaluator stopped") from None
+        return await future
+
+    async def _read(self) -> None:
+        stdout = self._process.stdout
+        assert stdout is not None
+        try:
+            while line := await stdout.readline():
+                answer = orjson.loads(line)
+                future = self._waiting.pop(int(answer.get("id") or 0), None)
+                if future is not None and not future.done():
+                    future.set_result(PolicyDecision.from_json(answer))
+        finally:
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(EvaluatorFailed("the policy evaluator stopped"))
+            self._waiting.clear()
+
+    async def close(self) -> None:
+        stdin = self._process.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.close()
+        try:
+            await asyncio.wait_for(self._process.wait(), 10)
+        except TimeoutError:
+            self._process.kill()
+            await self._process.wait()
+        self._reader.cancel()
