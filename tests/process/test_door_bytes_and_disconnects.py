@@ -24,20 +24,7 @@ def _connect(served: Served) -> ssl.SSLSocket:
 
 
 def _post_raw(served: Served, head: bytes, body: bytes) -> tuple[int, bytes]:
-    """POST with ``head`` (header lines, each ending CRLF) sent exactly as given."""
-    with _connect(served) as tls:
-        tls.sendall(
-            b"POST /mutate?timeout=10s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            + head
-            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-            + body
-        )
-        answer = b""
-        while chunk := tls.recv(65536):
-            answer += chunk
-    match = re.match(rb"HTTP/1\.[01] (\d{3})", answer)
-    assert match, answer[:200]
-    return int(match.group(1)), answer.partition(b"\r\n\r\n")[2]
+    return served.post_raw("/mutate?timeout=10s", head, body)
 
 
 def _review_with_raw_name(raw_name: bytes) -> bytes:
