@@ -31,7 +31,8 @@ from webhook_dev.tunnel.ssh import SshSpec, SshTunnel
 @click.option(
     "--relay",
     is_flag=True,
-    help="Check what up --relay needs instead: every RBAC verb, by SelfSubjectAccessReview.",
+    help="Check what up --relay needs instead: every RBAC verb (SelfSubjectAccessReview), "
+    "and which other admission control would change or block the relay.",
 )
 @click.option("--address", metavar="IP", help="As for up --direct.")
 @click.option("--allow-from", "allow_from", metavar="CIDR", multiple=True, help="As for up.")
@@ -203,6 +204,25 @@ def _check_relay_permissions(
         check(name, relay_command.describe_missing(missing, namespace), "")
     else:
         check(name, None, f"{len(relay_manifests.RELAY_PERMISSIONS)} verbs allowed")
+    name = f"no other admission control would change or block the relay (in {namespace})"
+    try:
+        in_the_way = relay_command.admission_in_the_way(cluster, snapshot, namespace)
+    except WebhookDevError as error:
+        check(name, error, "")
+        return
+    if in_the_way:
+        check(
+            name,
+            PreflightError(
+                "; ".join(in_the_way),
+                hint="up --relay shields the relay only from the entries it redirects; "
+                "exclude the label webhook-dev/relay in these (objectSelector) or redirect "
+                "them too (docs/relay.md)",
+            ),
+            "",
+        )
+    else:
+        check(name, None, "the redirected entries are shielded during the session")
 
 
 def _check_direct(

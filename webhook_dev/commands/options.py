@@ -136,7 +136,7 @@ def loop_options(function: Any) -> Any:
             click.option(
                 "--show-secrets",
                 is_flag=True,
-                help="Record and show Secret data in clear (recording and inspector).",
+                help="Record and show Secret data in clear (console, recording and inspector).",
             ),
         ]
     ):

@@ -296,11 +296,11 @@ async def _run_session(
     session = Session(options, transport, say, on_serving=serving)
     live = None
     if err_console.is_terminal:
-        live = LiveView(err_console, session.facts)
+        live = LiveView(err_console, session.facts, redact=options.serving.redact)
         options.subscribers.append(live)
         live.start()
     else:
-        options.subscribers.append(ConsolePrinter(sys.stderr))
+        options.subscribers.append(ConsolePrinter(sys.stderr, redact=options.serving.redact))
     loop = asyncio.get_running_loop()
 
     def stop() -> None:

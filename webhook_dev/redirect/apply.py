@@ -17,6 +17,11 @@ narrows the originals after, and ``down`` widens the originals before deleting t
 in between, an in-scope call goes to both the copy and the original, never to neither, so
 no call skips the team's webhook.
 
+``--relay``'s *shield* (an ``objectSelector`` expression keeping the relay's objects out
+of the redirected entries, :mod:`webhook_dev.redirect.interception`) is applied before the
+relay exists and restored after it is gone, so no entry ever meets the relay: not its
+create, not its delete.
+
 Both report each step through ``on_step`` so ``up`` can be killed at any point in tests
 (``WEBHOOK_DEV_FAULT_AFTER``) and the live view can show progress.
 """
@@ -172,13 +177,32 @@ def restore_plan(cluster: Cluster, plan: RedirectPlan, on_step: StepCallback) ->
     """Undo ``plan`` from the journal alone; safe to run any number of times."""
     report = RestoreReport()
     creates = {create.ref: create for create in plan.creates}
-    for ref in _ordered(plan, _DOWN_ORDER):
+    shields = [change for change in plan.changes if is_shield(change)]
+    rest = RedirectPlan([change for change in plan.changes if not is_shield(change)], plan.creates)
+    for ref in _ordered(rest, _DOWN_ORDER):
         if ref in creates:
             _remove_created(cluster, creates[ref], report)
         else:
-            _restore_fields(cluster, ref, plan, report)
+            _restore_fields(cluster, ref, rest, report)
         on_step(step_name(ref))
+    shielded = RedirectPlan(shields)
+    for ref in shielded.refs():
+        _restore_fields(cluster, ref, shielded, report)
+        on_step(f"{step_name(ref)} (shield)")
     return report
+
+
+def is_shield(change: FieldChange) -> bool:
+    """The relay's exclusion from an entry (``objectSelector``: ``<relay label>
+    DoesNotExist``): restored only once the relay is gone."""
+    after = change.after
+    return (
+        change.kind is ChangeKind.LIST_ADD
+        and change.path[-2:] == ("objectSelector", "matchExpressions")
+        and isinstance(after, dict)
+        and after.get("key") == RELAY_LABEL
+        and after.get("operator") == "DoesNotExist"
+    )
 
 
 def _restore_fields(
@@ -231,7 +255,9 @@ def _remove_created(cluster: Cluster, create: ObjectCreate, report: RestoreRepor
     )
     same_content = _content(current) == _content(create.manifest)
     if ours_by_label or same_content:
-        cluster.delete(create.ref.url)
+        # The relay's Pod goes at once, while the shield still keeps it from the webhooks
+        # (the kubelet's final delete of a Terminating Pod would come after the shield).
+        cluster.delete(create.ref.url, grace_period=0 if relay is not None else None)
         report.restored.append(f"{create.ref} (ours) deleted")
     else:
         report.conflicts.append(f"{create.ref}: changed by someone else; left in place")

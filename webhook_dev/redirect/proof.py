@@ -261,7 +261,9 @@ class PathProof:
         try:
             await asyncio.to_thread(candidate.send)
         except ClusterError as error:
-            answered = False
+            # A webhook's denial is an answer too: if it is not ours, another endpoint
+            # (an in-cluster Pod on a kept-alive connection) gave it, as for an admission.
+            answered = "denied the request" in error.message
             refused_early = candidate.refused_before_the_webhook
             if refused_early is not None and refused_early(error.message) and not seen.done():
                 self._awaited.pop(candidate.key, None)

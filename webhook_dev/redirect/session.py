@@ -47,7 +47,7 @@ from typing import Any
 from webhook_dev.addresses import is_ip_address
 from webhook_dev.errors import ClusterError, UnreachableError
 from webhook_dev.kube.cluster import Cluster
-from webhook_dev.redirect import callers, journal, personal_plan
+from webhook_dev.redirect import callers, interception, journal, personal_plan
 from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.apply import RestoreReport, apply_plan, reappend_ca
 from webhook_dev.redirect.discovery import (
@@ -76,7 +76,7 @@ from webhook_dev.subscribers.live_view import SessionFacts
 from webhook_dev.tls import certs
 from webhook_dev.tls.authority import LocalAuthority
 from webhook_dev.tls.cert_dir import write_cert_dir
-from webhook_dev.tunnel.transport import CreatesObjects, DialAddress, Transport
+from webhook_dev.tunnel.transport import CreatedObject, CreatesObjects, DialAddress, Transport
 
 FAULT_ENV = "WEBHOOK_DEV_FAULT_AFTER"
 
@@ -180,12 +180,37 @@ class Session:
         """Run until :meth:`request_stop`; returns the restore report (None: nothing changed)."""
         self._task = asyncio.current_task()
         found = await self._read_cluster()
-        local = await self._serve_locally(found)
-        snapshot = await self._clear_leftover(found)
-        self._snapshot = snapshot
-        record = await self._take_lock(found, snapshot, local)
-        self._changing = True
+        record: journal.Journal | None = None
+        if isinstance(self.transport, CreatesObjects):
+            # Protocol 7: what the transport creates (the relay) must not meet the
+            # webhooks it redirects, so they exclude it first, from the journal on.
+            snapshot = await self._clear_leftover(found)
+            # The relay is journaled before it exists too, so down removes it after a
+            # kill -9 at any point (removing an object that never came is a no-op).
+            planned = self.transport.planned_objects()
+            shield = RedirectPlan(
+                changes=interception.shield_changes(
+                    snapshot, _created(planned), self.transport.shield_label
+                )
+            )
+            record = await self._take_lock(
+                found, snapshot, RedirectPlan(shield.changes, _adopted(planned))
+            )
+            self._changing = True
         try:
+            if record is not None:
+                await asyncio.to_thread(_journal_then_apply, found.cluster, record, shield)
+                fault_point("shield")
+            local = await self._serve_locally(found)
+            if record is None:
+                snapshot = await self._clear_leftover(found)
+                record = await self._take_lock(found, snapshot, self._plan(found, snapshot, local))
+                self._changing = True
+            else:  # the lock and the shield are ours already: the whole plan joins them
+                plan = self._plan(found, snapshot, local)
+                plan.changes[:0] = record.plan.changes
+                record = replace(record, plan=plan, tunnel=self.transport.describe())
+            self._snapshot = snapshot
             await self._redirect(found.cluster, record)
             if self.options.probe and not self._stop.is_set():
                 await self._prove(
@@ -195,7 +220,7 @@ class Session:
             await self._heartbeat_until_stopped(found.cluster, record)
         finally:
             report = None
-            if not self._lost_lease:
+            if record is not None and not self._lost_lease:
                 self.say("restoring the cluster")
                 report = await asyncio.to_thread(
                     restore_from_journal, found.cluster, record, self.say
@@ -276,6 +301,8 @@ class Session:
     ) -> ServingStack:
         cert_file, key_file = await asyncio.to_thread(_serving_files, authority, snapshot, dial_ip)
         serving = self.options.serving
+        if serving.retry_lost_calls and not _side_effect_free(snapshot):
+            serving = replace(serving, retry_lost_calls=False)
         if self.options.upstream_cert_dir is not None:
             # Before the first --run: controller-runtime refuses to start without them.
             self._authority = authority
@@ -315,12 +342,8 @@ class Session:
             discover, found.cluster, options.selection, whole_service=options.scope is None
         )
 
-    async def _take_lock(self, found: Found, snapshot: Snapshot, local: Local) -> journal.Journal:
-        """The plan and its journal, and the Lease that makes them ours.
-
-        The lock comes before anything that ``finally`` would undo: if another session
-        took it since the preflight, its journal and Lease are not ours to remove.
-        """
+    def _plan(self, found: Found, snapshot: Snapshot, local: Local) -> RedirectPlan:
+        """The redirect to ``local``'s address, and the transport's objects to adopt."""
         options = self.options
         target = redirect.Target(
             master_address=local.address.ip,
@@ -337,6 +360,18 @@ class Session:
             else redirect.build_plan(snapshot, target)
         )
         plan.creates[:0] = _transport_objects(self.transport)
+        return plan
+
+    async def _take_lock(
+        self, found: Found, snapshot: Snapshot, plan: RedirectPlan
+    ) -> journal.Journal:
+        """The journal of ``plan``, and the Lease that makes it ours.
+
+        The lock comes before anything that ``finally`` would undo: if another session
+        took it since the preflight, its journal and Lease are not ours to remove.
+        """
+        options = self.options
+        claim = found.claim
         record = journal.Journal(
             subject=found.subject,
             session_id=self.session_id,
@@ -458,19 +493,50 @@ def _transport_objects(transport: Transport) -> list[ObjectCreate]:
     journaled as adopted creates so ``down`` removes them with the rest."""
     if not isinstance(transport, CreatesObjects):
         return []
+    return _adopted(transport.created_objects())
+
+
+def _adopted(objects: list[CreatedObject]) -> list[ObjectCreate]:
     return [
         ObjectCreate(ObjectRef(item.kind, item.api_path, item.name), item.manifest, adopt=True)
-        for item in transport.created_objects()
+        for item in objects
     ]
 
 
-def _journal_then_apply(cluster: Cluster, record: journal.Journal) -> None:
-    """Protocol 1: the journal (local first, then the cluster) before any change."""
+def _side_effect_free(snapshot: Snapshot) -> bool:
+    """Whether every redirected entry declares ``sideEffects: None``: only then may a
+    call that a lost worker may have begun be sent again (``NoneOnDryRun`` has side
+    effects on every call that is not a dry run)."""
+    return all(
+        redirect.entry_of(snapshot, ref).get("sideEffects") == "None" for ref in snapshot.entries
+    )
+
+
+def _created(objects: list[CreatedObject]) -> list[interception.Created]:
+    """The transport's planned objects as the webhook matching sees them."""
+    return [
+        interception.Created(
+            resource=item.api_path.rsplit("/", 1)[-1],
+            namespace=str(item.manifest["metadata"].get("namespace", "")),
+            labels=dict(item.manifest["metadata"].get("labels") or {}),
+        )
+        for item in objects
+    ]
+
+
+def _journal_then_apply(
+    cluster: Cluster, record: journal.Journal, part: RedirectPlan | None = None
+) -> None:
+    """Protocol 1: the journal (local first, then the cluster) before any change.
+
+    ``part``: apply only these of the journal's changes (the shield, while the journal
+    already names the relay that comes next).
+    """
     journal.write_local(record)
     fault_point("journal-local")
     journal.write_cluster(cluster, record)
     fault_point("journal")
-    apply_plan(cluster, record.plan, fault_point)
+    apply_plan(cluster, record.plan if part is None else part, fault_point)
 
 
 def _serving_files(

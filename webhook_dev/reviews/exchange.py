@@ -30,6 +30,11 @@ from webhook_dev.reviews.json_body import JsonObject
 
 _NOT_COUNTED = object()
 
+# The status an exchange gets when the client closed the connection before its request
+# arrived whole: nginx's "client closed request". Nothing was answered (no one was left
+# to answer), so it is neither a 4xx the client could read nor a failure of ours.
+CLIENT_CLOSED = 499
+
 
 @dataclass
 class Exchange:
@@ -77,6 +82,11 @@ class Exchange:
     def counted_patch_ops(self, count: int | None) -> None:
         """Record the op count found by whoever already decoded the patch."""
         self._patch_ops = count
+
+    @property
+    def client_closed(self) -> bool:
+        """The client gave up before its request arrived whole: its doing, not ours."""
+        return self.http_status == CLIENT_CLOSED
 
     @property
     def review_kind(self) -> kinds.ReviewKind | None:
@@ -201,6 +211,16 @@ class RecordingFailed:
 
 
 @dataclass(frozen=True)
+class RecordingMissed:
+    """One more exchange not recorded in a run of failures (after :class:`RecordingFailed`,
+    which the console prints once): ``missed`` counts the run so far, for views that show
+    a live count (the inspector, ``up``'s panel)."""
+
+    path: str
+    missed: int
+
+
+@dataclass(frozen=True)
 class RecordingResumed:
     """Writing works again after ``missed`` exchanges were not recorded since ``since``."""
 
@@ -220,6 +240,7 @@ Event = (
     | GenerationMemory
     | BadMessage
     | RecordingFailed
+    | RecordingMissed
     | RecordingResumed
 )
 

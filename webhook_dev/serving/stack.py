@@ -112,7 +112,9 @@ class ServingStack:
         upstream: Upstream
         if spec.answerer is Answerer.APP:
             assert spec.app is not None
-            upstream = AppUpstream(spec.app, cwd=root, hooks=hooks)
+            upstream = AppUpstream(
+                spec.app, cwd=root, hooks=hooks, retry_lost_calls=spec.retry_lost_calls
+            )
             if spec.reload:
                 options["watch"] = [root / entry for entry in spec.watch] or [root]
         else:
