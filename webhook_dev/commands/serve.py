@@ -50,7 +50,10 @@ def serve(serving: ServingSpec, port: int, cert: Path | None, key: Path | None) 
     """
     spec = serving
     feed = ExchangeFeed(redact=spec.redact) if spec.inspector else None
-    subscribers: list[Any] = [ConsolePrinter(), *([feed] if feed is not None else [])]
+    subscribers: list[Any] = [
+        ConsolePrinter(redact=spec.redact),
+        *([feed] if feed is not None else []),
+    ]
     stack = ServingStack.from_spec(
         spec, port=port, cert_file=cert, key_file=key, subscribers=subscribers
     )

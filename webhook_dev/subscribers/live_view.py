@@ -27,6 +27,7 @@ from webhook_dev.reviews.exchange import (
     GenerationFailed,
     GenerationMemory,
     RecordingFailed,
+    RecordingMissed,
     RecordingResumed,
 )
 from webhook_dev.subscribers.call_stats import RATE_WINDOW_SECONDS, CallStats
@@ -39,6 +40,7 @@ _SHOWN_EVENTS = (
     GenerationFailed,
     GenerationMemory,
     RecordingFailed,
+    RecordingMissed,
     RecordingResumed,
     BadMessage,
 )
@@ -53,6 +55,8 @@ class SessionFacts:
     endpoint: str
     recording: str | None
     reconnects: int
+    # CRDs whose conversion calls come here: nothing softens a failed conversion.
+    conversions: tuple[str, ...] = ()
     shadow: str | None = None  # up --shadow: "N compared, M differed (K noisy)"
 
 
@@ -64,12 +68,14 @@ class LiveView:
         console: Console,
         facts: Callable[[], SessionFacts | None],
         clock: Callable[[], float] = time.monotonic,
+        *,
+        redact: bool = True,
     ) -> None:
         self.console = console
         self._facts = facts
         self.stats = CallStats(clock)
         self._last: deque[Text] = deque(maxlen=LAST_CALLS)
-        self._printer = ConsolePrinter(show_output=False)
+        self._printer = ConsolePrinter(show_output=False, redact=redact)
         self._printer.console = console  # the stack's news, printed above the panel
         self.worker_rss: int | None = None
         self.recording_note: str | None = None
@@ -84,7 +90,7 @@ class LiveView:
         self._live.stop()
 
     def on_exchange(self, exchange: Exchange) -> None:
-        line = exchange_line(exchange)
+        line = exchange_line(self._printer.shown(exchange))
         self.console.print(line)
         self.stats.on_exchange(exchange)
         self._last.append(line)
@@ -96,7 +102,7 @@ class LiveView:
             return  # up says what it starts itself
         if isinstance(event, GenerationMemory):
             self.worker_rss = event.rss_bytes
-        elif isinstance(event, RecordingFailed):
+        elif isinstance(event, RecordingFailed | RecordingMissed):
             self.recording_note = f"failing: {event.missed} exchanges not recorded"
         elif isinstance(event, RecordingResumed):
             self.recording_note = f"resumed; {event.missed} exchanges were not recorded"
@@ -151,6 +157,15 @@ def render_panel(
         if facts.shadow is not None:
             differing = " 0 differed" not in facts.shadow
             table.add_row("shadow", Text(facts.shadow, style="bold magenta" if differing else ""))
+        if facts.conversions:
+            table.add_row(
+                "conversion",
+                Text(
+                    f"{', '.join(facts.conversions)}: no failurePolicy; while this machine "
+                    "cannot answer, reads in other versions fail (`webhook-dev down` ends it)",
+                    style="yellow",
+                ),
+            )
     if worker_rss is not None:
         table.add_row("worker memory", f"{worker_rss / 2**20:.0f} MiB")
     table.add_row("calls", f"{total} total, {rate:.1f}/s (last {RATE_WINDOW_SECONDS:.0f} s)")
