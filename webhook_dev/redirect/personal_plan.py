@@ -142,13 +142,27 @@ def _copy_of(
     return ObjectCreate(ObjectRef(kind, CONFIG_COLLECTIONS[kind], copy_name), manifest)
 
 
-def copy_entry(original: Json, target: Target, personal: Personal, ca_b64: str) -> Json:
-    """The original entry, calling the transport by ``url:``, limited to the scope."""
+def copy_entry(
+    original: Json,
+    target: Target,
+    personal: Personal,
+    ca_b64: str,
+    *,
+    keep_others: bool = False,
+) -> Json:
+    """The original entry, calling the transport by ``url:``, limited to the scope.
+
+    ``keep_others``: keep the other personal redirects' exclusions in the copy (shadow
+    mode's copy sees exactly the calls production sees, and a teammate's scope is not
+    production's).
+    """
     entry = copy.deepcopy(original)
     scope = personal.scope
     entry["clientConfig"] = {"url": personal_url(original, target), "caBundle": ca_b64}
     selector = dict(entry.get("namespaceSelector") or {})
-    expressions = [e for e in selector.get("matchExpressions") or [] if not scopes.is_ours(e)]
+    expressions = [
+        e for e in selector.get("matchExpressions") or [] if keep_others or not scopes.is_ours(e)
+    ]
     if scope.namespaces:
         expressions.append(
             {"key": scopes.NAMESPACE_LABEL, "operator": "In", "values": list(scope.namespaces)}
@@ -159,7 +173,9 @@ def copy_entry(original: Json, target: Target, personal: Personal, ca_b64: str) 
     else:
         selector.pop("matchExpressions", None)
     entry["namespaceSelector"] = selector
-    conditions = [c for c in entry.get("matchConditions") or [] if not scopes.is_ours(c)]
+    conditions = [
+        c for c in entry.get("matchConditions") or [] if keep_others or not scopes.is_ours(c)
+    ]
     if scope.has_requesters:
         conditions.append({"name": personal.marker, "expression": scope.requester_expression()})
     if conditions:

@@ -19,6 +19,12 @@ teammate adds a rule, another personal redirect adds its own exclusion. Its inve
 removes exactly our element, found by identity, from whatever list is there now, so every
 other element (theirs, added before or during the session) stays.
 
+Shadow mode's copy entry is special the same way (:attr:`ChangeKind.ENTRY_INSERT`): ``up``
+inserts one entry of its own, named as ours, into a configuration's ``webhooks``, just before
+the production entry the path names; ``before`` is :data:`ABSENT` (the entry did not exist).
+Its inverse removes exactly the entry with our name, wherever it is now; every other entry
+stays as it is.
+
 Paths address list items of ``webhooks`` by entry name, not index, so a reordering by
 someone else cannot make us restore the wrong entry.
 """
@@ -52,6 +58,9 @@ class ChangeKind(StrEnum):
     SET = "set"  # the field holds exactly ``after`` during the session
     BUNDLE_APPEND = "bundle-append"  # a base64 PEM bundle that has our CA appended
     LIST_ADD = "list-add"  # a list that holds our element ``after`` among others' elements
+    # A webhook entry of ours (``after``, found by its name) placed just before the entry
+    # the path names (``up --shadow``'s copy: a mutating copy sees what production sees).
+    ENTRY_INSERT = "entry-insert"
 
 
 class Outcome(StrEnum):
@@ -220,6 +229,8 @@ def apply_changes(obj: Json, changes: Iterable[FieldChange]) -> Json:
             elements = list(current) if isinstance(current, list) else []
             if not any(same_element(item, change.after) for item in elements):
                 set_field(result, change.path, [*elements, change.after])
+        elif change.kind is ChangeKind.ENTRY_INSERT:
+            _insert_entry(result, change)
         else:
             set_field(result, change.path, change.after)
     return result
@@ -235,6 +246,9 @@ def restore_changes(obj: Json, changes: Iterable[FieldChange]) -> tuple[Json, li
             outcome, restored = _restore_bundle(current, change)
         elif change.kind is ChangeKind.LIST_ADD:
             outcome, restored = _restore_list(current, change)
+        elif change.kind is ChangeKind.ENTRY_INSERT:
+            outcomes.append(FieldResult(change, _remove_entry(result, change), current))
+            continue
         elif _same(current, change.before):
             outcome, restored = Outcome.ALREADY, current
         elif _same(current, change.after):
@@ -245,6 +259,36 @@ def restore_changes(obj: Json, changes: Iterable[FieldChange]) -> tuple[Json, li
             set_field(result, change.path, restored)
         outcomes.append(FieldResult(change, outcome, current))
     return result, outcomes
+
+
+def _insert_entry(obj: Json, change: FieldChange) -> None:
+    """Put our entry just before the anchor entry (idempotent: by our entry's name).
+
+    Without the anchor (someone deleted the production entry) there is nothing to
+    shadow, and nothing is added.
+    """
+    entries = get_field(obj, change.path[:-1])
+    anchor = change.path[-1]
+    if not isinstance(entries, list) or not isinstance(anchor, tuple):
+        return
+    if any(same_element(entry, change.after) for entry in entries):
+        return
+    for index, entry in enumerate(entries):
+        if isinstance(entry, dict) and entry.get(anchor[0]) == anchor[1]:
+            entries.insert(index, copy.deepcopy(change.after))
+            return
+
+
+def _remove_entry(obj: Json, change: FieldChange) -> Outcome:
+    """Remove our entry, found by its name wherever it is now; nothing else."""
+    entries = get_field(obj, change.path[:-1])
+    if not isinstance(entries, list):
+        return Outcome.ALREADY
+    kept = [entry for entry in entries if not same_element(entry, change.after)]
+    if len(kept) == len(entries):
+        return Outcome.ALREADY
+    entries[:] = kept
+    return Outcome.RESTORED
 
 
 def _restore_bundle(current: Any, change: FieldChange) -> tuple[Outcome, Any]:

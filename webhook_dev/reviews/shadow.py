@@ -17,6 +17,7 @@ the local code (its failure is recorded, never raised). This module holds:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,16 @@ from webhook_dev.reviews.json_body import JsonObject
 
 #: The field a candidate that gave no usable answer differs in.
 ANSWER_FIELD = "http status"
+
+
+#: The path prefix of the copy entries' calls; the rest names the production entry.
+SHADOW_PATH = "/webhook-dev/shadow/"
+
+
+def target_key(config_kind: str, config_name: str, entry_name: str) -> str:
+    """The path segment naming one production entry: stable across sessions, URL-safe."""
+    digest = hashlib.sha256(f"{config_kind}/{config_name}/{entry_name}".encode()).hexdigest()
+    return digest[:16]
 
 
 @dataclass(frozen=True)

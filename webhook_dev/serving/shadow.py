@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -36,6 +35,7 @@ from webhook_dev.reviews.comparison import not_comparable
 from webhook_dev.reviews.exchange import Exchange, Hooks
 from webhook_dev.reviews.json_body import JsonObject
 from webhook_dev.reviews.shadow import (
+    SHADOW_PATH,
     ControlAnswer,
     ShadowCall,
     ShadowCounts,
@@ -45,16 +45,10 @@ from webhook_dev.reviews.shadow import (
 from webhook_dev.serving.production import ProductionAddress, ProductionClient
 from webhook_dev.serving.upstream import Upstream, UpstreamRequest, UpstreamResponse
 
-PREFIX = "/webhook-dev/shadow/"
+PREFIX = SHADOW_PATH
 MAX_IN_FLIGHT = 512
 # How long ``close`` lets comparisons in flight finish before cancelling them.
 DRAIN_SECONDS = 5.0
-
-
-def target_key(config_kind: str, config_name: str, entry_name: str) -> str:
-    """The path segment naming one production entry: stable across sessions, URL-safe."""
-    digest = hashlib.sha256(f"{config_kind}/{config_name}/{entry_name}".encode()).hexdigest()
-    return digest[:16]
 
 
 @dataclass(frozen=True)
