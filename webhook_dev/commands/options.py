@@ -11,9 +11,11 @@ from typing import Any, ClassVar, TypeVar
 import click
 from rich.console import Console
 
+from webhook_dev.errors import UsageError
 from webhook_dev.inspector.server import DEFAULT_PORT, InspectorServer
 from webhook_dev.recording.writer import DEFAULT_MAX_SIZE
 from webhook_dev.redirect.selection import Selection
+from webhook_dev.reviews.shadow import ShadowSpec
 from webhook_dev.serving.spec import ServingSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,6 +76,63 @@ def target_options(function: Any) -> Any:
     ):
         with_selection = option(with_selection)
     return with_selection
+
+
+def shadow_options(function: Any) -> Any:
+    """``--shadow``, ``--calibrate``, ``--ignore`` and ``--allow-side-effects``, handed to the
+    command as one ``shadow`` :class:`~webhook_dev.reviews.shadow.ShadowSpec` (``None``
+    without ``--shadow``), checked once here."""
+
+    @functools.wraps(function)
+    def with_shadow(*args: Any, **flags: Any) -> Any:
+        shadow, calibrate = flags.pop("shadow"), flags.pop("calibrate")
+        ignore, allow = flags.pop("ignore_pointers"), flags.pop("allow_side_effects")
+        if not shadow and (calibrate or ignore or allow):
+            raise UsageError("--calibrate, --ignore and --allow-side-effects are for --shadow")
+        try:
+            flags["shadow"] = (
+                ShadowSpec.from_flags(calibrate=calibrate, ignore=ignore, allow_side_effects=allow)
+                if shadow
+                else None
+            )
+        except ValueError as error:
+            raise UsageError(str(error)) from error
+        return function(*args, **flags)
+
+    for option in reversed(
+        [
+            click.option(
+                "--shadow",
+                is_flag=True,
+                help="Shadow mode: the webhook in the cluster keeps deciding; your code answers "
+                "the same calls (a copy entry, failurePolicy Ignore, 1 s) and every difference "
+                "from production's answer is shown. For clusters others use.",
+            ),
+            click.option(
+                "--calibrate",
+                is_flag=True,
+                help="With --shadow: production answers each call twice; what it disagrees "
+                "with itself on is noise, reported apart.",
+            ),
+            click.option(
+                "--ignore",
+                "ignore_pointers",
+                multiple=True,
+                metavar="JSONPOINTER",
+                help="With --shadow: do not count differences at this JSON pointer into an "
+                "answer's meaning (/warnings, /auditAnnotations/KEY, /object/metadata/...). "
+                "Repeatable.",
+            ),
+            click.option(
+                "--allow-side-effects",
+                is_flag=True,
+                help="With --shadow: also call production a second time when its sideEffects "
+                "are Some/Unknown (or NoneOnDryRun for a real request).",
+            ),
+        ]
+    ):
+        with_shadow = option(with_shadow)
+    return with_shadow
 
 
 class ByteSize(click.ParamType[int, Any]):

@@ -20,6 +20,7 @@ from webhook_dev.commands.options import (
     inspector_line,
     say,
     serving_options,
+    shadow_options,
     target_options,
 )
 from webhook_dev.errors import ExitCode, UnreachableError, UsageError
@@ -27,6 +28,7 @@ from webhook_dev.inspector import ExchangeFeed, InspectorServer
 from webhook_dev.redirect.scope import Scope
 from webhook_dev.redirect.selection import Selection
 from webhook_dev.redirect.session import Session, UpOptions
+from webhook_dev.reviews.shadow import ShadowSpec
 from webhook_dev.serving.spec import ServingSpec
 from webhook_dev.serving.stack import ServingStack
 from webhook_dev.subscribers.console import ConsolePrinter
@@ -157,6 +159,7 @@ from webhook_dev.tunnel.transport import Transport
     metavar="GROUP",
     help="As --only-user, for requests by members of this group. Repeatable.",
 )
+@shadow_options
 def up(
     selection: Selection | None,
     ssh: str | None,
@@ -182,6 +185,7 @@ def up(
     only_namespaces: tuple[str, ...],
     only_users: tuple[str, ...],
     only_groups: tuple[str, ...],
+    shadow: ShadowSpec | None,
 ) -> None:
     """Send a cluster's webhook calls to APP on this machine, until Ctrl-C.
 
@@ -196,6 +200,11 @@ def up(
     webhooks (our CA appended to their caBundle). --crd NAME selects a CRD's conversion by
     name, also a url: one. A conversion cannot be scoped to a person: a personal redirect
     leaves it in the cluster.
+
+    With --shadow, production keeps deciding: a copy of each entry (failurePolicy Ignore,
+    timeoutSeconds 1) is answered here at once, and your code and the production webhook
+    each answer the same request off the cluster's path; every difference is shown, and
+    on exit `shadow: N compared, M differed (K noisy)`. --only-* narrows what is shadowed.
     """
     if selection is None:
         raise UsageError(
@@ -212,6 +221,12 @@ def up(
         raise UsageError("--address and --allow-from are for --direct")
     if not relay and (relay_image or relay_port != 443 or relay_host_network):
         raise UsageError("--relay-image, --relay-port and --relay-host-network are for --relay")
+    if shadow is not None and (keep_failure_policy or selection.crds):
+        raise UsageError(
+            "--shadow compares admission calls: its copies are always failurePolicy Ignore "
+            "with a 1 s timeout (no --keep-failure-policy), and a CRD's conversion cannot "
+            "have a copy (drop --crd)"
+        )
     if upstream_cert_dir is not None and not (serving.upstream or "").startswith("https://"):
         raise UsageError(
             "--upstream-cert-dir is for an https:// --upstream",
@@ -231,6 +246,7 @@ def up(
         require_proof=direct or relay,
         upstream_cert_dir=upstream_cert_dir,
         scope=Scope(only_namespaces, only_users, only_groups) or None,
+        shadow=shadow,
     )
     transport: Transport
     if ssh:
@@ -320,3 +336,5 @@ async def _run_session(
         await session.close()
         if live is not None:
             live.stop()
+        if options.shadow is not None and session.shadow_summary():
+            say(session.shadow_summary())

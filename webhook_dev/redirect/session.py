@@ -26,6 +26,11 @@ the scope is free (:mod:`webhook_dev.redirect.personal`), the certificate names 
 IP (the copy calls it by ``url:``), the plan is the copy and the exclusion, and the probe
 dry-runs what the copy matches.
 
+With ``--shadow`` the same phases run shadow mode (:mod:`webhook_dev.redirect.shadow_plan`):
+production keeps deciding; the plan inserts a copy entry beside each production entry,
+the stack answers the copies at once and compares off the answer's path (its
+``shadow`` route), and production is reached from here (:mod:`webhook_dev.redirect.shadow`).
+
 A ``kill -9`` anywhere leaves the journal, from which ``webhook-dev down`` restores — tests
 kill ``up`` after every step through ``WEBHOOK_DEV_FAULT_AFTER=<step>``.
 """
@@ -47,7 +52,7 @@ from typing import Any
 from webhook_dev.addresses import is_ip_address
 from webhook_dev.errors import ClusterError, UnreachableError
 from webhook_dev.kube.cluster import Cluster
-from webhook_dev.redirect import callers, interception, journal, personal_plan
+from webhook_dev.redirect import callers, interception, journal, personal_plan, shadow_plan
 from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.apply import RestoreReport, apply_plan, reappend_ca
 from webhook_dev.redirect.discovery import (
@@ -69,6 +74,9 @@ from webhook_dev.redirect.proof import TIMEOUT_SECONDS, PathProof
 from webhook_dev.redirect.restore import restore_from_journal
 from webhook_dev.redirect.scope import Scope
 from webhook_dev.redirect.selection import Selection
+from webhook_dev.redirect.shadow import ProductionReach, prepare_shadowing, side_effect_notes
+from webhook_dev.redirect.shadow_plan import ShadowedEntry, Shadowing
+from webhook_dev.reviews.shadow import ShadowSpec
 from webhook_dev.serving.spec import ServingSpec
 from webhook_dev.serving.stack import ServingStack
 from webhook_dev.subscribers.call_stats import CallStats
@@ -102,6 +110,8 @@ class UpOptions:
     # controller-runtime's cert dir: tls.crt/tls.key from our CA, trusted for the upstream.
     upstream_cert_dir: Path | None = None
     scope: Scope | None = None  # a personal redirect: only these namespaces/requesters
+    # Shadow mode: production decides, the local code answers the same calls, compared.
+    shadow: ShadowSpec | None = None
     subscribers: list[Any] = field(default_factory=list)
 
 
@@ -114,6 +124,7 @@ class Found:
     subject: journal.Subject
     leftover: journal.Journal | None
     claim: Claim | None = None  # a personal redirect's names and owner
+    shadowing: Shadowing | None = None  # up --shadow: whose copies, of which calls
 
 
 @dataclass(frozen=True)
@@ -153,6 +164,8 @@ class Session:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[Any] | None = None
         self._changing = False  # from the journal on, stop politely instead of cancelling
+        self._shadowed: list[ShadowedEntry] = []  # up --shadow: the entries the plan copies
+        self._reach: ProductionReach | None = None  # and how production is reached
 
     def facts(self) -> SessionFacts | None:
         """For the live view: what is redirected, and how the transport is doing."""
@@ -165,7 +178,15 @@ class Session:
             recording=str(self.options.serving.record) if self.options.serving.record else None,
             reconnects=self.transport.reconnects,
             conversions=tuple(self._snapshot.crds) if self._snapshot else (),
+            shadow=self.shadow_summary().removeprefix("shadow: ") if self.options.shadow else None,
         )
+
+    def shadow_summary(self) -> str:
+        """``shadow: N compared, M differed (K noisy)``; ``""`` when not shadowing."""
+        stack = self._stack
+        if stack is None or stack.shadow is None:
+            return ""
+        return stack.shadow.counts.summary()
 
     def request_stop(self) -> None:
         """Ctrl-C / SIGTERM: before any change, abort at once; after, restore and leave."""
@@ -211,10 +232,13 @@ class Session:
                 plan.changes[:0] = record.plan.changes
                 record = replace(record, plan=plan, tunnel=self.transport.describe())
             self._snapshot = snapshot
+            await self._serve_shadow(found.cluster)
             await self._redirect(found.cluster, record)
             if self.options.probe and not self._stop.is_set():
                 await self._prove(
-                    found.cluster, _probed(snapshot, record.plan, found.claim), record.plan
+                    found.cluster,
+                    _probed(snapshot, record.plan, found.claim, found.shadowing),
+                    record.plan,
                 )
             fault_point("ready")
             await self._heartbeat_until_stopped(found.cluster, record)
@@ -231,6 +255,8 @@ class Session:
         await self.transport.close()
         if self._stack is not None:
             await self._stack.close()
+        if self._reach is not None:  # after the stack: its comparisons in flight use them
+            await self._reach.close()
 
     # --- phases ---------------------------------------------------------------------------
 
@@ -238,13 +264,19 @@ class Session:
         options = self.options
         cluster = await asyncio.to_thread(Cluster.connect, options.context, options.kubeconfig)
         snapshot = await asyncio.to_thread(
-            discover, cluster, options.selection, whole_service=options.scope is None
+            discover, cluster, options.selection, whole_service=self._whole_service
         )
         redirect.validate_snapshot(snapshot)
         subject = subject_of(snapshot)
         claim = None
+        shadowing = None
         warnings = preflight_warnings(snapshot)
-        if options.scope:
+        if options.shadow is not None:
+            shadowing, subject = await asyncio.to_thread(
+                prepare_shadowing, cluster, subject, options.scope or Scope()
+            )
+            self.holder = f"{shadowing.owner} ({self.holder})"
+        elif options.scope:
             claim = await asyncio.to_thread(
                 prepare_claim, cluster, snapshot, subject, options.scope, options.force
             )
@@ -262,24 +294,36 @@ class Session:
             self.say(f"  {line}")
         scope = f" for {options.scope.describe()} only" if options.scope else ""
         redirected = [*map(str, snapshot.entries)]
-        if options.scope is None:
+        if self._whole_service:
             redirected += [f"conversion of {name}" for name in snapshot.crds]
-        self.say(f"redirecting {', '.join(redirected)}{scope} (context {cluster.context_name})")
+        verb = "shadowing" if options.shadow is not None else "redirecting"
+        self.say(f"{verb} {', '.join(redirected)}{scope} (context {cluster.context_name})")
+        if options.shadow is not None:
+            self.say(
+                "production keeps deciding; your code answers the same calls, and every "
+                "difference is shown (the cluster waits at most 1 s a call for this machine)"
+            )
         self._subject = subject
-        return Found(cluster, snapshot, subject, leftover, claim)
+        return Found(cluster, snapshot, subject, leftover, claim, shadowing)
+
+    @property
+    def _whole_service(self) -> bool:
+        """Whether the Service itself is redirected (not a personal copy, not a shadow)."""
+        return self.options.scope is None and self.options.shadow is None
 
     def _treatment(self) -> callers.Treatment:
         options = self.options
         return callers.Treatment(
-            relax_failure_policy=not options.keep_failure_policy,
+            relax_failure_policy=not options.keep_failure_policy or options.shadow is not None,
             timeout_seconds=options.timeout_seconds,
             scope=options.scope.describe() if options.scope else None,
         )
 
     async def _serve_locally(self, found: Found) -> Local:
         authority = await asyncio.to_thread(LocalAuthority.load_or_create)
-        if redirect.url_hosts(found.snapshot) or found.claim is not None:
-            # url: entries (and personal copies) call the dialled IP: the cert must name it.
+        if redirect.url_hosts(found.snapshot) or found.claim or found.shadowing:
+            # url: entries (and personal or shadow copies) call the dialled IP: the cert
+            # must name it.
             dial_ip: str | None = await self.transport.prepare()
             stack = await self._start_stack(authority, found.snapshot, dial_ip)
         else:
@@ -315,6 +359,7 @@ class Session:
             cert_file=cert_file,
             key_file=key_file,
             subscribers=[self.call_stats, *self.options.subscribers],
+            shadow=self.options.shadow,
         )
         await self._stack.start()
         return self._stack
@@ -339,7 +384,7 @@ class Session:
         # What we read before was the stale session's redirect, not the original.
         options = self.options
         return await asyncio.to_thread(
-            discover, found.cluster, options.selection, whole_service=options.scope is None
+            discover, found.cluster, options.selection, whole_service=self._whole_service
         )
 
     def _plan(self, found: Found, snapshot: Snapshot, local: Local) -> RedirectPlan:
@@ -354,13 +399,30 @@ class Session:
             timeout_seconds=options.timeout_seconds,
         )
         claim = found.claim
-        plan = (
-            personal_plan.build_personal_plan(snapshot, target, claim.personal)
-            if claim is not None
-            else redirect.build_plan(snapshot, target)
-        )
+        if found.shadowing is not None:
+            target = replace(target, relax_failure_policy=True)
+            plan, self._shadowed = shadow_plan.build_shadow_plan(snapshot, target, found.shadowing)
+        elif claim is not None:
+            plan = personal_plan.build_personal_plan(snapshot, target, claim.personal)
+        else:
+            plan = redirect.build_plan(snapshot, target)
         plan.creates[:0] = _transport_objects(self.transport)
         return plan
+
+    async def _serve_shadow(self, cluster: Cluster) -> None:
+        """Before any copy exists: the stack knows each copy's production entry, and how to
+        reach it from here (a Service's Pod through the apiserver's port-forward)."""
+        stack = self._stack
+        if not self._shadowed or stack is None or stack.shadow is None:
+            return
+        assert self.options.shadow is not None
+        self._reach = ProductionReach(cluster)
+        for entry in self._shadowed:
+            stack.shadow.add_target(await self._reach.target(entry))
+        for note in side_effect_notes(self._shadowed, self.options.shadow):
+            self.say(f"note: {note}")
+        for described in self._reach.describe():
+            self.say(f"production reached through the apiserver's port-forward to {described}")
 
     async def _take_lock(
         self, found: Found, snapshot: Snapshot, plan: RedirectPlan
@@ -391,7 +453,8 @@ class Session:
             self.holder,
             self.session_id,
             force=options.force or found.leftover is not None,
-            entries=[str(ref) for ref in snapshot.entries],
+            # A shadow blocks nobody (see redirect/shadow.py): its lock names no entries.
+            entries=[] if found.shadowing else [str(ref) for ref in snapshot.entries],
             scope=record.scope,
         )
         if claim is not None:
@@ -483,8 +546,12 @@ def _reconnect(cluster: Cluster, plan: RedirectPlan) -> None:
         cluster.update(ref.url, functools.partial(reconnect_changes, changes=changes))
 
 
-def _probed(snapshot: Snapshot, plan: RedirectPlan, claim: Claim | None) -> Snapshot:
-    """What the probe dry-runs against: the redirected entries, or a personal plan's copies."""
+def _probed(
+    snapshot: Snapshot, plan: RedirectPlan, claim: Claim | None, shadowing: Shadowing | None
+) -> Snapshot:
+    """What the probe dry-runs against: the redirected entries, or the copies."""
+    if shadowing is not None:
+        return shadow_plan.copy_snapshot(snapshot, plan)
     return personal_plan.copy_snapshot(plan) if claim is not None else snapshot
 
 
