@@ -444,7 +444,7 @@ class Session:
             tunnel=self.transport.describe(),
             recording=str(options.serving.record) if options.serving.record else None,
             scope=claim.personal.scope.to_json() if claim is not None else None,
-            owner=claim.owner if claim is not None else None,
+            owner=claim.owner if claim else (found.shadowing.user if found.shadowing else None),
         )
         await asyncio.to_thread(
             journal.acquire_lease,

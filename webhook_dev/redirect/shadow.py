@@ -45,7 +45,8 @@ def prepare_shadowing(
                 f"--only-namespace {namespace}: no such namespace",
                 hint="create it first, or check the name (kubectl get namespaces)",
             )
-    shadowing = Shadowing(scope, owner_label(whoami(cluster)), token_of(scope, base.base))
+    user = whoami(cluster)
+    shadowing = Shadowing(scope, owner_label(user), token_of(scope, base.base), user)
     return shadowing, journal.Subject(base.namespace, base.name, shadowing.holder_suffix)
 
 

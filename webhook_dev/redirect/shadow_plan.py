@@ -64,6 +64,7 @@ class Shadowing:
     scope: Scope  # empty: every call production gets
     owner: str  # a DNS label: scope.owner_label(the Kubernetes user)
     token: str
+    user: str = ""  # the Kubernetes user, as the journal names its owner for `down`
 
     @property
     def personal(self) -> Personal:

@@ -1,0 +1,202 @@
+"""``up --shadow`` against the lab: production (the sidecar injector sample, a Pod on the
+node) keeps deciding, the local code answers the same calls, every difference is shown.
+
+Production injects the lab's nginx image; the local code is the same sample started with
+another ``SIDECAR_IMAGE``, so the two differ exactly on the Pods that get a sidecar and
+agree on the Pods that opt out (``sidecar-injector/inject: "false"``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import REPO, WEBHOOK_DEV, RunningProcess, stopped_at_exit
+from tests.lab import test_up_down_in_cluster_replica as replica_test
+from tests.lab.redirect_fixtures import ClusterView, up_process
+from webhook_dev.lab import Lab
+from webhook_dev.lab.images import NGINX_IMAGE, PAUSE_IMAGE
+from webhook_dev.lab.workloads import DeployedSample
+from webhook_dev.recording.reader import read_recording
+
+pytestmark = pytest.mark.e2e
+
+# Production is the in-cluster replica of that test: the same fixtures.
+sidecar_in_cluster = replica_test.sidecar_in_cluster
+node_view = replica_test.node_view
+INJECTED_NAMESPACE = replica_test.INJECTED_NAMESPACE
+
+LOCAL_IMAGE = "candidate.example/nginx:next"
+WEBHOOK_API = "/apis/admissionregistration.k8s.io/v1"
+Json = dict[str, Any]
+
+
+def _config_path(deployed: DeployedSample) -> str:
+    return f"{WEBHOOK_API}/mutatingwebhookconfigurations/{deployed.webhook_configuration}"
+
+
+def _content(obj: Json) -> Json:
+    clean: Json = json.loads(json.dumps(obj))
+    for key in ("resourceVersion", "managedFields", "generation"):
+        clean["metadata"].pop(key, None)
+    return clean
+
+
+def _create_pod(view: ClusterView, name: str, *, opt_out: bool = False) -> tuple[Json, float]:
+    """Create a Pod (dry run: the webhooks are called just the same); its admitted
+    manifest and how long the apiserver took."""
+    annotations = {"sidecar-injector/inject": "false"} if opt_out else {}
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "containers": [{"name": "app", "image": PAUSE_IMAGE, "imagePullPolicy": "Never"}]
+        },
+    }
+    started = time.monotonic()
+    pod = view.cluster.create(
+        f"/api/v1/namespaces/{INJECTED_NAMESPACE}/pods", manifest, dry_run=True
+    )
+    return pod, time.monotonic() - started
+
+
+def _sidecar_image(pod: Json) -> str | None:
+    for container in pod["spec"]["containers"]:
+        if container["name"] == "nginx-sidecar":
+            return str(container["image"])
+    return None
+
+
+@pytest.fixture
+def shadow_up(
+    lab_node: Lab, state_dir: Path, sidecar_in_cluster: DeployedSample
+) -> Iterator[Callable[..., RunningProcess]]:
+    with stopped_at_exit() as processes:
+
+        def start(*extra: str) -> RunningProcess:
+            deployed = sidecar_in_cluster
+            argv = [
+                "up",
+                "--service",
+                f"{deployed.namespace}/{deployed.service}",
+                "--ssh",
+                lab_node.ssh_destination,
+                "--shadow",
+                "--app",
+                "sample_webhook.sidecar_injector",
+                "--no-inspector",
+                *extra,
+            ]
+            env = {"WEBHOOK_DEV_STATE_DIR": str(state_dir), "SIDECAR_IMAGE": LOCAL_IMAGE}
+            return processes.add(up_process(lab_node, argv, env, REPO))
+
+        yield start
+
+
+def test_production_decides_and_exactly_the_differing_calls_are_reported(
+    lab_node: Lab,
+    sidecar_in_cluster: DeployedSample,
+    node_view: ClusterView,
+    shadow_up: Callable[..., RunningProcess],
+    tmp_path: Path,
+) -> None:
+    config_path = _config_path(sidecar_in_cluster)
+    before = _content(node_view.cluster.get(config_path))
+    recording = tmp_path / "shadow.jsonl"
+    up = shadow_up("--record", str(recording))
+    up.wait_for("ready: kube-apiserver")
+    during = node_view.cluster.get(config_path)
+    assert [entry["name"] for entry in during["webhooks"]][-1] == before["webhooks"][0]["name"]
+    assert during["webhooks"][-1] == before["webhooks"][0]  # production's entry untouched
+
+    pods = {"same-0": True, "differs-0": False, "same-1": True, "differs-1": False}
+    for name, opt_out in pods.items():
+        pod, _ = _create_pod(node_view, name, opt_out=opt_out)
+        # Production decided: its image, never the local code's.
+        assert _sidecar_image(pod) == (None if opt_out else NGINX_IMAGE), name
+    for name, opt_out in pods.items():
+        mark = "= production" if opt_out else "≠ production: object"
+        up.wait_for(f"Pod {INJECTED_NAMESPACE}/{name}  CREATE  allowed.*{mark}", timeout=20)
+
+    assert up.stop(signal.SIGTERM) == 0, up.output
+    assert _content(node_view.cluster.get(config_path)) == before
+    summary = up.wait_for("^shadow: ")
+    assert " differed" in summary
+    print("\n".join(line for line in up.lines if "production" in line or "shadow" in line))
+
+    exchanges = {
+        exchange.request.get("name"): exchange
+        for exchange in read_recording(recording)[0]
+        if exchange.request.get("name") in pods
+    }
+    assert set(exchanges) == set(pods)
+    for name, exchange in exchanges.items():
+        shadow = exchange.shadow
+        assert shadow is not None and shadow.control is not None, name
+        uid = exchange.request["uid"]
+        # The local code and production each answered this very request.
+        assert exchange.response["uid"] == uid
+        assert shadow.control.review is not None
+        assert shadow.control.review["response"]["uid"] == uid
+        assert shadow.differed is (not pods[name]), (name, shadow.to_json())
+
+
+def test_a_stopped_up_changes_no_decision_and_costs_at_most_the_copys_timeout(
+    sidecar_in_cluster: DeployedSample,
+    node_view: ClusterView,
+    shadow_up: Callable[..., RunningProcess],
+) -> None:
+    up = shadow_up("--no-record")
+    up.wait_for("ready: kube-apiserver")
+    _, warm = _create_pod(node_view, "warm")
+    os.killpg(up.pid, signal.SIGSTOP)
+    try:
+        pod, took = _create_pod(node_view, "while-stopped")
+        assert _sidecar_image(pod) == NGINX_IMAGE
+        # The copy's timeoutSeconds is 1 and failurePolicy Ignore: the call waits at most
+        # about a second for this machine, then production's answer stands.
+        assert took < 1.0 + warm + 1.0, f"{took:.2f} s with up stopped ({warm:.2f} s warm)"
+        print(f"create with up stopped: {took:.2f} s (warm: {warm:.2f} s)")
+    finally:
+        os.killpg(up.pid, signal.SIGCONT)
+    assert up.stop(signal.SIGTERM) == 0, up.output
+
+
+def test_kill_9_then_down_leaves_the_cluster_exactly_as_before(
+    lab_node: Lab,
+    sidecar_in_cluster: DeployedSample,
+    node_view: ClusterView,
+    shadow_up: Callable[..., RunningProcess],
+    state_dir: Path,
+) -> None:
+    config_path = _config_path(sidecar_in_cluster)
+    before = _content(node_view.cluster.get(config_path))
+    up = shadow_up("--no-record")
+    up.wait_for("ready: kube-apiserver")
+    assert len(node_view.cluster.get(config_path)["webhooks"]) == 2
+    up.stop(signal.SIGKILL)
+    # Production still decides while the copy calls nobody.
+    pod, _ = _create_pod(node_view, "after-kill")
+    assert _sidecar_image(pod) == NGINX_IMAGE
+    deployed = sidecar_in_cluster
+    down = subprocess.run(
+        lab_node.workstation_argv(
+            [*WEBHOOK_DEV, "down", "--service", f"{deployed.namespace}/{deployed.service}"]
+        ),
+        env={**os.environ, "WEBHOOK_DEV_STATE_DIR": str(state_dir)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert _content(node_view.cluster.get(config_path)) == before
