@@ -28,6 +28,8 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,6 +40,8 @@ from bench_up import LoadClient, Samples, wait_line  # noqa: E402
 from webhook_dev.lab import Lab  # noqa: E402
 
 NAMESPACE = "sidecar-demo"  # labelled sidecar-inject: enabled by the sample's manifest
+# A console line's duration: how long the proxy took to answer the copy.
+COPY_MS = re.compile(r"  CREATE  \S+.*?  ([\d.]+) ms  \[gen")
 SUMMARY = re.compile(r"shadow: (\d+) compared, (\d+) differed \((\d+) noisy\)(.*)")
 
 
@@ -71,13 +75,25 @@ def shadow_up(lab: Lab, service: str, state: Path) -> subprocess.Popen[str]:
     )
 
 
-def stop(child: subprocess.Popen[str]) -> str:
-    """SIGTERM, and everything it printed after (the restore and the summary)."""
+def drain(child: subprocess.Popen[str]) -> list[str]:
+    """Read the child's lines as they come (a full pipe would stall its console, and with
+    it every call), into the list returned."""
+    lines: list[str] = []
+
+    def read() -> None:
+        assert child.stdout is not None
+        lines.extend(child.stdout)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def stop(child: subprocess.Popen[str], lines: list[str]) -> str:
+    """SIGTERM, and everything it printed (the summary is the last line)."""
     os.killpg(child.pid, signal.SIGTERM)
-    assert child.stdout is not None
-    rest = child.stdout.read()
     child.wait(60)
-    return rest
+    time.sleep(0.2)  # the reader thread reads the last lines
+    return "".join(lines)
 
 
 def measure(lab: Lab, service: str, requests: int, rounds: int, state: Path) -> None:
@@ -90,11 +106,14 @@ def measure(lab: Lab, service: str, requests: int, rounds: int, state: Path) -> 
     sent_while_shadowing = 0
     compared = dropped = 0
     shadow_seconds = 0.0
+    copy_ms: list[float] = []
     for round_number in range(rounds):
         for name in ("without", "shadow") if round_number % 2 == 0 else ("shadow", "without"):
             child = shadow_up(lab, service, state) if name == "shadow" else None
+            lines: list[str] = []
             if child is not None:
                 wait_line(child, "ready: kube-apiserver")
+                lines = drain(child)
             for concurrency in (1, 16):
                 count = requests if concurrency == 16 else requests // 4
                 samples = setups[(name, concurrency)]
@@ -105,7 +124,8 @@ def measure(lab: Lab, service: str, requests: int, rounds: int, state: Path) -> 
                     if concurrency == 16:
                         shadow_seconds += samples.seconds - before
             if child is not None:
-                rest = stop(child)
+                rest = stop(child, lines)
+                copy_ms += [float(m.group(1)) for m in COPY_MS.finditer(rest)]
                 found = SUMMARY.search(rest)
                 if found is None:
                     raise SystemExit(f"no shadow summary in up's output:\n{rest}")
@@ -124,6 +144,12 @@ def measure(lab: Lab, service: str, requests: int, rounds: int, state: Path) -> 
             f"shadow / without at c{concurrency}: "
             f"p50 x{shadow.percentile(0.5) / base.percentile(0.5):.2f}, "
             f"p99 x{shadow.percentile(0.99) / base.percentile(0.99):.2f}"
+        )
+    if copy_ms:
+        copy_ms.sort()
+        print(
+            f"the copy answered inside up in p50 {copy_ms[len(copy_ms) // 2]:.2f} ms, "
+            f"p99 {copy_ms[int(len(copy_ms) * 0.99)]:.2f} ms ({len(copy_ms)} calls)"
         )
     c16 = setups[("shadow", 16)]
     rate = len(c16.latencies_ms) / shadow_seconds if shadow_seconds else 0.0
