@@ -8,8 +8,10 @@ agree on the Pods that opt out (``sidecar-injector/inject: "false"``).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -21,11 +23,14 @@ import pytest
 
 from tests.harness import REPO, WEBHOOK_DEV, RunningProcess, stopped_at_exit
 from tests.lab import test_up_down_in_cluster_replica as replica_test
+from tests.lab.conftest import WebhookTLS, webhook_server_argv
 from tests.lab.redirect_fixtures import ClusterView, up_process
+from webhook_dev.kube.cluster import Cluster
 from webhook_dev.lab import Lab
 from webhook_dev.lab.images import NGINX_IMAGE, PAUSE_IMAGE
 from webhook_dev.lab.workloads import DeployedSample
 from webhook_dev.recording.reader import read_recording
+from webhook_dev.tls import certs
 
 pytestmark = pytest.mark.e2e
 
@@ -200,3 +205,96 @@ def test_kill_9_then_down_leaves_the_cluster_exactly_as_before(
     )
     assert down.returncode == 0, down.stdout + down.stderr
     assert _content(node_view.cluster.get(config_path)) == before
+
+
+PRODUCTION_PORT, LOCAL_PORT = 18471, 18472
+
+
+def test_calibrate_reports_a_nondeterministic_production_field_as_noise(
+    lab: Lab,
+    lab_namespace: str,
+    state_dir: Path,
+    tmp_path: Path,
+    background: Callable[..., RunningProcess],
+) -> None:
+    """Production (a ``url:`` webhook on the master) labels each call with a value of its
+    own; the local code labels ``local``. Asked twice, production disagrees with itself on
+    exactly that label: the difference is noise, not a difference."""
+    ca = certs.new_ca("team CA")
+    tls = {}
+    for name, address in (("production", lab.master_ip), ("local", "127.0.0.1")):
+        issued = certs.new_serving_cert(ca, ip_addresses=[address])
+        cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+        cert.write_bytes(issued.cert_pem)
+        key.write_bytes(issued.key_pem)
+        tls[name] = WebhookTLS(ca.cert_pem, cert, key)
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_bytes(ca.cert_pem)
+    background(
+        lab.master_argv(
+            webhook_server_argv(tls["production"], lab.master_ip, PRODUCTION_PORT, "random")
+        ),
+        ready_line="listening",
+    )
+    background(
+        lab.workstation_argv(webhook_server_argv(tls["local"], "127.0.0.1", LOCAL_PORT, "local")),
+        ready_line="listening",
+    )
+    admin = Cluster.connect(kubeconfig=str(lab.host_kubeconfig))
+    config = f"noisy-{lab_namespace}"
+    admin.create(
+        f"{WEBHOOK_API}/mutatingwebhookconfigurations",
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": config},
+            "webhooks": [
+                {
+                    "name": "noisy.webhook-dev.io",
+                    "clientConfig": {
+                        "url": f"https://{lab.master_ip}:{PRODUCTION_PORT}/mutate",
+                        "caBundle": base64.b64encode(ca.cert_pem).decode(),
+                    },
+                    "rules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE"],
+                            "resources": ["pods"],
+                        }
+                    ],
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": lab_namespace}
+                    },
+                    "failurePolicy": "Fail",
+                    "sideEffects": "None",
+                    "admissionReviewVersions": ["v1"],
+                }
+            ],
+        },
+    )
+    try:
+        with stopped_at_exit() as processes:
+            argv = ["up", "--webhook", config, "--ssh", lab.ssh_destination, "--shadow"]
+            argv += ["--calibrate", "--upstream", f"https://127.0.0.1:{LOCAL_PORT}"]
+            argv += ["--upstream-ca", str(ca_file), "--no-record", "--no-inspector"]
+            env = {"WEBHOOK_DEV_STATE_DIR": str(state_dir)}
+            up = processes.add(up_process(lab, argv, env, REPO))
+            up.wait_for("ready: kube-apiserver")
+            view = ClusterView(admin)
+            for index in range(3):
+                pod = view.create_pod(lab_namespace, f"noisy-{index}", dry_run=True)
+                label = pod["metadata"]["labels"]["webhook-dev.io/mutated-by"]
+                assert label != "local", "production decides"
+                up.wait_for(
+                    f"Pod {lab_namespace}/noisy-{index}  CREATE  allowed.*"
+                    r"= production  \(noise: object\)",
+                    timeout=20,
+                )
+            assert up.stop(signal.SIGTERM) == 0, up.output
+            summary = up.wait_for("^shadow: ")
+            found = re.search(r"shadow: (\d+) compared, 0 differed \((\d+) noisy\)", summary)
+            assert found is not None and int(found.group(2)) >= 3, summary
+            print(summary)
+    finally:
+        admin.delete(f"{WEBHOOK_API}/mutatingwebhookconfigurations/{config}")

@@ -3,7 +3,8 @@
 Deliberately not webhook-dev's own code: the proof tests show the lab delivers real
 apiserver calls to *any* HTTPS listener. It labels each admitted object with
 ``webhook-dev.io/mutated-by: <tag>`` so a test can tell which path the call took, and
-prints ``listening`` once the socket is bound.
+prints ``listening`` once the socket is bound. ``--tag random`` labels each call with a
+value of its own: a nondeterministic webhook (shadow mode's ``--calibrate`` test).
 
     python webhook_server.py --host 10.237.0.5 --port 18443 \
         --cert tls.crt --key tls.key --tag master
@@ -14,11 +15,13 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import secrets
 import ssl
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LABEL = "webhook-dev.io/mutated-by"
+RANDOM = "random"
 
 
 def mutation_patch(obj: dict[str, object], tag: str) -> list[dict[str, object]]:
@@ -40,7 +43,8 @@ def make_handler(tag: str) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             review = json.loads(body)
             request = review["request"]
-            patch = mutation_patch(request.get("object") or {}, tag)
+            value = secrets.token_hex(4) if tag == RANDOM else tag
+            patch = mutation_patch(request.get("object") or {}, value)
             response = {
                 "apiVersion": review.get("apiVersion", "admission.k8s.io/v1"),
                 "kind": "AdmissionReview",
