@@ -50,6 +50,18 @@ def check_match_conditions(cluster: Cluster, scope: Scope) -> None:
         )
 
 
+def check_scope(cluster: Cluster, scope: Scope) -> None:
+    """A scope the cluster can apply: its namespaces exist, and a requester scope's
+    ``matchConditions`` are evaluated (personal redirects and shadows alike)."""
+    check_match_conditions(cluster, scope)
+    for namespace in scope.namespaces:
+        if cluster.get_or_none(f"/api/v1/namespaces/{namespace}") is None:
+            raise PreflightError(
+                f"--only-namespace {namespace}: no such namespace",
+                hint="create it first, or check the name (kubectl get namespaces)",
+            )
+
+
 def check_scope_free(
     cluster: Cluster,
     entries: Iterable[EntryRef],
@@ -111,13 +123,7 @@ def prepare_claim(
     cluster: Cluster, snapshot: Snapshot, base: journal.Subject, scope: Scope, force: bool
 ) -> Claim:
     """Check a personal redirect can be taken, and name it; changes nothing."""
-    check_match_conditions(cluster, scope)
-    for namespace in scope.namespaces:
-        if cluster.get_or_none(f"/api/v1/namespaces/{namespace}") is None:
-            raise PreflightError(
-                f"--only-namespace {namespace}: no such namespace",
-                hint="create it first, or check the name (kubectl get namespaces)",
-            )
+    check_scope(cluster, scope)
     owner = whoami(cluster)
     personal = Personal(scope, owner_label(owner), scope.token(base.base))
     subject = journal.Subject(base.namespace, base.name, f"{personal.owner}.{personal.token}")

@@ -20,10 +20,9 @@ import base64
 import binascii
 from collections.abc import Iterable
 
-from webhook_dev.errors import PreflightError
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import journal
-from webhook_dev.redirect.personal import check_match_conditions, whoami
+from webhook_dev.redirect.personal import check_scope, whoami
 from webhook_dev.redirect.scope import Scope, owner_label
 from webhook_dev.redirect.shadow_plan import ShadowedEntry, Shadowing, token_of
 from webhook_dev.reviews.shadow import ShadowSpec
@@ -38,13 +37,7 @@ def prepare_shadowing(
     cluster: Cluster, base: journal.Subject, scope: Scope
 ) -> tuple[Shadowing, journal.Subject]:
     """The shadow's names and record subject; checks the scope; changes nothing."""
-    check_match_conditions(cluster, scope)
-    for namespace in scope.namespaces:
-        if cluster.get_or_none(f"/api/v1/namespaces/{namespace}") is None:
-            raise PreflightError(
-                f"--only-namespace {namespace}: no such namespace",
-                hint="create it first, or check the name (kubectl get namespaces)",
-            )
+    check_scope(cluster, scope)
     user = whoami(cluster)
     shadowing = Shadowing(scope, owner_label(user), token_of(scope, base.base), user)
     return shadowing, journal.Subject(base.namespace, base.name, shadowing.holder_suffix)

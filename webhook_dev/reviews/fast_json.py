@@ -83,6 +83,16 @@ def loads(data: bytes | str) -> Any:
         return json.loads(data if isinstance(data, str) else decode_utf8(data))
 
 
+def loads_object(data: bytes | str) -> dict[str, Any] | None:
+    """The JSON object ``data`` holds; ``None`` when it is not JSON, nested too deeply, or
+    not an object (an answer the caller reports rather than raises on)."""
+    try:
+        value = loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def dumps_compact(value: Any) -> str:
     """``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``, faster.
 

@@ -37,7 +37,6 @@ from webhook_dev.errors import ReviewError
 from webhook_dev.reviews import fast_json, kinds
 from webhook_dev.reviews.exchange import CLIENT_CLOSED, Exchange, Hooks, now
 from webhook_dev.reviews.flags import Flag
-from webhook_dev.reviews.json_body import JsonObject
 from webhook_dev.reviews.timeouts import DEFAULT_TIMEOUT, parse_go_duration
 from webhook_dev.serving.http_server import describe
 from webhook_dev.serving.shadow import Shadower
@@ -228,7 +227,7 @@ def _analyse(exchange: Exchange, outcome: _Outcome) -> None:
                 Flag("http-status", f"HTTP {answer.status}: the apiserver fails the call")
             )
             return
-        response_review = _json_or_none(answer.body)
+        response_review = fast_json.loads_object(answer.body)
         meaning, flags = kinds.read_response(
             outcome.request, answer.body if response_review is None else response_review
         )
@@ -260,11 +259,3 @@ def _client_closed(request: web.Request) -> str:
     expected = request.content_length
     size = f" of its {expected}-byte body" if expected is not None else " of its body"
     return f"the client closed the connection before sending all{size}; nothing to answer"
-
-
-def _json_or_none(body: bytes) -> JsonObject | None:
-    try:
-        value = fast_json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None

@@ -183,7 +183,7 @@ class Shadower:
         exchange.wait_ms = local.wait_ms
         exchange.error = local.error
         if local.status == 200:
-            review = _json_or_none(local.body)
+            review = fast_json.loads_object(local.body)
             exchange.response_review = review
             meaning, flags = kinds.read_response(request, review if review else local.body)
             exchange.flags.extend(flags)
@@ -216,14 +216,6 @@ def _control(answer: UpstreamResponse) -> ControlAnswer:
     is no HTTP answer at all."""
     if answer.error is not None:
         return ControlAnswer(0, None, answer.error, answer.elapsed_ms)
-    review = _json_or_none(answer.body) if answer.status == 200 else None
+    review = fast_json.loads_object(answer.body) if answer.status == 200 else None
     error = None if review is not None or answer.status != 200 else "not JSON"
     return ControlAnswer(answer.status, review, error, answer.elapsed_ms)
-
-
-def _json_or_none(body: bytes) -> JsonObject | None:
-    try:
-        value = fast_json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None

@@ -75,10 +75,10 @@ def test_secret_values_are_redacted_with_markers_that_keep_equality() -> None:
     assert data["password"] == data["same"] != data["other"]
 
 
-def test_secret_values_written_by_a_patch_are_redacted_too() -> None:
-    review = request_review(secret(a="eA=="), kind="Secret")
+def patched_secret_answer() -> dict[str, object]:
+    """An answer whose patch writes a Secret value (``c2VjcmV0``)."""
     patch = [{"op": "add", "path": "/data/token", "value": "c2VjcmV0"}]
-    response = {
+    return {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
         "response": {
@@ -88,6 +88,11 @@ def test_secret_values_written_by_a_patch_are_redacted_too() -> None:
             "patch": base64.b64encode(json.dumps(patch).encode()).decode(),
         },
     }
+
+
+def test_secret_values_written_by_a_patch_are_redacted_too() -> None:
+    review = request_review(secret(a="eA=="), kind="Secret")
+    response = patched_secret_answer()
     _, redacted = redaction.redact_exchange(review, response, KEY)
     assert redacted is not None
     ops = json.loads(base64.b64decode(redacted["response"]["patch"]))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.reviews import request_review
-from tests.unit.recording.test_format import KEY, exchange, secret
+from tests.unit.recording.test_format import KEY, exchange, patched_secret_answer, secret
 from webhook_dev.errors import RecordingError
 from webhook_dev.recording import format as recording
 from webhook_dev.recording import query, redaction
@@ -60,17 +60,7 @@ def test_a_malformed_shadow_costs_that_line() -> None:
 
 def test_productions_answer_about_a_secret_is_redacted_too() -> None:
     review = request_review(secret(a="eA=="), kind="Secret")
-    patch = [{"op": "add", "path": "/data/token", "value": "c2VjcmV0"}]
-    answer = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "response": {
-            "uid": "3f1c-uid",
-            "allowed": True,
-            "patchType": "JSONPatch",
-            "patch": base64.b64encode(json.dumps(patch).encode()).decode(),
-        },
-    }
+    answer = patched_secret_answer()
     call = ShadowCall(entry="e/x", control=ControlAnswer(200, answer), comparison=Comparison())
     line = recording.encode(exchange(review, shadow=call), redaction_key=KEY)
     control = json.loads(line)["shadow"]["control"]["response"]["response"]
