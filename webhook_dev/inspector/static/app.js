@@ -173,7 +173,8 @@ function listRow(row, at) {
   el("td", { class: "object", title: row.uid }, objectName(row)),
   el("td", { class: "muted user" }, row.user),
   el("td", {}, el("span", { class: `result ${row.result.replace(" ", "-")}`, title: row.message }, row.result),
-    row.flags.map((flag) => el("span", { class: `flag ${flag.code}`, title: flag.message }, flag.label))),
+    row.flags.map((flag) => el("span", { class: `flag ${flag.code}`, title: flag.message }, flag.label)),
+    row.shadow === "differed" ? el("span", { class: "flag shadow-differed", title: "up --shadow: differs from production (is:differed)" }, "≠ production") : null),
   el("td", { class: "num" }, patch),
   el("td", { class: "num mono" }, ms(row.duration_ms)));
 }
