@@ -298,3 +298,58 @@ def test_calibrate_reports_a_nondeterministic_production_field_as_noise(
             print(summary)
     finally:
         admin.delete(f"{WEBHOOK_API}/mutatingwebhookconfigurations/{config}")
+
+
+WEBSITE_API = "/apis/samples.webhook-dev.io"
+
+
+def test_production_converts_and_the_local_conversion_is_compared_per_object(
+    lab_node: Lab, state_dir: Path, tmp_path: Path
+) -> None:
+    """The website sample in the cluster converts; the local code (one edit) is compared on
+    every stored object, and only the edited conversion differs."""
+    deployed = lab_node.deploy_sample("website")
+    admin = Cluster.connect(kubeconfig=str(lab_node.host_kubeconfig))
+    websites = f"{WEBSITE_API}/v1/namespaces/websites/websites"
+    names = ["same-site", "differs-site"]
+    try:
+        for name in names:
+            admin.create(
+                websites,
+                {
+                    "apiVersion": "samples.webhook-dev.io/v1",
+                    "kind": "Website",
+                    "metadata": {"name": name},
+                    "spec": {"host": f"{name}.example.com", "port": 8080},
+                },
+            )
+        recording = tmp_path / "conversions.jsonl"
+        with stopped_at_exit() as processes:
+            argv = ["up", "--service", f"{deployed.namespace}/{deployed.service}"]
+            argv += ["--ssh", lab_node.ssh_destination, "--shadow"]
+            argv += ["--app", "tests.lab.website_candidate", "--record", str(recording)]
+            argv += ["--no-inspector"]
+            env = {"WEBHOOK_DEV_STATE_DIR": str(state_dir)}
+            up = processes.add(up_process(lab_node, argv, env, REPO))
+            line = up.wait_for(r"conversion of websites\.samples\.webhook-dev\.io: ", timeout=60)
+            assert "2 stored objects to v2: 2 compared, 1 differed" in line, up.output
+            # Production still converts every read.
+            read = admin.get(f"{WEBSITE_API}/v2/namespaces/websites/websites/differs-site")
+            assert read["spec"] == {"address": "differs-site.example.com:8080"}
+            assert up.stop(signal.SIGTERM) == 0, up.output
+        converted = {
+            exchange.request["objects"][0]["metadata"]["name"]: exchange
+            for exchange in read_recording(recording)[0]
+            if exchange.request.get("objects")
+        }
+        assert set(converted) == set(names)
+        for name, exchange in converted.items():
+            shadow = exchange.shadow
+            assert shadow is not None and shadow.control is not None
+            assert shadow.differed is (name == "differs-site"), shadow.to_json()
+            if shadow.differed:
+                assert shadow.to_json()["differed"] == ["convertedObjects[0]"]
+    finally:
+        for name in names:
+            admin.delete(f"{websites}/{name}")
+        lab_node.delete_sample(deployed)

@@ -55,6 +55,7 @@ from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import callers, interception, journal, personal_plan, shadow_plan
 from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.apply import RestoreReport, apply_plan, reappend_ca
+from webhook_dev.redirect.conversion_shadow import ConversionSweep
 from webhook_dev.redirect.discovery import (
     check_not_held,
     discover,
@@ -166,6 +167,7 @@ class Session:
         self._changing = False  # from the journal on, stop politely instead of cancelling
         self._shadowed: list[ShadowedEntry] = []  # up --shadow: the entries the plan copies
         self._reach: ProductionReach | None = None  # and how production is reached
+        self._sweep: ConversionSweep | None = None  # and the CRD conversions compared
 
     def facts(self) -> SessionFacts | None:
         """For the live view: what is redirected, and how the transport is doing."""
@@ -232,7 +234,7 @@ class Session:
                 plan.changes[:0] = record.plan.changes
                 record = replace(record, plan=plan, tunnel=self.transport.describe())
             self._snapshot = snapshot
-            await self._serve_shadow(found.cluster)
+            await self._serve_shadow(found.cluster, snapshot)
             await self._redirect(found.cluster, record)
             if self.options.probe and not self._stop.is_set():
                 await self._prove(
@@ -241,6 +243,8 @@ class Session:
                     record.plan,
                 )
             fault_point("ready")
+            if self._sweep is not None:
+                self._sweep.start()
             await self._heartbeat_until_stopped(found.cluster, record)
         finally:
             report = None
@@ -252,6 +256,8 @@ class Session:
         return report
 
     async def close(self) -> None:
+        if self._sweep is not None:
+            await self._sweep.close()
         await self.transport.close()
         if self._stack is not None:
             await self._stack.close()
@@ -409,16 +415,21 @@ class Session:
         plan.creates[:0] = _transport_objects(self.transport)
         return plan
 
-    async def _serve_shadow(self, cluster: Cluster) -> None:
+    async def _serve_shadow(self, cluster: Cluster, snapshot: Snapshot) -> None:
         """Before any copy exists: the stack knows each copy's production entry, and how to
-        reach it from here (a Service's Pod through the apiserver's port-forward)."""
+        reach it from here (a Service's Pod through the apiserver's port-forward); the CRD
+        conversions that call the Service are swept once ready (``conversion_shadow``)."""
         stack = self._stack
-        if not self._shadowed or stack is None or stack.shadow is None:
+        if self.options.shadow is None or stack is None or stack.shadow is None:
             return
-        assert self.options.shadow is not None
         self._reach = ProductionReach(cluster)
+        if snapshot.kept_conversions:
+            self._sweep = ConversionSweep(cluster, stack.shadow, self.say)
+            await self._sweep.prepare(snapshot.kept_conversions, self._reach)
+            stack.hooks.subscribe(self._sweep)
         for entry in self._shadowed:
-            stack.shadow.add_target(await self._reach.target(entry))
+            target = await self._reach.target(entry.key, str(entry.ref), entry.production)
+            stack.shadow.add_target(target)
         for note in side_effect_notes(self._shadowed, self.options.shadow):
             self.say(f"note: {note}")
         for described in self._reach.describe():

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import journal
 from webhook_dev.redirect.personal import check_scope, whoami
+from webhook_dev.redirect.plan import Json
 from webhook_dev.redirect.scope import Scope, owner_label
 from webhook_dev.redirect.shadow_plan import ShadowedEntry, Shadowing, token_of
 from webhook_dev.reviews.shadow import ShadowSpec
@@ -60,12 +61,12 @@ class ProductionReach:
         self.cluster = cluster
         self._forwards: dict[tuple[str, str, int], PodForward] = {}
 
-    async def target(self, entry: ShadowedEntry) -> ShadowTarget:
-        """Where the proxy reaches ``entry``'s production webhook.
+    async def target(self, key: str, label: str, production: Json) -> ShadowTarget:
+        """Where the proxy reaches a production webhook: ``production`` is an entry (or a
+        CRD's ``conversion.webhook``), with its ``clientConfig``; ``label`` names it.
 
-        :raises PreflightError: a Service entry whose Service has no Ready Pod.
+        :raises PreflightError: a Service whose Service has no Ready Pod.
         """
-        production = entry.production
         client_config = production.get("clientConfig") or {}
         ca_pem = _ca_of(client_config)
         timeout = float(production.get("timeoutSeconds") or DEFAULT_TIMEOUT_SECONDS)
@@ -74,8 +75,8 @@ class ProductionReach:
             url = str(client_config["url"])
             path = url.split("://", 1)[-1].partition("/")[2]
             return ShadowTarget(
-                key=entry.key,
-                entry=str(entry.ref),
+                key=key,
+                entry=label,
                 path="/" + path.split("?")[0],
                 production=ProductionAddress(url.split("?")[0], ca_pem),
                 side_effects=side_effects,
@@ -87,8 +88,8 @@ class ProductionReach:
         path = str(service.get("path") or "/")
         forward = await self._forward(namespace, name, port)
         return ShadowTarget(
-            key=entry.key,
-            entry=str(entry.ref),
+            key=key,
+            entry=label,
             path=path,
             production=ProductionAddress(
                 f"https://{name}.{namespace}.svc:{port}{path}",

@@ -172,6 +172,18 @@ def with_objects(
     return review
 
 
+def new_review(
+    objects: list[JsonObject], desired: str, *, uid: str, api_version: str = VERSIONS[0]
+) -> JsonObject:
+    """A ConversionReview as the apiserver sends it: ``objects`` to ``desired``
+    (shadow mode builds them from a CRD's stored objects, production converting them)."""
+    return {
+        "apiVersion": api_version,
+        "kind": KIND,
+        "request": {"uid": uid, "desiredAPIVersion": desired, "objects": objects},
+    }
+
+
 # --- responses ------------------------------------------------------------------------
 
 

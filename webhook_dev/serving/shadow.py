@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ from aiohttp import web
 from webhook_dev.reviews import fast_json, kinds
 from webhook_dev.reviews.admission import AdmissionRequest
 from webhook_dev.reviews.comparison import not_comparable
-from webhook_dev.reviews.exchange import Exchange, Hooks
+from webhook_dev.reviews.exchange import Exchange, Hooks, now
 from webhook_dev.reviews.json_body import JsonObject
 from webhook_dev.reviews.shadow import (
     SHADOW_PATH,
@@ -127,8 +128,22 @@ class Shadower:
             content_type="application/json",
         )
 
+    async def compare_review(self, review: JsonObject, target: ShadowTarget) -> Exchange:
+        """Compare the answers to a review no apiserver sent: a ConversionReview built from
+        a CRD's stored objects (production converts, the local conversion is compared per
+        object). Returns the exchange once published."""
+        body = fast_json.dumps_compact(review).encode()
+        request = kinds.parse_request(body)
+        exchange = Exchange(
+            id=uuid.uuid4().hex[:16], started=now(), path=target.path, request_review=request.review
+        )
+        exchange.shadow = ShadowCall(entry=target.entry)
+        self._in_flight += 1
+        await self._compare(exchange, request, body, target)
+        return exchange
+
     async def _compare(
-        self, exchange: Exchange, request: AdmissionRequest, body: bytes, target: ShadowTarget
+        self, exchange: Exchange, request: kinds.Request, body: bytes, target: ShadowTarget
     ) -> None:
         call = exchange.shadow
         assert call is not None
@@ -137,7 +152,7 @@ class Shadower:
             budget = target.timeout_seconds
             query = f"timeout={budget:g}s"
             local_path = f"{target.path}?{query}"
-            dry_run = bool(request.review["request"].get("dryRun"))
+            dry_run = bool(request.review["request"].get("dryRun"))  # conversions: none
             refusal = self.spec.may_call(target.side_effects, dry_run)
             client = self._clients.get(target.key)
             calls = 2 if self.spec.calibrate else 1
@@ -174,7 +189,7 @@ class Shadower:
         self.hooks.exchange(exchange)
 
     def _fill_local(
-        self, exchange: Exchange, request: AdmissionRequest, local: UpstreamResponse
+        self, exchange: Exchange, request: kinds.Request, local: UpstreamResponse
     ) -> None:
         """The exchange as the local code answered it (its checks as the proxy's)."""
         exchange.http_status = local.status
