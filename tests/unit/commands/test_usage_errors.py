@@ -55,6 +55,33 @@ CASES = [
         "give either APP (an aiohttp app) or --upstream URL, not both",
     ),
     (
+        ["up", "--ssh", "master", "--service", "ns/s", "--app", "hook", "--calibrate"],
+        "--calibrate, --ignore and --allow-side-effects are for --shadow",
+    ),
+    (
+        [
+            "up",
+            "--ssh",
+            "master",
+            "--service",
+            "ns/s",
+            "--app",
+            "hook",
+            "--shadow",
+            "--ignore",
+            "x",
+        ],
+        "--ignore 'x' is not a JSON pointer to a field",
+    ),
+    (
+        ["up", "--ssh", "master", "--crd", "a.b.c", "--app", "hook", "--shadow"],
+        "a CRD's conversion cannot have a copy (drop --crd)",
+    ),
+    (
+        ["replay", RECORDING, "--app", "hook", "--ignore", "allowed"],
+        "--ignore 'allowed' is not a JSON pointer to a field",
+    ),
+    (
         ["doctor", "--ssh", "master"],
         "say what to check: --webhook NAME[/ENTRY], --service NS/NAME or --crd NAME",
     ),

@@ -67,3 +67,10 @@ def test_panel_names_the_crds_whose_conversion_depends_on_this_machine() -> None
     assert "conversion websites.samples.webhook-dev.io: no failurePolicy" in text
     assert "`webhook-dev down` ends it" in text
     assert "conversion" not in _text(render_panel(FACTS, 0.0, 0, []))
+
+
+def test_the_panel_keeps_the_shadow_count_under_way() -> None:
+    facts = SessionFacts(**{**FACTS.__dict__, "shadow": "12 compared, 2 differed (1 noisy)"})
+    assert "shadow" in _text(render_panel(facts, 1.0, 12, []))
+    assert "12 compared, 2 differed (1 noisy)" in _text(render_panel(facts, 1.0, 12, []))
+    assert "shadow" not in _text(render_panel(FACTS, 1.0, 12, []))
