@@ -29,6 +29,8 @@ Both report each step through ``on_step`` so ``up`` can be killed at any point i
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,6 +39,7 @@ from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect.conversions import CRD_KIND
 from webhook_dev.redirect.personal_plan import COPY_OF_LABEL
 from webhook_dev.redirect.plan import (
+    ABSENT,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     ChangeKind,
@@ -46,11 +49,14 @@ from webhook_dev.redirect.plan import (
     ObjectCreate,
     ObjectRef,
     Outcome,
+    PathStep,
     RedirectPlan,
     apply_changes,
+    bundle_with,
     canonical,
     get_field,
     restore_changes,
+    set_field,
 )
 from webhook_dev.redirect.plan_builder import MUTATING, VALIDATING
 from webhook_dev.tls import certs
@@ -144,26 +150,54 @@ def applier(changes: list[FieldChange]) -> Callable[[Json], Json]:
 def reappend_ca(cluster: Cluster, plan: RedirectPlan) -> list[ObjectRef]:
     """Append our CA again to every bundle of ``plan`` that no longer holds it; the objects
     written. A CA injector's rewrite keeps its own CA and gets ours on top; ``down`` then
-    removes only ours (:func:`~webhook_dev.redirect.plan.restore_changes`)."""
-    bundles = [c for c in plan.changes if c.kind is ChangeKind.BUNDLE_APPEND]
+    removes only ours (:func:`~webhook_dev.redirect.plan.restore_changes`). A shadow copy
+    entry (``ENTRY_INSERT``) is ours whole: its ``caBundle`` gets our CA back the same way,
+    as cert-manager's injector rewrites every entry of a configuration it injects."""
+    ours = [
+        c for c in plan.changes if c.kind in (ChangeKind.BUNDLE_APPEND, ChangeKind.ENTRY_INSERT)
+    ]
     rewritten = []
-    for ref in dict.fromkeys(c.ref for c in bundles):
+    for ref in dict.fromkeys(c.ref for c in ours):
         current = cluster.get_or_none(ref.url)
         if current is None:
             continue
-        missing = [
-            c
-            for c in bundles
-            if c.ref == ref
-            and not (
-                isinstance(value := get_field(current, c.path), str)
-                and certs.bundle_contains(_b64(value), _b64(c.after))
-            )
-        ]
+        missing = [c for c in ours if c.ref == ref and not _holds_our_ca(current, c)]
         if missing:
-            cluster.update(ref.url, applier(missing))
+            cluster.update(ref.url, functools.partial(_with_our_ca, changes=missing))
             rewritten.append(ref)
     return rewritten
+
+
+def _bundle_path(change: FieldChange) -> tuple[PathStep, ...]:
+    """Where our CA must be: the appended bundle, or a copy entry's own ``caBundle``."""
+    if change.kind is ChangeKind.ENTRY_INSERT:
+        name = change.after["name"]
+        return (*change.path[:-1], ("name", name), "clientConfig", "caBundle")
+    return change.path
+
+
+def _our_ca(change: FieldChange) -> str:
+    if change.kind is ChangeKind.ENTRY_INSERT:
+        return str(change.after["clientConfig"]["caBundle"])
+    return str(change.after)
+
+
+def _holds_our_ca(current: Json, change: FieldChange) -> bool:
+    if (
+        change.kind is ChangeKind.ENTRY_INSERT
+        and get_field(current, _bundle_path(change)[:-2]) is ABSENT
+    ):
+        return True  # the copy is gone (or not yet there): nothing to keep
+    value = get_field(current, _bundle_path(change))
+    return isinstance(value, str) and certs.bundle_contains(_b64(value), _b64(_our_ca(change)))
+
+
+def _with_our_ca(current: Json, changes: list[FieldChange]) -> Json:
+    result = copy.deepcopy(current)
+    for change in changes:
+        path = _bundle_path(change)
+        set_field(result, path, bundle_with(get_field(result, path), _our_ca(change)))
+    return result
 
 
 def _b64(value: str) -> bytes:

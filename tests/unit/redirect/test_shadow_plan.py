@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
+from tests.unit.redirect.test_apply import MUTATING_CONFIG, OUR_CA, THEIR_CA, InMemoryCluster
+from tests.unit.redirect.test_apply import TARGET as APPLY_TARGET
 from tests.unit.redirect.test_personal_plan import TARGET, _config, _snapshot
+from webhook_dev.redirect.apply import apply_plan, reappend_ca, restore_plan
 from webhook_dev.redirect.plan import (
     ChangeKind,
     Outcome,
@@ -13,7 +17,7 @@ from webhook_dev.redirect.plan import (
     apply_changes,
     restore_changes,
 )
-from webhook_dev.redirect.plan_builder import EntryRef, Snapshot
+from webhook_dev.redirect.plan_builder import CONFIG_COLLECTIONS, MUTATING, EntryRef, Snapshot
 from webhook_dev.redirect.scope import Scope
 from webhook_dev.redirect.shadow_plan import (
     Shadowing,
@@ -21,6 +25,7 @@ from webhook_dev.redirect.shadow_plan import (
     copy_snapshot,
     token_of,
 )
+from webhook_dev.tls import certs
 
 OTHER = {
     "name": "first.example.com",
@@ -141,3 +146,38 @@ def test_another_shadows_copy_is_not_shadowed_again_and_the_probe_aims_at_ours()
     assert shadowed.ref.entry_name == "sidecar.example.com"
     probe = copy_snapshot(snapshot, mine)
     assert [ref.entry_name for ref in probe.entries] == [shadowed.copy_name]
+
+
+def test_an_injector_rewriting_the_copys_bundle_gets_our_ca_back_and_down_still_removes_it() -> (
+    None
+):
+    cluster = InMemoryCluster([copy.deepcopy(MUTATING_CONFIG)])
+    before = cluster.content()
+    config = cluster.get(f"{CONFIG_COLLECTIONS[MUTATING]}/sidecar-mutate")
+    snapshot = Snapshot(
+        configs={(MUTATING, "sidecar-mutate"): config},
+        entries=[EntryRef(MUTATING, "sidecar-mutate", "sidecar-mutate.example.com")],
+    )
+    plan, [shadowed] = build_shadow_plan(snapshot, APPLY_TARGET, _shadowing())
+    apply_plan(cluster, plan, lambda step: None)
+    assert reappend_ca(cluster, plan) == []  # nothing rewritten: nothing to do
+
+    theirs = base64.b64encode(THEIR_CA).decode()
+
+    def inject(obj: dict[str, Any]) -> None:  # cert-manager's cainjector: every entry
+        for entry in obj["webhooks"]:
+            entry["clientConfig"]["caBundle"] = theirs
+
+    cluster.edit("MutatingWebhookConfiguration/sidecar-mutate", inject)
+    assert reappend_ca(cluster, plan)
+    entries = cluster.get(f"{CONFIG_COLLECTIONS[MUTATING]}/sidecar-mutate")["webhooks"]
+    bundle = base64.b64decode(entries[0]["clientConfig"]["caBundle"])
+    assert entries[0]["name"] == shadowed.copy_name
+    assert certs.bundle_contains(bundle, OUR_CA) and certs.bundle_contains(bundle, THEIR_CA)
+    restore_plan(cluster, plan, lambda step: None)
+    after = cluster.content()["MutatingWebhookConfiguration/sidecar-mutate"]
+    assert [e["name"] for e in after["webhooks"]] == ["sidecar-mutate.example.com"]
+    assert after["webhooks"][0]["clientConfig"]["caBundle"] == theirs  # the injector's, kept
+    assert before["MutatingWebhookConfiguration/sidecar-mutate"]["webhooks"][0]["name"] == (
+        "sidecar-mutate.example.com"
+    )
