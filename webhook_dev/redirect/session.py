@@ -48,6 +48,7 @@ from typing import Any
 from webhook_dev.addresses import is_ip_address
 from webhook_dev.errors import ClusterError, UnreachableError
 from webhook_dev.kube.cluster import Cluster
+from webhook_dev.kube.namespace_labels import NamespaceLabels
 from webhook_dev.redirect import journal, personal_plan
 from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.apply import RestoreReport, applier, apply_plan
@@ -105,6 +106,9 @@ class UpOptions:
     upstream_cert_dir: Path | None = None
     scope: Scope | None = None  # a personal redirect: only these namespaces/requesters
     subscribers: list[Any] = field(default_factory=list)
+    # Stages each exchange passes before the subscribers (``--policy``'s evaluation); the
+    # session puts the request Namespace's labels first when it records or evaluates.
+    stages: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,7 @@ class Session:
         self.call_stats = CallStats()  # published in the record's health
         self._subject: journal.Subject | None = None  # for the live view
         self._stack: ServingStack | None = None  # as soon as it exists, for close()
+        self._namespace_labels: NamespaceLabels | None = None
         self._local: Local | None = None  # for the live view
         self._lost_lease = False
         self._authority: LocalAuthority | None = None  # kept to renew the upstream cert dir
@@ -207,6 +212,8 @@ class Session:
         await self.transport.close()
         if self._stack is not None:
             await self._stack.close()
+        if self._namespace_labels is not None:
+            self._namespace_labels.close()
 
     # --- phases ---------------------------------------------------------------------------
 
@@ -240,6 +247,10 @@ class Session:
         return Found(cluster, snapshot, subject, leftover, claim)
 
     async def _serve_locally(self, found: Found) -> Local:
+        if self.options.serving.record is not None or self.options.stages:
+            # What policies read and a review lacks: recorded, or handed to --policy.
+            self._namespace_labels = NamespaceLabels(found.cluster, self.say)
+            await asyncio.to_thread(self._namespace_labels.start)
         authority = await asyncio.to_thread(LocalAuthority.load_or_create)
         if redirect.url_hosts(found.snapshot) or found.claim is not None:
             # url: entries (and personal copies) call the dialled IP: the cert must name it.
@@ -276,6 +287,10 @@ class Session:
             cert_file=cert_file,
             key_file=key_file,
             subscribers=[self.call_stats, *self.options.subscribers],
+            stages=[
+                *([self._namespace_labels] if self._namespace_labels is not None else []),
+                *self.options.stages,
+            ],
         )
         await self._stack.start()
         return self._stack
