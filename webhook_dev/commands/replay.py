@@ -26,6 +26,7 @@ from typing import Any, cast
 import click
 from rich.console import Console
 
+from webhook_dev.commands.policy_option import policy_evaluator
 from webhook_dev.errors import ExitCode, RecordingError, UsageError
 from webhook_dev.recording import query as filters
 from webhook_dev.recording import stream
@@ -174,7 +175,7 @@ def _replay_policies(
     quiet: bool,
     strict: bool,
 ) -> None:
-    binary = _policy_evaluator()
+    binary = policy_evaluator()
     report = _Report(as_json, _expected(files, selection), quiet=quiet)
     try:
         _event_loop(
@@ -184,17 +185,6 @@ def _replay_policies(
         report.close()
     report.finish()
     sys.exit(ExitCode.FAILED if report.failed else ExitCode.OK)
-
-
-def _policy_evaluator() -> Path:
-    """The evaluator, built on first use (progress on stderr)."""
-    from webhook_dev.lab import policy_evaluator
-
-    path = policy_evaluator.evaluator_path()
-    if path.is_file():
-        return path
-    click.echo("building the policy evaluator (once) ...", err=True)
-    return policy_evaluator.resolve(allow_build=True)
 
 
 async def _run_policies(

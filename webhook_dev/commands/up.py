@@ -22,8 +22,10 @@ from webhook_dev.commands.options import (
     serving_options,
     target_options,
 )
+from webhook_dev.commands.policy_option import live_policy, policy_option
 from webhook_dev.errors import ExitCode, UnreachableError, UsageError
 from webhook_dev.inspector import ExchangeFeed, InspectorServer
+from webhook_dev.policy.live import LivePolicy
 from webhook_dev.redirect.scope import Scope
 from webhook_dev.redirect.session import Session, UpOptions
 from webhook_dev.serving.spec import ServingSpec
@@ -156,6 +158,7 @@ from webhook_dev.tunnel.transport import Transport
     metavar="GROUP",
     help="As --only-user, for requests by members of this group. Repeatable.",
 )
+@policy_option
 def up(
     webhook: str | None,
     service: str | None,
@@ -182,6 +185,7 @@ def up(
     only_namespaces: tuple[str, ...],
     only_users: tuple[str, ...],
     only_groups: tuple[str, ...],
+    policies: tuple[Path, ...],
 ) -> None:
     """Send a cluster's webhook calls to APP on this machine, until Ctrl-C.
 
@@ -191,6 +195,9 @@ def up(
     With --only-namespace/--only-user/--only-group it is a personal redirect on a shared
     cluster: a copy of the entries, limited to that scope, calls this machine, and the
     originals exclude exactly that scope; the Service and its Pods are not touched.
+
+    With --policy, admission policies decide each call too, beside the webhook that
+    answers; where they differ shows under the call and stays in the recording.
     """
     if bool(webhook) == bool(service):
         raise UsageError("say what to redirect: exactly one of --webhook or --service")
@@ -260,8 +267,11 @@ def up(
         inspector = InspectorServer(
             feed, port=serving.inspector_port, source=f"up {serving.source}"
         )
+    policy = live_policy(policies)
+    if policy is not None:
+        options.stages.append(policy)
     try:
-        report = event_loop.run(_run_session(options, transport, inspector))
+        report = event_loop.run(_run_session(options, transport, inspector, policy))
     except UnreachableError as error:
         if isinstance(transport, RelayTransport):
             hint = relay_command.unreachable_hint(transport)
@@ -275,9 +285,16 @@ def up(
 
 
 async def _run_session(
-    options: UpOptions, transport: Transport, inspector: InspectorServer | None = None
+    options: UpOptions,
+    transport: Transport,
+    inspector: InspectorServer | None = None,
+    policy: LivePolicy | None = None,
 ) -> Any:
     running = contextlib.AsyncExitStack()
+    if policy is not None:
+        await policy.start()  # a refused policy stops here, before any change
+        running.push_async_callback(policy.close)
+        say(f"policies: {', '.join(policy.policies) or '(none)'}")
 
     async def serving(stack: ServingStack) -> None:
         if options.serving.record:

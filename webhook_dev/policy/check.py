@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook_dev.errors import ReviewError
-from webhook_dev.policy.decision import PolicyDecision, Side, compare, side_of
+from webhook_dev.policy.decision import PolicyDecision, Side, compare, live_record, side_of
 from webhook_dev.policy.evaluator import EvaluatorFailed, PolicyEvaluator
 from webhook_dev.reviews import kinds
 from webhook_dev.reviews.admission import AdmissionRequest, AdmissionResponse
 from webhook_dev.reviews.comparison import Comparison, not_comparable
 from webhook_dev.reviews.exchange import Exchange
+from webhook_dev.reviews.json_body import JsonObject
 
 _UNKNOWN_SIDE = (
     "the recording does not say which configuration called "
@@ -49,6 +50,10 @@ class PolicyCheck:
     @property
     def passed(self) -> bool:
         return self.comparison.matches
+
+    def to_record(self) -> JsonObject:
+        """The outcome as ``serve``/``up --policy`` keep it in the recording."""
+        return live_record(self.side, self.comparison, self.decision)
 
     def to_json(self) -> dict[str, Any]:
         return {

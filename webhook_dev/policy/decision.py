@@ -148,3 +148,49 @@ def compare(control: AdmissionResponse, decision: PolicyDecision, side: Side) ->
     elif control.allowed and decision.allowed:
         pairs.append(("object", decision.control_object, decision.object))
     return compare_fields(pairs)
+
+
+# --- the live outcome, as the recording keeps it and the console, live panel and ---------
+# --- inspector show it --------------------------------------------------------------------
+
+AGREES, DIFFERS, NOT_COMPARED = "agrees", "differs", "not compared"
+
+
+def live_record(
+    side: Side | None, comparison: Comparison, decision: PolicyDecision | None
+) -> JsonObject:
+    """What ``serve``/``up --policy`` keep in an exchange's ``policy`` field: the outcome
+    (``agrees``, ``differs``, ``not compared``), what differs (an object only when it
+    differs) and the policies' decision without the object (the answer's patch already
+    says what the webhook's object became)."""
+    outcome = NOT_COMPARED if not comparison.comparable else AGREES
+    if comparison.comparable and not comparison.matches:
+        outcome = DIFFERS
+    decided = None
+    if decision is not None:
+        decided = decision.to_json()
+        decided.pop("object", None)
+    return {
+        "side": side,
+        "outcome": outcome,
+        "differences": [
+            {"field": d.field, "webhook": d.expected, "policy": d.actual}
+            for d in comparison.differences
+        ],
+        "unknown": list(comparison.unknown),
+        "decision": decided,
+    }
+
+
+def outcome_line(record: Mapping[str, Any]) -> str:
+    """One line for a recorded outcome: ``policy agrees``; ``policy differs (allowed,
+    warnings): denied (403 Forbidden): MESSAGE``; ``policy not compared: ...``."""
+    outcome = record.get("outcome")
+    if outcome == NOT_COMPARED:
+        return "policy not compared: " + "; ".join(map(str, record.get("unknown") or []))
+    decided = record.get("decision")
+    summary = PolicyDecision.from_json(decided).summary if isinstance(decided, dict) else ""
+    if outcome == AGREES:
+        return f"policy agrees: {summary}" if summary else "policy agrees"
+    fields = ", ".join(str(d.get("field")) for d in record.get("differences") or [])
+    return f"policy differs ({fields}): {summary}"

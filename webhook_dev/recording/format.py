@@ -77,6 +77,8 @@ def _line(exchange: Exchange) -> JsonObject:
             line[phase] = round(value, 3)
     if exchange.namespace_labels is not None:  # optional too
         line["namespace"] = {"labels": exchange.namespace_labels}
+    if exchange.policy is not None:  # optional too: only with --policy
+        line["policy"] = exchange.policy
     return line
 
 
@@ -120,6 +122,7 @@ def decode(line: str | bytes, *, where: str = "line") -> Exchange:
             flags=[Flag(f["code"], f["message"]) for f in data.get("flags") or []],
             error=data.get("error"),
             namespace_labels=_namespace_labels(data.get("namespace")),
+            policy=_policy(data.get("policy")),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise RecordingError(f"{where}: malformed exchange ({error!r})") from error
@@ -135,6 +138,15 @@ def _namespace_labels(value: object) -> dict[str, str] | None:
     ):
         raise ValueError("namespace.labels must be a map of strings")
     return dict(labels)
+
+
+def _policy(value: object) -> JsonObject | None:
+    """The optional ``policy`` outcome: an object, or ``None`` when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("policy must be an object")
+    return value
 
 
 def _optional_ms(value: object) -> float | None:

@@ -225,12 +225,15 @@ def redact(exchange: Exchange, key: bytes) -> Exchange:
         replace(flag, message=redactor.text(flag.message)) if redactor.values else flag
         for flag in exchange.flags
     ]
+    # A policy's outcome (--policy) may quote the object: its messages, a mutated copy.
+    policy = redactor.strings(exchange.policy) if exchange.policy else exchange.policy
     return replace(
         exchange,
         request_review=request_review,
         response_review=response_review,
         error=error,
         flags=flags,
+        policy=policy,
     )
 
 

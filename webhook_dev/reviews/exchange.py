@@ -61,6 +61,10 @@ class Exchange:
     # e.g. an older recording or a cluster-scoped object): what an admission policy's
     # namespaceSelector and ``namespaceObject`` read.
     namespace_labels: dict[str, str] | None = None
+    # ``--policy`` live: what the admission policies decided for this request and how
+    # that compares with the answer (``policy.decision.live_record``); ``None``: not
+    # evaluated (no ``--policy``, an older recording, not an admission).
+    policy: JsonObject | None = None
     # The answer's patch op count, once someone decoded the patch (see patch_ops()).
     _patch_ops: object = field(default=_NOT_COUNTED, init=False, repr=False, compare=False)
 
