@@ -293,7 +293,6 @@ async def _run_session(
     running = contextlib.AsyncExitStack()
     if policy is not None:
         await policy.start()  # a refused policy stops here, before any change
-        running.push_async_callback(policy.close)
         say(f"policies: {', '.join(policy.policies) or '(none)'}")
 
     async def serving(stack: ServingStack) -> None:
@@ -329,6 +328,8 @@ async def _run_session(
         say("stopped before any change to the cluster")
         return None
     finally:
-        await session.close()
+        await session.close()  # the stack hands on what the policy still holds, then stops it
+        if policy is not None:
+            await policy.close()  # when the stack never started
         if live is not None:
             live.stop()

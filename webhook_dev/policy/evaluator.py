@@ -58,6 +58,10 @@ class PolicyEvaluator:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             limit=1 << 26,
+            # Out of the terminal's process group: Ctrl-C (or up's SIGTERM to its group)
+            # must not stop it before the exchanges still held are decided. It ends when
+            # its stdin closes, so it never outlives us.
+            start_new_session=True,
         )
         assert process.stdout is not None
         first = await process.stdout.readline()
