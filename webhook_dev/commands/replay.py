@@ -135,7 +135,9 @@ def replay(
         if not path.is_file():
             raise RecordingError(f"recording {path} does not exist")
     if policies:
-        _replay_policies(files, policies, selection, webhook_side, jobs, as_json, quiet, strict)
+        _replay_policies(
+            files, policies, selection, where or "", webhook_side, jobs, as_json, quiet, strict
+        )
         return
     shards = shard_count(jobs)
     report = _Report(as_json, _expected(files, selection), quiet=quiet)
@@ -169,18 +171,41 @@ def _replay_policies(
     files: tuple[Path, ...],
     policies: tuple[Path, ...],
     selection: Selection,
+    where: str,
     webhook_side: str | None,
     jobs: int,
     as_json: bool,
     quiet: bool,
     strict: bool,
 ) -> None:
+    """With ``--jobs`` over a CPU, sharded as replay is: each shard decodes, decides (with
+    an evaluator of its own) and compares its batches of lines, so the Python side runs
+    on every CPU too (docs/benchmarks.md)."""
     binary = policy_evaluator()
     report = _Report(as_json, _expected(files, selection), quiet=quiet)
+    shards = shard_count(jobs)
     try:
-        _event_loop(
-            _run_policies(binary, files, policies, selection, webhook_side, jobs, report, strict)
-        )
+        if shards > 1:
+            config = ShardConfig(
+                app=None,
+                url=None,
+                cacert=None,
+                cwd=os.getcwd(),
+                jobs=-(-jobs // shards),
+                idempotence=False,
+                where=where,
+                as_json=as_json,
+                policy_binary=str(binary),
+                policies=tuple(str(path.resolve()) for path in policies),
+                side=webhook_side,
+            )
+            _event_loop(_run_sharded(config, shards, files, selection, report, strict))
+        else:
+            _event_loop(
+                _run_policies(
+                    binary, files, policies, selection, webhook_side, jobs, report, strict
+                )
+            )
     finally:
         report.close()
     report.finish()
@@ -210,7 +235,11 @@ async def _run_policies(
             evaluators.append(await PolicyEvaluator.start(binary, policies))
         side = cast("Side | None", webhook_side)  # click.Choice allows only a Side
         checks = check_in_order(
-            selected(files, selection, strict=strict), evaluators, jobs=jobs, side=side
+            selected(files, selection, strict=strict),
+            evaluators,
+            jobs=jobs,
+            side=side,
+            objects=report.as_json,
         )
         async for item in checks:
             if isinstance(item, Skipped):

@@ -20,12 +20,15 @@ from typing import Any
 from webhook_dev.errors import ReviewError
 from webhook_dev.policy.decision import PolicyDecision, Side, compare, live_record, side_of
 from webhook_dev.policy.evaluator import EvaluatorFailed, PolicyEvaluator
-from webhook_dev.reviews import kinds
+from webhook_dev.recording.redaction import REDACTED_PREFIX, is_about_secrets
+from webhook_dev.reviews import admission, json_body, kinds
 from webhook_dev.reviews.admission import AdmissionRequest, AdmissionResponse
 from webhook_dev.reviews.comparison import Comparison, not_comparable
 from webhook_dev.reviews.exchange import Exchange
 from webhook_dev.reviews.json_body import JsonObject
 
+ADMISSION_REVIEWS = {admission.KIND: admission.VERSIONS}
+_REDACTED = "the Secret's values (the recording holds them redacted; see --show-secrets)"
 _UNKNOWN_SIDE = (
     "the recording does not say which configuration called "
     "(use --webhook, or /validate and /mutate paths)"
@@ -78,11 +81,13 @@ async def check_exchange(
     *,
     where: str,
     side: Side | None = None,
+    objects: bool = False,
 ) -> PolicyCheck:
     """Decide ``exchange``'s request by the policies and compare with its answer.
 
     ``side`` says which configuration's webhook answered (else it is read from the
-    recording: :func:`~webhook_dev.policy.decision.side_of`).
+    recording: :func:`~webhook_dev.policy.decision.side_of`). ``objects``: keep the
+    mutated objects in the decision even where they agree (``--json`` shows them).
     """
     review_kind = exchange.review_kind
     if review_kind is not kinds.ADMISSION:
@@ -97,12 +102,17 @@ async def check_exchange(
             not_comparable([_UNKNOWN_SIDE]),
         )
     try:
-        request = kinds.parse_request(exchange.request_review or {})
+        # Each field's type, not the door's walk of every value (depth, Unicode): the
+        # proxy walked it when it was recorded, the evaluator decodes it again anyway,
+        # and the walk was half of this process's time a request.
+        review = json_body.load_review(exchange.request_review or {}, ADMISSION_REVIEWS)
+        request = admission.from_review(review)
     except ReviewError as error:
         return PolicyCheck(
             where, exchange, not_comparable([f"not a valid request ({error})"]), side
         )
-    assert isinstance(request, AdmissionRequest)
+    if _redacted_secret(exchange):
+        return PolicyCheck(where, exchange, not_comparable([_REDACTED]), side)
     control = _control(request, exchange)
     if control is None:
         reason = f"the webhook gave no answer (HTTP {exchange.http_status or 'none'})"
@@ -114,6 +124,8 @@ async def check_exchange(
             side,
             namespace_labels=exchange.namespace_labels,
             control_object=control_object,
+            control_patched=control.patch is not None,
+            objects=objects,
         )
     except EvaluatorFailed as error:
         return PolicyCheck(where, exchange, not_comparable([str(error)]), side)
@@ -126,6 +138,21 @@ async def check_exchange(
             decision,
         )
     return PolicyCheck(where, exchange, compare(control, decision, side), side, decision)
+
+
+def _redacted_secret(exchange: Exchange) -> bool:
+    """A Secret whose values the recording holds redacted: the apiserver could not even
+    decode it, and a policy may read them."""
+    request = exchange.request
+    if not is_about_secrets(request):
+        return False
+    return any(
+        isinstance(value, str) and value.startswith(REDACTED_PREFIX)
+        for name in ("object", "oldObject")
+        if isinstance(request.get(name), dict)
+        for field in ("data", "stringData")
+        for value in (request[name].get(field) or {}).values()
+    )
 
 
 def _control(request: AdmissionRequest, exchange: Exchange) -> AdmissionResponse | None:
@@ -141,6 +168,7 @@ async def check_in_order(
     *,
     jobs: int = 1,
     side: Side | None = None,
+    objects: bool = False,
 ) -> AsyncIterator[PolicyCheck | Any]:
     """Check ``items`` (``(where, exchange)``; anything else passes through, in place)
     with up to ``jobs`` decisions in flight over ``evaluators``, in the items' order."""
@@ -155,7 +183,7 @@ async def check_in_order(
                 started += 1
                 window.append(
                     asyncio.ensure_future(
-                        check_exchange(exchange, evaluator, where=where, side=side)
+                        check_exchange(exchange, evaluator, where=where, side=side, objects=objects)
                     )
                 )
             else:

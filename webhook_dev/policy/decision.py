@@ -51,6 +51,9 @@ class PolicyDecision:
     audit_annotations: Mapping[str, str] = field(default_factory=dict)
     object: JsonObject | None = None
     control_object: JsonObject | None = None
+    # The evaluator's own answer to "do the two objects differ", as the apiserver asks it
+    # (``equality.Semantic``); when they are the same it may leave both objects out.
+    same_object: bool | None = None
     matched: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
     error: str = ""
@@ -68,6 +71,7 @@ class PolicyDecision:
             audit_annotations=dict(data.get("auditAnnotations") or {}),
             object=data.get("object"),
             control_object=data.get("control"),
+            same_object=data.get("same"),
             matched=tuple(data.get("matched") or ()),
             missing=tuple(data.get("missing") or ()),
             error=str(data.get("error") or ""),
@@ -145,7 +149,7 @@ def compare(control: AdmissionResponse, decision: PolicyDecision, side: Side) ->
         pairs.append(("status.message", control_message(control), decision.denial))
     if side == "validating":
         pairs.append(("warnings", list(control.warnings), list(decision.warnings)))
-    elif control.allowed and decision.allowed:
+    elif control.allowed and decision.allowed and not decision.same_object:
         pairs.append(("object", decision.control_object, decision.object))
     return compare_fields(pairs)
 

@@ -328,9 +328,7 @@ async def _send(target: Upstream, body: bytes, path: str) -> UpstreamResponse:
 _HEADERS = {"Content-Type": "application/json"}
 
 
-def _meaning(
-    request: kinds.Request, status: int, body: JsonObject | None
-) -> kinds.Meaning | None:
+def _meaning(request: kinds.Request, status: int, body: JsonObject | None) -> kinds.Meaning | None:
     if status != 200 or body is None:
         return None
     meaning, _ = kinds.read_response(request, body)

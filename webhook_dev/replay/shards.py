@@ -54,6 +54,11 @@ class ShardConfig:
     idempotence: bool
     where: str
     as_json: bool
+    # ``replay --policy``: the policy evaluator and the files its shard starts it with
+    # (instead of a target), and which configuration's webhook answered.
+    policy_binary: str | None = None
+    policies: tuple[str, ...] = ()
+    side: str | None = None
 
 
 def frame(value: Any) -> bytes:
