@@ -117,14 +117,21 @@ async def check_exchange(
     if control is None:
         reason = f"the webhook gave no answer (HTTP {exchange.http_status or 'none'})"
         return PolicyCheck(where, exchange, not_comparable([reason]), side)
-    control_object = control.patched if side == "mutating" and control.allowed else None
+    # What the webhook made of the object: its patch (or "" for none), applied by the
+    # evaluator as the apiserver applies it; a patch it could not even decode leaves the
+    # control object unknown (and the objects differ).
+    control_patch = None
+    if side == "mutating" and control.allowed:
+        if control.patch is not None:
+            control_patch = str(exchange.response.get("patch"))
+        elif "patch" not in exchange.response:
+            control_patch = ""
     try:
         decision = await evaluator.decide(
             exchange.request_review or {},
             side,
             namespace_labels=exchange.namespace_labels,
-            control_object=control_object,
-            control_patched=control.patch is not None,
+            control_patch=control_patch,
             objects=objects,
         )
     except EvaluatorFailed as error:
@@ -158,8 +165,8 @@ def _redacted_secret(exchange: Exchange) -> bool:
 def _control(request: AdmissionRequest, exchange: Exchange) -> AdmissionResponse | None:
     if exchange.http_status != 200 or exchange.response_review is None:
         return None
-    meaning, _ = kinds.read_response(request, exchange.response_review)
-    return meaning if isinstance(meaning, AdmissionResponse) else None
+    meaning, _ = admission.read_response(request, exchange.response_review, apply=False)
+    return meaning
 
 
 async def check_in_order(

@@ -51,8 +51,8 @@ class PolicyDecision:
     audit_annotations: Mapping[str, str] = field(default_factory=dict)
     object: JsonObject | None = None
     control_object: JsonObject | None = None
-    # The evaluator's own answer to "do the two objects differ", as the apiserver asks it
-    # (``equality.Semantic``); when they are the same it may leave both objects out.
+    # The evaluator found the two objects identical (decoded and defaulted): it may then
+    # leave both out. ``False``/``None``: compare ``object`` and ``control_object``.
     same_object: bool | None = None
     matched: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()

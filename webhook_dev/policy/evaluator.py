@@ -23,7 +23,6 @@ import orjson
 
 from webhook_dev.errors import UsageError
 from webhook_dev.policy.decision import PolicyDecision, Side
-from webhook_dev.reviews.json_body import JsonObject
 
 # Past this many bytes waiting for the pipe, a caller waits for the evaluator to read.
 _HIGH_WATER = 1 << 20
@@ -96,22 +95,20 @@ class PolicyEvaluator:
         side: Side,
         *,
         namespace_labels: Mapping[str, str] | None = None,
-        control_object: JsonObject | None = None,
-        control_patched: bool = True,
+        control_patch: str | None = None,
         objects: bool = False,
     ) -> PolicyDecision:
         """The policies' decision on ``review`` (an AdmissionReview), as ``side``'s
         plugin makes it. ``namespace_labels``: the request's Namespace as recorded
-        (``None``: not recorded). ``control_object``: the webhook's resulting object,
+        (``None``: not recorded). ``control_patch``: the webhook's JSON Patch (base64, as
+        answered; ``""``: it answered without one), applied to the request's object and
         returned decoded and defaulted as the apiserver would store it — only when it
-        differs from the policies' object, unless ``objects``; ``control_patched``: the
-        webhook patched it (the apiserver defaults only a patched object)."""
+        differs from the policies' object, unless ``objects``."""
         number = next(self._ids)
         line: dict[str, Any] = {"id": number, "mode": side, "review": review}
         line["namespace"] = None if namespace_labels is None else {"labels": namespace_labels}
-        if control_object is not None:
-            line["control"] = control_object
-            line["controlPatched"] = control_patched
+        if control_patch is not None:
+            line["controlPatch"] = control_patch
         if objects:
             line["objects"] = True
         loop = asyncio.get_running_loop()
