@@ -52,6 +52,18 @@ REVIEW = json.dumps(
 ).encode()
 
 
+def padded_review(kib: int) -> bytes:
+    """REVIEW with the Pod grown to about ``kib`` KiB by annotations, as real Pods are
+    (managedFields, last-applied configuration): what the inspector's ring holds."""
+    if kib <= 0:
+        return REVIEW
+    review = json.loads(REVIEW)
+    review["request"]["object"]["metadata"]["annotations"] = {
+        f"example.com/note-{number}": "x" * 100 for number in range(kib * 1024 // 130)
+    }
+    return json.dumps(review).encode()
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:
@@ -73,6 +85,12 @@ def main() -> None:
         default="mixed",
         help="how connections end: a full handshake, or a mix of the ways a fuzzer leaves",
     )
+    parser.add_argument("--review-kib", type=int, default=0, help="grow each review to this")
+    parser.add_argument(
+        "--as-a-user-runs-it",
+        action="store_true",
+        help="with the inspector and a recording, as `serve APP` runs by default",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, WEBHOOK_DEV_STATE_DIR=f"{tmp}/state", PYTHONUNBUFFERED="1")
@@ -92,9 +110,12 @@ def main() -> None:
                 "sample_webhook.sidecar_injector",
                 "--port",
                 "0",
-                "--no-record",
                 "--no-reload",
-                "--no-inspector",
+                *(
+                    ["--record", f"{tmp}/rec.jsonl"]
+                    if args.as_a_user_runs_it
+                    else ["--no-record", "--no-inspector"]
+                ),
             ],
             env=env,
             stdout=subprocess.PIPE,
@@ -129,6 +150,7 @@ def _measure(
     lock = threading.Lock()
     per_client = args.connections // args.clients
     untrusted = ssl.create_default_context()  # does not trust webhook-dev's CA
+    review = padded_review(args.review_kib)
 
     def client(offset: int) -> None:
         nonlocal done, failed
@@ -144,9 +166,9 @@ def _measure(
                         tls.sendall(
                             b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: "
                             b"application/json\r\nContent-Length: "
-                            + str(len(REVIEW)).encode()
+                            + str(len(review)).encode()
                             + b"\r\n\r\n"
-                            + REVIEW
+                            + review
                         )
                         tls.recv(65536)
             except OSError:

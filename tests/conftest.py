@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import ssl
 import subprocess
 import textwrap
@@ -91,6 +92,24 @@ class Served(RunningProcess):
             return response.status, response.read()
         finally:
             connection.close()
+
+    def post_raw(self, path: str, head: bytes, body: bytes) -> tuple[int, bytes]:
+        """POST over a fresh TLS connection with ``head`` (header lines, each ending
+        CRLF) sent byte for byte: for what http.client would refuse to send."""
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        with raw, self.tls_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+                + head
+                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+        match = re.match(rb"HTTP/1\.[01] (\d{3})", answer)
+        assert match, answer[:200]
+        return int(match.group(1)), answer.partition(b"\r\n\r\n")[2]
 
     def review(self, review: dict[str, Any], **options: Any) -> dict[str, Any]:
         status, body = self.call(review, **options)

@@ -36,11 +36,7 @@ def wait_running(core: client.CoreV1Api, namespace: str, name: str, timeout: flo
     while time.monotonic() < deadline:
         pod = core.read_namespaced_pod(name, namespace)
         statuses = pod.status.container_statuses or []
-        if (
-            pod.status.phase == "Running"
-            and statuses
-            and all(status.ready for status in statuses)
-        ):
+        if pod.status.phase == "Running" and statuses and all(status.ready for status in statuses):
             return pod
         time.sleep(0.1)
     status = pod.status if pod else None

@@ -262,9 +262,7 @@ def start_up(lab: Lab, state_dir: Path) -> Iterator[Any]:
             cwd: Path = REPO,
         ) -> RunningProcess:
             """``app=None``: no ``--app`` (pass ``--upstream ...`` in ``extra``)."""
-            selector = (
-                ["--webhook", target.config] if target.url else ["--service", target.subject]
-            )
+            selector = ["--webhook", target.config] if target.url else ["--service", target.subject]
             argv = [
                 "up",
                 *selector,
@@ -275,9 +273,48 @@ def start_up(lab: Lab, state_dir: Path) -> Iterator[Any]:
                 *extra,
             ]
             return processes.add(
-                up_process(
-                    lab, argv, {"WEBHOOK_DEV_STATE_DIR": str(state_dir), **(env or {})}, cwd
-                )
+                up_process(lab, argv, {"WEBHOOK_DEV_STATE_DIR": str(state_dir), **(env or {})}, cwd)
             )
 
         yield start
+
+
+@pytest.fixture
+def apps_namespace(cluster_view: ClusterView, lab_namespace: str) -> Iterator[str]:
+    """Where the test's Pods go: the namespace the webhook intercepts."""
+    name = f"{lab_namespace[:50]}-apps"
+    cluster_view.cluster.create(
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+    )
+    wait_until(
+        lambda: cluster_view.cluster.list(f"/api/v1/namespaces/{name}/serviceaccounts"),
+        timeout=30,
+        what=f"the default service account of {name}",
+    )
+    yield name
+    cluster_view.cluster.delete(f"/api/v1/namespaces/{name}")
+
+
+@pytest.fixture
+def apps_target(
+    cluster_view: ClusterView, lab_namespace: str, apps_namespace: str
+) -> Iterator[RedirectTarget]:
+    """The sidecar webhook's Service in ``lab_namespace``, intercepting ``apps_namespace``:
+    what ``up`` creates beside the Service (``--relay``'s Pod) is not sent to a webhook
+    whose backend is not running."""
+    target = make_target(cluster_view, lab_namespace)
+    cluster = cluster_view.cluster
+
+    def intercept_apps(config: Json) -> Json:
+        for entry in config["webhooks"]:
+            entry["namespaceSelector"] = {
+                "matchLabels": {"kubernetes.io/metadata.name": apps_namespace}
+            }
+        return config
+
+    cluster.update(target.config_path, intercept_apps)
+    try:
+        yield target
+    finally:
+        cluster.delete(target.config_path)

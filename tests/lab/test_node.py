@@ -40,8 +40,7 @@ def kubectl(lab: Lab, *args: str, timeout: float = 30) -> subprocess.CompletedPr
 def http_get_from_master(lab: Lab, url: str) -> str:
     """GET ``url`` from a process in the master namespace (where the apiserver runs)."""
     script = (
-        "import urllib.request; "
-        f"print(urllib.request.urlopen({url!r}, timeout=5).read().decode())"
+        f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=5).read().decode())"
     )
     result = subprocess.run(
         lab.master_argv([sys.executable, "-c", script]), capture_output=True, text=True, timeout=30

@@ -137,14 +137,39 @@ def test_with_cert_manager_its_objects_are_applied_as_they_are() -> None:
 
 
 def test_object_paths_follow_the_api_groups_and_scopes() -> None:
-    assert workloads.object_path(
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "n"}}
-    ) == "/apis/apps/v1/namespaces/n/deployments/d"
-    assert workloads.object_path(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}}
-    ) == "/api/v1/namespaces/n"
+    assert (
+        workloads.object_path(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "d", "namespace": "n"},
+            }
+        )
+        == "/apis/apps/v1/namespaces/n/deployments/d"
+    )
+    assert (
+        workloads.object_path({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}})
+        == "/api/v1/namespaces/n"
+    )
 
 
 def test_an_unknown_sample_is_refused_with_the_choices() -> None:
     with pytest.raises(LabError, match="sidecar-injector"):
         workloads.sample_manifests("nope")
+
+
+def test_without_cert_manager_the_website_crd_trusts_the_labs_ca_for_its_conversion() -> None:
+    ca = certs.new_ca("test-ca")
+    documents = workloads.with_overrides(
+        workloads.sample_manifests("website"),
+        ca_pem=ca.cert_pem,
+        ca_key_pem=ca.key_pem,
+        cert_manager=False,
+    )
+    crd = next(d for d in documents if d["kind"] == "CustomResourceDefinition")
+    client_config = crd["spec"]["conversion"]["webhook"]["clientConfig"]  # type: ignore[index]
+    assert base64.b64decode(client_config["caBundle"]) == ca.cert_pem
+    assert "cert-manager.io/inject-ca-from" not in crd["metadata"].get("annotations", {})  # type: ignore[attr-defined]
+    assert workloads.object_path(crd) == (
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/websites.samples.webhook-dev.io"
+    )

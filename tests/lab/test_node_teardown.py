@@ -57,8 +57,7 @@ def leftovers() -> list[str]:
     """Everything of the second lab still on the machine, found independently."""
     found = []
     netns = json.loads(
-        subprocess.run(["ip", "-j", "netns", "list"], capture_output=True, text=True).stdout
-        or "[]"
+        subprocess.run(["ip", "-j", "netns", "list"], capture_output=True, text=True).stdout or "[]"
     )
     found += [f"netns {n['name']}" for n in netns if n["name"].startswith(f"{PREFIX}-")]
     links = json.loads(

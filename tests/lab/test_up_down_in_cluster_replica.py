@@ -129,8 +129,9 @@ def test_ready_in_cluster_pods_get_no_calls_while_redirected_and_come_back_after
         what="the controller's EndpointSlice lists the in-cluster Pod",
     )
     wait_until(
-        lambda: lab_node.proxy_destinations(deployed.namespace, deployed.service)
-        == [replica.address],
+        lambda: (
+            lab_node.proxy_destinations(deployed.namespace, deployed.service) == [replica.address]
+        ),
         timeout=30,
         what="kube-proxy routes the Service to the in-cluster replica",
     )
@@ -160,8 +161,9 @@ def test_ready_in_cluster_pods_get_no_calls_while_redirected_and_come_back_after
 
     # After down the controllers route the Service to the replica again, and it answers.
     wait_until(
-        lambda: lab_node.proxy_destinations(deployed.namespace, deployed.service)
-        == [replica.address],
+        lambda: (
+            lab_node.proxy_destinations(deployed.namespace, deployed.service) == [replica.address]
+        ),
         timeout=30,
         what="kube-proxy routes the Service to the in-cluster replica again",
     )

@@ -28,7 +28,6 @@ from tests.lab.redirect_fixtures import (
     ClusterView,
     RedirectTarget,
     container_names,
-    make_target,
     up_process,
 )
 from tests.polling import wait_until
@@ -58,45 +57,6 @@ def cluster_view(lab_node: Lab) -> ClusterView:
 def lab_namespace(lab_node_namespace: str) -> str:
     """A fresh namespace in the node's cluster, for the fixtures that ask for one."""
     return lab_node_namespace
-
-
-@pytest.fixture
-def apps_namespace(cluster_view: ClusterView, lab_namespace: str) -> Iterator[str]:
-    """Where the test's Pods go: the namespace the webhook intercepts."""
-    name = f"{lab_namespace[:50]}-apps"
-    cluster_view.cluster.create(
-        "/api/v1/namespaces",
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
-    )
-    wait_until(
-        lambda: cluster_view.cluster.list(f"/api/v1/namespaces/{name}/serviceaccounts"),
-        timeout=30,
-        what=f"the default service account of {name}",
-    )
-    yield name
-    cluster_view.cluster.delete(f"/api/v1/namespaces/{name}")
-
-
-@pytest.fixture
-def relay_target(
-    lab_node: Lab, cluster_view: ClusterView, lab_namespace: str, apps_namespace: str
-) -> Iterator[RedirectTarget]:
-    """The sidecar webhook's Service in ``lab_namespace``, intercepting ``apps_namespace``."""
-    target = make_target(cluster_view, lab_namespace)
-    cluster = cluster_view.cluster
-
-    def intercept_apps(config: dict[str, Any]) -> dict[str, Any]:
-        for entry in config["webhooks"]:
-            entry["namespaceSelector"] = {
-                "matchLabels": {"kubernetes.io/metadata.name": apps_namespace}
-            }
-        return config
-
-    cluster.update(target.config_path, intercept_apps)
-    try:
-        yield target
-    finally:
-        cluster.delete(target.config_path)
 
 
 @pytest.fixture
@@ -147,31 +107,31 @@ def webhook_dev(lab: Lab, state_dir: Path, *argv: str, kubeconfig: Path | None =
 def test_the_apiserver_calls_local_code_through_the_relay_pod(
     lab_node: Lab,
     cluster_view: ClusterView,
-    relay_target: RedirectTarget,
+    apps_target: RedirectTarget,
     apps_namespace: str,
     start_relay: Any,
     state_dir: Path,
 ) -> None:
-    before = cluster_view.snapshot(relay_target)
-    up: RunningProcess = start_relay(relay_target)
+    before = cluster_view.snapshot(apps_target)
+    up: RunningProcess = start_relay(apps_target)
     line = up.wait_for(r"relay up: [\d.]+:443 \(Pod ")
     up.wait_for("ready: kube-apiserver → sidecar-injector")
-    [pod] = relay_pods(cluster_view.cluster, relay_target.namespace)
+    [pod] = relay_pods(cluster_view.cluster, apps_target.namespace)
     assert pod["status"]["podIP"] in line
     endpoints = cluster_view.cluster.get(
-        f"/api/v1/namespaces/{relay_target.namespace}/endpoints/{relay_target.service}"
+        f"/api/v1/namespaces/{apps_target.namespace}/endpoints/{apps_target.service}"
     )
     assert endpoints["subsets"][0]["addresses"][0]["ip"] == pod["status"]["podIP"]
 
     created = cluster_view.create_pod(apps_namespace, "relay-0")
     assert container_names(created) == ["app", "nginx-sidecar"]
     shown = webhook_dev(lab_node, state_dir, "status").stdout
-    assert f"relay: Pod {relay_target.namespace}/{pod['metadata']['name']}" in shown
+    assert f"relay: Pod {apps_target.namespace}/{pod['metadata']['name']}" in shown
 
     assert up.stop(signal.SIGTERM) == 0, up.output
-    assert cluster_view.snapshot(relay_target) == before
+    assert cluster_view.snapshot(apps_target) == before
     wait_until(
-        lambda: not relay_pods(cluster_view.cluster, relay_target.namespace),
+        lambda: not relay_pods(cluster_view.cluster, apps_target.namespace),
         timeout=30,
         what="the relay Pod gone after up stopped",
     )
@@ -180,7 +140,7 @@ def test_the_apiserver_calls_local_code_through_the_relay_pod(
 def test_a_code_edit_under_up_relay_misses_no_call(
     tmp_path: Path,
     cluster_view: ClusterView,
-    relay_target: RedirectTarget,
+    apps_target: RedirectTarget,
     apps_namespace: str,
     start_relay: Any,
 ) -> None:
@@ -191,7 +151,7 @@ def test_a_code_edit_under_up_relay_misses_no_call(
         ignore=shutil.ignore_patterns("__pycache__", "deploy"),
     )
     source = project / "sample_webhook" / "sidecar_injector.py"
-    up: RunningProcess = start_relay(relay_target, cwd=project)
+    up: RunningProcess = start_relay(apps_target, cwd=project)
     up.wait_for("ready: kube-apiserver")
     injected = []
     for index in range(20):
@@ -206,13 +166,13 @@ def test_a_code_edit_under_up_relay_misses_no_call(
 def test_a_killed_port_forward_reconnects_and_the_next_call_reaches_the_code(
     lab_node: Lab,
     cluster_view: ClusterView,
-    relay_target: RedirectTarget,
+    apps_target: RedirectTarget,
     apps_namespace: str,
     start_relay: Any,
 ) -> None:
-    up: RunningProcess = start_relay(relay_target)
+    up: RunningProcess = start_relay(apps_target)
     up.wait_for("ready: kube-apiserver")
-    [pod] = relay_pods(cluster_view.cluster, relay_target.namespace)
+    [pod] = relay_pods(cluster_view.cluster, apps_target.namespace)
     dropped = up.mark()
     # Kill every TCP connection from the workstation to the apiserver: the port-forward's
     # WebSockets among them, as an apiserver restart or an idle timeout would.
@@ -227,31 +187,34 @@ def test_a_killed_port_forward_reconnects_and_the_next_call_reaches_the_code(
     up.wait_for(r"relay up: ", after=up.lines.index(reconnecting), timeout=60)
     pod_after = cluster_view.create_pod(apps_namespace, "after-drop", dry_run=True)
     assert container_names(pod_after) == ["app", "nginx-sidecar"]
-    [same] = relay_pods(cluster_view.cluster, relay_target.namespace)
+    [same] = relay_pods(cluster_view.cluster, apps_target.namespace)
     assert same["status"]["podIP"] == pod["status"]["podIP"]
 
 
 @pytest.mark.parametrize(
     "step",
-    ["carry", "lease", "journal-local", "journal", "Service/sidecar-injector", "ready"],
+    # lease, journal-local, journal and shield come before the relay exists (its shield is
+    # journaled first, docs/relay.md); carry and later, after.
+    ["lease", "journal-local", "journal", "shield", "carry", "Service/sidecar-injector", "ready"],
 )
 def test_down_from_another_shell_after_kill_9_of_up_relay_restores_and_removes_the_relay(
     step: str,
     lab_node: Lab,
     state_dir: Path,
     cluster_view: ClusterView,
-    relay_target: RedirectTarget,
+    apps_target: RedirectTarget,
     start_relay: Any,
 ) -> None:
-    before = cluster_view.snapshot(relay_target)
-    up: RunningProcess = start_relay(relay_target, env={"WEBHOOK_DEV_FAULT_AFTER": step})
+    before = cluster_view.snapshot(apps_target)
+    up: RunningProcess = start_relay(apps_target, env={"WEBHOOK_DEV_FAULT_AFTER": step})
     assert up.wait(180) == -signal.SIGKILL, up.output
-    assert relay_pods(cluster_view.cluster, relay_target.namespace)  # left behind
-    result = webhook_dev(lab_node, state_dir, "down", "--service", relay_target.subject)
+    if step in ("carry", "Service/sidecar-injector", "ready"):
+        assert relay_pods(cluster_view.cluster, apps_target.namespace)  # left behind
+    result = webhook_dev(lab_node, state_dir, "down", "--service", apps_target.subject)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert cluster_view.snapshot(relay_target) == before
+    assert cluster_view.snapshot(apps_target) == before
     wait_until(
-        lambda: not relay_pods(cluster_view.cluster, relay_target.namespace),
+        lambda: not relay_pods(cluster_view.cluster, apps_target.namespace),
         timeout=30,
         what="no relay Pod left",
     )
@@ -261,7 +224,7 @@ def test_doctor_relay_names_the_missing_rbac_verb(
     lab_node: Lab, redirect_target: RedirectTarget, tmp_path: Path, state_dir: Path
 ) -> None:
     """carol may do everything up --relay does except port-forward."""
-    relay_target = redirect_target
+    apps_target = redirect_target
     admin = Cluster.connect(kubeconfig=str(lab_node.host_kubeconfig))
     ca = certs.Issued(lab_node.layout.ca_cert.read_bytes(), lab_node.layout.ca_key.read_bytes())
     user = f"carol-{uuid.uuid4().hex[:6]}"
@@ -330,7 +293,7 @@ def test_doctor_relay_names_the_missing_rbac_verb(
             state_dir,
             "doctor",
             "--service",
-            relay_target.subject,
+            apps_target.subject,
             "--relay",
             kubeconfig=kubeconfig,
         )

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import http.cookiejar
+import json
 import os
 import re
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -64,6 +67,11 @@ def test_a_full_disk_leaves_only_whole_lines_and_says_how_many_were_lost(
         served.review(request_review(uid=f"lost-{number}"))  # serving goes on regardless
     served.wait_for(r"recording to .* failed \(No space left on device\)")
     _shown(served, 7)  # all five were tried while the disk was full
+    # The page's count is live while the disk is full, not the first failure's 1.
+    recording = _inspector_recording(served)
+    assert (recording["failing"], recording["missed"]) == (True, 5), recording
+    assert "5 exchanges not recorded so far" in recording["message"]
+    assert served.output.count("failed (No space left on device)") == 1  # said once
     filler.unlink()
     (small_disk / "probe").unlink(missing_ok=True)
     for uid in ("after-1", "after-2"):
@@ -76,6 +84,21 @@ def test_a_full_disk_leaves_only_whole_lines_and_says_how_many_were_lost(
     assert uids == ["before-1", "before-2", "after-1", "after-2"]
     assert record.read_bytes().endswith(b"\n")
     assert "Traceback" not in served.output
+
+
+def _inspector_recording(served: Served) -> dict[str, object]:
+    """The recording state the inspector page shows (its list's answer)."""
+    line = served.wait_for(r"inspector http://")
+    url = re.search(r"(http://\S+)", line)
+    assert url is not None
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    opener.open(url.group(1), timeout=30).read()  # the token becomes a cookie
+    base = url.group(1).split("/?")[0]
+    with opener.open(f"{base}/api/exchanges", timeout=30) as response:
+        recording: dict[str, object] = json.loads(response.read())["recording"]
+    return recording
 
 
 def _shown(served: Served, count: int) -> None:

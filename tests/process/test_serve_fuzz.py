@@ -12,7 +12,6 @@ import http.cookiejar
 import json
 import random
 import re
-import socket
 import urllib.request
 import zlib
 from collections.abc import Callable
@@ -76,21 +75,10 @@ def _mutated(rng: random.Random) -> tuple[str, dict[str, str], bytes]:
 
 
 def _post(served: Served, path: str, headers: dict[str, str], body: bytes) -> int:
-    context = served.tls_context()
-    raw = socket.create_connection(("127.0.0.1", served.port), timeout=30)
-    with raw, context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        tls.sendall(
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n{head}\r\n".encode()
-            + body
-        )
-        answer = b""
-        while chunk := tls.recv(65536):
-            answer += chunk
-    match = re.match(rb"HTTP/1\.[01] (\d{3})", answer)
-    assert match, answer[:200]
-    return int(match.group(1))
+    head = "".join(
+        f"{k}: {v}\r\n" for k, v in {"Content-Type": "application/json", **headers}.items()
+    )
+    return served.post_raw(path, head.encode(), body)[0]
 
 
 def test_hostile_reviews_get_a_4xx_and_no_subscriber_ever_fails(

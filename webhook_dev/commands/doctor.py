@@ -13,10 +13,12 @@ from webhook_dev.commands import relay as relay_command
 from webhook_dev.commands.options import cluster_options, err_console, say, target_options
 from webhook_dev.errors import ExitCode, PreflightError, UsageError, WebhookDevError
 from webhook_dev.kube.cluster import Cluster
+from webhook_dev.redirect import callers
 from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.discovery import check_not_held, discover, preflight_warnings, subject_of
 from webhook_dev.redirect.personal import prepare_claim
 from webhook_dev.redirect.scope import Scope
+from webhook_dev.redirect.selection import Selection
 from webhook_dev.tunnel import direct_addresses, relay_manifests
 from webhook_dev.tunnel.direct import bind_listener
 from webhook_dev.tunnel.ssh import SshSpec, SshTunnel
@@ -29,7 +31,8 @@ from webhook_dev.tunnel.ssh import SshSpec, SshTunnel
 @click.option(
     "--relay",
     is_flag=True,
-    help="Check what up --relay needs instead: every RBAC verb, by SelfSubjectAccessReview.",
+    help="Check what up --relay needs instead: every RBAC verb (SelfSubjectAccessReview), "
+    "and which other admission control would change or block the relay.",
 )
 @click.option("--address", metavar="IP", help="As for up --direct.")
 @click.option("--allow-from", "allow_from", metavar="CIDR", multiple=True, help="As for up.")
@@ -41,8 +44,7 @@ from webhook_dev.tunnel.ssh import SshSpec, SshTunnel
 @click.option("--only-user", "only_users", multiple=True, metavar="NAME", help="As for up.")
 @click.option("--only-group", "only_groups", multiple=True, metavar="GROUP", help="As for up.")
 def doctor(
-    webhook: str | None,
-    service: str | None,
+    selection: Selection | None,
     ssh: str | None,
     direct: bool,
     relay: bool,
@@ -58,8 +60,10 @@ def doctor(
     only_groups: tuple[str, ...],
 ) -> None:
     """Run up's preflight checks and change nothing."""
-    if bool(webhook) == bool(service):
-        raise UsageError("say what to check: exactly one of --webhook or --service")
+    if selection is None:
+        raise UsageError(
+            "say what to check: --webhook NAME[/ENTRY], --service NS/NAME or --crd NAME"
+        )
     if [bool(ssh), direct, relay].count(True) != 1:
         raise UsageError(
             "say which transport to check: exactly one of --ssh DEST, --direct or --relay"
@@ -67,8 +71,7 @@ def doctor(
     scope = Scope(only_namespaces, only_users, only_groups) or None
     failures = asyncio.run(
         _doctor(
-            webhook,
-            service,
+            selection,
             ssh,
             context,
             kubeconfig,
@@ -91,8 +94,7 @@ class DirectFlags:
 
 
 async def _doctor(
-    webhook: str | None,
-    service: str | None,
+    selection: Selection,
     ssh: str | None,
     context: str | None,
     kubeconfig: str | None,
@@ -117,15 +119,22 @@ async def _doctor(
 
     try:
         cluster = await asyncio.to_thread(Cluster.connect, context, kubeconfig)
-        snapshot = await asyncio.to_thread(discover, cluster, webhook, service)
+        snapshot = await asyncio.to_thread(
+            discover, cluster, selection, whole_service=scope is None
+        )
+        found = [*map(str, snapshot.entries), *(f"conversion of {n}" for n in snapshot.crds)]
         check(
-            "cluster reachable, webhook entries found",
+            "cluster reachable, callers found",
             None,
-            f"{', '.join(map(str, snapshot.entries))} ({cluster.context_name})",
+            f"{', '.join(found) or 'none'} ({cluster.context_name})",
         )
     except WebhookDevError as error:
-        check("cluster reachable, webhook entries found", error)
+        check("cluster reachable, callers found", error)
         return failures
+    say(f"  {callers.heading(snapshot)}")
+    treatment = callers.Treatment(scope=scope.describe() if scope else None)
+    for line in callers.caller_lines(snapshot, treatment):
+        say(f"    {line}")
     if relay:
         await asyncio.to_thread(_check_relay_permissions, cluster, snapshot, check)
     try:
@@ -195,6 +204,25 @@ def _check_relay_permissions(
         check(name, relay_command.describe_missing(missing, namespace), "")
     else:
         check(name, None, f"{len(relay_manifests.RELAY_PERMISSIONS)} verbs allowed")
+    name = f"no other admission control would change or block the relay (in {namespace})"
+    try:
+        in_the_way = relay_command.admission_in_the_way(cluster, snapshot, namespace)
+    except WebhookDevError as error:
+        check(name, error, "")
+        return
+    if in_the_way:
+        check(
+            name,
+            PreflightError(
+                "; ".join(in_the_way),
+                hint="up --relay shields the relay only from the entries it redirects; "
+                "exclude the label webhook-dev/relay in these (objectSelector) or redirect "
+                "them too (docs/relay.md)",
+            ),
+            "",
+        )
+    else:
+        check(name, None, "the redirected entries are shielded during the session")
 
 
 def _check_direct(

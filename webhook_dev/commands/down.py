@@ -17,6 +17,7 @@ from webhook_dev.redirect.restore import (
     remove_stray_relays,
     restore_from_journal,
 )
+from webhook_dev.redirect.selection import Selection
 
 
 @click.command()
@@ -24,8 +25,7 @@ from webhook_dev.redirect.restore import (
 @click.option("--all", "everything", is_flag=True, help="Every redirect in this cluster.")
 @cluster_options
 def down(
-    webhook: str | None,
-    service: str | None,
+    selection: Selection | None,
     everything: bool,
     context: str | None,
     kubeconfig: str | None,
@@ -38,6 +38,9 @@ def down(
     Personal redirects (up --only-...) are restored only for your own Kubernetes user;
     a teammate's are named and left running, unless --all.
     """
+    service = selection.service if selection else None
+    webhook = selection.webhook if selection else None
+    crds = selection.crds if selection else ()
     cluster = Cluster.connect(context, kubeconfig)
     found = find_journals(cluster)
     strays = remove_stray_relays(
@@ -51,6 +54,8 @@ def down(
     elif webhook:
         name = webhook.partition("/")[0]
         found = [j for j in found if any(c.ref.name == name for c in j.plan.changes)]
+    if crds:
+        found = [j for j in found if any(c.ref.name in crds for c in j.plan.changes)]
     if not everything and any(j.owner for j in found):
         me = whoami(cluster)
         for record in [j for j in found if j.owner and j.owner != me]:
@@ -59,7 +64,7 @@ def down(
                 "(pass --all to restore it too)"
             )
         found = [j for j in found if not j.owner or j.owner == me]
-    if not service and not webhook and not everything and len(found) > 1:
+    if selection is None and not everything and len(found) > 1:
         listed = ", ".join(str(j.subject) for j in found)
         raise UsageError(
             f"several redirects are active ({listed})",

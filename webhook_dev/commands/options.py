@@ -13,6 +13,7 @@ from rich.console import Console
 
 from webhook_dev.inspector.server import DEFAULT_PORT, InspectorServer
 from webhook_dev.recording.writer import DEFAULT_MAX_SIZE
+from webhook_dev.redirect.selection import Selection
 from webhook_dev.serving.spec import ServingSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,14 +38,42 @@ def cluster_options(function: Any) -> Any:
 
 
 def target_options(function: Any) -> Any:
-    function = click.option(
-        "--webhook",
-        metavar="NAME[/ENTRY]",
-        help="A Mutating/ValidatingWebhookConfiguration (all its entries, or one).",
-    )(function)
-    return click.option(
-        "--service", metavar="NS/NAME", help="Every webhook entry that calls this Service."
-    )(function)
+    """``--webhook``, ``--service`` and ``--crd``, handed to the command as one ``selection``
+    (a :class:`~webhook_dev.redirect.selection.Selection`, checked once; ``None`` when no
+    flag was given, which ``down`` allows and ``up``/``doctor`` refuse)."""
+
+    @functools.wraps(function)
+    def with_selection(*args: Any, **flags: Any) -> Any:
+        webhook, service, crds = flags.pop("webhook"), flags.pop("service"), flags.pop("crds")
+        flags["selection"] = (
+            Selection.from_flags(webhook, service, crds) if webhook or service or crds else None
+        )
+        return function(*args, **flags)
+
+    for option in reversed(
+        [
+            click.option(
+                "--webhook",
+                metavar="NAME[/ENTRY]",
+                help="A Mutating/ValidatingWebhookConfiguration (all its entries, or one).",
+            ),
+            click.option(
+                "--service",
+                metavar="NS/NAME",
+                help="Every webhook entry and CRD conversion that calls this Service.",
+            ),
+            click.option(
+                "--crd",
+                "crds",
+                metavar="NAME",
+                multiple=True,
+                help="A CustomResourceDefinition's conversion webhook (PLURAL.GROUP), also a "
+                "url: one; alone or with --webhook/--service. Repeatable.",
+            ),
+        ]
+    ):
+        with_selection = option(with_selection)
+    return with_selection
 
 
 class ByteSize(click.ParamType[int, Any]):
@@ -107,7 +136,7 @@ def loop_options(function: Any) -> Any:
             click.option(
                 "--show-secrets",
                 is_flag=True,
-                help="Record and show Secret data in clear (recording and inspector).",
+                help="Record and show Secret data in clear (console, recording and inspector).",
             ),
         ]
     ):

@@ -9,8 +9,10 @@ from typing import Any
 from webhook_dev.commands.options import say
 from webhook_dev.errors import ClusterError, PreflightError
 from webhook_dev.kube.cluster import Cluster
+from webhook_dev.redirect import interception, probe_objects
 from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.discovery import discover, subject_of
+from webhook_dev.redirect.selection import Selection
 from webhook_dev.tunnel import relay_manifests
 from webhook_dev.tunnel.relay import RelayTransport, new_relay_id
 from webhook_dev.tunnel.relay_manifests import Permission, RelaySpec
@@ -23,8 +25,7 @@ ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 def relay_transport(
     context: str | None,
     kubeconfig: str | None,
-    webhook: str | None,
-    service: str | None,
+    selection: Selection,
     *,
     image: str | None,
     port: int,
@@ -40,7 +41,7 @@ def relay_transport(
     if not 1 <= port <= 65535:
         raise PreflightError(f"--relay-port {port} is not a TCP port", hint="e.g. 443 or 8443")
     cluster = Cluster.connect(context, kubeconfig)
-    snapshot = discover(cluster, webhook, service)
+    snapshot = discover(cluster, selection)
     subject = subject_of(snapshot)
     target = redirect.service_target(snapshot)
     namespace = target.namespace if target else "default"
@@ -106,3 +107,57 @@ def describe_missing(missing: list[tuple[Permission, str]], namespace: str) -> C
         f"your user may not: {listed}",
         hint="ask for a Role with these verbs (docs/relay.md lists them)",
     )
+
+
+VALIDATING_POLICIES = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
+
+
+def admission_in_the_way(
+    cluster: Cluster, snapshot: redirect.Snapshot, namespace: str
+) -> list[str]:
+    """What admission control other than the redirected entries would see the relay's
+    ConfigMap and Pod in ``namespace``, one line each (naming it); nothing changes.
+
+    The redirected entries are left out: ``up`` shields the relay from them. Other
+    webhook entries are matched as the apiserver matches them (rules and both selectors),
+    and ValidatingAdmissionPolicies by their ``matchConstraints``; whether their CEL
+    denies is for the apiserver to say, so they are named as "may".
+    """
+    spec = RelaySpec(namespace=namespace, relay_id="doctor")
+    labels = relay_manifests.labels(spec)
+    created = [
+        interception.Created("configmaps", namespace, labels),
+        interception.Created("pods", namespace, labels),
+    ]
+    configs: dict[tuple[str, str], Json] = {}
+    for kind, collection in redirect.CONFIG_COLLECTIONS.items():
+        for config in cluster.list(collection):
+            configs[(kind, config["metadata"]["name"])] = config
+    found = cluster.get_or_none(f"/api/v1/namespaces/{namespace}") or {}
+    namespace_labels = (found.get("metadata") or {}).get("labels") or {}
+    lines = [
+        interceptor.describe()
+        for interceptor in interception.interceptors(
+            configs, created, namespace_labels, skip=snapshot.entries
+        )
+    ]
+    try:
+        policies = cluster.list(VALIDATING_POLICIES)
+    except ClusterError:  # before Kubernetes 1.30, or not allowed to list them
+        policies = []
+    for policy in policies:
+        constraints = (policy.get("spec") or {}).get("matchConstraints") or {}
+        entry = {"rules": constraints.get("resourceRules") or []}
+        for item in created:
+            if (
+                interception.rules_match(entry, item)
+                and probe_objects.selector_matches(
+                    constraints.get("namespaceSelector"), namespace_labels
+                )
+                and probe_objects.selector_matches(constraints.get("objectSelector"), item.labels)
+            ):
+                lines.append(
+                    f"ValidatingAdmissionPolicy {policy['metadata']['name']} applies to "
+                    f"{item.resource} in {namespace}: may deny it (where a binding applies it)"
+                )
+    return lines

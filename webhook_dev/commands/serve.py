@@ -65,7 +65,10 @@ def serve(
     spec = serving
     policy = live_policy(policies)
     feed = ExchangeFeed(redact=spec.redact) if spec.inspector else None
-    subscribers: list[Any] = [ConsolePrinter(), *([feed] if feed is not None else [])]
+    subscribers: list[Any] = [
+        ConsolePrinter(redact=spec.redact),
+        *([feed] if feed is not None else []),
+    ]
     stack = ServingStack.from_spec(
         spec,
         port=port,

@@ -27,6 +27,7 @@ from webhook_dev.errors import ExitCode, UnreachableError, UsageError
 from webhook_dev.inspector import ExchangeFeed, InspectorServer
 from webhook_dev.policy.live import LivePolicy
 from webhook_dev.redirect.scope import Scope
+from webhook_dev.redirect.selection import Selection
 from webhook_dev.redirect.session import Session, UpOptions
 from webhook_dev.serving.spec import ServingSpec
 from webhook_dev.serving.stack import ServingStack
@@ -160,8 +161,7 @@ from webhook_dev.tunnel.transport import Transport
 )
 @policy_option
 def up(
-    webhook: str | None,
-    service: str | None,
+    selection: Selection | None,
     ssh: str | None,
     direct: bool,
     relay: bool,
@@ -196,11 +196,18 @@ def up(
     cluster: a copy of the entries, limited to that scope, calls this machine, and the
     originals exclude exactly that scope; the Service and its Pods are not touched.
 
+    Every caller of the redirected Service comes along: webhook entries and CRD conversion
+    webhooks (our CA appended to their caBundle). --crd NAME selects a CRD's conversion by
+    name, also a url: one. A conversion cannot be scoped to a person: a personal redirect
+    leaves it in the cluster.
+
     With --policy, admission policies decide each call too, beside the webhook that
     answers; where they differ shows under the call and stays in the recording.
     """
-    if bool(webhook) == bool(service):
-        raise UsageError("say what to redirect: exactly one of --webhook or --service")
+    if selection is None:
+        raise UsageError(
+            "say what to redirect: --webhook NAME[/ENTRY], --service NS/NAME or --crd NAME"
+        )
     if [bool(ssh), direct, relay].count(True) != 1:
         raise UsageError(
             "say how the cluster reaches this machine: exactly one of --ssh DEST, --direct "
@@ -219,8 +226,7 @@ def up(
         )
     options = UpOptions(
         serving=serving,
-        webhook=webhook,
-        service=service,
+        selection=selection,
         context=context,
         kubeconfig=kubeconfig,
         port=0 if direct else port,
@@ -248,8 +254,7 @@ def up(
         transport = relay_command.relay_transport(
             context,
             kubeconfig,
-            webhook,
-            service,
+            selection,
             image=relay_image,
             port=relay_port,
             host_network=relay_host_network,
@@ -307,11 +312,11 @@ async def _run_session(
     session = Session(options, transport, say, on_serving=serving)
     live = None
     if err_console.is_terminal:
-        live = LiveView(err_console, session.facts)
+        live = LiveView(err_console, session.facts, redact=options.serving.redact)
         options.subscribers.append(live)
         live.start()
     else:
-        options.subscribers.append(ConsolePrinter(sys.stderr))
+        options.subscribers.append(ConsolePrinter(sys.stderr, redact=options.serving.redact))
     loop = asyncio.get_running_loop()
 
     def stop() -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from webhook_dev.inspector import views
 from webhook_dev.recording.redaction import may_hold_secrets_exchange, redact
 from webhook_dev.recording.redaction_key import redaction_key as workstation_key
+from webhook_dev.reviews import fast_json
 from webhook_dev.reviews.exchange import (
     Event,
     Exchange,
@@ -29,6 +30,7 @@ from webhook_dev.reviews.exchange import (
     GenerationMemory,
     GenerationReady,
     RecordingFailed,
+    RecordingMissed,
     RecordingResumed,
     ReloadStarted,
 )
@@ -36,6 +38,10 @@ from webhook_dev.reviews.json_body import JsonObject
 from webhook_dev.subscribers.call_stats import CallStats
 
 CAPACITY = 1000
+# The ring's other bound: the reviews' JSON it holds. Parsed, a review takes several times
+# its text, and the page only lists the newest; without it 1000 reviews of 512 KiB (big
+# objects, a fuzzer) kept serve's RSS growing past 400 MiB (docs/benchmarks.md).
+MAX_BYTES = 16 * 2**20
 QUEUE_LIMIT = 1000
 
 
@@ -63,8 +69,13 @@ class ExchangeFeed:
     ``redact=False`` (``--show-secrets``) shows them in clear.
     """
 
-    def __init__(self, capacity: int = CAPACITY, *, redact: bool = True) -> None:
+    def __init__(
+        self, capacity: int = CAPACITY, *, redact: bool = True, max_bytes: int = MAX_BYTES
+    ) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self._sizes: dict[str, int] = {}  # the reviews' JSON length, by exchange id
+        self._bytes = 0
         self._redact = redact
         self._key: bytes | None = None
         # As added, until first read; then redacted, with its list row.
@@ -74,6 +85,7 @@ class ExchangeFeed:
         self.status: JsonObject = {"generation": None, "state": "starting", "message": ""}
         self.recording: JsonObject = {"failing": False, "missed": 0, "message": ""}
         self._missed_before = 0  # exchanges not recorded in failures already resumed from
+        self._failure = ""  # why the current run of failures began
 
     @property
     def redaction_key(self) -> bytes | None:
@@ -116,16 +128,17 @@ class ExchangeFeed:
                 self.status["memory_warning"] = (
                     f"worker {event.generation} uses {event.rss_bytes // 2**20} MiB of memory"
                 )
-        elif isinstance(event, RecordingFailed | RecordingResumed):
+        elif isinstance(event, RecordingFailed | RecordingMissed | RecordingResumed):
             if isinstance(event, RecordingResumed):
                 self._missed_before += event.missed
-            missed = self._missed_before + (
-                event.missed if isinstance(event, RecordingFailed) else 0
-            )
+            if isinstance(event, RecordingFailed):
+                self._failure = event.error
+            failing = not isinstance(event, RecordingResumed)
+            missed = self._missed_before + (event.missed if failing else 0)
             self.recording = {
-                "failing": isinstance(event, RecordingFailed),
+                "failing": failing,
                 "missed": missed,
-                "message": _recording_message(event),
+                "message": _recording_message(event, self._failure),
             }
             self._publish(Message("recording", self.recording))
             return
@@ -138,8 +151,14 @@ class ExchangeFeed:
     def add(self, exchange: Exchange) -> None:
         self.stats.on_exchange(exchange)
         self._exchanges[exchange.id] = exchange
-        while len(self._exchanges) > self.capacity:
-            self._exchanges.popitem(last=False)
+        size = _review_bytes(exchange)
+        self._bytes += size - self._sizes.get(exchange.id, 0)
+        self._sizes[exchange.id] = size
+        while len(self._exchanges) > self.capacity or (
+            self._bytes > self.max_bytes and len(self._exchanges) > 1
+        ):
+            dropped, _ = self._exchanges.popitem(last=False)
+            self._bytes -= self._sizes.pop(dropped, 0)
         if self._listeners:
             _, row = self._shown(exchange.id)
             self._publish(Message("exchange", row))
@@ -199,13 +218,26 @@ class ExchangeFeed:
             "count": len(self),
             "capacity": self.capacity,
             "calls": self.stats.calls,
+            "client_closed": self.stats.client_closed,
+            "failed": self.stats.failed,
             "status": self.status,
             "recording": self.recording,
         }
 
 
-def _recording_message(event: RecordingFailed | RecordingResumed) -> str:
-    if isinstance(event, RecordingFailed):
-        return f"recording failed ({event.error}): {event.missed} exchanges not recorded so far"
+def _review_bytes(exchange: Exchange) -> int:
+    """How much review text an exchange holds (orjson: microseconds for a usual review)."""
+    return sum(
+        len(fast_json.dumps_compact(review))
+        for review in (exchange.request_review, exchange.response_review)
+        if review is not None
+    )
+
+
+def _recording_message(
+    event: RecordingFailed | RecordingMissed | RecordingResumed, failure: str
+) -> str:
+    if not isinstance(event, RecordingResumed):
+        return f"recording failed ({failure}): {event.missed} exchanges not recorded so far"
     since = event.since.isoformat(timespec="seconds")
     return f"recording resumed: {event.missed} exchanges not recorded since {since}"

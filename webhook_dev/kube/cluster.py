@@ -129,10 +129,16 @@ class Cluster:
         """PUT with the manifest's resourceVersion: fails with :class:`Conflict` if stale."""
         return self.request("PUT", path, manifest)
 
-    def delete(self, path: str) -> bool:
-        """Delete; ``False`` if it was already gone."""
+    def delete(self, path: str, *, grace_period: int | None = None) -> bool:
+        """Delete; ``False`` if it was already gone.
+
+        ``grace_period=0`` on a Pod removes the object at once (the kubelet stops its
+        containers after), instead of leaving it Terminating until the kubelet's own
+        final delete — a request admission webhooks see like any other.
+        """
+        query = None if grace_period is None else {"gracePeriodSeconds": str(grace_period)}
         try:
-            self.request("DELETE", path)
+            self.request("DELETE", path, query=query)
         except NotFound:
             return False
         return True

@@ -310,8 +310,10 @@ def _write_archive(dest: Path, base_tar: Path, progress: ProgressCallback) -> li
                     "Labels": {"io.webhook-dev.lab": spec.description, **spec.labels},
                 },
                 "rootfs": {"type": "layers", "diff_ids": [digest for digest, _ in descriptors]},
-                "history": [{"created": created, "created_by": f"webhook-dev lab: {key}"}
-                            for key in spec.layers],
+                "history": [
+                    {"created": created, "created_by": f"webhook-dev lab: {key}"}
+                    for key in spec.layers
+                ],
             }
             config_digest, config_size = writer.blob(_json(config))
             manifest = {

@@ -455,9 +455,10 @@ class Lab:
     def deploy_sample(self, sample: str, timeout: float = 60.0) -> workloads.DeployedSample:
         """Run ``sample_webhook/deploy/<sample>.yaml`` on the node; return once it serves.
 
-        ``sample`` is ``sidecar-injector``, ``require-limits`` or
-        ``statefulset-node-selector``. Without cert-manager the serving certificate comes
-        from the lab's CA (see :mod:`webhook_dev.lab.workloads` for the overrides).
+        ``sample`` is ``sidecar-injector``, ``require-limits``,
+        ``statefulset-node-selector`` or ``website`` (a CRD with a conversion webhook).
+        Without cert-manager the serving certificate comes from the lab's CA (see
+        :mod:`webhook_dev.lab.workloads` for the overrides).
         """
         self.wait_node_ready()
         return workloads.deploy_sample(
@@ -839,9 +840,7 @@ class Lab:
             },
             # With a scheduler, Pods must go to the node, as kubeadm taints control planes.
             "spec": {
-                "taints": [
-                    {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
-                ]
+                "taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
                 if self.state.node
                 else []
             },
@@ -955,8 +954,12 @@ def summary(lab: Lab) -> dict[str, Any]:
         "binaries": lab.state.binaries,
         "logs": str(lab.layout.logs),
         "node": (
-            {"name": lab.node_name, "ip": lab.topology.node_ip, "pod_cidr": lab.pod_cidr,
-             "images": lab.state.images}
+            {
+                "name": lab.node_name,
+                "ip": lab.topology.node_ip,
+                "pod_cidr": lab.pod_cidr,
+                "images": lab.state.images,
+            }
             if lab.has_node
             else None
         ),

@@ -80,8 +80,7 @@ def preflight() -> str | None:
             return f"the lab's node needs `{tool}` (run dev/setup.sh: {package})"
     if not os.path.exists("/usr/lib/cni/bridge"):
         return (
-            "the lab's node needs the CNI plugins "
-            "(run dev/setup.sh: containernetworking-plugins)"
+            "the lab's node needs the CNI plugins (run dev/setup.sh: containernetworking-plugins)"
         )
     if not cgroup_hierarchies():
         return "the lab's node needs cgroups mounted under /sys/fs/cgroup"

@@ -40,7 +40,7 @@ def containerd_config(layout: LabLayout, *, sandbox_image: str) -> str:
     one) may not grant; runc then dies in its nsexec stage ("can't get final child's PID
     from pipe"). Restricted, no container gets a score below containerd's own.
     """
-    cri = "plugins.\"io.containerd.grpc.v1.cri\""
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
     lines = [
         "# Written by webhook-dev lab.",
         "version = 2",

@@ -6,7 +6,8 @@ with two documented overrides for what a lab without a registry or cert-manager 
 * cert-manager absent (no ``certificates.cert-manager.io`` API): its ``Issuer`` and
   ``Certificate`` are skipped; the Secret the Certificate would have produced is created
   from the lab's CA (SANs from the Certificate's ``dnsNames``), and the webhook
-  configuration's ``caBundle`` is the lab's CA, as cert-manager's CA injector would set.
+  configuration's ``caBundle`` (and a CRD's conversion ``caBundle``, the website sample's)
+  is the lab's CA, as cert-manager's CA injector would set.
 * ``SIDECAR_IMAGE``: the sidecar injector's default (``nginx:1.27-alpine``) is in no
   registry here; the lab's Debian nginx image is set instead.
 
@@ -31,10 +32,11 @@ from webhook_dev.lab.images import NGINX_IMAGE
 from webhook_dev.lab.readiness import ApiReadiness
 from webhook_dev.tls import certs
 
-SAMPLES = ("sidecar-injector", "require-limits", "statefulset-node-selector")
+SAMPLES = ("sidecar-injector", "require-limits", "statefulset-node-selector", "website")
 FIELD_MANAGER = "webhook-dev-lab"
+CRD_KIND = "CustomResourceDefinition"
 CLUSTER_SCOPED = frozenset(
-    {"Namespace", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
+    {"Namespace", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", CRD_KIND}
 )
 CERT_MANAGER_KINDS = frozenset({"Issuer", "Certificate"})
 WEBHOOK_KINDS = frozenset({"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"})
@@ -94,6 +96,11 @@ def with_overrides(
             document["metadata"].get("annotations", {}).pop("cert-manager.io/inject-ca-from", None)
             for webhook in document.get("webhooks", []):
                 webhook["clientConfig"]["caBundle"] = base64.b64encode(ca_pem).decode()
+        if kind == CRD_KIND and not cert_manager:  # the website sample's conversion webhook
+            document["metadata"].get("annotations", {}).pop("cert-manager.io/inject-ca-from", None)
+            conversion = document["spec"].get("conversion", {}).get("webhook")
+            if conversion:
+                conversion["clientConfig"]["caBundle"] = base64.b64encode(ca_pem).decode()
         if kind == "Deployment":
             for container in document["spec"]["template"]["spec"]["containers"]:
                 for variable in container.get("env", []):
@@ -225,10 +232,12 @@ def delete_sample(api: ApiReadiness, deployed: DeployedSample, timeout: float = 
     otherwise be refused ("namespace ... is being terminated") while the node stops its Pods.
     """
     namespaces = []
+    api_versions = {kind: "admissionregistration.k8s.io/v1" for kind in WEBHOOK_KINDS}
+    api_versions |= {"Namespace": "v1", CRD_KIND: "apiextensions.k8s.io/v1"}
     for kind, namespace, name in reversed(deployed.objects):
-        if kind in WEBHOOK_KINDS or kind == "Namespace":
+        if kind in api_versions:
             document = {
-                "apiVersion": "admissionregistration.k8s.io/v1" if kind in WEBHOOK_KINDS else "v1",
+                "apiVersion": api_versions[kind],
                 "kind": kind,
                 "metadata": {"name": name, "namespace": namespace},
             }

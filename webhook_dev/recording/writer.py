@@ -46,6 +46,7 @@ from webhook_dev.reviews.exchange import (
     Exchange,
     Hooks,
     RecordingFailed,
+    RecordingMissed,
     RecordingResumed,
     now,
 )
@@ -166,6 +167,8 @@ class Recorder:
             if self._hooks is not None:
                 reason = error.strerror or str(error)
                 self._hooks.event(RecordingFailed(str(self.path), reason, self._missed_in_run))
+        elif self._hooks is not None:
+            self._hooks.event(RecordingMissed(str(self.path), self._missed_in_run))
 
     def _resumed(self) -> None:
         since, missed = self._failing_since, self._missed_in_run

@@ -2,19 +2,25 @@
 
 The order is chosen so the cluster is safe at every step, not just at the end:
 
-``up``:   webhook entries first (our CA appended, ``failurePolicy: Ignore``) — harmless while
-          the in-cluster webhook still serves; then the Service loses its selector (so the
-          endpoint controllers stop maintaining its Endpoints and slices); then Endpoints,
-          the controller's slices emptied, and our slice created.
+``up``:   webhook entries first (our CA appended, ``failurePolicy: Ignore``) and CRD
+          conversions (our CA appended) — harmless while the in-cluster webhook still
+          serves; then the Service loses its selector (so the endpoint controllers stop
+          maintaining its Endpoints and slices); then Endpoints, the controller's slices
+          emptied, and our slice created.
 ``down``: Endpoints and the controller's slices refilled *before* the selector returns (so
           the controllers' next reconcile wins), then the selector, our slice deleted, and
-          the webhook entries last, so ``Ignore`` stays until calls go to the in-cluster
-          Pods again.
+          the webhook entries and conversions last, so ``Ignore`` and our CA stay until
+          calls go to the in-cluster Pods again.
 
 A personal redirect (:mod:`webhook_dev.redirect.personal_plan`) creates its copies first and
 narrows the originals after, and ``down`` widens the originals before deleting the copies:
 in between, an in-scope call goes to both the copy and the original, never to neither, so
 no call skips the team's webhook.
+
+``--relay``'s *shield* (an ``objectSelector`` expression keeping the relay's objects out
+of the redirected entries, :mod:`webhook_dev.redirect.interception`) is applied before the
+relay exists and restored after it is gone, so no entry ever meets the relay: not its
+create, not its delete.
 
 Both report each step through ``on_step`` so ``up`` can be killed at any point in tests
 (``WEBHOOK_DEV_FAULT_AFTER``) and the live view can show progress.
@@ -22,15 +28,18 @@ Both report each step through ``on_step`` so ``up`` can be killed at any point i
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from webhook_dev.errors import ClusterError
 from webhook_dev.kube.cluster import Cluster
+from webhook_dev.redirect.conversions import CRD_KIND
 from webhook_dev.redirect.personal_plan import COPY_OF_LABEL
 from webhook_dev.redirect.plan import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    ChangeKind,
     FieldChange,
     FieldResult,
     Json,
@@ -40,9 +49,11 @@ from webhook_dev.redirect.plan import (
     RedirectPlan,
     apply_changes,
     canonical,
+    get_field,
     restore_changes,
 )
 from webhook_dev.redirect.plan_builder import MUTATING, VALIDATING
+from webhook_dev.tls import certs
 from webhook_dev.tunnel.relay_manifests import RELAY_LABEL
 
 # (kind, created by us?) in the order each direction touches them.
@@ -53,6 +64,7 @@ _UP_ORDER = [
     (VALIDATING, True),
     (MUTATING, False),
     (VALIDATING, False),
+    (CRD_KIND, False),  # a conversion's caBundle, like an entry's
     ("Service", False),
     ("Endpoints", False),
     ("Endpoints", True),
@@ -67,6 +79,7 @@ _DOWN_ORDER = [
     ("EndpointSlice", True),
     (MUTATING, False),
     (VALIDATING, False),
+    (CRD_KIND, False),
     (MUTATING, True),
     (VALIDATING, True),
     ("Pod", True),  # the relay last: it carries calls until nothing points at it
@@ -128,17 +141,68 @@ def applier(changes: list[FieldChange]) -> Callable[[Json], Json]:
     return lambda current: apply_changes(current, changes)
 
 
+def reappend_ca(cluster: Cluster, plan: RedirectPlan) -> list[ObjectRef]:
+    """Append our CA again to every bundle of ``plan`` that no longer holds it; the objects
+    written. A CA injector's rewrite keeps its own CA and gets ours on top; ``down`` then
+    removes only ours (:func:`~webhook_dev.redirect.plan.restore_changes`)."""
+    bundles = [c for c in plan.changes if c.kind is ChangeKind.BUNDLE_APPEND]
+    rewritten = []
+    for ref in dict.fromkeys(c.ref for c in bundles):
+        current = cluster.get_or_none(ref.url)
+        if current is None:
+            continue
+        missing = [
+            c
+            for c in bundles
+            if c.ref == ref
+            and not (
+                isinstance(value := get_field(current, c.path), str)
+                and certs.bundle_contains(_b64(value), _b64(c.after))
+            )
+        ]
+        if missing:
+            cluster.update(ref.url, applier(missing))
+            rewritten.append(ref)
+    return rewritten
+
+
+def _b64(value: str) -> bytes:
+    try:
+        return base64.b64decode(value)
+    except ValueError:
+        return b""
+
+
 def restore_plan(cluster: Cluster, plan: RedirectPlan, on_step: StepCallback) -> RestoreReport:
     """Undo ``plan`` from the journal alone; safe to run any number of times."""
     report = RestoreReport()
     creates = {create.ref: create for create in plan.creates}
-    for ref in _ordered(plan, _DOWN_ORDER):
+    shields = [change for change in plan.changes if is_shield(change)]
+    rest = RedirectPlan([change for change in plan.changes if not is_shield(change)], plan.creates)
+    for ref in _ordered(rest, _DOWN_ORDER):
         if ref in creates:
             _remove_created(cluster, creates[ref], report)
         else:
-            _restore_fields(cluster, ref, plan, report)
+            _restore_fields(cluster, ref, rest, report)
         on_step(step_name(ref))
+    shielded = RedirectPlan(shields)
+    for ref in shielded.refs():
+        _restore_fields(cluster, ref, shielded, report)
+        on_step(f"{step_name(ref)} (shield)")
     return report
+
+
+def is_shield(change: FieldChange) -> bool:
+    """The relay's exclusion from an entry (``objectSelector``: ``<relay label>
+    DoesNotExist``): restored only once the relay is gone."""
+    after = change.after
+    return (
+        change.kind is ChangeKind.LIST_ADD
+        and change.path[-2:] == ("objectSelector", "matchExpressions")
+        and isinstance(after, dict)
+        and after.get("key") == RELAY_LABEL
+        and after.get("operator") == "DoesNotExist"
+    )
 
 
 def _restore_fields(
@@ -191,7 +255,9 @@ def _remove_created(cluster: Cluster, create: ObjectCreate, report: RestoreRepor
     )
     same_content = _content(current) == _content(create.manifest)
     if ours_by_label or same_content:
-        cluster.delete(create.ref.url)
+        # The relay's Pod goes at once, while the shield still keeps it from the webhooks
+        # (the kubelet's final delete of a Terminating Pod would come after the shield).
+        cluster.delete(create.ref.url, grace_period=0 if relay is not None else None)
         report.restored.append(f"{create.ref} (ours) deleted")
     else:
         report.conflicts.append(f"{create.ref}: changed by someone else; left in place")

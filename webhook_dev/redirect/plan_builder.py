@@ -17,7 +17,10 @@ that ``up`` journals and applies:
   docs/lab.md). ``down`` refills them before the selector returns;
 * each redirected webhook entry gets our CA appended to ``caBundle`` and, unless the user opts
   out, ``failurePolicy: Ignore`` and a short timeout so a sleeping laptop cannot block the
-  cluster; ``url:`` entries get the tunnel's URL instead.
+  cluster; ``url:`` entries get the tunnel's URL instead;
+* each redirected CRD conversion (:mod:`webhook_dev.redirect.conversions`) gets our CA
+  appended to ``spec.conversion.webhook.clientConfig.caBundle`` the same way (a ``url:`` one
+  the tunnel's URL); it has no failure policy or timeout to relax.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from webhook_dev.addresses import is_ip_address, usable_endpoint_ip
 from webhook_dev.errors import PreflightError
+from webhook_dev.redirect import conversions
 from webhook_dev.redirect.plan import (
     ABSENT,
     MANAGED_BY,
@@ -39,6 +43,7 @@ from webhook_dev.redirect.plan import (
     Json,
     ObjectCreate,
     ObjectRef,
+    PathStep,
     RedirectPlan,
     get_field,
 )
@@ -82,6 +87,12 @@ class Snapshot:
     service: Json | None = None
     endpoints: Json | None = None
     endpoint_slices: list[Json] = field(default_factory=list)  # the Service's, any manager
+    # CRDs whose conversion webhook is redirected, by name, as they are now.
+    crds: dict[str, Json] = field(default_factory=dict)
+    # CRDs whose conversion calls the Service but stays in the cluster (a personal redirect).
+    kept_conversions: list[str] = field(default_factory=list)
+    # Why some callers could not be known (no right to list CRDs): said before any change.
+    caller_warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -156,14 +167,15 @@ def entry_of(snapshot: Snapshot, ref: EntryRef) -> Json:
 
 
 def service_target(snapshot: Snapshot) -> ServiceTarget | None:
-    """The single Service the chosen ``service:`` entries call (``None`` if all use ``url:``).
+    """The single Service the chosen ``service:`` entries and conversions call (``None`` if
+    all use ``url:``).
 
-    One session redirects one Service: entries calling different Services would need
-    different endpoints, so we refuse to mix them.
+    One session redirects one Service: callers of different Services would need different
+    endpoints, so we refuse to mix them.
     """
     targets = set()
-    for ref in snapshot.entries:
-        service = (entry_of(snapshot, ref).get("clientConfig") or {}).get("service")
+    for client_config in client_configs(snapshot):
+        service = client_config.get("service")
         if service:
             targets.add(
                 ServiceTarget(service["namespace"], service["name"], service.get("port", 443))
@@ -171,17 +183,25 @@ def service_target(snapshot: Snapshot) -> ServiceTarget | None:
     if len(targets) > 1:
         listed = ", ".join(sorted(f"{t.namespace}/{t.name}:{t.port}" for t in targets))
         raise PreflightError(
-            f"the chosen webhook entries call different Services ({listed})",
-            hint="redirect one Service per session: pass --webhook NAME/ENTRY or --service",
+            f"the chosen webhook entries and conversions call different Services ({listed})",
+            hint="redirect one Service per session: pass --webhook NAME/ENTRY, --service "
+            "or --crd for callers of one Service",
         )
     return targets.pop() if targets else None
+
+
+def client_configs(snapshot: Snapshot) -> list[Json]:
+    """The clientConfig of every redirected caller: webhook entries, then conversions."""
+    found = [entry_of(snapshot, ref).get("clientConfig") or {} for ref in snapshot.entries]
+    found += [conversions.client_config(crd) or {} for crd in snapshot.crds.values()]
+    return found
 
 
 def url_hosts(snapshot: Snapshot) -> list[str]:
     """Hosts named in ``url:`` client configs (they need to be in the serving certificate)."""
     hosts = []
-    for ref in snapshot.entries:
-        url = (entry_of(snapshot, ref).get("clientConfig") or {}).get("url")
+    for client_config in client_configs(snapshot):
+        url = client_config.get("url")
         if url and urlsplit(url).hostname:
             hosts.append(str(urlsplit(url).hostname))
     return hosts
@@ -215,6 +235,8 @@ def build_plan(snapshot: Snapshot, target: Target) -> RedirectPlan:
     ca_b64 = base64.b64encode(target.ca_pem).decode()
     for ref in snapshot.entries:
         _redirect_entry(plan, snapshot, ref, target, ca_b64)
+    for name, crd in sorted(snapshot.crds.items()):
+        _redirect_conversion(plan, name, crd, target, ca_b64)
     return plan
 
 
@@ -344,24 +366,9 @@ def _redirect_entry(
     entry = entry_of(snapshot, ref)
     base = ("webhooks", ("name", ref.entry_name))
     client_config = entry.get("clientConfig") or {}
-    plan.changes.append(
-        FieldChange(
-            config_ref,
-            (*base, "clientConfig", "caBundle"),
-            client_config.get("caBundle", ABSENT),
-            ca_b64,
-            ChangeKind.BUNDLE_APPEND,
-        )
+    plan.changes += client_config_changes(
+        config_ref, (*base, "clientConfig"), client_config, target, ca_b64
     )
-    if client_config.get("url"):
-        plan.changes.append(
-            FieldChange(
-                config_ref,
-                (*base, "clientConfig", "url"),
-                client_config["url"],
-                tunnel_url(client_config["url"], target),
-            )
-        )
     if target.relax_failure_policy:
         plan.changes.append(
             FieldChange(
@@ -376,6 +383,50 @@ def _redirect_entry(
                 target.timeout_seconds,
             )
         )
+
+
+def _redirect_conversion(
+    plan: RedirectPlan, name: str, crd: Json, target: Target, ca_b64: str
+) -> None:
+    """Our CA in the conversion's ``caBundle`` (a ``url:`` one also gets the tunnel's URL).
+
+    Nothing else: a conversion has no failurePolicy or timeoutSeconds to relax.
+    """
+    crd_ref = ObjectRef(conversions.CRD_KIND, conversions.CRD_COLLECTION, name)
+    client_config = conversions.client_config(crd) or {}
+    plan.changes += client_config_changes(
+        crd_ref, conversions.CLIENT_CONFIG_PATH, client_config, target, ca_b64
+    )
+
+
+def client_config_changes(
+    ref: ObjectRef,
+    path: tuple[PathStep, ...],
+    client_config: Json,
+    target: Target,
+    ca_b64: str,
+) -> list[FieldChange]:
+    """A caller's clientConfig (at ``path`` in ``ref``) trusting our CA, and for ``url:``
+    calling the tunnel: the same two changes for webhook entries and conversions."""
+    changes = [
+        FieldChange(
+            ref,
+            (*path, "caBundle"),
+            client_config.get("caBundle", ABSENT),
+            ca_b64,
+            ChangeKind.BUNDLE_APPEND,
+        )
+    ]
+    if client_config.get("url"):
+        changes.append(
+            FieldChange(
+                ref,
+                (*path, "url"),
+                client_config["url"],
+                tunnel_url(client_config["url"], target),
+            )
+        )
+    return changes
 
 
 def tunnel_url(url: str, target: Target) -> str:

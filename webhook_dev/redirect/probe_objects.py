@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from webhook_dev.redirect.conversions import Versions
+
 Json = dict[str, Any]
 
 PROBE_PREFIX = "webhook-dev-probe-"
@@ -161,3 +163,52 @@ def _matching_namespaces(
     # Prefer a user namespace over the system ones, and be deterministic.
     candidates.sort(key=lambda name: (name.startswith("kube-"), name != "default", name))
     return candidates
+
+
+# --- conversion -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConversionProbe:
+    """A call that makes the apiserver convert one object, so it calls the conversion webhook.
+
+    ``existing`` is the object being read in another version than the stored one (``GET``
+    on ``path``); otherwise ``manifest`` is a minimal object POSTed as a dry run to
+    ``path`` in a non-storage version, which the apiserver converts to the storage version
+    before it would store it (DryRunnableStorage.copyInto) — *after* the CRD's schema has
+    validated it, so a schema with required fields refuses it before any conversion.
+    ``name`` is the object's name as the ConversionReview carries it.
+    """
+
+    path: str
+    name: str
+    version: str
+    manifest: Json | None = None
+
+    @property
+    def existing(self) -> bool:
+        return self.manifest is None
+
+
+def conversion_probe(
+    versions: Versions, existing: Mapping[str, Any] | None, namespace: str = "default"
+) -> ConversionProbe | None:
+    """The read (of ``existing``) or the dry-run create that converts, in the first served
+    version other than the storage one; ``None`` when the CRD serves only one version
+    (the apiserver then never converts)."""
+    if not versions.other_served:
+        return None
+    version = versions.other_served[0]
+    if existing is not None:
+        metadata = existing.get("metadata") or {}
+        name = str(metadata.get("name", ""))
+        collection = versions.collection(version, metadata.get("namespace"))
+        return ConversionProbe(f"{collection}/{name}", name, version)
+    name = f"{PROBE_PREFIX}{uuid.uuid4().hex[:8]}"
+    metadata = {"name": name, **({"namespace": namespace} if versions.namespaced else {})}
+    manifest: Json = {
+        "apiVersion": f"{versions.group}/{version}",
+        "kind": versions.kind,
+        "metadata": metadata,
+    }
+    return ConversionProbe(versions.collection(version, namespace), name, version, manifest)

@@ -87,7 +87,7 @@ def remove_stray_relays(
                 )
                 if (kind, url) in named or now - created < _stray_after():
                     continue
-                if cluster.delete(url):
+                if cluster.delete(url, grace_period=0):
                     removed += 1
                     say(
                         f"removed {kind} {metadata['namespace']}/{metadata['name']}: a relay "

@@ -33,7 +33,6 @@ kill ``up`` after every step through ``WEBHOOK_DEV_FAULT_AFTER=<step>``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
 import os
@@ -49,9 +48,9 @@ from webhook_dev.addresses import is_ip_address
 from webhook_dev.errors import ClusterError, UnreachableError
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.kube.namespace_labels import NamespaceLabels
-from webhook_dev.redirect import journal, personal_plan
+from webhook_dev.redirect import callers, interception, journal, personal_plan
 from webhook_dev.redirect import plan_builder as redirect
-from webhook_dev.redirect.apply import RestoreReport, applier, apply_plan
+from webhook_dev.redirect.apply import RestoreReport, apply_plan, reappend_ca
 from webhook_dev.redirect.discovery import (
     check_not_held,
     discover,
@@ -64,13 +63,13 @@ from webhook_dev.redirect.plan import (
     ObjectCreate,
     ObjectRef,
     RedirectPlan,
-    get_field,
     reconnect_changes,
 )
 from webhook_dev.redirect.plan_builder import Snapshot
 from webhook_dev.redirect.proof import TIMEOUT_SECONDS, PathProof
 from webhook_dev.redirect.restore import restore_from_journal
 from webhook_dev.redirect.scope import Scope
+from webhook_dev.redirect.selection import Selection
 from webhook_dev.serving.spec import ServingSpec
 from webhook_dev.serving.stack import ServingStack
 from webhook_dev.subscribers.call_stats import CallStats
@@ -78,7 +77,7 @@ from webhook_dev.subscribers.live_view import SessionFacts
 from webhook_dev.tls import certs
 from webhook_dev.tls.authority import LocalAuthority
 from webhook_dev.tls.cert_dir import write_cert_dir
-from webhook_dev.tunnel.transport import CreatesObjects, DialAddress, Transport
+from webhook_dev.tunnel.transport import CreatedObject, CreatesObjects, DialAddress, Transport
 
 FAULT_ENV = "WEBHOOK_DEV_FAULT_AFTER"
 
@@ -90,8 +89,7 @@ class UpOptions:
     """Everything ``up`` needs besides its transport; the CLI fills it from flags."""
 
     serving: ServingSpec  # what answers, recording, reload, inspector: as for ``serve``
-    webhook: str | None = None  # NAME or NAME/ENTRY
-    service: str | None = None  # NAMESPACE/NAME
+    selection: Selection  # --webhook, --service, --crd: what to redirect
     context: str | None = None
     kubeconfig: str | None = None
     port: int = 0
@@ -171,6 +169,7 @@ class Session:
             endpoint=f"{self._local.address} → 127.0.0.1:{self._local.stack.port}",
             recording=str(self.options.serving.record) if self.options.serving.record else None,
             reconnects=self.transport.reconnects,
+            conversions=tuple(self._snapshot.crds) if self._snapshot else (),
         )
 
     def request_stop(self) -> None:
@@ -186,12 +185,37 @@ class Session:
         """Run until :meth:`request_stop`; returns the restore report (None: nothing changed)."""
         self._task = asyncio.current_task()
         found = await self._read_cluster()
-        local = await self._serve_locally(found)
-        snapshot = await self._clear_leftover(found)
-        self._snapshot = snapshot
-        record = await self._take_lock(found, snapshot, local)
-        self._changing = True
+        record: journal.Journal | None = None
+        if isinstance(self.transport, CreatesObjects):
+            # Protocol 7: what the transport creates (the relay) must not meet the
+            # webhooks it redirects, so they exclude it first, from the journal on.
+            snapshot = await self._clear_leftover(found)
+            # The relay is journaled before it exists too, so down removes it after a
+            # kill -9 at any point (removing an object that never came is a no-op).
+            planned = self.transport.planned_objects()
+            shield = RedirectPlan(
+                changes=interception.shield_changes(
+                    snapshot, _created(planned), self.transport.shield_label
+                )
+            )
+            record = await self._take_lock(
+                found, snapshot, RedirectPlan(shield.changes, _adopted(planned))
+            )
+            self._changing = True
         try:
+            if record is not None:
+                await asyncio.to_thread(_journal_then_apply, found.cluster, record, shield)
+                fault_point("shield")
+            local = await self._serve_locally(found)
+            if record is None:
+                snapshot = await self._clear_leftover(found)
+                record = await self._take_lock(found, snapshot, self._plan(found, snapshot, local))
+                self._changing = True
+            else:  # the lock and the shield are ours already: the whole plan joins them
+                plan = self._plan(found, snapshot, local)
+                plan.changes[:0] = record.plan.changes
+                record = replace(record, plan=plan, tunnel=self.transport.describe())
+            self._snapshot = snapshot
             await self._redirect(found.cluster, record)
             if self.options.probe and not self._stop.is_set():
                 await self._prove(
@@ -201,7 +225,7 @@ class Session:
             await self._heartbeat_until_stopped(found.cluster, record)
         finally:
             report = None
-            if not self._lost_lease:
+            if record is not None and not self._lost_lease:
                 self.say("restoring the cluster")
                 report = await asyncio.to_thread(
                     restore_from_journal, found.cluster, record, self.say
@@ -220,7 +244,9 @@ class Session:
     async def _read_cluster(self) -> Found:
         options = self.options
         cluster = await asyncio.to_thread(Cluster.connect, options.context, options.kubeconfig)
-        snapshot = await asyncio.to_thread(discover, cluster, options.webhook, options.service)
+        snapshot = await asyncio.to_thread(
+            discover, cluster, options.selection, whole_service=options.scope is None
+        )
         redirect.validate_snapshot(snapshot)
         subject = subject_of(snapshot)
         claim = None
@@ -238,13 +264,24 @@ class Session:
         leftover = await asyncio.to_thread(check_not_held, cluster, subject, options.force)
         for warning in warnings:
             self.say(f"warning: {warning}")
+        self.say(callers.heading(snapshot))
+        for line in callers.caller_lines(snapshot, self._treatment()):
+            self.say(f"  {line}")
         scope = f" for {options.scope.describe()} only" if options.scope else ""
-        self.say(
-            f"redirecting {', '.join(map(str, snapshot.entries))}{scope} "
-            f"(context {cluster.context_name})"
-        )
+        redirected = [*map(str, snapshot.entries)]
+        if options.scope is None:
+            redirected += [f"conversion of {name}" for name in snapshot.crds]
+        self.say(f"redirecting {', '.join(redirected)}{scope} (context {cluster.context_name})")
         self._subject = subject
         return Found(cluster, snapshot, subject, leftover, claim)
+
+    def _treatment(self) -> callers.Treatment:
+        options = self.options
+        return callers.Treatment(
+            relax_failure_policy=not options.keep_failure_policy,
+            timeout_seconds=options.timeout_seconds,
+            scope=options.scope.describe() if options.scope else None,
+        )
 
     async def _serve_locally(self, found: Found) -> Local:
         if self.options.serving.record is not None or self.options.stages:
@@ -275,6 +312,8 @@ class Session:
     ) -> ServingStack:
         cert_file, key_file = await asyncio.to_thread(_serving_files, authority, snapshot, dial_ip)
         serving = self.options.serving
+        if serving.retry_lost_calls and not _side_effect_free(snapshot):
+            serving = replace(serving, retry_lost_calls=False)
         if self.options.upstream_cert_dir is not None:
             # Before the first --run: controller-runtime refuses to start without them.
             self._authority = authority
@@ -314,14 +353,12 @@ class Session:
         await asyncio.to_thread(restore_from_journal, found.cluster, found.leftover, self.say)
         # What we read before was the stale session's redirect, not the original.
         options = self.options
-        return await asyncio.to_thread(discover, found.cluster, options.webhook, options.service)
+        return await asyncio.to_thread(
+            discover, found.cluster, options.selection, whole_service=options.scope is None
+        )
 
-    async def _take_lock(self, found: Found, snapshot: Snapshot, local: Local) -> journal.Journal:
-        """The plan and its journal, and the Lease that makes them ours.
-
-        The lock comes before anything that ``finally`` would undo: if another session
-        took it since the preflight, its journal and Lease are not ours to remove.
-        """
+    def _plan(self, found: Found, snapshot: Snapshot, local: Local) -> RedirectPlan:
+        """The redirect to ``local``'s address, and the transport's objects to adopt."""
         options = self.options
         target = redirect.Target(
             master_address=local.address.ip,
@@ -338,6 +375,18 @@ class Session:
             else redirect.build_plan(snapshot, target)
         )
         plan.creates[:0] = _transport_objects(self.transport)
+        return plan
+
+    async def _take_lock(
+        self, found: Found, snapshot: Snapshot, plan: RedirectPlan
+    ) -> journal.Journal:
+        """The journal of ``plan``, and the Lease that makes it ours.
+
+        The lock comes before anything that ``finally`` would undo: if another session
+        took it since the preflight, its journal and Lease are not ours to remove.
+        """
+        options = self.options
+        claim = found.claim
         record = journal.Journal(
             subject=found.subject,
             session_id=self.session_id,
@@ -398,8 +447,11 @@ class Session:
         via = f"{target.name}.{target.namespace}.svc" if target else "url"
         kind = self.transport.describe().get("kind", "tunnel")
         path = "tunnel" if kind == "ssh" else kind
+        by = proof.proved_by
+        proved = f" (by {by.what})" if by is not None and by.key[0] == "conversion" else ""
         self.say(
-            f"ready: kube-apiserver → {via} → {path} → your code in {round_trip * 1000:.0f} ms"
+            f"ready: kube-apiserver → {via} → {path} → your code in "
+            f"{round_trip * 1000:.0f} ms{proved}"
         )
 
     async def _heartbeat_until_stopped(self, cluster: Cluster, record: journal.Journal) -> None:
@@ -431,24 +483,10 @@ class Session:
         }
 
     def _keep_ca_bundles(self, cluster: Cluster, record: journal.Journal) -> None:
-        """Re-append our CA where a CA injector rewrote ``caBundle`` during the session."""
-        bundles = [c for c in record.plan.changes if c.kind is ChangeKind.BUNDLE_APPEND]
-        for ref in {c.ref for c in bundles}:
-            changes = [c for c in bundles if c.ref == ref]
-            current = cluster.get_or_none(ref.url)
-            if current is None:
-                continue
-            missing = [
-                c
-                for c in changes
-                if not isinstance(value := get_field(current, c.path), str)
-                or not certs.bundle_contains(_b64(value), _b64(c.after))
-            ]
-            if missing:
-                cluster.update(ref.url, applier(missing))
-                self.say(
-                    f"caBundle of {ref} was rewritten during the session; appended our CA again"
-                )
+        """Re-append our CA where a CA injector rewrote ``caBundle`` during the session
+        (cert-manager's cainjector injects webhook configurations and CRDs alike)."""
+        for ref in reappend_ca(cluster, record.plan):
+            self.say(f"caBundle of {ref} was rewritten during the session; appended our CA again")
 
 
 def _reconnect(cluster: Cluster, plan: RedirectPlan) -> None:
@@ -470,19 +508,50 @@ def _transport_objects(transport: Transport) -> list[ObjectCreate]:
     journaled as adopted creates so ``down`` removes them with the rest."""
     if not isinstance(transport, CreatesObjects):
         return []
+    return _adopted(transport.created_objects())
+
+
+def _adopted(objects: list[CreatedObject]) -> list[ObjectCreate]:
     return [
         ObjectCreate(ObjectRef(item.kind, item.api_path, item.name), item.manifest, adopt=True)
-        for item in transport.created_objects()
+        for item in objects
     ]
 
 
-def _journal_then_apply(cluster: Cluster, record: journal.Journal) -> None:
-    """Protocol 1: the journal (local first, then the cluster) before any change."""
+def _side_effect_free(snapshot: Snapshot) -> bool:
+    """Whether every redirected entry declares ``sideEffects: None``: only then may a
+    call that a lost worker may have begun be sent again (``NoneOnDryRun`` has side
+    effects on every call that is not a dry run)."""
+    return all(
+        redirect.entry_of(snapshot, ref).get("sideEffects") == "None" for ref in snapshot.entries
+    )
+
+
+def _created(objects: list[CreatedObject]) -> list[interception.Created]:
+    """The transport's planned objects as the webhook matching sees them."""
+    return [
+        interception.Created(
+            resource=item.api_path.rsplit("/", 1)[-1],
+            namespace=str(item.manifest["metadata"].get("namespace", "")),
+            labels=dict(item.manifest["metadata"].get("labels") or {}),
+        )
+        for item in objects
+    ]
+
+
+def _journal_then_apply(
+    cluster: Cluster, record: journal.Journal, part: RedirectPlan | None = None
+) -> None:
+    """Protocol 1: the journal (local first, then the cluster) before any change.
+
+    ``part``: apply only these of the journal's changes (the shield, while the journal
+    already names the relay that comes next).
+    """
     journal.write_local(record)
     fault_point("journal-local")
     journal.write_cluster(cluster, record)
     fault_point("journal")
-    apply_plan(cluster, record.plan, fault_point)
+    apply_plan(cluster, record.plan if part is None else part, fault_point)
 
 
 def _serving_files(
@@ -496,17 +565,15 @@ def _serving_files(
     dns_names += [host for host in hosts if not is_ip_address(host)]
     ips = ["127.0.0.1", *([dial_ip] if dial_ip else [])]
     ips += [host for host in hosts if is_ip_address(host)]
-    name = f"{target.namespace}-{target.name}" if target else snapshot.entries[0].config_name
+    name = f"{target.namespace}-{target.name}" if target else _first_caller(snapshot)
     return authority.serving_files(name, dns_names=dns_names or ["localhost"], ip_addresses=ips)
+
+
+def _first_caller(snapshot: Snapshot) -> str:
+    return snapshot.entries[0].config_name if snapshot.entries else next(iter(snapshot.crds))
 
 
 def fault_point(step: str) -> None:
     """Test hook: ``WEBHOOK_DEV_FAULT_AFTER=<step>`` SIGKILLs this process right after it."""
     if os.environ.get(FAULT_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _b64(value: str) -> bytes:
-    with contextlib.suppress(ValueError):
-        return base64.b64decode(value)
-    return b""

@@ -30,6 +30,11 @@ from webhook_dev.reviews.json_body import JsonObject
 
 _NOT_COUNTED = object()
 
+# The status an exchange gets when the client closed the connection before its request
+# arrived whole: nginx's "client closed request". Nothing was answered (no one was left
+# to answer), so it is neither a 4xx the client could read nor a failure of ours.
+CLIENT_CLOSED = 499
+
 
 @dataclass
 class Exchange:
@@ -83,6 +88,11 @@ class Exchange:
         self._patch_ops = count
 
     @property
+    def client_closed(self) -> bool:
+        """The client gave up before its request arrived whole: its doing, not ours."""
+        return self.http_status == CLIENT_CLOSED
+
+    @property
     def review_kind(self) -> kinds.ReviewKind | None:
         """Admission or conversion, from the request's ``kind``; ``None`` for a request
         the door refused (it was no review it knows)."""
@@ -116,6 +126,15 @@ class Serving:
 class ReloadStarted:
     reason: str
     first: bool = False  # the very first start, not a reload
+
+
+@dataclass(frozen=True)
+class ChangesPassedOver:
+    """Files changed while the ``--run`` command started; taken as its own output, they
+    restart nothing. Shown, so that a save made in that moment is not lost unseen."""
+
+    files: str  # as the console shows them: "a.go, b.go and 2 more"
+    command: str
 
 
 class GenerationKind(enum.Enum):
@@ -196,6 +215,16 @@ class RecordingFailed:
 
 
 @dataclass(frozen=True)
+class RecordingMissed:
+    """One more exchange not recorded in a run of failures (after :class:`RecordingFailed`,
+    which the console prints once): ``missed`` counts the run so far, for views that show
+    a live count (the inspector, ``up``'s panel)."""
+
+    path: str
+    missed: int
+
+
+@dataclass(frozen=True)
 class RecordingResumed:
     """Writing works again after ``missed`` exchanges were not recorded since ``since``."""
 
@@ -207,6 +236,7 @@ class RecordingResumed:
 Event = (
     Serving
     | ReloadStarted
+    | ChangesPassedOver
     | GenerationReady
     | GenerationFailed
     | GenerationExited
@@ -214,6 +244,7 @@ Event = (
     | GenerationMemory
     | BadMessage
     | RecordingFailed
+    | RecordingMissed
     | RecordingResumed
 )
 

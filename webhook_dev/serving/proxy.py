@@ -35,7 +35,7 @@ from aiohttp import http_exceptions, web
 
 from webhook_dev.errors import ReviewError
 from webhook_dev.reviews import fast_json, kinds
-from webhook_dev.reviews.exchange import Exchange, Hooks, now
+from webhook_dev.reviews.exchange import CLIENT_CLOSED, Exchange, Hooks, now
 from webhook_dev.reviews.flags import Flag
 from webhook_dev.reviews.json_body import JsonObject
 from webhook_dev.reviews.timeouts import DEFAULT_TIMEOUT, parse_go_duration
@@ -82,6 +82,8 @@ class Proxy:
         outcome: _Outcome | None = None
         try:
             response, outcome = await self._answer(request, exchange)
+        except ConnectionError:  # the client left mid-body (upstream hops catch their own)
+            response = _refuse(exchange, CLIENT_CLOSED, _client_closed(request))
         except Exception as error:  # a bug of ours: still one clear answer and one line
             response = _refuse(exchange, 500, f"webhook-dev failed on this call: {error!r}")
         exchange.http_status = response.status
@@ -243,6 +245,12 @@ def _refuse(
 ) -> web.Response:
     exchange.error = message
     return web.Response(status=status, text=f"webhook-dev: {message}\n", headers=headers)
+
+
+def _client_closed(request: web.Request) -> str:
+    expected = request.content_length
+    size = f" of its {expected}-byte body" if expected is not None else " of its body"
+    return f"the client closed the connection before sending all{size}; nothing to answer"
 
 
 def _json_or_none(body: bytes) -> JsonObject | None:

@@ -44,6 +44,11 @@ class ServingSpec:
     :param reload: restart on save; ``watch`` lists directories (APP) or directories and
         globs (``--run``) to watch instead of the defaults.
     :param inspector: serve the inspector page, on ``inspector_port`` (``None``: default).
+    :param retry_lost_calls: a call that may have begun running in a worker that died or
+        was replaced for blocking its event loop is sent once more, to the next worker,
+        within its deadline. ``serve`` does (a development loop, and admission webhooks
+        are to be idempotent: the apiserver may call one again, ``reinvocationPolicy``);
+        ``up`` does only when every redirected entry declares ``sideEffects: None``.
     """
 
     app: str | None = None
@@ -60,6 +65,7 @@ class ServingSpec:
     inspector: bool = True
     inspector_port: int | None = None
     cwd: Path | None = None
+    retry_lost_calls: bool = True
 
     @classmethod
     def from_flags(

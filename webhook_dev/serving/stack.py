@@ -138,7 +138,9 @@ class ServingStack:
         upstream: Upstream
         if spec.answerer is Answerer.APP:
             assert spec.app is not None
-            upstream = AppUpstream(spec.app, cwd=root, hooks=hooks)
+            upstream = AppUpstream(
+                spec.app, cwd=root, hooks=hooks, retry_lost_calls=spec.retry_lost_calls
+            )
             if spec.reload:
                 options["watch"] = [root / entry for entry in spec.watch] or [root]
         else:
@@ -190,8 +192,17 @@ class ServingStack:
                 self.hooks.subscribe(self.recorder, first=True)
             await self.upstream.start()
             if self._watch:
+                own_writes = (
+                    self.upstream.wrote_while_starting
+                    if isinstance(self.upstream, CommandUpstream)
+                    else None
+                )
                 self._reloader = Reloader(
-                    self.upstream, self._watch, watch_filter=self._watch_filter
+                    self.upstream,
+                    self._watch,
+                    watch_filter=self._watch_filter,
+                    own_writes=own_writes,
+                    hooks=self.hooks,
                 )
                 await self._reloader.start()
             self._proxy = Proxy(self.upstream, self._front(), max_body=self._max_body)

@@ -87,14 +87,19 @@ class BackendStartError(Exception):
 class BackendGone(Exception):
     """The backend went away: the call can be sent to the next generation.
 
-    ``may_have_run``: the connection dropped because the process died, so the app may
-    have run the call (it may even be the call that killed it). Such a call is retried
-    once, not until it has killed every worker.
+    ``may_have_run``: the connection dropped because the process died, or it was
+    replaced for blocking its event loop, so the app may have run (part of) the call;
+    such a call is sent again only where that is safe (``retry_lost_calls``).
+    ``suspect`` (by default as ``may_have_run``): it may be the very call that killed or
+    blocked the backend, so it is retried once, alone, not until it has taken every
+    backend down. Of the calls a blocked worker held, only the oldest is the suspect:
+    the others were queued behind it.
     """
 
-    def __init__(self, *, may_have_run: bool = False) -> None:
+    def __init__(self, *, may_have_run: bool = False, suspect: bool | None = None) -> None:
         super().__init__()
         self.may_have_run = may_have_run
+        self.suspect = may_have_run if suspect is None else suspect
 
 
 class Backend(Protocol):
@@ -119,6 +124,17 @@ class Backend(Protocol):
 B = TypeVar("B", bound=Backend)
 
 
+def _not_retried(kind: GenerationKind, generation: int, waited_ns: int) -> UpstreamResponse:
+    message = (
+        f"{kind.value} {generation} was lost while it may have been running this call; "
+        "not sent again, as the webhook does not declare sideEffects: None"
+    )
+    return UpstreamResponse(
+        502, f"webhook-dev: {message}\n".encode(), "text/plain", error=message,
+        wait_ms=waited_ns / 1e6,
+    )  # fmt: skip
+
+
 class Handover(Generic[B]):
     """Holds the current backend, starts the next one, and moves calls over without loss."""
 
@@ -129,7 +145,12 @@ class Handover(Generic[B]):
         *,
         kind: GenerationKind = GenerationKind.APP_WORKER,
         unavailable: bytes = b"webhook-dev: no worker is running the app (see its console)\n",
+        retry_lost_calls: bool = True,
     ) -> None:
+        """``retry_lost_calls``: send a call that may have begun running in a backend
+        that was lost (it died, or was replaced for blocking) once more, to the next one;
+        without it such a call fails at once with a 502 saying why (``up`` clears it
+        unless the webhook declares ``sideEffects: None``)."""
         self._start_backend = start_backend
         self._hooks = hooks
         self.kind = kind
@@ -145,6 +166,7 @@ class Handover(Generic[B]):
         self._closed = False
         self._replaced: set[B] = set()
         self._suspects = asyncio.Lock()
+        self.retry_lost_calls = retry_lost_calls
         self.last_error: str | None = None
 
     @property
@@ -276,7 +298,9 @@ class Handover(Generic[B]):
             except BackendGone as lost:
                 if backend is self._current and not backend.alive:
                     self._notify()
-                if lost.may_have_run:
+                if lost.may_have_run and not self.retry_lost_calls:
+                    return _not_retried(self.kind, backend.generation, waited_ns)
+                if lost.suspect:
                     if retried_after_death:
                         break
                     retried_after_death = True

@@ -20,6 +20,10 @@ RATE_WINDOW_SECONDS = 10.0
 class CallStats:
     """Subscriber: counts every exchange, refused bad input included (it was a call).
 
+    Apart from them: ``client_closed``, calls whose client gave up before sending the
+    whole request (nothing was answered; not a failure of webhook-dev or the webhook),
+    and ``failed``, calls answered with a 5xx (the apiserver fails those calls).
+
     :param clock: monotonic seconds, for the rate (tests pass their own).
     """
 
@@ -29,6 +33,8 @@ class CallStats:
         window_seconds: float = RATE_WINDOW_SECONDS,
     ) -> None:
         self.calls = 0
+        self.client_closed = 0
+        self.failed = 0
         self.last_call: datetime | None = None  # when the last exchange started
         self.window_seconds = window_seconds
         self._clock = clock
@@ -39,6 +45,10 @@ class CallStats:
 
     def on_exchange(self, exchange: Exchange) -> None:
         self.calls += 1
+        if exchange.client_closed:
+            self.client_closed += 1
+        elif exchange.http_status >= 500:
+            self.failed += 1
         self.last_call = exchange.started
         self._arrivals.append(self._clock())
         self._forget_old()

@@ -13,8 +13,11 @@ from rich.console import Console
 from rich.text import Text
 
 from webhook_dev.policy.decision import AGREES, NOT_COMPARED, outcome_line
+from webhook_dev.recording.redaction import may_hold_secrets_exchange, redact
+from webhook_dev.recording.redaction_key import redaction_key
 from webhook_dev.reviews.exchange import (
     BadMessage,
+    ChangesPassedOver,
     Event,
     Exchange,
     GenerationExited,
@@ -43,6 +46,9 @@ def exchange_segments(exchange: Exchange) -> Segments:
     rich ``Text`` for every call was a visible share of the proxy's time."""
     line: Segments = [(exchange.started.astimezone().strftime("%H:%M:%S.%f")[:-3] + "  ", "")]
     request = exchange.request
+    if exchange.client_closed:  # the client's doing: one quiet line, no status of ours
+        line.append((exchange.error or "the client closed the connection", "dim"))
+        return line
     review_kind = exchange.review_kind
     if not request or review_kind is None:
         line.append((f"{exchange.http_status} ", "bold red"))
@@ -87,14 +93,34 @@ def policy_mark(exchange: Exchange) -> Text | None:
 
 
 class ConsolePrinter:
-    """Subscriber printing exchanges and events; tracebacks and flags under their line."""
+    """Subscriber printing exchanges and events; tracebacks and flags under their line.
 
-    def __init__(self, file: TextIO | None = None, *, show_output: bool = True) -> None:
+    Secret values are redacted as the recorder and the inspector redact them (same key,
+    same markers: :func:`~webhook_dev.recording.redaction.redact`) in everything printed
+    for an exchange — a deny message, a warning, a flag, the handler's traceback —
+    unless ``redact=False`` (``--show-secrets``). A handler's own output (``print``,
+    logging) is the user's to print, and is shown as it comes.
+    """
+
+    def __init__(
+        self, file: TextIO | None = None, *, show_output: bool = True, redact: bool = True
+    ) -> None:
         self.console = Console(file=file, soft_wrap=True, highlight=False)
         self.show_output = show_output
         self._terminal = self.console.is_terminal  # rich asks isatty and the environment
+        self._redact = redact
+        self._key: bytes | None = None
+
+    def shown(self, exchange: Exchange) -> Exchange:
+        """``exchange`` as the console may show it (a redacted copy when it holds secrets)."""
+        if not self._redact or not may_hold_secrets_exchange(exchange):
+            return exchange
+        if self._key is None:
+            self._key = redaction_key()
+        return redact(exchange, self._key)
 
     def on_exchange(self, exchange: Exchange) -> None:
+        exchange = self.shown(exchange)
         segments = exchange_segments(exchange)
         if self._terminal:
             self._print(Text.assemble(*segments))
@@ -124,6 +150,14 @@ class ConsolePrinter:
                 self.console.print(Text(f"serving {url}", style="bold"))
             case ReloadStarted(reason=reason, first=first):
                 self.console.print(Text(reason if first else f"reloading: {reason}", style="dim"))
+            case ChangesPassedOver(files=files, command=command):
+                self.console.print(
+                    Text(
+                        f"not reloading for {files}: changed while `{command}` started "
+                        "(taken as its own output; save again if it was you)",
+                        style="dim",
+                    )
+                )
             case GenerationReady(generation=generation, pid=pid, startup_ms=startup_ms, kind=kind):
                 self.console.print(
                     Text(

@@ -28,6 +28,7 @@ from webhook_dev.reviews.exchange import (
     GenerationFailed,
     GenerationMemory,
     RecordingFailed,
+    RecordingMissed,
     RecordingResumed,
 )
 from webhook_dev.subscribers.call_stats import RATE_WINDOW_SECONDS, CallStats
@@ -40,6 +41,7 @@ _SHOWN_EVENTS = (
     GenerationFailed,
     GenerationMemory,
     RecordingFailed,
+    RecordingMissed,
     RecordingResumed,
     BadMessage,
 )
@@ -54,6 +56,8 @@ class SessionFacts:
     endpoint: str
     recording: str | None
     reconnects: int
+    # CRDs whose conversion calls come here: nothing softens a failed conversion.
+    conversions: tuple[str, ...] = ()
 
 
 class LiveView:
@@ -64,12 +68,14 @@ class LiveView:
         console: Console,
         facts: Callable[[], SessionFacts | None],
         clock: Callable[[], float] = time.monotonic,
+        *,
+        redact: bool = True,
     ) -> None:
         self.console = console
         self._facts = facts
         self.stats = CallStats(clock)
         self._last: deque[Text] = deque(maxlen=LAST_CALLS)
-        self._printer = ConsolePrinter(show_output=False)
+        self._printer = ConsolePrinter(show_output=False, redact=redact)
         self._printer.console = console  # the stack's news, printed above the panel
         self.worker_rss: int | None = None
         self.recording_note: str | None = None
@@ -86,10 +92,11 @@ class LiveView:
         self._live.stop()
 
     def on_exchange(self, exchange: Exchange) -> None:
-        line = exchange_line(exchange)
+        shown = self._printer.shown(exchange)
+        line = exchange_line(shown)
         self.console.print(line)
         self.stats.on_exchange(exchange)
-        mark = policy_mark(exchange)
+        mark = policy_mark(shown)  # a policy's message may quote a Secret's value too
         if mark is not None:
             self.console.print(mark)
             line = Text.assemble(line, "\n", mark)
@@ -104,7 +111,7 @@ class LiveView:
             return  # up says what it starts itself
         if isinstance(event, GenerationMemory):
             self.worker_rss = event.rss_bytes
-        elif isinstance(event, RecordingFailed):
+        elif isinstance(event, RecordingFailed | RecordingMissed):
             self.recording_note = f"failing: {event.missed} exchanges not recorded"
         elif isinstance(event, RecordingResumed):
             self.recording_note = f"resumed; {event.missed} exchanges were not recorded"
@@ -158,6 +165,15 @@ def render_panel(
         if recording_note:
             recording.append(f"  ({recording_note})", style="bold red")
         table.add_row("recording", recording)
+        if facts.conversions:
+            table.add_row(
+                "conversion",
+                Text(
+                    f"{', '.join(facts.conversions)}: no failurePolicy; while this machine "
+                    "cannot answer, reads in other versions fail (`webhook-dev down` ends it)",
+                    style="yellow",
+                ),
+            )
     if worker_rss is not None:
         table.add_row("worker memory", f"{worker_rss / 2**20:.0f} MiB")
     table.add_row("calls", f"{total} total, {rate:.1f}/s (last {RATE_WINDOW_SECONDS:.0f} s)")

@@ -216,6 +216,21 @@ class RelayTransport:
     def health(self) -> dict[str, str]:
         return {"relay-connections": str(self.carried), "relay-reconnects": str(self.reconnects)}
 
+    shield_label = relay_manifests.RELAY_LABEL
+
+    def planned_objects(self) -> list[CreatedObject]:
+        """The ConfigMap and Pod :meth:`prepare` creates, for the session's shield."""
+        spec = self.spec
+        return [
+            CreatedObject(
+                "ConfigMap",
+                f"{spec.core}/configmaps",
+                spec.name,
+                relay_manifests.config_map(spec, ""),
+            ),
+            CreatedObject("Pod", f"{spec.core}/pods", spec.name, relay_manifests.pod(spec)),
+        ]
+
     def created_objects(self) -> list[CreatedObject]:
         """What :meth:`prepare` created, for the session's journal."""
         return list(self._created)
@@ -293,7 +308,8 @@ class RelayTransport:
             return
         for created in reversed(self._created):
             with contextlib.suppress(ClusterError):
-                self.cluster.delete(f"{created.api_path}/{created.name}")
+                # At once: no webhook may hold up a Terminating relay (docs/relay.md).
+                self.cluster.delete(f"{created.api_path}/{created.name}", grace_period=0)
 
     # --- carrying -------------------------------------------------------------------------
 

@@ -83,6 +83,19 @@ class CreatedObject:
 
 @runtime_checkable
 class CreatesObjects(Protocol):
-    """A transport that leaves objects in the cluster for the journal to record."""
+    """A transport that leaves objects in the cluster for the journal to record.
+
+    Those objects must not be blocked or changed by the webhooks being redirected (which
+    may intercept exactly them, with their backend down): before :meth:`prepare` the
+    session excludes objects carrying :attr:`shield_label` from those entries, journaled
+    like every change (:mod:`webhook_dev.redirect.interception`).
+    """
+
+    #: A label key every object it creates carries.
+    shield_label: str
+
+    def planned_objects(self) -> list[CreatedObject]:
+        """What :meth:`prepare` will create (manifests as they will be sent)."""
+        ...
 
     def created_objects(self) -> list[CreatedObject]: ...

@@ -36,11 +36,15 @@ CASES = [
     (["serve", "hook", "--watch", "nowhere"], "--watch nowhere: not a directory"),
     (
         ["up", "--ssh", "master", "--app", "hook"],
-        "say what to redirect: exactly one of --webhook or --service",
+        "say what to redirect: --webhook NAME[/ENTRY], --service NS/NAME or --crd NAME",
     ),
     (
         ["up", "--ssh", "master", "--app", "hook", "--webhook", "w", "--service", "ns/s"],
-        "say what to redirect: exactly one of --webhook or --service",
+        "say what to redirect: --webhook or --service, not both",
+    ),
+    (
+        ["up", "--ssh", "master", "--app", "hook", "--service", "webhooks"],
+        "--service wants NAMESPACE/NAME, not 'webhooks'",
     ),
     (
         ["up", "--ssh", "master", "--service", "ns/s"],
@@ -50,7 +54,10 @@ CASES = [
         ["up", "--ssh", "master", "--service", "ns/s", "--app", "hook", "--upstream", "http://x"],
         "give either APP (an aiohttp app) or --upstream URL, not both",
     ),
-    (["doctor", "--ssh", "master"], "say what to check: exactly one of --webhook or --service"),
+    (
+        ["doctor", "--ssh", "master"],
+        "say what to check: --webhook NAME[/ENTRY], --service NS/NAME or --crd NAME",
+    ),
     (["replay", RECORDING], "give exactly one of --app APP or --url URL"),
     (
         ["replay", RECORDING, "--app", "hook", "--url", "https://127.0.0.1:1"],

@@ -18,6 +18,7 @@ import pytest
 
 from webhook_dev.kube.cluster import Cluster, Conflict, NotFound
 from webhook_dev.redirect.apply import apply_plan, restore_plan
+from webhook_dev.redirect.conversions import CRD_COLLECTION, CRD_KIND
 from webhook_dev.redirect.plan import MANAGED_BY_LABEL, RedirectPlan
 from webhook_dev.redirect.plan_builder import (
     CONFIG_COLLECTIONS,
@@ -63,6 +64,8 @@ class InMemoryCluster(Cluster):
         query: dict[str, str] | None = None,
         content_type: str = "application/json",
     ) -> Json:
+        if method == "GET" and path.rsplit("/", 1)[-1] in KINDS:
+            return {"items": self._items(path, (query or {}).get("labelSelector"))}
         if method == "GET":
             return copy.deepcopy(self._existing(method, path))
         if method == "POST":
@@ -80,10 +83,20 @@ class InMemoryCluster(Cluster):
             self.writes.append(f"DELETE {short(path)}")
             return {}
         else:
-            raise AssertionError(f"apply/restore should not {method} {path}")
+            raise AssertionError(f"apply, restore and discovery should not {method} {path}")
         self.objects[path] = self._stamped(body)
         self.writes.append(f"{method} {short(path)}")
         return copy.deepcopy(self.objects[path])
+
+    def _items(self, collection: str, label_selector: str | None) -> list[Json]:
+        """A list call (discovery's): the collection's objects, ``key=value`` selected."""
+        key, _, value = (label_selector or "").partition("=")
+        return [
+            copy.deepcopy(obj)
+            for path, obj in sorted(self.objects.items())
+            if path.rsplit("/", 1)[0] == collection
+            and (not key or (obj["metadata"].get("labels") or {}).get(key) == value)
+        ]
 
     def _existing(self, method: str, path: str) -> Json:
         if path not in self.objects:
@@ -122,6 +135,7 @@ KINDS = {
     "services": "Service",
     "endpoints": "Endpoints",
     "endpointslices": "EndpointSlice",
+    "customresourcedefinitions": CRD_KIND,
 }
 
 
@@ -134,6 +148,8 @@ def url_of(obj: Json) -> str:
     name = obj["metadata"]["name"]
     if obj["kind"] in CONFIG_COLLECTIONS:
         return f"{CONFIG_COLLECTIONS[obj['kind']]}/{name}"
+    if obj["kind"] == CRD_KIND:
+        return f"{CRD_COLLECTION}/{name}"
     if obj["kind"] == "EndpointSlice":
         return f"{slices_path('hooks')}/{name}"
     return f"{CORE}/{obj['kind'].lower()}s/{name}".replace("endpointss", "endpoints")

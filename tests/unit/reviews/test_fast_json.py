@@ -65,3 +65,24 @@ def test_long_digit_runs_are_found_in_bytes_and_str(text: str, long: bool) -> No
 
 def test_a_huge_integer_in_a_str_keeps_its_digits() -> None:
     assert fast_json.loads('{"n": 123456789012345678901}') == {"n": 123456789012345678901}
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        (b'{"a": "\xed\xa0\x80"}', "at byte 7 (ed a0 80: an encoded UTF-16 surrogate)"),
+        (b'{"a": "\xc1\xbf"}', "at byte 7 (c1 bf: an overlong form)"),
+        (b'{"a": "\xf0\x80\x80\xaf"}', "at byte 7 (f0 80 80 af: an overlong form)"),
+        (b'{"a": "\xfe"}', "at byte 7 (fe: invalid start byte)"),
+        (b'{"n": 12345678901234567890, "a": "\xed\xbf\xbf"}', "(ed bf bf: an encoded UTF-16"),
+    ],
+)
+def test_bytes_that_are_not_utf8_are_refused_naming_the_bytes(raw: bytes, shown: str) -> None:
+    with pytest.raises(ValueError, match="not valid UTF-8") as refused:
+        fast_json.loads(raw)
+    assert shown in str(refused.value)
+
+
+def test_valid_utf8_and_escaped_text_still_read() -> None:
+    assert fast_json.loads('{"a": "é"}'.encode()) == {"a": "é"}
+    assert fast_json.loads(b'{"a": "\\u00e9"}') == {"a": "é"}

@@ -149,3 +149,28 @@ async def test_a_call_waits_for_a_dead_backends_exit_to_be_noticed_instead_of_fa
     answer = await call
     assert answer.status == 200 and answer.body == b"2"
     assert backends[0].attempts == 1
+
+
+async def test_without_retry_lost_calls_a_call_a_dead_backend_may_have_run_fails_saying_why() -> (
+    None
+):
+    """``up`` on a webhook whose sideEffects is not None (issue 23, finding 5)."""
+    handover: Handover[Mortal]
+
+    async def start(generation: int) -> Mortal:
+        backend = Mortal(generation)
+        backend.handover = handover
+        return backend
+
+    handover = Handover(start, Hooks([]), retry_lost_calls=False)
+    await handover.reload("start")
+    deadline = asyncio.get_running_loop().time() + 10
+    call = asyncio.create_task(handover.send(REQUEST, deadline))
+    await asyncio.sleep(0.01)
+    await handover.send(KILLER, deadline)
+    answer = await call
+    assert answer.status == 502
+    assert answer.error is not None and "not sent again" in answer.error
+    assert "sideEffects: None" in answer.error
+    assert (await handover.send(REQUEST, deadline)).status == 200  # the next one serves
+    await handover.close()

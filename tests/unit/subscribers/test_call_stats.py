@@ -32,3 +32,26 @@ def test_the_inspector_counts_calls_beyond_the_exchanges_it_keeps() -> None:
         feed.on_exchange(_exchange(number))
     described = feed.describe()
     assert (described["count"], described["calls"]) == (2, 5)
+
+
+def test_a_client_that_left_is_counted_apart_from_failed_calls() -> None:
+    feed = ExchangeFeed()
+    for number, status in enumerate((200, 499, 499, 500, 504, 400)):
+        exchange = _exchange(number)
+        exchange.http_status = status
+        feed.add(exchange)
+    described = feed.describe()
+    assert (described["calls"], described["client_closed"], described["failed"]) == (6, 2, 2)
+
+
+def test_the_inspector_ring_keeps_the_newest_reviews_within_its_byte_budget() -> None:
+    """Big reviews (a fuzzer, huge objects) must not pile up by the thousand (issue 23)."""
+    feed = ExchangeFeed(capacity=1000, max_bytes=100_000)
+    for number in range(50):
+        exchange = _exchange(number % 60)
+        exchange.id = f"big-{number}"
+        exchange.request_review = {"request": {"uid": str(number), "blob": "x" * 10_000}}
+        feed.add(exchange)
+    kept = [row["id"] for row in feed.rows()]
+    assert 1 < len(kept) < 11 and kept[-1] == "big-49"  # the newest, ~100 KB of them
+    assert feed.describe()["calls"] == 50

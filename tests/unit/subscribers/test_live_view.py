@@ -57,3 +57,13 @@ def test_each_call_prints_its_line_and_the_rate_counts_the_last_ten_seconds() ->
     now[0] = 14.0
     assert view.calls_per_second() == 0.3
     assert view.total == 4 and output.getvalue().count("not JSON") == 4
+
+
+def test_panel_names_the_crds_whose_conversion_depends_on_this_machine() -> None:
+    facts = SessionFacts(**{**FACTS.__dict__, "conversions": ("websites.samples.webhook-dev.io",)})
+
+    text = " ".join(_text(render_panel(facts, 0.0, 0, [])).split())
+
+    assert "conversion websites.samples.webhook-dev.io: no failurePolicy" in text
+    assert "`webhook-dev down` ends it" in text
+    assert "conversion" not in _text(render_panel(FACTS, 0.0, 0, []))

@@ -35,6 +35,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -47,7 +48,12 @@ from webhook_dev.serving.upstream import (
     UpstreamRequest,
     UpstreamResponse,
 )
-from webhook_dev.serving.upstreams.app_worker import ERROR_HEADER, AppSpecError, split_spec
+from webhook_dev.serving.upstreams.app_worker import (
+    ERROR_HEADER,
+    PARENT_ENV,
+    AppSpecError,
+    split_spec,
+)
 from webhook_dev.serving.upstreams.child_process import WatchedChild, wait_or_kill
 from webhook_dev.serving.upstreams.unix_http import ConnectFailed, UnixHttpPool, forward_unix
 
@@ -121,11 +127,14 @@ class WorkerProcess(WatchedChild):
         self._tasks: list[asyncio.Task[None]] = []
         self._replace: Callable[[WorkerProcess, str], None] | None = None
         self.rss_bytes: int | None = None
+        # Tasks inside send(), with when each began; those taken back, and which is suspect.
+        self._calls: dict[asyncio.Task[object], float] = {}
+        self._abandoned: dict[asyncio.Task[object], bool] = {}
 
     @classmethod
     async def spawn(cls, cwd: Path, socket_path: Path) -> WorkerProcess:
         ready_read, ready_write = os.pipe()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **{PARENT_ENV: str(os.getpid())})
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -186,6 +195,7 @@ class WorkerProcess(WatchedChild):
                     f"stopped answering health checks for {HEALTH_TIMEOUT:g} s "
                     "(does a handler block the event loop, e.g. time.sleep?)"
                 )
+                self._abandon_calls()
                 return
             if not pong:
                 return  # it exited: watch_exit reports that
@@ -202,6 +212,16 @@ class WorkerProcess(WatchedChild):
                     )
                     warned = warned or over
             await asyncio.sleep(HEALTH_INTERVAL)
+
+    def _abandon_calls(self) -> None:
+        """A blocked loop answers none of the calls it holds before their deadline: take
+        them back (:class:`BackendGone`, ``may_have_run``) so the handover can send them
+        to the replacement within their deadline, as it does a dead worker's. The oldest
+        is the suspect (the server takes calls in order; the others waited behind it)."""
+        oldest = min(self._calls, key=self._calls.__getitem__, default=None)
+        for task in self._calls:
+            self._abandoned[task] = task is oldest
+            task.cancel()
 
     async def _gone(self) -> bool:
         """After a dropped connection: is the worker exiting or dead (so the call may go
@@ -240,6 +260,9 @@ class WorkerProcess(WatchedChild):
         if pool is None or pool.closed:
             raise BackendGone()
         exiting_before = self._exiting or self._stopping
+        task = asyncio.current_task()
+        assert task is not None
+        self._calls[task] = time.monotonic()
         try:
             answer = await forward_unix(
                 pool,
@@ -256,6 +279,13 @@ class WorkerProcess(WatchedChild):
             # Closing on purpose, it finished every call it had begun: a call that met a
             # closed connection never ran. A dead worker may have run it.
             raise BackendGone(may_have_run=not exiting_before and not self._exiting) from gone
+        except asyncio.CancelledError:
+            if task in self._abandoned and task.uncancel() == 0:
+                raise BackendGone(may_have_run=True, suspect=self._abandoned[task]) from None
+            raise
+        finally:
+            self._calls.pop(task, None)
+            self._abandoned.pop(task, None)
         return answer
 
     def _answer_error(self, headers: Mapping[str, str], body: bytes) -> str | None:
@@ -290,15 +320,20 @@ class AppUpstream:
         cwd: Path | None = None,
         hooks: Hooks | None = None,
         keep_spare: bool = True,
+        retry_lost_calls: bool = True,
     ) -> None:
         """``keep_spare=False`` (replay, which never reloads): no spare worker waits beside
-        the serving one; a replacement (after a crash) then starts from scratch."""
+        the serving one; a replacement (after a crash) then starts from scratch.
+        ``retry_lost_calls``: see :class:`~webhook_dev.serving.upstream.Handover`."""
         self.app = app
         self.keep_spare = keep_spare
         self.cwd = (cwd or Path.cwd()).resolve()
         self.hooks = hooks or Hooks()
         self._handover: Handover[WorkerProcess] = Handover(
-            self._start_generation, self.hooks, kind=GenerationKind.APP_WORKER
+            self._start_generation,
+            self.hooks,
+            kind=GenerationKind.APP_WORKER,
+            retry_lost_calls=retry_lost_calls,
         )
         self._socket_dir: Path | None = None
         self._spare: asyncio.Task[WorkerProcess] | None = None

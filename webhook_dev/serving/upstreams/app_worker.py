@@ -7,8 +7,12 @@ so the parent can start it ahead of time and a reload pays only for the user's i
 
 It tells the parent on the ``--ready-fd`` pipe, as one JSON line, either
 ``{"ok": true, "pid": ...}`` once the app accepts calls, or ``{"ok": false, "error": ...}``
-with the traceback. It never outlives the parent: it exits when its stdin reaches EOF
-(the parent closed it or died) and, on Linux, on ``PR_SET_PDEATHSIG``.
+with the traceback. It never outlives the parent: on Linux the kernel SIGKILLs it when
+the parent dies (``PR_SET_PDEATHSIG``, asked for before aiohttp is imported: that import
+takes seconds on a loaded machine, and a ``kill -9`` of the parent then left the child
+behind), and anywhere it exits when its stdin reaches EOF (the parent closed it or
+died). SIGKILL, not SIGTERM: with the parent gone there is no call to finish, and a
+handler blocking the loop (``time.sleep``) would never run a SIGTERM handler.
 
 The app is the user's, unchanged, except for one outermost middleware that turns an
 exception in a handler into a 500 whose body is the traceback, marked with the
@@ -40,7 +44,24 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+PARENT_ENV = "WEBHOOK_DEV_WORKER_PARENT"  # the pid that spawned us, to notice it is gone
+
+
+def die_with_parent() -> None:
+    """Have the kernel SIGKILL us when the parent dies; exit now if it already has."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    parent = os.environ.get(PARENT_ENV, "")
+    # Reparented already (to init, or a subreaper: not always pid 1).
+    if os.getppid() == 1 or (parent.isdigit() and os.getppid() != int(parent)):
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    die_with_parent()
+
+from aiohttp import web  # noqa: E402  (after the death signal: see the module's doc)
 
 ERROR_HEADER = "X-Webhook-Dev-Error"
 DEFAULT_ATTRS = ("create_app", "app")
@@ -131,15 +152,6 @@ def _error_middleware(
     return report_handler_errors
 
 
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the parent died before we asked
-        os._exit(0)
-
-
 async def serve_app(
     spec: str, socket_path: str, exit_request: _Exit | None = None
 ) -> web.AppRunner:
@@ -200,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--socket", required=True)
     parser.add_argument("--ready-fd", type=int, required=True)
     args = parser.parse_args(argv)
-    _die_with_parent()
+    die_with_parent()  # again: main() may be called without ``-m`` (tests)
     line = sys.stdin.buffer.readline()
     if not line:
         return

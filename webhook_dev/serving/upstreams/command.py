@@ -16,6 +16,13 @@ until the new process is ready, at most until shortly before their own deadline 
 apiserver's ``?timeout=``); then they get a 503 that says why. Without ``--build`` a
 compile error surfaces in step 3, when the old process is already gone.
 
+While a generation starts — from the start of ``--build`` (or of CMD) until CMD listens or
+fails — files modified are taken as CMD's own output (``make run`` runs ``make generate``
+first): :meth:`CommandUpstream.wrote_while_starting` tells the reloader so from a file's
+modification time (the watcher reports changes up to 0.4 s late). The reloader then does
+not restart for them but says which files it passed over, so that a real save in that
+window is seen on the console, not lost silently.
+
 Every process runs under :mod:`webhook_dev.serving.upstreams.process_guard`, so none outlives us.
 """
 
@@ -23,10 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import sys
+import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 from webhook_dev.errors import UsageError
@@ -249,6 +259,26 @@ class CommandUpstream:
         self._pending_reason: str | None = None
         self._build_task: asyncio.Task[None] | None = None
         self._built_once = False
+        # when the last start began and ended (time.time(); ended is +inf while it runs)
+        self._own_writes: tuple[float, float] = (math.inf, -math.inf)  # none yet
+
+    def wrote_while_starting(self, modified: float) -> str | None:
+        """The command, if a file modified at ``modified`` (``time.time()``) was written while
+        it built or started — most likely by it (code generation, a formatter) — else ``None``.
+        """
+        began, ended = self._own_writes
+        if began <= modified <= ended:
+            return self.run if self.build is None else f"{self.build}` / `{self.run}"
+        return None
+
+    @contextlib.contextmanager
+    def _starting(self) -> Iterator[None]:
+        began = self._own_writes[0] if self._own_writes[1] == math.inf else time.time()
+        self._own_writes = (began, math.inf)
+        try:
+            yield
+        finally:
+            self._own_writes = (began, time.time())
 
     @property
     def generation(self) -> int | None:
@@ -316,16 +346,17 @@ class CommandUpstream:
         self._built_once = True
         loop = asyncio.get_running_loop()
         started = loop.time()
-        ok, output = await run_build(self.build, self.cwd)
-        if not ok:
-            error = f"`{self.build}` failed:\n{output}"
-            self._handover.last_error = error
-            serving = self._handover.generation
-            upcoming = (self._handover.current.generation if self._handover.current else 0) + 1
-            self.hooks.event(GenerationFailed(upcoming, error, serving, GenerationKind.COMMAND))
-            return
-        seconds = loop.time() - started
-        await self._handover.reload(f"built in {seconds:.1f} s; restarting `{self.run}`")
+        with self._starting():  # the build may generate code too (`make build`)
+            ok, output = await run_build(self.build, self.cwd)
+            if ok:
+                seconds = loop.time() - started
+                await self._handover.reload(f"built in {seconds:.1f} s; restarting `{self.run}`")
+                return
+        error = f"`{self.build}` failed:\n{output}"
+        self._handover.last_error = error
+        serving = self._handover.generation
+        upcoming = (self._handover.current.generation if self._handover.current else 0) + 1
+        self.hooks.event(GenerationFailed(upcoming, error, serving, GenerationKind.COMMAND))
 
     async def _start_generation(self, generation: int) -> CommandProcess:
         await self._handover.stop_current()
@@ -335,14 +366,15 @@ class CommandUpstream:
             else " (the old process is already stopped; --build CMD keeps it serving "
             "until a build succeeds)"
         )
-        backend = await CommandProcess.start(
-            self.run,
-            self.upstream,
-            generation,
-            cwd=self.cwd,
-            hooks=self.hooks,
-            startup_seconds=self.startup_timeout,
-            hint=hint,
-        )
+        with self._starting():
+            backend = await CommandProcess.start(
+                self.run,
+                self.upstream,
+                generation,
+                cwd=self.cwd,
+                hooks=self.hooks,
+                startup_seconds=self.startup_timeout,
+                hint=hint,
+            )
         backend.watch_exit(self._handover.backend_exited)
         return backend

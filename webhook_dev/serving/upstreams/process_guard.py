@@ -24,7 +24,10 @@ import sys
 import time
 from types import FrameType
 
-GRACE_SECONDS = 3.0
+# With webhook-dev gone no call is left to finish, and the next webhook-dev wants the
+# port: CMD gets SIGTERM and this long to exit before the group's SIGKILL, so everything
+# is gone within 1 s of a ``kill -9`` of webhook-dev.
+GRACE_SECONDS = 0.5
 _PR_SET_PDEATHSIG = 1
 
 

@@ -83,7 +83,7 @@ class UnixHttpPool:
         head += [f"{name}: {value}" for name, value in request.headers.items()]
         head.append(f"Content-Length: {len(request.body)}")
         try:
-            writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + request.body)
+            writer.write(_head_bytes(head) + request.body)
             answer = await _read_answer(reader)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as error:
             writer.close()
@@ -105,6 +105,17 @@ class UnixHttpPool:
         for _, writer in idle:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+
+def _head_bytes(lines: list[str]) -> bytes:
+    """The request head as the client sent it, byte for byte.
+
+    aiohttp's server decodes a head as UTF-8 with ``surrogateescape``, so a byte that is
+    not UTF-8 (``Content-Type: application/js\\xd9n``) arrives as a lone surrogate; the
+    same codec gives back the very bytes, where ``latin-1`` raised on them (a 500 of
+    ours). The worker's aiohttp reads them exactly as the proxy's did.
+    """
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
 
 
 async def _read_answer(reader: asyncio.StreamReader) -> RawAnswer:
