@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Served, run_webhook_dev
+from tests.process.test_replay_policy import configmap
 
 LAB_POLICIES = Path(__file__).parent.parent / "policies" / "lab_configmaps.yaml"
 APP = "tests.lab.policy_webhook"
@@ -39,25 +40,14 @@ def policies_without_namespace_selector(tmp_path: Path) -> Path:
 
 
 def review(name: str, labels: dict[str, str], data: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
-            "resource": {"group": "", "version": "v1", "resource": "configmaps"},
-            "namespace": "team-a",
-            "name": name,
-            "operation": "CREATE",
-            "userInfo": {"username": "alice"},
-            "object": {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": name, "namespace": "team-a", "labels": labels},
-                "data": data,
-            },
-        },
-    }
+    request = configmap(name, labels, data, str(uuid.uuid4()))
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+
+
+def serve_policy(serve: Callable[..., Served], recording: Path, policies: Path) -> Served:
+    return serve(
+        APP, "--port", "0", "--no-inspector", "--record", str(recording), "--policy", str(policies)
+    )
 
 
 def recorded(path: Path) -> dict[str, dict[str, Any]]:
@@ -73,16 +63,7 @@ def test_serve_policy_marks_the_calls_where_the_policy_differs_and_records_its_o
     serve: Callable[..., Served], tmp_path: Path, policies_without_namespace_selector: Path
 ) -> None:
     recording = tmp_path / "calls.jsonl"
-    served = serve(
-        APP,
-        "--port",
-        "0",
-        "--no-inspector",
-        "--record",
-        str(recording),
-        "--policy",
-        str(policies_without_namespace_selector),
-    )
+    served = serve_policy(serve, recording, policies_without_namespace_selector)
     calls = [
         ("/validate", "pl-plain", {"team": "a"}, {"key": "value"}),
         ("/validate", "pl-lenient", {"team": "a"}, {"forbidden": "yes"}),
@@ -140,16 +121,7 @@ def test_serve_policy_counts_a_namespace_selector_as_not_compared_and_old_record
     serve: Callable[..., Served], tmp_path: Path
 ) -> None:
     recording = tmp_path / "calls.jsonl"
-    served = serve(
-        APP,
-        "--port",
-        "0",
-        "--no-inspector",
-        "--record",
-        str(recording),
-        "--policy",
-        str(LAB_POLICIES),
-    )
+    served = serve_policy(serve, recording, LAB_POLICIES)
     served.review(review("pl-plain", {"team": "a"}, {}), path="/validate")
     served.wait_for("policy not compared")
     assert served.stop(signal.SIGINT) in (0, 130), served.output

@@ -13,17 +13,23 @@ import click
 from webhook_dev.policy.live import LivePolicy
 
 
-def policy_option(function: Callable[..., Any]) -> Callable[..., Any]:
-    """``--policy FILE`` (repeatable), passed on as ``policies``."""
+def policy_files_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--policy FILE`` (repeatable, files that exist), passed on as ``policies``."""
     return click.option(
         "--policy",
         "policies",
         multiple=True,
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="Also decide each admission call by the Validating/MutatingAdmissionPolicy "
-        "(and bindings, params) in this file, with kube-apiserver's own plugins, and show "
-        "and record where it differs from the webhook's answer (repeatable).",
-    )(function)
+        help=help_text,
+    )
+
+
+# serve's and up's: the live comparison.
+policy_option = policy_files_option(
+    "Also decide each admission call by the Validating/MutatingAdmissionPolicy (and "
+    "bindings, params) in this file, with kube-apiserver's own plugins, and show and "
+    "record where it differs from the webhook's answer (repeatable)."
+)
 
 
 def policy_evaluator() -> Path:

@@ -26,7 +26,7 @@ from typing import Any, cast
 import click
 from rich.console import Console
 
-from webhook_dev.commands.policy_option import policy_evaluator
+from webhook_dev.commands.policy_option import policy_evaluator, policy_files_option
 from webhook_dev.errors import ExitCode, RecordingError, UsageError
 from webhook_dev.recording import query as filters
 from webhook_dev.recording import stream
@@ -74,14 +74,10 @@ from webhook_dev.serving.upstreams.url import UrlUpstream
     type=click.IntRange(min=1),
     help="Replay N exchanges picked at random (the same N each run), in recorded order.",
 )
-@click.option(
-    "--policy",
-    "policies",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Instead of code, decide each request by the admission policies in this file "
+@policy_files_option(
+    "Instead of code, decide each request by the admission policies in this file "
     "(Validating/MutatingAdmissionPolicy, bindings, params; repeatable) with "
-    "kube-apiserver's own plugins, and compare with the webhook's recorded answer.",
+    "kube-apiserver's own plugins, and compare with the webhook's recorded answer."
 )
 @click.option(
     "--webhook",

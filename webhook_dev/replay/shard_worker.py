@@ -27,6 +27,7 @@ from webhook_dev.replay.batch import Skipped
 from webhook_dev.replay.outcome import Outcome, outcome_of
 from webhook_dev.replay.replayer import replay_exchange, title_of
 from webhook_dev.replay.shards import Record, ShardConfig, frame, read_frame
+from webhook_dev.reviews.exchange import Exchange
 from webhook_dev.serving.upstream import Upstream
 from webhook_dev.serving.upstreams.in_process import InProcessApp
 from webhook_dev.serving.upstreams.url import UrlUpstream
@@ -125,6 +126,19 @@ async def _serve_policies(
         writer.close()
 
 
+def _selected(
+    where: query.Query, path: str, line_number: int, data: bytes
+) -> Exchange | Skipped | None:
+    """The line's exchange when ``where`` takes it; else what to report instead (a
+    damaged line's warning, or ``None`` for a line the filter drops)."""
+    line = stream.decode_line(Path(path), 0, len(data), line_number, data)
+    if line.exchange is None:
+        return Skipped(f"{line.error}: skipped")
+    if where and not where.matches(summary(line.exchange)):
+        return None
+    return line.exchange
+
+
 class _Replayer:
     def __init__(self, config: ShardConfig, target: Upstream) -> None:
         self.config = config
@@ -134,16 +148,14 @@ class _Replayer:
         self.calls = asyncio.Semaphore(max(1, config.jobs))
 
     async def one(self, _number: int, path: str, line_number: int, data: bytes) -> Record:
-        line = stream.decode_line(Path(path), 0, len(data), line_number, data)
-        if line.exchange is None:
-            return Skipped(f"{line.error}: skipped")
-        if self.where and not self.where.matches(summary(line.exchange)):
-            return None
+        exchange = _selected(self.where, path, line_number, data)
+        if not isinstance(exchange, Exchange):
+            return exchange
         where = f"{path}:{line_number}"
         async with self.calls:
             try:
                 result = await replay_exchange(
-                    line.exchange,
+                    exchange,
                     self.target,
                     idempotence=self.config.idempotence,
                     redaction_key=self.key,
@@ -166,14 +178,12 @@ class _PolicyChecker:
     async def one(self, _number: int, path: str, line_number: int, data: bytes) -> Record:
         from webhook_dev.policy.check import check_exchange, render
 
-        line = stream.decode_line(Path(path), 0, len(data), line_number, data)
-        if line.exchange is None:
-            return Skipped(f"{line.error}: skipped")
-        if self.where and not self.where.matches(summary(line.exchange)):
-            return None
+        exchange = _selected(self.where, path, line_number, data)
+        if not isinstance(exchange, Exchange):
+            return exchange
         as_json = self.config.as_json
         check = await check_exchange(
-            line.exchange,
+            exchange,
             self.evaluator,
             where=f"{path}:{line_number}",
             side=self.side,
