@@ -1,7 +1,8 @@
 """Fixtures for ``up --direct`` on the lab: a routable or NAT-like lab, ``up --direct``.
 
 ``routable_lab`` lifts the workstation's NAT-like firewall rule for one test
-(``Lab.set_routable``) and puts the lab back as it was; ``nat_lab`` makes sure it is there.
+(``Lab.set_routable``) and puts the lab back as it was (``routable_node_lab`` does it for
+the lab with a node); ``nat_lab`` makes sure it is there.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ def _lab_with_routable(lab: Lab, routable: bool) -> Iterator[Lab]:
 def routable_lab(lab: Lab) -> Iterator[Lab]:
     """The lab, with the master allowed to open connections to the workstation."""
     yield from _lab_with_routable(lab, True)
+
+
+@pytest.fixture
+def routable_node_lab(lab_node: Lab) -> Iterator[Lab]:
+    """The lab with a node (a second lab unless the first has one), routable likewise:
+    for ``--direct`` tests whose webhook or CRD runs on the node's cluster."""
+    yield from _lab_with_routable(lab_node, True)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.direct_fixtures import routable_lab  # noqa: F401 (a fixture)
+from tests.direct_fixtures import routable_node_lab  # noqa: F401 (a fixture)
 from tests.harness import REPO, RunningProcess, stopped_at_exit
 from tests.lab.redirect_fixtures import (
     ClusterView,
@@ -226,7 +226,9 @@ def _webhook_dev(lab: Lab, state_dir: Path, *argv: str, workstation: bool = Fals
 @pytest.fixture(params=["ssh", "direct", "relay"])
 def transport(request: pytest.FixtureRequest) -> str:
     if request.param == "direct":
-        request.getfixturevalue("routable_lab")
+        # The CRD and its webhook live on the node's cluster, which is a second lab
+        # unless the first has a node: that one must let the master reach this machine.
+        request.getfixturevalue("routable_node_lab")
     return str(request.param)
 
 

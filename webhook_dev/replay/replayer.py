@@ -92,15 +92,14 @@ class ReplayResult:
 
 
 def title_of(exchange: Exchange) -> str:
-    """How a report names an exchange: ``Pod ns/name CREATE (uid ...)``."""
+    """How a report names an exchange: ``Pod ns/name CREATE (uid ...)``, ``Website ns/a
+    CONVERT to group/v2 (uid ...)``."""
     request = exchange.request
     review_kind = exchange.review_kind or kinds.ADMISSION
     subject = review_kind.subject(request)
     uid = request.get("uid") or "?"
-    operation = subject.operation or "?"
-    if review_kind is kinds.CONVERSION:
-        operation += f" to {conversion.desired_version(request) or '?'}"
-    return f"{subject.kind or '?'} {subject.name} {operation} (uid {uid})"
+    target = f" to {subject.target}" if subject.target else ""
+    return f"{subject.kind or '?'} {subject.name} {subject.operation or '?'}{target} (uid {uid})"
 
 
 async def replay_exchange(

@@ -243,32 +243,17 @@ def read_response(
     ``apply=False``: decode the patch but leave ``patched`` empty (``replay --policy``
     has the evaluator apply it, as the apiserver does).
     """
-    flags: list[Flag] = []
-    try:
-        review = json_body.load(body, "response body")
-    except ReviewError as error:
-        return None, [Flag("response-not-json", str(error))]
-    if not isinstance(review, dict) or not isinstance(review.get("response"), dict):
-        return None, [Flag("not-a-review", "the answer is not an AdmissionReview with a response")]
-    if review.get("kind") != KIND:
-        flags.append(Flag("kind-mismatch", f"kind is {review.get('kind')!r}, not {KIND}"))
-    if review.get("apiVersion") != request.api_version:
-        flags.append(
-            Flag(
-                "version-mismatch",
-                f"answered {review.get('apiVersion')!r} to a {request.api_version} request",
-            )
-        )
-    response = review["response"]
-    if response.get("uid") != request.uid:
-        flags.append(
-            Flag("uid-mismatch", f"uid {response.get('uid')!r} does not echo {request.uid!r}")
-        )
+    response, flags = json_body.read_answer(
+        body, kind=KIND, api_version=request.api_version, uid=request.uid
+    )
+    if response is None:
+        return None, flags
     allowed = response.get("allowed")
     if not isinstance(allowed, bool):
         flags.append(Flag("allowed-missing", "response.allowed must be true or false"))
         allowed = None
-    status = response.get("status") if isinstance(response.get("status"), dict) else {}
+    given_status = response.get("status")
+    status: JsonObject = given_status if isinstance(given_status, dict) else {}
     warnings = response.get("warnings") or []
     if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
         flags.append(Flag("bad-warnings", "response.warnings must be a list of strings"))

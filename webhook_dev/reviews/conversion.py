@@ -203,28 +203,13 @@ def read_response(
     webhook meant it to succeed. A ``Failure`` result is not a flag: it is the answer
     (the apiserver fails the read with its message), as a denial is for admission.
     """
-    try:
-        review = json_body.load(body, "response body")
-    except ReviewError as error:
-        return None, [Flag("response-not-json", str(error))]
-    if not isinstance(review, dict) or not isinstance(review.get("response"), dict):
-        return None, [Flag("not-a-review", "the answer is not a ConversionReview with a response")]
-    flags: list[Flag] = []
-    if review.get("kind") != KIND:
-        flags.append(Flag("kind-mismatch", f"kind is {review.get('kind')!r}, not {KIND}"))
-    if review.get("apiVersion") != request.api_version:
-        flags.append(
-            Flag(
-                "version-mismatch",
-                f"answered {review.get('apiVersion')!r} to a {request.api_version} request",
-            )
-        )
-    response = review["response"]
-    if response.get("uid") != request.uid:
-        flags.append(
-            Flag("uid-mismatch", f"uid {response.get('uid')!r} does not echo {request.uid!r}")
-        )
-    result = response.get("result") if isinstance(response.get("result"), dict) else {}
+    response, flags = json_body.read_answer(
+        body, kind=KIND, api_version=request.api_version, uid=request.uid
+    )
+    if response is None:
+        return None, flags
+    given_result = response.get("result")
+    result: JsonObject = given_result if isinstance(given_result, dict) else {}
     status = result.get("status")
     if status is None:
         flags.append(

@@ -15,6 +15,7 @@ from typing import Any
 
 from webhook_dev.errors import ReviewError
 from webhook_dev.reviews import fast_json
+from webhook_dev.reviews.flags import Flag
 
 JsonObject = dict[str, Any]
 
@@ -162,3 +163,31 @@ def load_review(
     if not isinstance(uid, str) or not uid:
         raise ReviewError(f"{kind} request has no uid (the answer must echo it)")
     return dict(review)
+
+
+def read_answer(
+    body: bytes | str | Mapping[str, Any], *, kind: str, api_version: str, uid: str
+) -> tuple[JsonObject | None, list[Flag]]:
+    """An answer's ``response`` object and the flags on its envelope, as the apiserver
+    checks every kind's: JSON, a ``response`` object, the question's kind and apiVersion,
+    the request's ``uid`` echoed. ``None`` when there is no response object to read."""
+    try:
+        review = load(body, "response body")
+    except ReviewError as error:
+        return None, [Flag("response-not-json", str(error))]
+    if not isinstance(review, dict) or not isinstance(review.get("response"), dict):
+        return None, [Flag("not-a-review", f"the answer is not a {kind} with a response")]
+    flags: list[Flag] = []
+    if review.get("kind") != kind:
+        flags.append(Flag("kind-mismatch", f"kind is {review.get('kind')!r}, not {kind}"))
+    if review.get("apiVersion") != api_version:
+        flags.append(
+            Flag(
+                "version-mismatch",
+                f"answered {review.get('apiVersion')!r} to a {api_version} request",
+            )
+        )
+    response: JsonObject = review["response"]
+    if response.get("uid") != uid:
+        flags.append(Flag("uid-mismatch", f"uid {response.get('uid')!r} does not echo {uid!r}"))
+    return response, flags

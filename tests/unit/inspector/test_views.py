@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.reviews import pod, request_review
+from tests.reviews import conversion_review, pod, request_review, website
 from webhook_dev.inspector import views
+from webhook_dev.reviews import conversion
 from webhook_dev.reviews.admission import Flag, build_response, parse_request
 from webhook_dev.reviews.exchange import Exchange
 
@@ -156,3 +157,40 @@ def test_an_update_shows_what_it_changes_from_the_old_object() -> None:
         row["kind"] == "changed" and '"v": "1"' in row["left"] and '"v": "2"' in row["right"]
         for row in rows
     )
+
+
+def test_a_conversion_pane_shows_each_object_before_and_after_with_the_result() -> None:
+    review = conversion_review(website("a"), website("b"))
+    request = conversion.parse_request(review)
+    converted = [
+        {**obj, "apiVersion": request.desired_api_version, "spec": {"address": "example.com:8080"}}
+        for obj in request.objects
+    ]
+    exchange = Exchange(
+        id="c1",
+        started=datetime.now(UTC),
+        path="/convert?timeout=30s",
+        http_status=200,
+        request_review=review,
+        response_review=conversion.build_response(request, converted),
+    )
+    shown = views.detail(exchange)
+    assert shown["summary"]["review"] == "conversion"
+    assert shown["summary"]["operation"] == "CONVERT" and shown["summary"]["result"] == "converted"
+    pane = shown["conversion"]
+    assert pane["desired_api_version"] == "samples.webhook-dev.io/v2"
+    assert pane["succeeded"] is True
+    assert [o["name"] for o in pane["objects"]] == ["websites/a", "websites/b"]
+    added = [row["right"] for row in pane["objects"][1]["diff"] if row["kind"] != "same"]
+    assert any('"address": "example.com:8080"' in (line or "") for line in added)
+    failed = Exchange(
+        id="c2",
+        started=datetime.now(UTC),
+        path="/convert",
+        http_status=200,
+        request_review=review,
+        response_review=conversion.build_response(request, None, message="no v3"),
+    )
+    pane = views.detail(failed)["conversion"]
+    assert pane["succeeded"] is False and pane["message"] == "no v3"
+    assert all(o["after"] is None and o["diff"] is None for o in pane["objects"])
