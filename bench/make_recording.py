@@ -66,7 +66,8 @@ def secret(name: str, namespace: str) -> dict[str, Any]:
         "kind": "Secret",
         "metadata": {"name": name, "namespace": namespace},
         "type": "Opaque",
-        "data": {"password": "redacted:hmac-sha256:" + "0" * 16},
+        # As serve redacts a Secret (webhook_dev.recording.redaction.REDACTED_PREFIX).
+        "data": {"password": "webhook-dev:redacted:hmac-sha256:" + "0" * 24},
     }
 
 

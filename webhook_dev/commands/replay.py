@@ -26,6 +26,7 @@ from typing import Any, cast
 import click
 from rich.console import Console
 
+from webhook_dev.commands.policy_option import policy_evaluator, policy_files_option
 from webhook_dev.errors import ExitCode, RecordingError, UsageError
 from webhook_dev.recording import query as filters
 from webhook_dev.recording import stream
@@ -83,14 +84,10 @@ from webhook_dev.serving.upstreams.url import UrlUpstream
     type=click.IntRange(min=1),
     help="Replay N exchanges picked at random (the same N each run), in recorded order.",
 )
-@click.option(
-    "--policy",
-    "policies",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Instead of code, decide each request by the admission policies in this file "
+@policy_files_option(
+    "Instead of code, decide each request by the admission policies in this file "
     "(Validating/MutatingAdmissionPolicy, bindings, params; repeatable) with "
-    "kube-apiserver's own plugins, and compare with the webhook's recorded answer.",
+    "kube-apiserver's own plugins, and compare with the webhook's recorded answer."
 )
 @click.option(
     "--webhook",
@@ -151,7 +148,9 @@ def replay(
         if not path.is_file():
             raise RecordingError(f"recording {path} does not exist")
     if policies:
-        _replay_policies(files, policies, selection, webhook_side, jobs, as_json, quiet, strict)
+        _replay_policies(
+            files, policies, selection, where or "", webhook_side, jobs, as_json, quiet, strict
+        )
         return
     shards = shard_count(jobs)
     report = _Report(as_json, _expected(files, selection), quiet=quiet)
@@ -188,33 +187,45 @@ def _replay_policies(
     files: tuple[Path, ...],
     policies: tuple[Path, ...],
     selection: Selection,
+    where: str,
     webhook_side: str | None,
     jobs: int,
     as_json: bool,
     quiet: bool,
     strict: bool,
 ) -> None:
-    binary = _policy_evaluator()
+    """With ``--jobs`` over a CPU, sharded as replay is: each shard decodes, decides (with
+    an evaluator of its own) and compares its batches of lines, so the Python side runs
+    on every CPU too (docs/benchmarks.md)."""
+    binary = policy_evaluator()
     report = _Report(as_json, _expected(files, selection), quiet=quiet)
+    shards = shard_count(jobs)
     try:
-        _event_loop(
-            _run_policies(binary, files, policies, selection, webhook_side, jobs, report, strict)
-        )
+        if shards > 1:
+            config = ShardConfig(
+                app=None,
+                url=None,
+                cacert=None,
+                cwd=os.getcwd(),
+                jobs=-(-jobs // shards),
+                idempotence=False,
+                where=where,
+                as_json=as_json,
+                policy_binary=str(binary),
+                policies=tuple(str(path.resolve()) for path in policies),
+                side=webhook_side,
+            )
+            _event_loop(_run_sharded(config, shards, files, selection, report, strict))
+        else:
+            _event_loop(
+                _run_policies(
+                    binary, files, policies, selection, webhook_side, jobs, report, strict
+                )
+            )
     finally:
         report.close()
     report.finish()
     sys.exit(ExitCode.FAILED if report.failed else ExitCode.OK)
-
-
-def _policy_evaluator() -> Path:
-    """The evaluator, built on first use (progress on stderr)."""
-    from webhook_dev.lab import policy_evaluator
-
-    path = policy_evaluator.evaluator_path()
-    if path.is_file():
-        return path
-    click.echo("building the policy evaluator (once) ...", err=True)
-    return policy_evaluator.resolve(allow_build=True)
 
 
 async def _run_policies(
@@ -240,7 +251,11 @@ async def _run_policies(
             evaluators.append(await PolicyEvaluator.start(binary, policies))
         side = cast("Side | None", webhook_side)  # click.Choice allows only a Side
         checks = check_in_order(
-            selected(files, selection, strict=strict), evaluators, jobs=jobs, side=side
+            selected(files, selection, strict=strict),
+            evaluators,
+            jobs=jobs,
+            side=side,
+            objects=report.as_json,
         )
         async for item in checks:
             if isinstance(item, Skipped):

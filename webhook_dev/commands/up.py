@@ -23,8 +23,10 @@ from webhook_dev.commands.options import (
     shadow_options,
     target_options,
 )
+from webhook_dev.commands.policy_option import live_policy, policy_option
 from webhook_dev.errors import ExitCode, UnreachableError, UsageError
 from webhook_dev.inspector import ExchangeFeed, InspectorServer
+from webhook_dev.policy.live import LivePolicy
 from webhook_dev.redirect.scope import Scope
 from webhook_dev.redirect.selection import Selection
 from webhook_dev.redirect.session import Session, UpOptions
@@ -160,6 +162,7 @@ from webhook_dev.tunnel.transport import Transport
     help="As --only-user, for requests by members of this group. Repeatable.",
 )
 @shadow_options
+@policy_option
 def up(
     selection: Selection | None,
     ssh: str | None,
@@ -186,6 +189,7 @@ def up(
     only_users: tuple[str, ...],
     only_groups: tuple[str, ...],
     shadow: ShadowSpec | None,
+    policies: tuple[Path, ...],
 ) -> None:
     """Send a cluster's webhook calls to APP on this machine, until Ctrl-C.
 
@@ -205,6 +209,8 @@ def up(
     timeoutSeconds 1) is answered here at once, and your code and the production webhook
     each answer the same request off the cluster's path; every difference is shown, and
     on exit `shadow: N compared, M differed (K noisy)`. --only-* narrows what is shadowed.
+    With --policy, admission policies decide each call too, beside the webhook that
+    answers; where they differ shows under the call and stays in the recording.
     """
     if selection is None:
         raise UsageError(
@@ -281,8 +287,11 @@ def up(
         inspector = InspectorServer(
             feed, port=serving.inspector_port, source=f"up {serving.source}"
         )
+    policy = live_policy(policies)
+    if policy is not None:
+        options.stages.append(policy)
     try:
-        report = event_loop.run(_run_session(options, transport, inspector))
+        report = event_loop.run(_run_session(options, transport, inspector, policy))
     except UnreachableError as error:
         if isinstance(transport, RelayTransport):
             hint = relay_command.unreachable_hint(transport)
@@ -296,9 +305,15 @@ def up(
 
 
 async def _run_session(
-    options: UpOptions, transport: Transport, inspector: InspectorServer | None = None
+    options: UpOptions,
+    transport: Transport,
+    inspector: InspectorServer | None = None,
+    policy: LivePolicy | None = None,
 ) -> Any:
     running = contextlib.AsyncExitStack()
+    if policy is not None:
+        await policy.start()  # a refused policy stops here, before any change
+        say(f"policies: {', '.join(policy.policies) or '(none)'}")
 
     async def serving(stack: ServingStack) -> None:
         if options.serving.record:
@@ -333,7 +348,9 @@ async def _run_session(
         say("stopped before any change to the cluster")
         return None
     finally:
-        await session.close()
+        await session.close()  # the stack hands on what the policy still holds, then stops it
+        if policy is not None:
+            await policy.close()  # when the stack never started
         if live is not None:
             live.stop()
         if options.shadow is not None and session.shadow_summary():

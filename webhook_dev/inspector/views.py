@@ -14,6 +14,7 @@ from itertools import zip_longest
 from typing import Any
 
 from webhook_dev.errors import ReviewError
+from webhook_dev.policy.decision import outcome_line
 from webhook_dev.recording.summary import (
     SLOW_FRACTION,
     is_slow,
@@ -122,6 +123,49 @@ def _detail(exchange: Exchange) -> JsonObject:
         "diff": side_by_side(before, after) if before is not None and after is not None else None,
         "update_diff": side_by_side(old, before)
         if old is not None and before is not None
+        else None,
+        "policy": policy_detail(exchange),
+    }
+
+
+def policy_detail(exchange: Exchange) -> JsonObject | None:
+    """``--policy``: the policies' decision beside the webhook's answer, row by row
+    (``differs`` where the comparison found a difference), and the two objects' diff when
+    the mutations left a different object; ``None`` when no policy was evaluated."""
+    record = exchange.policy
+    if record is None:
+        return None
+    response = exchange.response
+    status: JsonObject = response["status"] if isinstance(response.get("status"), dict) else {}
+    decided = record.get("decision") if isinstance(record.get("decision"), dict) else None
+    differences = [d for d in record.get("differences") or [] if isinstance(d, dict)]
+    differing = {str(d.get("field")) for d in differences}
+    rows: list[JsonObject] = []
+    if decided is not None:
+        denied = decided.get("allowed") is False
+        for field, webhook, policy in (
+            ("allowed", response.get("allowed"), decided.get("allowed")),
+            ("status.code", status.get("code"), decided.get("code") if denied else None),
+            ("status.message", status.get("message"), decided.get("denial") or None),
+            ("warnings", response.get("warnings") or [], decided.get("warnings") or []),
+        ):
+            rows.append(
+                {
+                    "field": field,
+                    "webhook": webhook,
+                    "policy": policy,
+                    "differs": field in differing,
+                }
+            )
+    objects = [d for d in differences if d.get("field") == "object"]
+    return {
+        "outcome": record.get("outcome"),
+        "line": outcome_line(record),
+        "side": record.get("side"),
+        "matched": list(decided.get("matched") or []) if decided else [],
+        "rows": rows,
+        "object_diff": side_by_side(objects[0].get("webhook"), objects[0].get("policy"))
+        if objects
         else None,
     }
 

@@ -18,13 +18,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook_dev.errors import ReviewError
-from webhook_dev.policy.decision import PolicyDecision, Side, compare, side_of
+from webhook_dev.policy.decision import PolicyDecision, Side, compare, live_record, side_of
 from webhook_dev.policy.evaluator import EvaluatorFailed, PolicyEvaluator
-from webhook_dev.reviews import kinds
+from webhook_dev.recording.redaction import REDACTED_PREFIX, is_about_secrets
+from webhook_dev.reviews import admission, json_body, kinds
 from webhook_dev.reviews.admission import AdmissionRequest, AdmissionResponse
 from webhook_dev.reviews.comparison import Comparison, not_comparable
 from webhook_dev.reviews.exchange import Exchange
+from webhook_dev.reviews.json_body import JsonObject
 
+ADMISSION_REVIEWS = {admission.KIND: admission.VERSIONS}
+_REDACTED = "the Secret's values (the recording holds them redacted; see --show-secrets)"
 _UNKNOWN_SIDE = (
     "the recording does not say which configuration called "
     "(use --webhook, or /validate and /mutate paths)"
@@ -50,6 +54,10 @@ class PolicyCheck:
     def passed(self) -> bool:
         return self.comparison.matches
 
+    def to_record(self) -> JsonObject:
+        """The outcome as ``serve``/``up --policy`` keep it in the recording."""
+        return live_record(self.side, self.comparison, self.decision)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "where": self.where,
@@ -73,11 +81,13 @@ async def check_exchange(
     *,
     where: str,
     side: Side | None = None,
+    objects: bool = False,
 ) -> PolicyCheck:
     """Decide ``exchange``'s request by the policies and compare with its answer.
 
     ``side`` says which configuration's webhook answered (else it is read from the
-    recording: :func:`~webhook_dev.policy.decision.side_of`).
+    recording: :func:`~webhook_dev.policy.decision.side_of`). ``objects``: keep the
+    mutated objects in the decision even where they agree (``--json`` shows them).
     """
     review_kind = exchange.review_kind
     if review_kind is not kinds.ADMISSION:
@@ -92,23 +102,37 @@ async def check_exchange(
             not_comparable([_UNKNOWN_SIDE]),
         )
     try:
-        request = kinds.parse_request(exchange.request_review or {})
+        # Each field's type, not the door's walk of every value (depth, Unicode): the
+        # proxy walked it when it was recorded, the evaluator decodes it again anyway,
+        # and the walk was half of this process's time a request.
+        review = json_body.load_review(exchange.request_review or {}, ADMISSION_REVIEWS)
+        request = admission.from_review(review)
     except ReviewError as error:
         return PolicyCheck(
             where, exchange, not_comparable([f"not a valid request ({error})"]), side
         )
-    assert isinstance(request, AdmissionRequest)
+    if _redacted_secret(exchange):
+        return PolicyCheck(where, exchange, not_comparable([_REDACTED]), side)
     control = _control(request, exchange)
     if control is None:
         reason = f"the webhook gave no answer (HTTP {exchange.http_status or 'none'})"
         return PolicyCheck(where, exchange, not_comparable([reason]), side)
-    control_object = control.patched if side == "mutating" and control.allowed else None
+    # What the webhook made of the object: its patch (or "" for none), applied by the
+    # evaluator as the apiserver applies it; a patch it could not even decode leaves the
+    # control object unknown (and the objects differ).
+    control_patch = None
+    if side == "mutating" and control.allowed:
+        if control.patch is not None:
+            control_patch = str(exchange.response.get("patch"))
+        elif "patch" not in exchange.response:
+            control_patch = ""
     try:
         decision = await evaluator.decide(
             exchange.request_review or {},
             side,
             namespace_labels=exchange.namespace_labels,
-            control_object=control_object,
+            control_patch=control_patch,
+            objects=objects,
         )
     except EvaluatorFailed as error:
         return PolicyCheck(where, exchange, not_comparable([str(error)]), side)
@@ -123,11 +147,26 @@ async def check_exchange(
     return PolicyCheck(where, exchange, compare(control, decision, side), side, decision)
 
 
+def _redacted_secret(exchange: Exchange) -> bool:
+    """A Secret whose values the recording holds redacted: the apiserver could not even
+    decode it, and a policy may read them."""
+    request = exchange.request
+    if not is_about_secrets(request):
+        return False
+    return any(
+        isinstance(value, str) and value.startswith(REDACTED_PREFIX)
+        for name in ("object", "oldObject")
+        if isinstance(request.get(name), dict)
+        for field in ("data", "stringData")
+        for value in (request[name].get(field) or {}).values()
+    )
+
+
 def _control(request: AdmissionRequest, exchange: Exchange) -> AdmissionResponse | None:
     if exchange.http_status != 200 or exchange.response_review is None:
         return None
-    meaning, _ = kinds.read_response(request, exchange.response_review)
-    return meaning if isinstance(meaning, AdmissionResponse) else None
+    meaning, _ = admission.read_response(request, exchange.response_review, apply=False)
+    return meaning
 
 
 async def check_in_order(
@@ -136,6 +175,7 @@ async def check_in_order(
     *,
     jobs: int = 1,
     side: Side | None = None,
+    objects: bool = False,
 ) -> AsyncIterator[PolicyCheck | Any]:
     """Check ``items`` (``(where, exchange)``; anything else passes through, in place)
     with up to ``jobs`` decisions in flight over ``evaluators``, in the items' order."""
@@ -150,7 +190,7 @@ async def check_in_order(
                 started += 1
                 window.append(
                     asyncio.ensure_future(
-                        check_exchange(exchange, evaluator, where=where, side=side)
+                        check_exchange(exchange, evaluator, where=where, side=side, objects=objects)
                     )
                 )
             else:

@@ -51,6 +51,9 @@ class PolicyDecision:
     audit_annotations: Mapping[str, str] = field(default_factory=dict)
     object: JsonObject | None = None
     control_object: JsonObject | None = None
+    # The evaluator found the two objects identical (decoded and defaulted): it may then
+    # leave both out. ``False``/``None``: compare ``object`` and ``control_object``.
+    same_object: bool | None = None
     matched: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
     error: str = ""
@@ -68,6 +71,7 @@ class PolicyDecision:
             audit_annotations=dict(data.get("auditAnnotations") or {}),
             object=data.get("object"),
             control_object=data.get("control"),
+            same_object=data.get("same"),
             matched=tuple(data.get("matched") or ()),
             missing=tuple(data.get("missing") or ()),
             error=str(data.get("error") or ""),
@@ -145,6 +149,52 @@ def compare(control: AdmissionResponse, decision: PolicyDecision, side: Side) ->
         pairs.append(("status.message", control_message(control), decision.denial))
     if side == "validating":
         pairs.append(("warnings", list(control.warnings), list(decision.warnings)))
-    elif control.allowed and decision.allowed:
+    elif control.allowed and decision.allowed and not decision.same_object:
         pairs.append(("object", decision.control_object, decision.object))
     return compare_fields(pairs)
+
+
+# --- the live outcome, as the recording keeps it and the console, live panel and ---------
+# --- inspector show it --------------------------------------------------------------------
+
+AGREES, DIFFERS, NOT_COMPARED = "agrees", "differs", "not compared"
+
+
+def live_record(
+    side: Side | None, comparison: Comparison, decision: PolicyDecision | None
+) -> JsonObject:
+    """What ``serve``/``up --policy`` keep in an exchange's ``policy`` field: the outcome
+    (``agrees``, ``differs``, ``not compared``), what differs (an object only when it
+    differs) and the policies' decision without the object (the answer's patch already
+    says what the webhook's object became)."""
+    outcome = NOT_COMPARED if not comparison.comparable else AGREES
+    if comparison.comparable and not comparison.matches:
+        outcome = DIFFERS
+    decided = None
+    if decision is not None:
+        decided = decision.to_json()
+        decided.pop("object", None)
+    return {
+        "side": side,
+        "outcome": outcome,
+        "differences": [
+            {"field": d.field, "webhook": d.expected, "policy": d.actual}
+            for d in comparison.differences
+        ],
+        "unknown": list(comparison.unknown),
+        "decision": decided,
+    }
+
+
+def outcome_line(record: Mapping[str, Any]) -> str:
+    """One line for a recorded outcome: ``policy agrees``; ``policy differs (allowed,
+    warnings): denied (403 Forbidden): MESSAGE``; ``policy not compared: ...``."""
+    outcome = record.get("outcome")
+    if outcome == NOT_COMPARED:
+        return "policy not compared: " + "; ".join(map(str, record.get("unknown") or []))
+    decided = record.get("decision")
+    summary = PolicyDecision.from_json(decided).summary if isinstance(decided, dict) else ""
+    if outcome == AGREES:
+        return f"policy agrees: {summary}" if summary else "policy agrees"
+    fields = ", ".join(str(d.get("field")) for d in record.get("differences") or [])
+    return f"policy differs ({fields}): {summary}"

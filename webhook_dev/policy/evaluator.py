@@ -23,7 +23,9 @@ import orjson
 
 from webhook_dev.errors import UsageError
 from webhook_dev.policy.decision import PolicyDecision, Side
-from webhook_dev.reviews.json_body import JsonObject
+
+# Past this many bytes waiting for the pipe, a caller waits for the evaluator to read.
+_HIGH_WATER = 1 << 20
 
 
 class PolicyRefused(UsageError):
@@ -42,6 +44,10 @@ class PolicyEvaluator:
         self.policies = tuple(policies)
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[PolicyDecision]] = {}
+        self._outgoing: list[bytes] = []
+        self._sent = asyncio.Event()  # set while the pipe's buffer is below the mark
+        self._sent.set()
+        self._drainer: asyncio.Future[None] | None = None
         self._reader = asyncio.ensure_future(self._read())
 
     @classmethod
@@ -58,6 +64,10 @@ class PolicyEvaluator:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             limit=1 << 26,
+            # Out of the terminal's process group: Ctrl-C (or up's SIGTERM to its group)
+            # must not stop it before the exchanges still held are decided. It ends when
+            # its stdin closes, so it never outlives us.
+            start_new_session=True,
         )
         assert process.stdout is not None
         first = await process.stdout.readline()
@@ -85,28 +95,66 @@ class PolicyEvaluator:
         side: Side,
         *,
         namespace_labels: Mapping[str, str] | None = None,
-        control_object: JsonObject | None = None,
+        control_patch: str | None = None,
+        objects: bool = False,
     ) -> PolicyDecision:
         """The policies' decision on ``review`` (an AdmissionReview), as ``side``'s
         plugin makes it. ``namespace_labels``: the request's Namespace as recorded
-        (``None``: not recorded). ``control_object``: the webhook's resulting object,
-        returned decoded and defaulted as the apiserver would store it."""
+        (``None``: not recorded). ``control_patch``: the webhook's JSON Patch (base64, as
+        answered; ``""``: it answered without one), applied to the request's object and
+        returned decoded and defaulted as the apiserver would store it — only when it
+        differs from the policies' object, unless ``objects``."""
         number = next(self._ids)
         line: dict[str, Any] = {"id": number, "mode": side, "review": review}
         line["namespace"] = None if namespace_labels is None else {"labels": namespace_labels}
-        if control_object is not None:
-            line["control"] = control_object
-        future: asyncio.Future[PolicyDecision] = asyncio.get_running_loop().create_future()
+        if control_patch is not None:
+            line["controlPatch"] = control_patch
+        if objects:
+            line["objects"] = True
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[PolicyDecision] = loop.create_future()
         self._waiting[number] = future
         stdin = self._process.stdin
         assert stdin is not None
-        try:
-            stdin.write(orjson.dumps(line) + b"\n")
-            await stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
+        if stdin.is_closing():
             self._waiting.pop(number, None)
-            raise EvaluatorFailed("the policy evaluator stopped") from None
+            raise EvaluatorFailed("the policy evaluator stopped")
+        # Lines are sent together once per turn of the loop: one write (and one wake-up
+        # of the evaluator) for every request made meanwhile, not one each.
+        self._outgoing.append(orjson.dumps(line))
+        if len(self._outgoing) == 1:
+            loop.call_soon(self._send)
+        if not self._sent.is_set():
+            await self._sent.wait()  # the evaluator is behind: let it read first
         return await future
+
+    @property
+    def _backlogged(self) -> bool:
+        stdin = self._process.stdin
+        transport = stdin.transport if stdin is not None else None
+        return transport is not None and transport.get_write_buffer_size() > _HIGH_WATER
+
+    def _send(self) -> None:
+        lines, self._outgoing = self._outgoing, []
+        stdin = self._process.stdin
+        if stdin is None or stdin.is_closing():
+            return  # the reader fails every waiting decision
+        stdin.write(b"\n".join(lines) + b"\n")
+        if not self._backlogged:
+            self._sent.set()
+        else:
+            self._sent.clear()
+            self._drainer = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        stdin = self._process.stdin
+        try:
+            if stdin is not None:
+                await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            self._sent.set()
 
     async def _read(self) -> None:
         stdout = self._process.stdout

@@ -80,6 +80,8 @@ def _line(exchange: Exchange) -> JsonObject:
         line["namespace"] = {"labels": exchange.namespace_labels}
     if exchange.shadow is not None:  # optional: only up --shadow writes it
         line["shadow"] = exchange.shadow.to_json()
+    if exchange.policy is not None:  # optional too: only with --policy
+        line["policy"] = exchange.policy
     return line
 
 
@@ -124,6 +126,7 @@ def decode(line: str | bytes, *, where: str = "line") -> Exchange:
             error=data.get("error"),
             namespace_labels=_namespace_labels(data.get("namespace")),
             shadow=None if data.get("shadow") is None else ShadowCall.from_json(data["shadow"]),
+            policy=_policy(data.get("policy")),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise RecordingError(f"{where}: malformed exchange ({error!r})") from error
@@ -139,6 +142,15 @@ def _namespace_labels(value: object) -> dict[str, str] | None:
     ):
         raise ValueError("namespace.labels must be a map of strings")
     return dict(labels)
+
+
+def _policy(value: object) -> JsonObject | None:
+    """The optional ``policy`` outcome: an object, or ``None`` when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("policy must be an object")
+    return value
 
 
 def _optional_ms(value: object) -> float | None:

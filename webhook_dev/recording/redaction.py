@@ -233,6 +233,8 @@ def redact(exchange: Exchange, key: bytes) -> Exchange:
             control=_redact_control(shadow.control, redactor, about_secrets),
             again=_redact_control(shadow.again, redactor, about_secrets),
         )
+    # A policy's outcome (--policy) may quote the object: its messages, a mutated copy.
+    policy = redactor.strings(exchange.policy) if exchange.policy else exchange.policy
     return replace(
         exchange,
         request_review=request_review,
@@ -240,6 +242,7 @@ def redact(exchange: Exchange, key: bytes) -> Exchange:
         error=error,
         flags=flags,
         shadow=shadow,
+        policy=policy,
     )
 
 

@@ -52,6 +52,7 @@ from typing import Any
 from webhook_dev.addresses import is_ip_address
 from webhook_dev.errors import ClusterError, UnreachableError
 from webhook_dev.kube.cluster import Cluster
+from webhook_dev.kube.namespace_labels import NamespaceLabels
 from webhook_dev.redirect import callers, interception, journal, personal_plan, shadow_plan
 from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.apply import RestoreReport, apply_plan, reappend_ca
@@ -114,6 +115,9 @@ class UpOptions:
     # Shadow mode: production decides, the local code answers the same calls, compared.
     shadow: ShadowSpec | None = None
     subscribers: list[Any] = field(default_factory=list)
+    # Stages each exchange passes before the subscribers (``--policy``'s evaluation); the
+    # session puts the request Namespace's labels first when it records or evaluates.
+    stages: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,7 @@ class Session:
         self.call_stats = CallStats()  # published in the record's health
         self._subject: journal.Subject | None = None  # for the live view
         self._stack: ServingStack | None = None  # as soon as it exists, for close()
+        self._namespace_labels: NamespaceLabels | None = None
         self._local: Local | None = None  # for the live view
         self._lost_lease = False
         self._authority: LocalAuthority | None = None  # kept to renew the upstream cert dir
@@ -263,6 +268,8 @@ class Session:
             await self._stack.close()
         if self._reach is not None:  # after the stack: its comparisons in flight use them
             await self._reach.close()
+        if self._namespace_labels is not None:
+            self._namespace_labels.close()
 
     # --- phases ---------------------------------------------------------------------------
 
@@ -326,6 +333,10 @@ class Session:
         )
 
     async def _serve_locally(self, found: Found) -> Local:
+        if self.options.serving.record is not None or self.options.stages:
+            # What policies read and a review lacks: recorded, or handed to --policy.
+            self._namespace_labels = NamespaceLabels(found.cluster, self.say)
+            await asyncio.to_thread(self._namespace_labels.start)
         authority = await asyncio.to_thread(LocalAuthority.load_or_create)
         if redirect.url_hosts(found.snapshot) or found.claim or found.shadowing:
             # url: entries (and personal or shadow copies) call the dialled IP: the cert
@@ -366,6 +377,10 @@ class Session:
             key_file=key_file,
             subscribers=[self.call_stats, *self.options.subscribers],
             shadow=self.options.shadow,
+            stages=[
+                *([self._namespace_labels] if self._namespace_labels is not None else []),
+                *self.options.stages,
+            ],
         )
         await self._stack.start()
         return self._stack

@@ -55,6 +55,11 @@ class ShardConfig:
     where: str
     as_json: bool
     ignore: tuple[str, ...] = ()  # --ignore's JSON pointers, checked by the command
+    # ``replay --policy``: the policy evaluator and the files its shard starts it with
+    # (instead of a target), and which configuration's webhook answered.
+    policy_binary: str | None = None
+    policies: tuple[str, ...] = ()
+    side: str | None = None
 
 
 def frame(value: Any) -> bytes:

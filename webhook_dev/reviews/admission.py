@@ -239,12 +239,14 @@ def encode_patch(patch: Sequence[Mapping[str, Any]]) -> str:
 
 
 def read_response(
-    request: AdmissionRequest, body: bytes | str | Mapping[str, Any]
+    request: AdmissionRequest, body: bytes | str | Mapping[str, Any], *, apply: bool = True
 ) -> tuple[AdmissionResponse | None, list[Flag]]:
     """Check an answer as kube-apiserver would, and say what it means.
 
     Returns the meaning (``None`` when the body is not an AdmissionReview at all) and the
     flags: each a reason the apiserver would fail the call, or a patch that cannot apply.
+    ``apply=False``: decode the patch but leave ``patched`` empty (``replay --policy``
+    has the evaluator apply it, as the apiserver does).
     """
     response, flags = json_body.read_answer(
         body, kind=KIND, api_version=request.api_version, uid=request.uid
@@ -261,7 +263,11 @@ def read_response(
     if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
         flags.append(Flag("bad-warnings", "response.warnings must be a list of strings"))
         warnings = []
-    patch, patched, patch_flags = _read_patch(request, response)
+    if apply:
+        patch, patched, patch_flags = _read_patch(request, response)
+    else:
+        patch, flag = _decode_patch(response)
+        patched, patch_flags = None, [flag] if flag is not None else []
     flags.extend(patch_flags)
     audit = response.get("auditAnnotations") or {}
     if not isinstance(audit, dict) or not all(isinstance(v, str) for v in audit.values()):

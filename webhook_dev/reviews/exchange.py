@@ -70,6 +70,10 @@ class Exchange:
     # Shadow mode (``up --shadow``): production's answer to this same request and what
     # differed; the exchange's own response is the local code's (never sent to the cluster).
     shadow: ShadowCall | None = None
+    # ``--policy`` live: what the admission policies decided for this request and how
+    # that compares with the answer (``policy.decision.live_record``); ``None``: not
+    # evaluated (no ``--policy``, an older recording, not an admission).
+    policy: JsonObject | None = None
     # The answer's patch op count, once someone decoded the patch (see patch_ops()).
     _patch_ops: object = field(default=_NOT_COUNTED, init=False, repr=False, compare=False)
 

@@ -20,14 +20,14 @@ import ssl
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import watchfiles
 from aiohttp import web
 
 from webhook_dev.errors import UsageError
 from webhook_dev.recording.writer import Recorder
-from webhook_dev.reviews.exchange import Hooks, Serving
+from webhook_dev.reviews.exchange import Event, Exchange, Hooks, Serving
 from webhook_dev.reviews.shadow import ShadowSpec
 from webhook_dev.serving.http_server import KEEPALIVE_TIMEOUT, TimedSockSite, protocol_logger
 from webhook_dev.serving.proxy import MAX_BODY, Proxy
@@ -45,6 +45,28 @@ LOCAL_DNS_NAMES = ("localhost",)
 LOCAL_IP_ADDRESSES = ("127.0.0.1", "::1")
 
 
+class Stage(Protocol):
+    """A step between the proxy and the subscribers that adds to each exchange before
+    anyone sees it — the request Namespace's labels (``up``), a policy's decision
+    (``--policy``) — and passes it on, at once or later, in the order it came.
+
+    Stages run after the answer went back, like every subscriber, so none is on the
+    answer's path; a stage that holds exchanges (a policy evaluated in another process)
+    keeps their order and hands everything on in :meth:`drain` before the recorder
+    closes.
+    """
+
+    def attach(self, downstream: Hooks) -> None:
+        """Where to pass exchanges and events on to (the next stage or the subscribers)."""
+
+    def on_exchange(self, exchange: Exchange) -> None: ...
+
+    def on_event(self, event: Event) -> None: ...
+
+    async def drain(self) -> None:
+        """Pass on everything held; called once, as the stack closes."""
+
+
 class ServingStack:
     """HTTPS on ``host:port`` in front of ``upstream``, publishing every exchange to hooks.
 
@@ -57,6 +79,8 @@ class ServingStack:
         ``redact=False``).
     :param watch: directories whose Python files trigger a reload on save.
     :param subscribers: objects with ``on_exchange(exchange)`` / ``on_event(event)``.
+    :param stages: :class:`Stage` s every exchange passes through, in order, before the
+        recorder and the subscribers get it.
     :raises UsageError: the port is taken, or the certificate files cannot be loaded.
     """
 
@@ -79,6 +103,7 @@ class ServingStack:
         max_body: int = MAX_BODY,
         watch_filter: watchfiles.BaseFilter | None = None,
         shadow: ShadowSpec | None = None,
+        stages: Sequence[Stage] = (),
     ) -> None:
         self.upstream = upstream
         self.hooks = hooks or Hooks()
@@ -93,6 +118,7 @@ class ServingStack:
         self._watch = list(watch)
         self._watch_filter = watch_filter
         self._max_body = max_body
+        self._stages = list(stages)
         self.recorder: Recorder | None = None
         self._proxy: Proxy | None = None
         # up --shadow: the copy entries' route; the session adds its targets once planned.
@@ -184,9 +210,10 @@ class ServingStack:
                     hooks=self.hooks,
                 )
                 await self._reloader.start()
-            self._proxy = Proxy(
-                self.upstream, self.hooks, max_body=self._max_body, shadow=self.shadow
-            )
+            front = self._front()
+            if self.shadow is not None:  # shadowed calls pass the same stages as the rest
+                self.shadow.hooks = front
+            self._proxy = Proxy(self.upstream, front, max_body=self._max_body, shadow=self.shadow)
             self._runner = web.AppRunner(
                 self._proxy.application(),
                 access_log=None,
@@ -213,10 +240,21 @@ class ServingStack:
             await self.shadow.close()  # comparisons in flight finish while the upstream runs
         if self._proxy is not None:
             self._proxy.flush()  # every answered exchange is published before the recorder closes
+        for stage in self._stages:  # in order: what one hands on, the next holds
+            await stage.drain()
         await self.upstream.close()
         if self.recorder is not None:
             self.recorder.report_unresolved()
             self.recorder.close()
+
+    def _front(self) -> Hooks:
+        """Where the proxy publishes: the first stage, each stage handing on to the next,
+        the last to the subscribers (the recorder first)."""
+        downstream = self.hooks
+        for stage in reversed(self._stages):
+            stage.attach(downstream)
+            downstream = Hooks([stage])
+        return downstream
 
     async def __aenter__(self) -> ServingStack:
         await self.start()

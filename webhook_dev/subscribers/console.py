@@ -12,6 +12,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.text import Text
 
+from webhook_dev.policy.decision import AGREES, NOT_COMPARED, outcome_line
 from webhook_dev.recording.redaction import may_hold_secrets_exchange, redact
 from webhook_dev.recording.redaction_key import redaction_key
 from webhook_dev.reviews.exchange import (
@@ -102,6 +103,17 @@ def shadow_segments(call: ShadowCall) -> Segments:
     return marks
 
 
+def policy_mark(exchange: Exchange) -> Text | None:
+    """The line under a call where ``--policy`` decided otherwise (``≠``) or could not
+    compare (``?``); ``None`` where it agrees or was not asked."""
+    record = exchange.policy
+    if record is None or record.get("outcome") == AGREES:
+        return None
+    if record.get("outcome") == NOT_COMPARED:
+        return Text(f"    ? {outcome_line(record)}", style="dim")
+    return Text(f"    ≠ {outcome_line(record)}", style="bold magenta")
+
+
 class ConsolePrinter:
     """Subscriber printing exchanges and events; tracebacks and flags under their line.
 
@@ -140,6 +152,9 @@ class ConsolePrinter:
             self._print(Text(f"    ! {flag.code}: {flag.message}", style="yellow"))
         if exchange.error and exchange.request:
             self._print(Text(_indent(exchange.error), style="red"))
+        mark = policy_mark(exchange)
+        if mark is not None:
+            self._print(mark)
         if not self._terminal:
             self.console.file.flush()
 

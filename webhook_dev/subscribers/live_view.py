@@ -8,8 +8,8 @@ logs, pipes) ``up`` prints plain lines instead, and this class is not used.
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from webhook_dev.policy.decision import AGREES, DIFFERS, NOT_COMPARED
 from webhook_dev.reviews.exchange import (
     BadMessage,
     Event,
@@ -31,7 +32,7 @@ from webhook_dev.reviews.exchange import (
     RecordingResumed,
 )
 from webhook_dev.subscribers.call_stats import RATE_WINDOW_SECONDS, CallStats
-from webhook_dev.subscribers.console import ConsolePrinter, exchange_line
+from webhook_dev.subscribers.console import ConsolePrinter, exchange_line, policy_mark
 
 LAST_CALLS = 5
 # The stack's news worth interrupting the panel for: something broke, or costs something.
@@ -79,6 +80,8 @@ class LiveView:
         self._printer.console = console  # the stack's news, printed above the panel
         self.worker_rss: int | None = None
         self.recording_note: str | None = None
+        # --policy: how many calls the policies agreed on, differed on, could not compare.
+        self.policy_outcomes: Counter[str] = Counter()
         self._live = Live(
             console=console, refresh_per_second=4, get_renderable=self.render, transient=True
         )
@@ -90,9 +93,16 @@ class LiveView:
         self._live.stop()
 
     def on_exchange(self, exchange: Exchange) -> None:
-        line = exchange_line(self._printer.shown(exchange))
+        shown = self._printer.shown(exchange)
+        line = exchange_line(shown)
         self.console.print(line)
         self.stats.on_exchange(exchange)
+        mark = policy_mark(shown)  # a policy's message may quote a Secret's value too
+        if mark is not None:
+            self.console.print(mark)
+            line = Text.assemble(line, "\n", mark)
+        if exchange.policy is not None:
+            self.policy_outcomes[str(exchange.policy.get("outcome"))] += 1
         self._last.append(line)
 
     def on_event(self, event: Event) -> None:
@@ -124,6 +134,7 @@ class LiveView:
             list(self._last),
             worker_rss=self.worker_rss,
             recording_note=self.recording_note,
+            policy_outcomes=self.policy_outcomes,
         )
 
 
@@ -135,6 +146,7 @@ def render_panel(
     *,
     worker_rss: int | None = None,
     recording_note: str | None = None,
+    policy_outcomes: Mapping[str, int] | None = None,
 ) -> Panel:
     """The panel itself (pure, so it can be tested without a terminal)."""
     table = Table.grid(padding=(0, 2))
@@ -169,6 +181,12 @@ def render_panel(
     if worker_rss is not None:
         table.add_row("worker memory", f"{worker_rss / 2**20:.0f} MiB")
     table.add_row("calls", f"{total} total, {rate:.1f}/s (last {RATE_WINDOW_SECONDS:.0f} s)")
+    if policy_outcomes:
+        differs = policy_outcomes.get(DIFFERS, 0)
+        tally = Text(f"{policy_outcomes.get(AGREES, 0)} agree, ")
+        tally.append(f"{differs} differ", style="bold magenta" if differs else "")
+        tally.append(f", {policy_outcomes.get(NOT_COMPARED, 0)} not compared", style="dim")
+        table.add_row("policy", tally)
     body = Group(table, *last) if last else table
     return Panel(
         body, title="webhook-dev up", subtitle="Ctrl-C restores the cluster", border_style="cyan"

@@ -301,6 +301,7 @@ function admissionParts(d) {
   } else {
     parts.push(section("Response", responseView(d)));
   }
+  if (d.policy) parts.push(section("Policy beside the webhook", policyView(d.policy)));
   if (d.patch !== null) parts.push(section(`Patch (${d.patch.length} op${d.patch.length === 1 ? "" : "s"})`, patchView(d.patch)));
   if (d.patch_problems.length) parts.push(section("Patch problems", el("ul", { class: "problems" }, d.patch_problems.map((p) => el("li", {}, p)))));
   if (d.diff !== null && d.patch !== null) parts.push(section("Object before → after the patch", diffView(d.diff, "request object", "after the patch")));
@@ -330,6 +331,17 @@ function responseView(d) {
     ? el("ul", { class: "problems" }, flags.map((f) => el("li", {}, `${f.code}: ${f.message}`))) : null;
   return [table, warnings ? el("h4", {}, "Warnings") : null, warnings,
     problems ? el("h4", {}, "The apiserver would reject this answer") : null, problems];
+}
+
+function policyView(p) {
+  const verdict = el("p", { class: `replay-verdict ${p.outcome === "agrees" ? "same" : p.outcome === "differs" ? "changed" : "error"}` }, p.line);
+  const shown = (v) => (v === null || v === undefined ? "—" : typeof v === "string" ? v : JSON.stringify(v));
+  const table = p.rows.length ? el("table", { class: "facts" },
+    el("tr", {}, el("th", {}, ""), el("th", {}, `webhook (${p.side || "?"})`), el("th", {}, "policy")),
+    p.rows.map((r) => el("tr", { class: r.differs ? "differs" : "" }, el("th", {}, r.field), el("td", {}, shown(r.webhook)), el("td", {}, shown(r.policy))))) : null;
+  const matched = p.matched.length ? el("p", { class: "muted" }, `policies that matched: ${p.matched.join(", ")}`) : null;
+  const diff = p.object_diff ? diffView(p.object_diff, "after the webhook's patch", "after the policy's mutations") : null;
+  return [verdict, table, matched, diff];
 }
 
 function patchView(ops) {

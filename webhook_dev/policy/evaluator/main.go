@@ -8,10 +8,16 @@
 //	policy-evaluator FILE...        the policies, bindings and param objects
 //	← {"ok": true, "policies": [...]}  or  {"ok": false, "errors": ["<the apiserver's message>"]}
 //	→ {"id": 1, "mode": "validating"|"mutating", "review": {AdmissionReview},
-//	   "namespace": {"labels": {...}} | null, "control": {object} | null}
+//	   "namespace": {"labels": {...}} | null, "control": {object} | null,
+//	   "controlPatched": bool, "controlPatch": "<base64>" | "", "objects": bool}
 //	← {"id": 1, "allowed": true, "code": 0, "reason": "", "message": "", "denial": "",
 //	   "warnings": [...], "warningTexts": [...], "auditAnnotations": {...},
-//	   "object": {...}, "control": {...}, "matched": [...], "missing": [...], "error": ""}
+//	   "object": {...}, "control": {...}, "same": bool, "matched": [...], "missing": [...],
+//	   "error": ""}
+//
+// "same" says whether the object after the policies' mutations and the control object are
+// identical once decoded and defaulted; when they are and "objects" was not asked, both
+// are left out (encoding them was most of a request's cost); else both come back.
 //
 // The policies are validated and defaulted as the apiserver's registry does before any
 // request is read; one the apiserver would refuse is reported with its message.
@@ -19,13 +25,17 @@ package main
 
 import (
 	"bufio"
+	"encoding/base64"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
+	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -44,6 +54,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/admission/initializer"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/generic"
@@ -486,7 +497,18 @@ type request struct {
 	Namespace *struct {
 		Labels map[string]string `json:"labels"`
 	} `json:"namespace"`
-	Control map[string]interface{} `json:"control"`
+	Control json.RawMessage `json:"control"`
+	// Objects: return the object and the control object even when they are equal
+	// (replay --json shows them); otherwise an equal pair is only "same": true, which
+	// spares encoding and decoding two whole objects a request.
+	Objects bool `json:"objects"`
+	// ControlPatched: the webhook's answer patched the object. The apiserver decodes and
+	// defaults only a patched object; an unpatched one stays as the request carried it.
+	ControlPatched *bool `json:"controlPatched"`
+	// ControlPatch: instead of "control", the webhook's JSON Patch (base64, as answered;
+	// "" when it answered without one), applied here to the request's object with the
+	// JSON Patch library kube-apiserver applies webhook patches with.
+	ControlPatch *string `json:"controlPatch"`
 }
 
 type result struct {
@@ -501,6 +523,7 @@ type result struct {
 	AuditAnnotations map[string]string      `json:"auditAnnotations"`
 	Object           map[string]interface{} `json:"object"`
 	Control          map[string]interface{} `json:"control"`
+	Same             *bool                  `json:"same,omitempty"`
 	Matched          []string               `json:"matched"`
 	Missing          []string               `json:"missing"`
 	Error            string                 `json:"error"`
@@ -536,11 +559,16 @@ func (e *evaluator) evaluate(ctx context.Context, req *request) (out result) {
 		out.Error = err.Error()
 		return out
 	}
-	if req.Control != nil {
-		out.Control, err = e.normalize(r, req.Control, true)
-		if err != nil {
-			out.Error = err.Error()
-			return out
+	hasControl := len(req.Control) > 0 && string(req.Control) != "null"
+	controlPatched := hasControl && (req.ControlPatched == nil || *req.ControlPatched)
+	if req.ControlPatch != nil {
+		hasControl, controlPatched = true, *req.ControlPatch != ""
+		req.Control = r.Object.Raw
+		if controlPatched {
+			if req.Control, err = applyPatch(r.Object.Raw, *req.ControlPatch); err != nil {
+				out.Error = err.Error()
+				return out
+			}
 		}
 	}
 	gaps := &missing{items: map[string]bool{}}
@@ -563,16 +591,54 @@ func (e *evaluator) evaluate(ctx context.Context, req *request) (out result) {
 	_ = audit.AuditContextFrom(ctx).Init(audit.RequestAuditConfig{Level: auditinternal.LevelMetadata}, nil)
 
 	out.Matched = e.matched(req.Mode, attrs)
+	if len(out.Matched) == 0 && !controlPatched && !req.Objects {
+		// No policy can take it (namespace aside) and the webhook left the object as it
+		// came: the plugins would do nothing, and the objects are the same.
+		if hasControl {
+			same := true
+			out.Same = &same
+		}
+		out.Missing = gaps.list()
+		return out
+	}
+	var control runtime.Object
+	if hasControl {
+		control, err = e.normalize(r, req.Control, controlPatched)
+		if err != nil {
+			out.Error = err.Error()
+			return out
+		}
+	}
 	if req.Mode == "mutating" {
 		if handles := e.mutating.Handles(attrs.GetOperation()); handles {
 			err = admission.WithAudit(reinvoking{e.mutating}).(admission.MutationInterface).Admit(ctx, attrs, e.objects)
 		}
-		if attrs.GetObject() != nil {
-			object, convErr := toMap(attrs.GetObject(), attrs.GetKind())
-			if convErr != nil && err == nil {
-				err = convErr
+		if object := attrs.GetObject(); object != nil {
+			gvk := attrs.GetKind()
+			same := false
+			if control != nil {
+				// Identical values are surely the same object; anything else (nil against
+				// empty, a quantity written two ways) goes back as JSON for webhook-dev to
+				// compare as it compares every answer. reflect's DeepEqual is the cheap
+				// test: equality.Semantic's was a seventh of a request's time.
+				object.GetObjectKind().SetGroupVersionKind(gvk)
+				control.GetObjectKind().SetGroupVersionKind(gvk)
+				same = reflect.DeepEqual(control, object)
+				out.Same = &same
 			}
-			out.Object = object
+			if !same || req.Objects || control == nil {
+				mapped, convErr := toMap(object, gvk)
+				if convErr != nil && err == nil {
+					err = convErr
+				}
+				out.Object = mapped
+				if control != nil {
+					out.Control, convErr = toMap(control, gvk)
+					if convErr != nil && err == nil {
+						err = convErr
+					}
+				}
+			}
 		}
 	} else {
 		if e.validating.Handles(attrs.GetOperation()) {
@@ -673,22 +739,36 @@ func (e *evaluator) decode(gvk schema.GroupVersionKind, raw []byte) (runtime.Obj
 	return u, nil
 }
 
+// applyPatch is the webhook's answer applied to the object, as the apiserver's mutating
+// webhook dispatcher applies it.
+func applyPatch(object []byte, encoded string) ([]byte, error) {
+	raw, err := base64.StdEncoding.DecodeString(encoded)
+	if err != nil {
+		return nil, fmt.Errorf("the webhook's patch is not base64: %w", err)
+	}
+	patch, err := jsonpatch.DecodePatch(raw)
+	if err != nil {
+		return nil, fmt.Errorf("the webhook's patch is not a JSON Patch: %w", err)
+	}
+	patched, err := patch.Apply(object)
+	if err != nil {
+		return nil, fmt.Errorf("the webhook's patch does not apply: %w", err)
+	}
+	return patched, nil
+}
+
 // normalize passes the webhook's resulting object through what the apiserver does to
 // an object a mutating webhook patched: decoded as its type, defaulted.
-func (e *evaluator) normalize(r *admissionv1.AdmissionRequest, object map[string]interface{}, defaulted bool) (map[string]interface{}, error) {
-	raw, err := json.Marshal(object)
-	if err != nil {
-		return nil, err
-	}
+func (e *evaluator) normalize(r *admissionv1.AdmissionRequest, raw []byte, defaulted bool) (runtime.Object, error) {
 	gvk := schema.GroupVersionKind{Group: r.Kind.Group, Version: r.Kind.Version, Kind: r.Kind.Kind}
 	decoded, err := e.decode(gvk, raw)
 	if err != nil {
 		return nil, fmt.Errorf("the webhook's object: %w", err)
 	}
-	if defaulted {
+	if defaulted && decoded != nil {
 		scheme.Default(decoded)
 	}
-	return toMap(decoded, gvk)
+	return decoded, nil
 }
 
 // toMap is an object as JSON would carry it, with its apiVersion and kind (a typed
@@ -957,11 +1037,23 @@ func main() {
 	// The plugins log their informers' progress; stdout is the protocol, stderr is for
 	// a failure to report.
 	klog.SetOutput(io.Discard)
+	// The heap stays small (one request at a time): collect less often for less CPU.
+	debug.SetGCPercent(400)
 	klog.LogToStderr(false)
-	out := json.NewEncoder(os.Stdout)
+	// Answers are buffered and flushed when no request is waiting: a burst of requests
+	// gets its answers in a few writes, not one each.
+	stdout := bufio.NewWriterSize(os.Stdout, 1<<20)
+	out := json.NewEncoder(stdout)
+	if path := os.Getenv("WEBHOOK_DEV_EVALUATOR_CPUPROFILE"); path != "" {
+		if file, err := os.Create(path); err == nil {
+			_ = pprof.StartCPUProfile(file)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	policies := load(os.Args[1:])
 	if len(policies.errors) > 0 {
 		_ = out.Encode(map[string]interface{}{"ok": false, "errors": policies.errors})
+		_ = stdout.Flush()
 		os.Exit(1)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -969,6 +1061,7 @@ func main() {
 	e, err := newEvaluator(policies, ctx)
 	if err != nil {
 		_ = out.Encode(map[string]interface{}{"ok": false, "errors": []string{err.Error()}})
+		_ = stdout.Flush()
 		os.Exit(1)
 	}
 	names := []string{}
@@ -979,6 +1072,7 @@ func main() {
 		names = append(names, "MutatingAdmissionPolicy/"+p.Name)
 	}
 	_ = out.Encode(map[string]interface{}{"ok": true, "policies": names, "params": len(policies.params)})
+	_ = stdout.Flush()
 	input := bufio.NewReaderSize(os.Stdin, 1<<20)
 	for {
 		line, err := input.ReadBytes('\n')
@@ -991,6 +1085,11 @@ func main() {
 				res = e.evaluate(ctx, &req)
 			}
 			if encodeErr := out.Encode(res); encodeErr != nil {
+				os.Exit(1)
+			}
+		}
+		if input.Buffered() == 0 || err != nil {
+			if flushErr := stdout.Flush(); flushErr != nil {
 				os.Exit(1)
 			}
 		}
