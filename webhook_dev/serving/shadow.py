@@ -193,6 +193,8 @@ class Shadower:
     ) -> None:
         """The exchange as the local code answered it (its checks as the proxy's)."""
         exchange.http_status = local.status
+        if not exchange.duration_ms:  # a review no apiserver sent (a conversion sweep)
+            exchange.duration_ms = local.elapsed_ms or 0.0
         exchange.generation = local.generation
         exchange.upstream_ms = local.elapsed_ms
         exchange.wait_ms = local.wait_ms
