@@ -141,6 +141,8 @@ def shadow_entry(
     entry["timeoutSeconds"] = COPY_TIMEOUT_SECONDS
     entry["sideEffects"] = "None"
     if config_kind == MUTATING:
+        # Never: production runs after the copy and may patch, which would make an
+        # IfNeeded copy be called again for an object production itself is not asked about.
         entry["reinvocationPolicy"] = "Never"
     return entry
 
