@@ -23,13 +23,13 @@ import pytest
 from aiohttp import web
 
 from tests.reviews import request_review
+from tests.tls_production import tls_production
 from webhook_dev.reviews.exchange import Event, Exchange, GenerationReady
 from webhook_dev.reviews.shadow import SHADOW_PATH, ShadowSpec
 from webhook_dev.serving.production import ProductionAddress
 from webhook_dev.serving.shadow import ShadowTarget
 from webhook_dev.serving.spec import ServingSpec
 from webhook_dev.serving.stack import ServingStack
-from webhook_dev.tls import certs
 
 PRODUCTION_NAME = "injector.team.svc"
 
@@ -67,23 +67,8 @@ async def production_answer(request: web.Request) -> web.Response:
 
 @pytest.fixture
 async def production(tmp_path: Path) -> AsyncIterator[tuple[int, bytes]]:
-    ca = certs.new_ca("team CA")
-    serving = certs.new_serving_cert(ca, dns_names=[PRODUCTION_NAME])
-    (tmp_path / "p.crt").write_bytes(serving.cert_pem)
-    (tmp_path / "p.key").write_bytes(serving.key_pem)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tmp_path / "p.crt", tmp_path / "p.key")
-    app = web.Application()
-    app.router.add_post("/mutate", production_answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield port, ca.cert_pem
-    finally:
-        await runner.cleanup()
+    async with tls_production(tmp_path, PRODUCTION_NAME, production_answer) as served:
+        yield served
 
 
 async def test_the_copy_is_answered_at_once_and_the_difference_arrives_after(

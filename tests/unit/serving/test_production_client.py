@@ -4,7 +4,6 @@ the Service's name, through a local port (the Pod port-forward) — here a loopb
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from tests.reviews import request_review
+from tests.tls_production import tls_production
 from webhook_dev.serving.production import ProductionAddress, ProductionClient
 from webhook_dev.tls import certs
 
@@ -27,23 +27,8 @@ async def answer(request: web.Request) -> web.Response:
 @pytest.fixture
 async def production(tmp_path: Path) -> AsyncIterator[tuple[int, bytes]]:
     """A TLS server on loopback with a certificate for the Service's name only."""
-    ca = certs.new_ca("team CA")
-    serving = certs.new_serving_cert(ca, dns_names=[SERVICE_NAME])
-    (tmp_path / "tls.crt").write_bytes(serving.cert_pem)
-    (tmp_path / "tls.key").write_bytes(serving.key_pem)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
-    app = web.Application()
-    app.router.add_post("/mutate", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield port, ca.cert_pem
-    finally:
-        await runner.cleanup()
+    async with tls_production(tmp_path, SERVICE_NAME, answer) as served:
+        yield served
 
 
 async def test_production_is_verified_against_the_services_name_through_a_local_port(
