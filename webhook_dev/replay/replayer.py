@@ -132,7 +132,7 @@ async def replay_exchange(
     current = await _send(target, body, exchange.path)
     result = ReplayResult(where or exchange.id, exchange, Comparison())
     result.current_status = current.status
-    result.current_review = _json(current.body)
+    result.current_review = fast_json.loads_object(current.body)
     actual, problems = _read(request, current, result.current_review)
     recorded_status, recorded_review = _control(exchange)
     if (
@@ -174,7 +174,9 @@ async def _second_pass(
     again = admission.with_object(request, patched, uid=f"{request.uid}-again")
     second_request = admission.parse_request(again)
     second = await _send(target, _encode(again), path)
-    second_meaning, second_problems = _read(second_request, second, _json(second.body))
+    second_meaning, second_problems = _read(
+        second_request, second, fast_json.loads_object(second.body)
+    )
     result.problems.extend(f"second pass: {p}" for p in second_problems)
     twice = second_meaning.patched if isinstance(second_meaning, AdmissionResponse) else None
     result.idempotence = Comparison(
@@ -202,7 +204,7 @@ async def _round_trip(
         )
         back_request = conversion.parse_request(back_review)
         answer = await _send(target, _encode(back_review), path)
-        meaning, problems = _read(back_request, answer, _json(answer.body))
+        meaning, problems = _read(back_request, answer, fast_json.loads_object(answer.body))
         result.problems.extend(f"round trip to {origin}: {p}" for p in problems)
         back = meaning.converted if isinstance(meaning, ConversionResponse) else None
         for position, index in enumerate(indexes):
@@ -387,14 +389,6 @@ def _redacted(meaning: kinds.Meaning | None, key: bytes) -> kinds.Meaning | None
     if not isinstance(meaning, AdmissionResponse):
         return meaning
     return replace(meaning, patched=redact_object(meaning.patched, key, as_secret=True))
-
-
-def _json(body: bytes) -> JsonObject | None:
-    try:
-        value = fast_json.loads(body)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _pretty(value: Any) -> list[str]:
