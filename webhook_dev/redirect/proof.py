@@ -33,6 +33,7 @@ from webhook_dev.reviews import kinds
 from webhook_dev.reviews.exchange import Exchange
 
 TIMEOUT_SECONDS = 30.0
+MIN_ATTEMPTS = 2  # calls the probe makes even when the first used up TIMEOUT_SECONDS
 # The apiserver answers a dry run only after our webhook answered it, so when the dry run
 # returns, the call has reached the proxy or never will; this covers the hook's scheduling.
 ARRIVAL_GRACE_SECONDS = 0.25
@@ -213,7 +214,14 @@ class PathProof:
         refusals: set[str] = set()
         attempt = 0
         candidate = candidates[0]
-        while round_trip is None and time.monotonic() < deadline and not stopping.is_set():
+        # At least two calls, whatever the clock says: a conversion probe may wait out the
+        # apiserver's whole 30 s conversion timeout on a connection that never opened (the
+        # endpoint not programmed yet), which left a window of 30 s no second try.
+        while (
+            round_trip is None
+            and (time.monotonic() < deadline or attempt < MIN_ATTEMPTS)
+            and not stopping.is_set()
+        ):
             candidate = candidates[attempt % len(candidates)]
             attempt += 1
             round_trip = await self._call(candidate, refusals)
