@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.direct_fixtures import routable_node_lab  # noqa: F401 (a fixture)
 from tests.harness import REPO, WEBHOOK_DEV, RunningProcess, stopped_at_exit
 from tests.lab import test_up_down_in_cluster_replica as replica_test
 from tests.lab.conftest import WebhookTLS, webhook_server_argv
@@ -89,11 +90,11 @@ def shadow_up(
 
         def start(*extra: str, transport: str = "ssh") -> RunningProcess:
             deployed = sidecar_in_cluster
-            how = (
-                ["--ssh", lab_node.ssh_destination]
-                if transport == "ssh"
-                else ["--relay", "--relay-image", SAMPLE_IMAGE]
-            )
+            how = {
+                "ssh": ["--ssh", lab_node.ssh_destination],
+                "direct": ["--direct"],
+                "relay": ["--relay", "--relay-image", SAMPLE_IMAGE],
+            }[transport]
             argv = [
                 "up",
                 "--service",
@@ -111,15 +112,18 @@ def shadow_up(
         yield start
 
 
-@pytest.mark.parametrize("transport", ["ssh", "relay"])
+@pytest.mark.parametrize("transport", ["ssh", "direct", "relay"])
 def test_production_decides_and_exactly_the_differing_calls_are_reported(
     transport: str,
+    request: pytest.FixtureRequest,
     lab_node: Lab,
     sidecar_in_cluster: DeployedSample,
     node_view: ClusterView,
     shadow_up: Callable[..., RunningProcess],
     tmp_path: Path,
 ) -> None:
+    if transport == "direct":  # the copy entry calls the workstation straight
+        request.getfixturevalue("routable_node_lab")
     config_path = _config_path(sidecar_in_cluster)
     before = _content(node_view.cluster.get(config_path))
     recording = tmp_path / "shadow.jsonl"
