@@ -47,6 +47,8 @@ from webhook_dev.tls.authority import LocalAuthority
 STALL_MS = 30.0
 LEVELS = (1, 16)
 BASELINE = "ssh -N -R"
+
+
 @dataclass
 class Figures:
     latencies_ms: list[float] = field(default_factory=list)

@@ -64,9 +64,7 @@ def _create_pod(view: ClusterView, name: str, *, opt_out: bool = False) -> tuple
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "annotations": annotations},
-        "spec": {
-            "containers": [{"name": "app", "image": PAUSE_IMAGE, "imagePullPolicy": "Never"}]
-        },
+        "spec": {"containers": [{"name": "app", "image": PAUSE_IMAGE, "imagePullPolicy": "Never"}]},
     }
     started = time.monotonic()
     pod = view.cluster.create(

@@ -47,6 +47,4 @@ def resolve(*, allow_build: bool, progress: gobuild.ProgressCallback | None = No
             hint="run `webhook-dev lab build`",
         )
     work_dir = cache_dir() / NAME / "build" / KUBERNETES_VERSION
-    return gobuild.build_program(
-        NAME, source(), path, work_dir, progress or (lambda _tick: None)
-    )
+    return gobuild.build_program(NAME, source(), path, work_dir, progress or (lambda _tick: None))

@@ -27,9 +27,7 @@ from webhook_dev.tunnel.relay import Dial, port_forward_dial
 log = logging.getLogger(__name__)
 
 
-def ready_backend(
-    cluster: Cluster, service: Mapping[str, Any], port: int
-) -> tuple[str, str, int]:
+def ready_backend(cluster: Cluster, service: Mapping[str, Any], port: int) -> tuple[str, str, int]:
     """``(namespace, pod, target port)`` of one Ready Pod behind ``service``'s ``port``.
 
     :raises PreflightError: the Service has no ready Pod (production cannot answer us).

@@ -46,6 +46,4 @@ def test_the_console_marks_a_differing_call_with_its_fields() -> None:
         control=ControlAnswer(200, DENIED),
         comparison=Comparison(noise=(Difference("object", {}, {}),)),
     )
-    assert exchange_line(exchange(shadow=noisy)).plain.endswith(
-        "= production  (noise: object)"
-    )
+    assert exchange_line(exchange(shadow=noisy)).plain.endswith("= production  (noise: object)")
