@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -318,11 +319,20 @@ def test_production_converts_and_the_local_conversion_is_compared_per_object(
     lab_node: Lab, state_dir: Path, tmp_path: Path
 ) -> None:
     """The website sample in the cluster converts; the local code (one edit) is compared on
-    every stored object, and only the edited conversion differs."""
+    every stored object, and only the edited conversion differs. Once the edit is undone
+    on disk, the reload sweeps again and nothing differs."""
     deployed = lab_node.deploy_sample("website")
     admin = Cluster.connect(kubeconfig=str(lab_node.host_kubeconfig))
     websites = f"{WEBSITE_API}/v1/namespaces/websites/websites"
     names = ["same-site", "differs-site"]
+    project = tmp_path / "project"
+    shutil.copytree(
+        REPO / "sample_webhook",
+        project / "sample_webhook",
+        ignore=shutil.ignore_patterns("__pycache__", "deploy"),
+    )
+    candidate = project / "website_candidate.py"
+    shutil.copy(REPO / "tests" / "lab" / "website_candidate.py", candidate)
     try:
         for name in names:
             admin.create(
@@ -338,28 +348,37 @@ def test_production_converts_and_the_local_conversion_is_compared_per_object(
         with stopped_at_exit() as processes:
             argv = ["up", "--service", f"{deployed.namespace}/{deployed.service}"]
             argv += ["--ssh", lab_node.ssh_destination, "--shadow"]
-            argv += ["--app", "tests.lab.website_candidate", "--record", str(recording)]
+            argv += ["--app", "website_candidate", "--record", str(recording)]
             argv += ["--no-inspector"]
             env = {"WEBHOOK_DEV_STATE_DIR": str(state_dir)}
-            up = processes.add(up_process(lab_node, argv, env, REPO))
-            line = up.wait_for(r"conversion of websites\.samples\.webhook-dev\.io: ", timeout=60)
+            up = processes.add(up_process(lab_node, argv, env, project))
+            sweep = r"conversion of websites\.samples\.webhook-dev\.io: "
+            line = up.wait_for(sweep, timeout=60)
             assert "2 stored objects to v2: 2 compared, 1 differed" in line, up.output
             # Production still converts every read.
             read = admin.get(f"{WEBSITE_API}/v2/namespaces/websites/websites/differs-site")
             assert read["spec"] == {"address": "differs-site.example.com:8080"}
+
+            # The developer undoes the edit: the reload sweeps every stored object again.
+            mark = up.mark()
+            undone = candidate.read_text().replace('name.startswith("differs")', "False")
+            assert undone != candidate.read_text()
+            candidate.write_text(undone)
+            line = up.wait_for(sweep, after=mark, timeout=60)
+            assert "2 stored objects to v2: 2 compared, 0 differed" in line, up.output
             assert up.stop(signal.SIGTERM) == 0, up.output
-        converted = {
-            exchange.request["objects"][0]["metadata"]["name"]: exchange
-            for exchange in read_recording(recording)[0]
-            if exchange.request.get("objects")
-        }
-        assert set(converted) == set(names)
-        for name, exchange in converted.items():
-            shadow = exchange.shadow
-            assert shadow is not None and shadow.control is not None
-            assert shadow.differed is (name == "differs-site"), shadow.to_json()
-            if shadow.differed:
-                assert shadow.to_json()["differed"] == ["convertedObjects[0]"]
+        sweeps: dict[str, list[Any]] = {name: [] for name in names}
+        for exchange in read_recording(recording)[0]:
+            if exchange.request.get("objects"):
+                sweeps[exchange.request["objects"][0]["metadata"]["name"]].append(exchange)
+        for name, exchanges in sweeps.items():
+            assert len(exchanges) == 2, (name, len(exchanges))
+            first, after_edit = (exchange.shadow for exchange in exchanges)
+            assert first is not None and first.control is not None
+            assert first.differed is (name == "differs-site"), first.to_json()
+            if first.differed:
+                assert first.to_json()["differed"] == ["convertedObjects[0]"]
+            assert after_edit is not None and not after_edit.differed, after_edit.to_json()
     finally:
         for name in names:
             admin.delete(f"{websites}/{name}")
