@@ -94,6 +94,12 @@ def _kubeconfig(lab: Lab, user: str, issued: certs.Issued, source: Path, target:
 @pytest.fixture
 def developers(lab: Lab, tmp_path: Path) -> Iterator[Callable[[str], Developer]]:
     """Make a developer: a client certificate from the lab's CA, cluster-admin by RBAC."""
+    yield from developers_on(lab, tmp_path)
+
+
+def developers_on(lab: Lab, tmp_path: Path) -> Iterator[Callable[[str], Developer]]:
+    """The ``developers`` fixture's body, for any lab (shadow mode's test uses the node's);
+    their ClusterRoleBindings are deleted when the generator ends."""
     admin = Cluster.connect(kubeconfig=str(lab.host_kubeconfig))
     ca = certs.Issued(lab.layout.ca_cert.read_bytes(), lab.layout.ca_key.read_bytes())
     bindings: list[str] = []
@@ -133,10 +139,15 @@ def developers(lab: Lab, tmp_path: Path) -> Iterator[Callable[[str], Developer]]
         admin.delete(f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{binding}")
 
 
-def _namespace(admin: Cluster, name: str) -> None:
+def make_namespace(admin: Cluster, name: str, labels: dict[str, str] | None = None) -> None:
+    """Create namespace ``name`` and wait for its default ServiceAccount (Pods need it)."""
     admin.create(
         "/api/v1/namespaces",
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": labels or {}},
+        },
     )
     deadline = time.monotonic() + 30
     while admin.get_or_none(f"/api/v1/namespaces/{name}/serviceaccounts/default") is None:
@@ -163,7 +174,7 @@ def team(
     wait_for_proxy(lab, lab_namespace, f"{lab.master_ip}:{TEAM_PORT}")
     namespaces = {short: f"{lab_namespace}-{short}" for short in ("a", "b", "c")}
     for name in namespaces.values():
-        _namespace(admin, name)
+        make_namespace(admin, name)
     config = f"team-{lab_namespace}"
     admin.create(
         MUTATING,

@@ -24,9 +24,11 @@ import pytest
 
 from tests.direct_fixtures import routable_node_lab  # noqa: F401 (a fixture)
 from tests.harness import REPO, WEBHOOK_DEV, RunningProcess, stopped_at_exit
+from tests.lab import test_personal_redirect as personal_test
 from tests.lab import test_up_down_in_cluster_replica as replica_test
 from tests.lab.conftest import WebhookTLS, webhook_server_argv
 from tests.lab.redirect_fixtures import ClusterView, up_process
+from tests.lab.test_personal_redirect import Developer
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.lab import Lab
 from webhook_dev.lab.images import NGINX_IMAGE, PAUSE_IMAGE, SAMPLE_IMAGE
@@ -57,7 +59,14 @@ def _content(obj: Json) -> Json:
     return clean
 
 
-def _create_pod(view: ClusterView, name: str, *, opt_out: bool = False) -> tuple[Json, float]:
+def _create_pod_in(view: ClusterView, namespace: str, name: str) -> Json:
+    """A dry-run Pod in ``namespace``, as admitted."""
+    return _create_pod(view, name, namespace=namespace)[0]
+
+
+def _create_pod(
+    view: ClusterView, name: str, *, opt_out: bool = False, namespace: str = INJECTED_NAMESPACE
+) -> tuple[Json, float]:
     """Create a Pod (dry run: the webhooks are called just the same); its admitted
     manifest and how long the apiserver took."""
     annotations = {"sidecar-injector/inject": "false"} if opt_out else {}
@@ -68,9 +77,7 @@ def _create_pod(view: ClusterView, name: str, *, opt_out: bool = False) -> tuple
         "spec": {"containers": [{"name": "app", "image": PAUSE_IMAGE, "imagePullPolicy": "Never"}]},
     }
     started = time.monotonic()
-    pod = view.cluster.create(
-        f"/api/v1/namespaces/{INJECTED_NAMESPACE}/pods", manifest, dry_run=True
-    )
+    pod = view.cluster.create(f"/api/v1/namespaces/{namespace}/pods", manifest, dry_run=True)
     return pod, time.monotonic() - started
 
 
@@ -217,6 +224,104 @@ def test_kill_9_then_down_leaves_the_cluster_exactly_as_before(
     )
     assert down.returncode == 0, down.stdout + down.stderr
     assert _content(node_view.cluster.get(config_path)) == before
+
+
+@pytest.fixture
+def node_developers(lab_node: Lab, tmp_path: Path) -> Iterator[Callable[[str], Developer]]:
+    yield from personal_test.developers_on(lab_node, tmp_path)
+
+
+def test_two_developers_shadow_disjoint_namespaces_and_kill_9_then_down_removes_only_one(
+    lab_node: Lab,
+    lab_node_namespace: str,
+    sidecar_in_cluster: DeployedSample,
+    node_view: ClusterView,
+    node_developers: Callable[[str], Developer],
+) -> None:
+    """alice shadows production in namespace a, bob in b (``--only-namespace``): each
+    compares exactly the calls of their own namespace, nobody's those of c, and production
+    decides all. alice's ``up`` dies by ``kill -9``; her ``down`` from another shell removes
+    her copy only, and bob's shadow goes on."""
+    deployed = sidecar_in_cluster
+    admin = node_view.cluster
+    namespaces = {short: f"{lab_node_namespace}-{short}" for short in ("a", "b", "c")}
+    for name in namespaces.values():  # production's namespaceSelector matches all three
+        personal_test.make_namespace(admin, name, {"sidecar-inject": "enabled"})
+    try:
+        _two_shadows(lab_node, deployed, node_view, node_developers, namespaces)
+    finally:
+        for name in namespaces.values():
+            admin.delete(f"/api/v1/namespaces/{name}")
+
+
+def _two_shadows(
+    lab_node: Lab,
+    deployed: DeployedSample,
+    view: ClusterView,
+    developers: Callable[[str], Developer],
+    namespaces: dict[str, str],
+) -> None:
+    admin = view.cluster
+    config_path = _config_path(deployed)
+    alice, bob = developers("alice"), developers("bob")
+    before = _content(admin.get(config_path))
+    service = f"{deployed.namespace}/{deployed.service}"
+
+    with stopped_at_exit() as processes:
+
+        def shadow(developer: Developer, namespace: str) -> RunningProcess:
+            argv = ["up", "--service", service, "--ssh", lab_node.ssh_destination]
+            argv += ["--shadow", "--only-namespace", namespace]
+            argv += ["--kubeconfig", str(developer.workstation_kubeconfig)]
+            argv += ["--app", "sample_webhook.sidecar_injector", "--no-record", "--no-inspector"]
+            env = {"WEBHOOK_DEV_STATE_DIR": str(developer.state_dir), "SIDECAR_IMAGE": LOCAL_IMAGE}
+            up = processes.add(up_process(lab_node, argv, env, REPO))
+            up.wait_for("ready: kube-apiserver")
+            return up
+
+        up_a = shadow(alice, namespaces["a"])
+        up_b = shadow(bob, namespaces["b"])
+        copies = [entry["name"] for entry in admin.get(config_path)["webhooks"][:-1]]
+        assert [name.split(".")[:2] for name in copies] == [
+            ["webhook-dev-shadow", "alice"],
+            ["webhook-dev-shadow", "bob"],
+        ], copies
+
+        for short, namespace in namespaces.items():
+            pod = _create_pod_in(view, namespace, f"pod-{short}")
+            assert _sidecar_image(pod) == NGINX_IMAGE, f"production decides in {short}"
+        up_a.wait_for(f"Pod {namespaces['a']}/pod-a  CREATE  allowed.*≠ production", timeout=20)
+        up_b.wait_for(f"Pod {namespaces['b']}/pod-b  CREATE  allowed.*≠ production", timeout=20)
+        time.sleep(1)  # a call shadowed by the wrong copy would be on the console by now
+        for up, others in ((up_a, ("b", "c")), (up_b, ("a", "c"))):
+            for short in others:
+                assert f"/pod-{short}  CREATE" not in up.output, (short, up.output)
+
+        up_a.stop(signal.SIGKILL)
+        alices_shell = [*WEBHOOK_DEV, "down", "--service", service]
+        alices_shell += ["--kubeconfig", str(alice.workstation_kubeconfig)]
+        down = subprocess.run(
+            lab_node.workstation_argv(alices_shell),
+            env={**os.environ, "WEBHOOK_DEV_STATE_DIR": str(alice.state_dir)},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert down.returncode == 0, down.stdout + down.stderr
+        remaining = [entry["name"] for entry in admin.get(config_path)["webhooks"]]
+        assert remaining == [copies[1], before["webhooks"][0]["name"]], remaining
+
+        # bob's shadow goes on; production still decides in alice's namespace.
+        pod = _create_pod_in(view, namespaces["a"], "after-down-a")
+        assert _sidecar_image(pod) == NGINX_IMAGE
+        mark = up_b.mark()
+        pod = _create_pod_in(view, namespaces["b"], "after-down-b")
+        assert _sidecar_image(pod) == NGINX_IMAGE
+        up_b.wait_for("/after-down-b  CREATE  allowed.*≠ production", after=mark, timeout=20)
+        assert up_b.stop(signal.SIGTERM) == 0, up_b.output
+        assert "shadow: " in up_b.output
+    assert _content(admin.get(config_path)) == before
 
 
 PRODUCTION_PORT, LOCAL_PORT = 18471, 18472
