@@ -29,6 +29,7 @@ from tests.lab import test_up_down_in_cluster_replica as replica_test
 from tests.lab.conftest import WebhookTLS, webhook_server_argv
 from tests.lab.redirect_fixtures import ClusterView, up_process
 from tests.lab.test_personal_redirect import Developer
+from tests.polling import wait_until
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.lab import Lab
 from webhook_dev.lab.images import NGINX_IMAGE, PAUSE_IMAGE, SAMPLE_IMAGE
@@ -224,6 +225,63 @@ def test_kill_9_then_down_leaves_the_cluster_exactly_as_before(
     )
     assert down.returncode == 0, down.stdout + down.stderr
     assert _content(node_view.cluster.get(config_path)) == before
+
+
+def _ready_pods(view: ClusterView, deployed: DeployedSample) -> dict[str, str]:
+    """Pod name -> ``ip:port`` of each Ready backend in the Service's EndpointSlices."""
+    slices = view.cluster.list(
+        f"/apis/discovery.k8s.io/v1/namespaces/{deployed.namespace}/endpointslices",
+        label_selector=f"kubernetes.io/service-name={deployed.service}",
+    )
+    ready = {}
+    for endpoint_slice in slices:
+        port = (endpoint_slice.get("ports") or [{}])[0].get("port")
+        for endpoint in endpoint_slice.get("endpoints") or []:
+            name = (endpoint.get("targetRef") or {}).get("name")
+            if name and (endpoint.get("conditions") or {}).get("ready"):
+                ready[name] = f"{endpoint['addresses'][0]}:{port}"
+    return ready
+
+
+def test_a_rollout_of_production_is_followed_to_its_new_pod(
+    lab_node: Lab,
+    sidecar_in_cluster: DeployedSample,
+    node_view: ClusterView,
+    shadow_up: Callable[..., RunningProcess],
+) -> None:
+    """Production's Pod is replaced (as by a rollout) while ``up --shadow`` runs: the next
+    call is compared with production at its new Pod, not reported as unreachable."""
+    deployed = sidecar_in_cluster
+    up = shadow_up("--no-record")
+    up.wait_for("ready: kube-apiserver")
+    reached = up.wait_for("production reached through the apiserver's port-forward to Pod ")
+    found = re.search(r"to Pod [^/]+/([^:]+):", reached)
+    assert found is not None, reached
+    old = found.group(1)
+
+    node_view.cluster.delete(f"/api/v1/namespaces/{deployed.namespace}/pods/{old}", grace_period=0)
+    new = wait_until(
+        lambda: [ip for name, ip in _ready_pods(node_view, deployed).items() if name != old],
+        timeout=90,
+        interval=0.5,
+        what="the Deployment's new Pod Ready in the Service's EndpointSlices",
+    )
+    wait_until(  # the apiserver reaches production through kube-proxy
+        lambda: lab_node.proxy_destinations(deployed.namespace, deployed.service) == new,
+        timeout=30,
+        what="kube-proxy routes the Service to the new Pod only",
+    )
+    mark = up.mark()
+    pod, _ = _create_pod(node_view, "after-rollout")
+    assert _sidecar_image(pod) == NGINX_IMAGE  # production decided
+    up.wait_for(
+        f"Pod {INJECTED_NAMESPACE}/after-rollout  CREATE  allowed.*≠ production: object",
+        after=mark,
+        timeout=20,
+    )
+    moved = up.wait_for(r"^production reached through Pod .* now", after=mark)
+    assert old in moved and old not in moved.split(" now", 1)[0], moved
+    assert up.stop(signal.SIGTERM) == 0, up.output
 
 
 @pytest.fixture

@@ -437,7 +437,7 @@ class Session:
         stack = self._stack
         if self.options.shadow is None or stack is None or stack.shadow is None:
             return
-        self._reach = ProductionReach(cluster)
+        self._reach = ProductionReach(cluster, self.say)
         if snapshot.kept_conversions:
             self._sweep = ConversionSweep(cluster, stack.shadow, self.say)
             await self._sweep.prepare(snapshot.kept_conversions, self._reach)

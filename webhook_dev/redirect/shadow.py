@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from webhook_dev.kube.cluster import Cluster
 from webhook_dev.redirect import journal
@@ -29,7 +29,7 @@ from webhook_dev.redirect.shadow_plan import ShadowedEntry, Shadowing, token_of
 from webhook_dev.reviews.shadow import ShadowSpec
 from webhook_dev.serving.production import ProductionAddress
 from webhook_dev.serving.shadow import ShadowTarget
-from webhook_dev.tunnel.pod_forward import PodForward, ready_backend
+from webhook_dev.tunnel.pod_forward import PodForward
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 
@@ -57,8 +57,9 @@ def side_effect_notes(shadowed: Iterable[ShadowedEntry], spec: ShadowSpec) -> li
 class ProductionReach:
     """The shadow targets of a session, and the Pod port-forwards they need; close it."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, say: Callable[[str], None] | None = None) -> None:
         self.cluster = cluster
+        self.say = say  # where production is reached once its Pod is replaced
         self._forwards: dict[tuple[str, str, int], PodForward] = {}
 
     async def target(self, key: str, label: str, production: Json) -> ShadowTarget:
@@ -106,10 +107,9 @@ class ProductionReach:
             service = await asyncio.to_thread(
                 self.cluster.get, f"/api/v1/namespaces/{namespace}/services/{name}"
             )
-            pod_namespace, pod, target_port = await asyncio.to_thread(
-                ready_backend, self.cluster, service, port
+            forward = await asyncio.to_thread(
+                PodForward.to_service, self.cluster, service, port, self.say
             )
-            forward = PodForward.to_pod(self.cluster, pod_namespace, pod, target_port)
             await forward.start()
             self._forwards[key] = forward
         return self._forwards[key]

@@ -7,8 +7,11 @@ port-forward (one WebSocket, :func:`~webhook_dev.tunnel.relay.port_forward_dial`
 connection accepted, spliced to it; TLS stays end to end between our client and the Pod.
 
 The Pod is one Ready backend of the Service, chosen when the session starts
-(:func:`ready_backend`); if it goes away, connections fail and the comparison reports
-production as unreachable for those calls (never a decision of the cluster's).
+(:func:`ready_backend`). A shadow session lasts through production's rollouts: when the
+port-forward to that Pod cannot be opened (the Pod is gone), a Ready backend is chosen
+again from the Service's EndpointSlices and the connection goes there. Calls that meet no
+Ready backend at all are reported as production unreachable (never a decision of the
+cluster's).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from webhook_dev.errors import PreflightError
@@ -64,20 +68,53 @@ def ready_backend(cluster: Cluster, service: Mapping[str, Any], port: int) -> tu
     )
 
 
-class PodForward:
-    """127.0.0.1:<port> → port-forward → ``pod``:``port``. Start it, read :attr:`port`."""
+#: How to reach a backend now: a dial and its description ("Pod NS/NAME:PORT").
+Select = Callable[[], tuple[Dial, str]]
 
-    def __init__(self, dial: Dial, describe: str) -> None:
+
+class PodForward:
+    """127.0.0.1:<port> → port-forward → ``pod``:``port``. Start it, read :attr:`port`.
+
+    With ``select``, a dial that fails chooses the backend again (once per connection),
+    and ``say`` tells the developer where production is reached from then on.
+    """
+
+    def __init__(
+        self,
+        dial: Dial,
+        describe: str,
+        select: Select | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
         self._dial = dial
         self.describe = describe
+        self._select = select
+        self._say = say
+        self._selecting = asyncio.Lock()
         self.port = 0
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def to_pod(cls, cluster: Cluster, namespace: str, pod: str, port: int) -> PodForward:
-        dial = port_forward_dial(cluster, namespace, pod, port)
-        return cls(dial, f"Pod {namespace}/{pod}:{port}")
+    def to_service(
+        cls,
+        cluster: Cluster,
+        service: Mapping[str, Any],
+        port: int,
+        say: Callable[[str], None] | None = None,
+    ) -> PodForward:
+        """To one Ready Pod behind ``service``'s ``port``, chosen again when it is gone.
+
+        :raises PreflightError: the Service has no Ready Pod now.
+        """
+
+        def select() -> tuple[Dial, str]:
+            namespace, pod, target_port = ready_backend(cluster, service, port)
+            dial = port_forward_dial(cluster, namespace, pod, target_port)
+            return dial, f"Pod {namespace}/{pod}:{target_port}"
+
+        dial, describe = select()
+        return cls(dial, describe, select, say)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -89,7 +126,7 @@ class PodForward:
         self._connections.add(task)
         try:
             try:
-                sock = await asyncio.to_thread(self._dial)
+                sock = await self._open()
             except Exception as error:  # the call's client reports the dropped connection
                 log.warning("port-forward to %s failed: %s", self.describe, error)
                 writer.close()
@@ -98,6 +135,23 @@ class PodForward:
             await relay_program.splice(remote, (reader, writer))
         finally:
             self._connections.discard(task)
+
+    async def _open(self) -> socket.socket:
+        """A socket to the backend; if the dial fails, to a backend chosen again."""
+        dial = self._dial
+        try:
+            return await asyncio.to_thread(dial)
+        except Exception as error:
+            if self._select is None:
+                raise
+            failed = error
+        async with self._selecting:  # one choice for every connection that failed at once
+            if self._dial is dial:
+                was = self.describe
+                self._dial, self.describe = await asyncio.to_thread(self._select)
+                if self.describe != was and self._say is not None:
+                    self._say(f"production reached through {self.describe} now ({was}: {failed})")
+        return await asyncio.to_thread(self._dial)
 
     async def close(self) -> None:
         if self._server is not None:
