@@ -51,6 +51,22 @@ REQUESTS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "pl-drift": ({"team": "a"}, {}),
     "pl-lenient": ({"team": "a"}, {"forbidden": "yes"}),
     "pl-quiet": ({"app": "x"}, {}),
+    # lab-libraries: every library check passes, then each fails once.
+    "pl-libs-ok": (
+        {"team": "a"},
+        {
+            "mem": "512Mi",
+            "site": "https://site.example/x",
+            "ip": "10.1.2.3",
+            "dns": "ok-name",
+            "code": "ab42cd",
+        },
+    ),
+    "pl-libs-mem": ({"team": "a"}, {"mem": "2Gi"}),
+    "pl-libs-site": ({"team": "a"}, {"site": "http://site.example"}),
+    "pl-libs-ip": ({"team": "a"}, {"ip": "11.0.0.1"}),
+    "pl-libs-dns": ({"team": "a"}, {"dns": "Bad_Name"}),
+    "pl-libs-code": ({"team": "a"}, {"code": "ab7cd"}),
 }
 DIFFERING = {("mutating", "pl-drift"), ("validating", "pl-lenient"), ("validating", "pl-quiet")}
 
@@ -224,6 +240,11 @@ def test_replay_and_up_policy_decide_each_request_as_the_lab_apiserver_did(
     assert truth["pl-denied"]["status"] == 403
     assert truth["pl-warned"]["warnings"] and not truth["pl-plain"]["warnings"]
     assert kept(truth["pl-plain"]["body"])["labels"]["owner"] == "policy"
+    assert truth["pl-libs-ok"]["status"] == 201
+    for name in REQUESTS:  # each library check denies its own request
+        if name.startswith("pl-libs-") and name != "pl-libs-ok":
+            assert truth[name]["status"] == 403, (name, truth[name])
+            assert "lab-libraries" in truth[name]["body"]["message"], truth[name]
     assert "owner" not in kept(truth["pl-skipped"]["body"])["labels"]
 
     # 2. The webhook instead, recorded by up.
@@ -319,7 +340,12 @@ def test_replay_and_up_policy_decide_each_request_as_the_lab_apiserver_did(
     results = {names[r["id"]]: r for r in report["results"]}
     assert set(results) == set(names.values())
     assert {key for key, r in results.items() if not r["passed"]} == DIFFERING
-    assert (report["passed"], report["failed"], report["not_compared"]) == (11, 3, 0)
+    agreeing = 2 * len(REQUESTS) - len(DIFFERING)
+    assert (report["passed"], report["failed"], report["not_compared"]) == (
+        agreeing,
+        len(DIFFERING),
+        0,
+    )
     # What up --policy recorded live is what replay --policy finds afterwards.
     assert {key for key, outcome in live.items() if outcome != "agrees"} == DIFFERING
     assert set(live.values()) == {"agrees", "differs"}

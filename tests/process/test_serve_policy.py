@@ -80,8 +80,8 @@ def test_serve_policy_marks_the_calls_where_the_policy_differs_and_records_its_o
     assert served.stop(signal.SIGINT) in (0, 130), served.output
     out = served.output
     assert (
-        "policies: ValidatingAdmissionPolicy/lab-deny, ValidatingAdmissionPolicy/lab-warn, "
-        "MutatingAdmissionPolicy/lab-owner" in out
+        "policies: ValidatingAdmissionPolicy/lab-deny, ValidatingAdmissionPolicy/lab-libraries, "
+        "ValidatingAdmissionPolicy/lab-warn, MutatingAdmissionPolicy/lab-owner" in out
     )
     assert (
         "    ≠ policy differs (allowed): denied (403 Forbidden): the key 'forbidden' is not allowed"
