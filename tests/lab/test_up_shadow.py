@@ -267,7 +267,9 @@ def test_a_rollout_of_production_is_followed_to_its_new_pod(
         what="the Deployment's new Pod Ready in the Service's EndpointSlices",
     )
     wait_until(  # the apiserver reaches production through kube-proxy
-        lambda: lab_node.proxy_destinations(deployed.namespace, deployed.service) == new,
+        lambda: (
+            sorted(lab_node.proxy_destinations(deployed.namespace, deployed.service)) == sorted(new)
+        ),
         timeout=30,
         what="kube-proxy routes the Service to the new Pod only",
     )
