@@ -29,7 +29,7 @@ from webhook_dev.redirect.shadow_plan import ShadowedEntry, Shadowing, token_of
 from webhook_dev.reviews.shadow import ShadowSpec
 from webhook_dev.serving.production import ProductionAddress
 from webhook_dev.serving.shadow import ShadowTarget
-from webhook_dev.tunnel.pod_forward import PodForward
+from webhook_dev.tunnel.pod_forward import Choose, PodForward, ready_backend
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 
@@ -57,9 +57,15 @@ def side_effect_notes(shadowed: Iterable[ShadowedEntry], spec: ShadowSpec) -> li
 class ProductionReach:
     """The shadow targets of a session, and the Pod port-forwards they need; close it."""
 
-    def __init__(self, cluster: Cluster, say: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        say: Callable[[str], None] | None = None,
+        choose: Choose = ready_backend,
+    ) -> None:
         self.cluster = cluster
         self.say = say  # where production is reached once its Pod is replaced
+        self.choose = choose  # selected_backend for a Service this session redirects
         self._forwards: dict[tuple[str, str, int], PodForward] = {}
 
     async def target(self, key: str, label: str, production: Json) -> ShadowTarget:
@@ -108,7 +114,7 @@ class ProductionReach:
                 self.cluster.get, f"/api/v1/namespaces/{namespace}/services/{name}"
             )
             forward = await asyncio.to_thread(
-                PodForward.to_service, self.cluster, service, port, self.say
+                PodForward.to_service, self.cluster, service, port, self.say, self.choose
             )
             await forward.start()
             self._forwards[key] = forward

@@ -68,6 +68,58 @@ def ready_backend(cluster: Cluster, service: Mapping[str, Any], port: int) -> tu
     )
 
 
+def selected_backend(
+    cluster: Cluster, service: Mapping[str, Any], port: int
+) -> tuple[str, str, int]:
+    """``(namespace, pod, target port)`` of one Ready Pod that ``service``'s selector picks.
+
+    For a Service ``up`` redirects: it takes the selector away, so the EndpointSlice
+    controller no longer lists the Pods (:func:`ready_backend` would find none); ``service``
+    is the Service as it was before, and the Pods it selected run on.
+
+    :raises PreflightError: no selector, or it picks no Ready Pod serving the port.
+    """
+    metadata = service["metadata"]
+    namespace, name = metadata["namespace"], metadata["name"]
+    spec = service.get("spec") or {}
+    selector = spec.get("selector") or {}
+    if not selector:
+        raise PreflightError(
+            f"Service {namespace}/{name} has no selector: no in-cluster Pod backs it",
+            hint=f"kubectl get service -n {namespace} {name} -o yaml",
+        )
+    port_spec: Mapping[str, Any] = next(
+        (p for p in spec.get("ports") or [] if p.get("port") == port), {}
+    )
+    target = port_spec.get("targetPort", port)
+    labels = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
+    for pod in cluster.list(f"/api/v1/namespaces/{namespace}/pods", label_selector=labels):
+        if pod["metadata"].get("deletionTimestamp") or not _ready(pod):
+            continue
+        number = target if isinstance(target, int) else _named_port(pod, str(target))
+        if number is not None:
+            return namespace, str(pod["metadata"]["name"]), number
+    raise PreflightError(
+        f"Service {namespace}/{name} selects no Ready Pod serving port {port}",
+        hint=f"kubectl get pods -n {namespace} -l {labels}",
+    )
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _named_port(pod: Mapping[str, Any], name: str) -> int | None:
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for container_port in container.get("ports") or []:
+            if container_port.get("name") == name:
+                return int(container_port["containerPort"])
+    return None
+
+
+#: Which backend of a Service to reach: :func:`ready_backend` or :func:`selected_backend`.
+Choose = Callable[[Cluster, Mapping[str, Any], int], tuple[str, str, int]]
 #: How to reach a backend now: a dial and its description ("Pod NS/NAME:PORT").
 Select = Callable[[], tuple[Dial, str]]
 
@@ -102,14 +154,16 @@ class PodForward:
         service: Mapping[str, Any],
         port: int,
         say: Callable[[str], None] | None = None,
+        choose: Choose = ready_backend,
     ) -> PodForward:
-        """To one Ready Pod behind ``service``'s ``port``, chosen again when it is gone.
+        """To one Ready Pod behind ``service``'s ``port`` (as ``choose`` finds it), chosen
+        again when it is gone.
 
         :raises PreflightError: the Service has no Ready Pod now.
         """
 
         def select() -> tuple[Dial, str]:
-            namespace, pod, target_port = ready_backend(cluster, service, port)
+            namespace, pod, target_port = choose(cluster, service, port)
             dial = port_forward_dial(cluster, namespace, pod, target_port)
             return dial, f"Pod {namespace}/{pod}:{target_port}"
 

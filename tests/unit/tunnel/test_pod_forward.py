@@ -1,11 +1,16 @@
-"""PodForward chooses production's backend again when its Pod is gone (a rollout)."""
+"""PodForward chooses production's backend again when its Pod is gone (a rollout), and
+``selected_backend`` finds a redirected Service's Pods by its selector."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
-from webhook_dev.tunnel.pod_forward import PodForward
+import pytest
+
+from webhook_dev.errors import PreflightError
+from webhook_dev.tunnel.pod_forward import PodForward, selected_backend
 from webhook_dev.tunnel.relay import Dial
 
 
@@ -69,3 +74,50 @@ def test_without_select_a_failed_dial_closes_the_connection() -> None:
             await forward.close()
 
     assert asyncio.run(run()) == b""
+
+
+class Pods:
+    """A cluster that lists these Pods (whatever the selector: the test checks it)."""
+
+    def __init__(self, *pods: dict[str, Any]) -> None:
+        self.pods = list(pods)
+        self.asked: list[tuple[str, str | None]] = []
+
+    def list(self, collection: str, *, label_selector: str | None = None) -> list[Any]:
+        self.asked.append((collection, label_selector))
+        return self.pods
+
+
+def pod(name: str, *, ready: bool = True, deleting: bool = False) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-12-04T00:00:00Z"
+    return {
+        "metadata": metadata,
+        "spec": {"containers": [{"ports": [{"name": "webhook", "containerPort": 9443}]}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
+
+
+SERVICE = {
+    "metadata": {"namespace": "website", "name": "website"},
+    "spec": {
+        "selector": {"app": "website", "tier": "webhook"},
+        "ports": [{"port": 443, "targetPort": "webhook"}],
+    },
+}
+
+
+def test_the_selector_picks_a_ready_pod_that_is_not_going_away_and_its_named_port() -> None:
+    cluster = Pods(pod("old", deleting=True), pod("starting", ready=False), pod("serving"))
+    chosen = selected_backend(cluster, SERVICE, 443)  # type: ignore[arg-type]
+    assert chosen == ("website", "serving", 9443)
+    assert cluster.asked == [("/api/v1/namespaces/website/pods", "app=website,tier=webhook")]
+
+
+def test_no_ready_pod_or_no_selector_is_a_preflight_error_saying_which() -> None:
+    with pytest.raises(PreflightError, match="selects no Ready Pod serving port 443"):
+        selected_backend(Pods(pod("starting", ready=False)), SERVICE, 443)  # type: ignore[arg-type]
+    selectorless = {**SERVICE, "spec": {"ports": SERVICE["spec"]["ports"]}}
+    with pytest.raises(PreflightError, match="has no selector"):
+        selected_backend(Pods(), selectorless, 443)  # type: ignore[arg-type]
