@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,20 @@ from webhook_dev.lab.process_output import ProcessOutput
 
 REPO = Path(__file__).resolve().parents[1]
 WEBHOOK_DEV = [sys.executable, "-m", "webhook_dev"]
+
+
+def sample_project(tmp_path: Path) -> Path:
+    """A developer's project to edit under ``up``: a copy of ``sample_webhook/`` (without
+    its manifests) in ``tmp_path/project``, returned; run ``up`` with it as ``cwd``."""
+    project = tmp_path / "project"
+    shutil.copytree(
+        REPO / "sample_webhook",
+        project / "sample_webhook",
+        ignore=shutil.ignore_patterns("__pycache__", "deploy"),
+    )
+    return project
+
+
 STARTUP_TIMEOUT = 90.0  # a loaded 2-core machine can be slow to import aiohttp twice
 STOP_TIMEOUT = 60.0
 

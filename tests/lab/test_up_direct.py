@@ -8,7 +8,6 @@ NAT-like and checks that ``--direct`` fails at the probe and restores.
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.direct_fixtures import FAST_LEASE
-from tests.harness import REPO, RunningProcess
+from tests.harness import REPO, RunningProcess, sample_project
 from tests.lab.redirect_fixtures import ClusterView, RedirectTarget, container_names
 from webhook_dev.lab import Lab
 
@@ -118,12 +117,7 @@ def test_a_code_edit_under_up_direct_reaches_the_apiserver_without_a_missed_call
     redirect_target: RedirectTarget,
     start_direct: Any,
 ) -> None:
-    project = tmp_path / "project"
-    shutil.copytree(
-        REPO / "sample_webhook",
-        project / "sample_webhook",
-        ignore=shutil.ignore_patterns("__pycache__", "deploy"),
-    )
+    project = sample_project(tmp_path)
     source = project / "sample_webhook" / "sidecar_injector.py"
     up: RunningProcess = start_direct(redirect_target, cwd=project)
     up.wait_for("ready: kube-apiserver")

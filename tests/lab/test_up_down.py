@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import RunningProcess
+from tests.harness import RunningProcess, sample_project
 from tests.lab.redirect_fixtures import (
     REPO,
     ClusterView,
@@ -255,12 +254,7 @@ def test_a_code_edit_during_the_session_reaches_the_apiserver_without_a_missed_c
     redirect_target: RedirectTarget,
     start_up: object,
 ) -> None:
-    project = tmp_path / "project"
-    shutil.copytree(
-        REPO / "sample_webhook",
-        project / "sample_webhook",
-        ignore=shutil.ignore_patterns("__pycache__", "deploy"),
-    )
+    project = sample_project(tmp_path)
     source = project / "sample_webhook" / "sidecar_injector.py"
     up: RunningProcess = start_up(redirect_target, cwd=project)  # type: ignore[operator]
     up.wait_for("ready: kube-apiserver")

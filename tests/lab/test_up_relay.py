@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness import REPO, RunningProcess, stopped_at_exit
+from tests.harness import REPO, RunningProcess, sample_project, stopped_at_exit
 from tests.lab.redirect_fixtures import (
     ClusterView,
     RedirectTarget,
@@ -144,12 +143,7 @@ def test_a_code_edit_under_up_relay_misses_no_call(
     apps_namespace: str,
     start_relay: Any,
 ) -> None:
-    project = tmp_path / "project"
-    shutil.copytree(
-        REPO / "sample_webhook",
-        project / "sample_webhook",
-        ignore=shutil.ignore_patterns("__pycache__", "deploy"),
-    )
+    project = sample_project(tmp_path)
     source = project / "sample_webhook" / "sidecar_injector.py"
     up: RunningProcess = start_relay(apps_target, cwd=project)
     up.wait_for("ready: kube-apiserver")

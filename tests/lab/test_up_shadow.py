@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.direct_fixtures import routable_node_lab  # noqa: F401 (a fixture)
-from tests.harness import REPO, WEBHOOK_DEV, RunningProcess, stopped_at_exit
+from tests.harness import REPO, WEBHOOK_DEV, RunningProcess, sample_project, stopped_at_exit
 from tests.lab import test_personal_redirect as personal_test
 from tests.lab import test_up_down_in_cluster_replica as replica_test
 from tests.lab.conftest import WebhookTLS, webhook_server_argv
@@ -490,12 +490,7 @@ def test_production_converts_and_the_local_conversion_is_compared_per_object(
     admin = Cluster.connect(kubeconfig=str(lab_node.host_kubeconfig))
     websites = f"{WEBSITE_API}/v1/namespaces/websites/websites"
     names = ["same-site", "differs-site"]
-    project = tmp_path / "project"
-    shutil.copytree(
-        REPO / "sample_webhook",
-        project / "sample_webhook",
-        ignore=shutil.ignore_patterns("__pycache__", "deploy"),
-    )
+    project = sample_project(tmp_path)
     candidate = project / "website_candidate.py"
     shutil.copy(REPO / "tests" / "lab" / "website_candidate.py", candidate)
     try:
