@@ -13,7 +13,9 @@ next call waits for its worker.
 The proxy refuses what no webhook should have to handle (wrong method, oversized body,
 a body that does not decode, not JSON, not an AdmissionReview or ConversionReview, a
 wrongly typed field, no ``request.uid``) with a clear 4xx and keeps serving; it flags
-answers the apiserver would reject. Everything it learns goes into one
+answers the apiserver would reject. Under ``up``, a conversion the upstream cannot answer
+is answered by the Service's in-cluster Pod where one runs (:mod:`.fallback`), flagged.
+Everything it learns goes into one
 :class:`~webhook_dev.reviews.exchange.Exchange` handed to the hooks: the proxy prints and
 records nothing itself.
 
@@ -38,6 +40,7 @@ from webhook_dev.reviews import fast_json, kinds
 from webhook_dev.reviews.exchange import CLIENT_CLOSED, Exchange, Hooks, now
 from webhook_dev.reviews.flags import Flag
 from webhook_dev.reviews.timeouts import DEFAULT_TIMEOUT, parse_go_duration
+from webhook_dev.serving.fallback import ConversionFallback
 from webhook_dev.serving.http_server import describe
 from webhook_dev.serving.shadow import Shadower
 from webhook_dev.serving.upstream import Upstream, UpstreamRequest, UpstreamResponse
@@ -68,6 +71,8 @@ class Proxy:
         self.upstream = upstream
         self.hooks = hooks
         self.shadow = shadow  # up --shadow: the copy entries' route (serving/shadow.py)
+        # up: the in-cluster backend answers a conversion our upstream cannot (fallback.py)
+        self.fallback: ConversionFallback | None = None
         self.max_body = max_body
         self.default_timeout = default_timeout
         self._pending: deque[tuple[Exchange, _Outcome | None]] = deque()
@@ -184,12 +189,21 @@ class Proxy:
             body=body,
             headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
         )
+        fallback = self.fallback
+        if fallback is not None and not (
+            kinds.of_request(parsed) is kinds.CONVERSION and fallback.covers(request.path)
+        ):
+            fallback = None
+        deadline = started + timeout
+        reserve = fallback.reserve(timeout) if fallback is not None else 0.0
         self._flush_while_waiting()  # runs once this call has been sent and waits
-        answer = await self.upstream.send(forwarded, started + timeout)
+        answer = await self.upstream.send(forwarded, deadline - reserve)
         exchange.generation = answer.generation
         exchange.upstream_ms = answer.elapsed_ms
         exchange.wait_ms = answer.wait_ms
         exchange.error = answer.error
+        if fallback is not None and answer.status != 200:
+            answer = await _in_cluster(fallback, request, body, answer, exchange, deadline)
         outcome = _Outcome(parsed, answer)
         if answer.status == 200:
             response = web.Response(status=200, body=answer.body, content_type=answer.content_type)
@@ -214,6 +228,28 @@ class _Outcome:
 
     request: kinds.Request
     answer: UpstreamResponse
+
+
+async def _in_cluster(
+    fallback: ConversionFallback,
+    request: web.Request,
+    body: bytes,
+    local: UpstreamResponse,
+    exchange: Exchange,
+    deadline: float,
+) -> UpstreamResponse:
+    """The in-cluster backend's conversion where the upstream gave none (flagged, with
+    the upstream's error kept); the upstream's failure if the backend fails too."""
+    budget = deadline - asyncio.get_running_loop().time()
+    backup = await fallback.answer(request.path, request.query_string, body, budget)
+    why = local.error or local.body.decode(errors="replace").strip() or f"HTTP {local.status}"
+    if backup.status != 200:
+        failed = backup.error or f"HTTP {backup.status}"
+        exchange.error = f"{why}\nthe in-cluster backend did not convert: {failed}"
+        return local
+    exchange.flags.append(fallback.flag(local))
+    exchange.error = why
+    return backup
 
 
 def _analyse(exchange: Exchange, outcome: _Outcome) -> None:

@@ -29,6 +29,7 @@ from webhook_dev.errors import UsageError
 from webhook_dev.recording.writer import Recorder
 from webhook_dev.reviews.exchange import Event, Exchange, Hooks, Serving
 from webhook_dev.reviews.shadow import ShadowSpec
+from webhook_dev.serving.fallback import ConversionFallback
 from webhook_dev.serving.http_server import KEEPALIVE_TIMEOUT, TimedSockSite, protocol_logger
 from webhook_dev.serving.proxy import MAX_BODY, Proxy
 from webhook_dev.serving.reloader import Reloader
@@ -227,6 +228,12 @@ class ServingStack:
             await self.close()
             raise
         self.hooks.event(Serving(self.url))
+
+    def fall_back_to(self, fallback: ConversionFallback) -> None:
+        """From now on, a conversion the upstream cannot answer is answered by ``fallback``
+        (the in-cluster backend; serving/fallback.py). Call it once started."""
+        assert self._proxy is not None, "start the stack first"
+        self._proxy.fallback = fallback
 
     async def close(self) -> None:
         """Stop accepting, let calls in flight finish, stop workers, flush the recording."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -95,9 +96,10 @@ class Front:
         return exchanges[0]
 
 
-@pytest.fixture
-async def front() -> AsyncIterator[Front]:
-    upstream, published = FakeUpstream(), Published()
+@contextlib.asynccontextmanager
+async def serving(upstream: FakeUpstream) -> AsyncIterator[Front]:
+    """A proxy in front of ``upstream``, served to a test client; closed after."""
+    published = Published()
     proxy = Proxy(upstream, Hooks([published]), max_body=1024 * 1024)
     client = TestClient(TestServer(proxy.application()))
     await client.start_server()
@@ -105,6 +107,12 @@ async def front() -> AsyncIterator[Front]:
         yield Front(client, upstream, published, proxy)
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def front() -> AsyncIterator[Front]:
+    async with serving(FakeUpstream()) as served:
+        yield served
 
 
 async def post(front: Front, body: bytes | dict[str, Any], path: str = "/mutate") -> Any:
