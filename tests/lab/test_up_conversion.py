@@ -18,7 +18,6 @@ Run on a lab with a node (``WEBHOOK_DEV_LAB_NODE=1``) so the relay Pod can run.
 from __future__ import annotations
 
 import base64
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from typing import Any
 import pytest
 
 from tests.direct_fixtures import routable_node_lab  # noqa: F401 (a fixture)
-from tests.harness import REPO, RunningProcess, stopped_at_exit
+from tests.harness import REPO, RunningProcess, sample_project, stopped_at_exit
 from tests.lab.redirect_fixtures import (
     ClusterView,
     RedirectTarget,
@@ -405,12 +404,7 @@ def test_an_edit_of_the_conversion_code_is_picked_up_with_no_failed_read(
 ) -> None:
     cluster = cluster_view.cluster
     _website(cluster, "v1", "edited", {"host": "edit.example.com", "port": 8443})
-    project = tmp_path / "project"
-    shutil.copytree(
-        REPO / "sample_webhook",
-        project / "sample_webhook",
-        ignore=shutil.ignore_patterns("__pycache__", "deploy"),
-    )
+    project = sample_project(tmp_path)
     source = project / "sample_webhook" / "website.py"
     up: RunningProcess = start(website, "ssh", app="sample_webhook.website", cwd=project)
     up.wait_for("ready: kube-apiserver")
@@ -428,6 +422,46 @@ def test_an_edit_of_the_conversion_code_is_picked_up_with_no_failed_read(
 
     assert addresses[0] == "edit.example.com:8443", addresses
     assert addresses[-1] == "EDIT.EXAMPLE.COM:8443", addresses
+    assert up.stop(signal.SIGTERM) == 0, up.output
+
+
+def test_a_conversion_the_local_code_cannot_answer_is_converted_by_the_in_cluster_pod(
+    tmp_path: Path, cluster_view: ClusterView, website: ConversionTarget, start: Any
+) -> None:
+    """The developer saves a half-written conversion that raises: reads in v2 keep
+    working, converted by the Service's in-cluster Pod (the sample itself), and each such
+    call is marked; once the code is whole again, the local code converts."""
+    cluster = cluster_view.cluster
+    _website(cluster, "v1", "fallback", {"host": "fall.example.com", "port": 8443})
+    project = sample_project(tmp_path)
+    source = project / "sample_webhook" / "website.py"
+    whole = source.read_text()
+    broken = whole.replace(
+        "def to_v2(obj: Object) -> Object:\n",
+        'def to_v2(obj: Object) -> Object:\n    raise RuntimeError("half-written conversion")\n',
+    )
+    assert broken != whole
+    up: RunningProcess = start(website, "ssh", app="sample_webhook.website", cwd=project)
+    up.wait_for("ready: kube-apiserver")
+    up.wait_for(r"answered by the in-cluster Pod website/website-.*answered-in-cluster")
+
+    source.write_text(broken)
+    up.wait_for(r" 2 ready \(pid")
+    mark = up.mark()
+    read = _read(cluster, "v2", "fallback")  # raises if the read failed
+    assert read["spec"] == {"address": "fall.example.com:8443"}, read
+    up.wait_for(r"Website websites/fallback  CONVERT .* converted .*\[gen 2\]", after=mark)
+    up.wait_for(r"^    ! answered-in-cluster: your code could not answer \(HTTP 500\)", after=mark)
+    up.wait_for("half-written conversion", after=mark)  # the developer sees why
+
+    source.write_text(whole)
+    up.wait_for(r" 3 ready \(pid")
+    mark = up.mark()
+    read = _read(cluster, "v2", "fallback")
+    assert read["spec"] == {"address": "fall.example.com:8443"}, read
+    up.wait_for(r"Website websites/fallback  CONVERT .* converted .*\[gen 3\]", after=mark)
+    time.sleep(0.5)  # a flag is printed right under its call
+    assert "answered-in-cluster" not in "\n".join(up.lines[mark:]), up.output
     assert up.stop(signal.SIGTERM) == 0, up.output
 
 

@@ -152,8 +152,9 @@ def conversion_warning(names: list[str]) -> str:
     """Laptop away, for conversions: nothing softens it, so say it plainly and say the way out."""
     return (
         f"the conversion webhook of {', '.join(names)} has no failurePolicy and no timeout: "
-        "while this machine sleeps or your code cannot answer, reading, watching or writing "
-        "those objects in a version other than the stored one fails (and so does garbage "
+        "while this machine sleeps or the tunnel is down (or your code cannot answer and no "
+        "in-cluster Pod of the Service answers for it), reading, watching or writing those "
+        "objects in a version other than the stored one fails (and so does garbage "
         "collection or namespace deletion of them); `webhook-dev down` from any shell ends it"
     )
 

@@ -56,6 +56,7 @@ from webhook_dev.kube.namespace_labels import NamespaceLabels
 from webhook_dev.redirect import callers, interception, journal, personal_plan, shadow_plan
 from webhook_dev.redirect import plan_builder as redirect
 from webhook_dev.redirect.apply import RestoreReport, apply_plan, reappend_ca
+from webhook_dev.redirect.conversion_fallback import Fallback, open_fallback
 from webhook_dev.redirect.conversion_shadow import ConversionSweep
 from webhook_dev.redirect.discovery import (
     check_not_held,
@@ -173,6 +174,7 @@ class Session:
         self._shadowed: list[ShadowedEntry] = []  # up --shadow: the entries the plan copies
         self._reach: ProductionReach | None = None  # and how production is reached
         self._sweep: ConversionSweep | None = None  # and the CRD conversions compared
+        self._fallback: Fallback | None = None  # a redirect's in-cluster conversions
 
     def facts(self) -> SessionFacts | None:
         """For the live view: what is redirected, and how the transport is doing."""
@@ -240,6 +242,7 @@ class Session:
                 record = replace(record, plan=plan, tunnel=self.transport.describe())
             self._snapshot = snapshot
             await self._serve_shadow(found.cluster, snapshot)
+            await self._serve_conversion_fallback(found.cluster, snapshot)
             await self._redirect(found.cluster, record)
             if self.options.probe and not self._stop.is_set():
                 await self._prove(
@@ -268,6 +271,8 @@ class Session:
             await self._stack.close()
         if self._reach is not None:  # after the stack: its comparisons in flight use them
             await self._reach.close()
+        if self._fallback is not None:  # likewise for the calls in flight
+            await self._fallback.close()
         if self._namespace_labels is not None:
             self._namespace_labels.close()
 
@@ -449,6 +454,15 @@ class Session:
             self.say(f"note: {note}")
         for described in self._reach.describe():
             self.say(f"production reached through the apiserver's port-forward to {described}")
+
+    async def _serve_conversion_fallback(self, cluster: Cluster, snapshot: Snapshot) -> None:
+        """Before the redirect: a conversion the local code cannot answer goes to the
+        Service's in-cluster Pod, where one was Ready (``conversion_fallback``)."""
+        if not self._whole_service or not snapshot.crds or self._stack is None:
+            return
+        self._fallback = await open_fallback(cluster, snapshot, self.say)
+        if self._fallback is not None:
+            self._stack.fall_back_to(self._fallback.fallback)
 
     async def _take_lock(
         self, found: Found, snapshot: Snapshot, plan: RedirectPlan
