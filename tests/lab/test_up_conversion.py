@@ -426,13 +426,19 @@ def test_an_edit_of_the_conversion_code_is_picked_up_with_no_failed_read(
 
 
 def test_a_conversion_the_local_code_cannot_answer_is_converted_by_the_in_cluster_pod(
-    tmp_path: Path, cluster_view: ClusterView, website: ConversionTarget, start: Any
+    transport: str,
+    tmp_path: Path,
+    cluster_view: ClusterView,
+    website: ConversionTarget,
+    start: Any,
 ) -> None:
     """The developer saves a half-written conversion that raises: reads in v2 keep
-    working, converted by the Service's in-cluster Pod (the sample itself), and each such
-    call is marked; once the code is whole again, the local code converts."""
+    working, converted by the Service's in-cluster Pod (the sample itself, reached through
+    the apiserver's port-forward with every transport), and each such call is marked;
+    once the code is whole again, the local code converts."""
     cluster = cluster_view.cluster
-    _website(cluster, "v1", "fallback", {"host": "fall.example.com", "port": 8443})
+    name = f"fallback-{transport}"
+    _website(cluster, "v1", name, {"host": "fall.example.com", "port": 8443})
     project = sample_project(tmp_path)
     source = project / "sample_webhook" / "website.py"
     whole = source.read_text()
@@ -441,25 +447,25 @@ def test_a_conversion_the_local_code_cannot_answer_is_converted_by_the_in_cluste
         'def to_v2(obj: Object) -> Object:\n    raise RuntimeError("half-written conversion")\n',
     )
     assert broken != whole
-    up: RunningProcess = start(website, "ssh", app="sample_webhook.website", cwd=project)
+    up: RunningProcess = start(website, transport, app="sample_webhook.website", cwd=project)
     up.wait_for("ready: kube-apiserver")
     up.wait_for(r"answered by the in-cluster Pod website/website-.*answered-in-cluster")
 
     source.write_text(broken)
     up.wait_for(r" 2 ready \(pid")
     mark = up.mark()
-    read = _read(cluster, "v2", "fallback")  # raises if the read failed
+    read = _read(cluster, "v2", name)  # raises if the read failed
     assert read["spec"] == {"address": "fall.example.com:8443"}, read
-    up.wait_for(r"Website websites/fallback  CONVERT .* converted .*\[gen 2\]", after=mark)
+    up.wait_for(rf"Website websites/{name}  CONVERT .* converted .*\[gen 2\]", after=mark)
     up.wait_for(r"^    ! answered-in-cluster: your code could not answer \(HTTP 500\)", after=mark)
     up.wait_for("half-written conversion", after=mark)  # the developer sees why
 
     source.write_text(whole)
     up.wait_for(r" 3 ready \(pid")
     mark = up.mark()
-    read = _read(cluster, "v2", "fallback")
+    read = _read(cluster, "v2", name)
     assert read["spec"] == {"address": "fall.example.com:8443"}, read
-    up.wait_for(r"Website websites/fallback  CONVERT .* converted .*\[gen 3\]", after=mark)
+    up.wait_for(rf"Website websites/{name}  CONVERT .* converted .*\[gen 3\]", after=mark)
     time.sleep(0.5)  # a flag is printed right under its call
     assert "answered-in-cluster" not in "\n".join(up.lines[mark:]), up.output
     assert up.stop(signal.SIGTERM) == 0, up.output
