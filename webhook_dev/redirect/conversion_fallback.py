@@ -31,6 +31,10 @@ class Fallback:
     reach: ProductionReach
     fallback: ConversionFallback
 
+    def describe(self) -> str:
+        """The Pod that answers now (chosen again if the first went away)."""
+        return ", ".join(self.reach.describe())
+
     async def close(self) -> None:
         await self.fallback.close()
         await self.reach.close()

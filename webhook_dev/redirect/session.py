@@ -187,6 +187,7 @@ class Session:
             recording=str(self.options.serving.record) if self.options.serving.record else None,
             reconnects=self.transport.reconnects,
             conversions=tuple(self._snapshot.crds) if self._snapshot else (),
+            conversion_fallback=self._fallback.describe() if self._fallback else None,
             shadow=self.shadow_summary().removeprefix("shadow: ") if self.options.shadow else None,
         )
 

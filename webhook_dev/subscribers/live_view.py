@@ -58,6 +58,8 @@ class SessionFacts:
     reconnects: int
     # CRDs whose conversion calls come here: nothing softens a failed conversion.
     conversions: tuple[str, ...] = ()
+    # The in-cluster Pod converting what the local code cannot ("Pod NS/NAME:PORT").
+    conversion_fallback: str | None = None
     shadow: str | None = None  # up --shadow: "N compared, M differed (K noisy)"
 
 
@@ -170,11 +172,18 @@ def render_panel(
             differing = " 0 differed" not in facts.shadow
             table.add_row("shadow", Text(facts.shadow, style="bold magenta" if differing else ""))
         if facts.conversions:
+            crds = ", ".join(facts.conversions)
+            if facts.conversion_fallback is None:
+                why = f"{crds}: no failurePolicy; while this machine cannot answer"
+            else:
+                why = (
+                    f"{crds}: what your code cannot answer, {facts.conversion_fallback} "
+                    "converts; no failurePolicy: while nothing reaches this machine"
+                )
             table.add_row(
                 "conversion",
                 Text(
-                    f"{', '.join(facts.conversions)}: no failurePolicy; while this machine "
-                    "cannot answer, reads in other versions fail (`webhook-dev down` ends it)",
+                    f"{why}, reads in other versions fail (`webhook-dev down` ends it)",
                     style="yellow",
                 ),
             )

@@ -20,8 +20,8 @@ FACTS = SessionFacts(
 )
 
 
-def _text(renderable: object) -> str:
-    console = Console(file=StringIO(), width=100, color_system=None)
+def _text(renderable: object, width: int = 100) -> str:
+    console = Console(file=StringIO(), width=width, color_system=None)
     console.print(renderable)
     return console.file.getvalue()  # type: ignore[attr-defined]
 
@@ -67,6 +67,22 @@ def test_panel_names_the_crds_whose_conversion_depends_on_this_machine() -> None
     assert "conversion websites.samples.webhook-dev.io: no failurePolicy" in text
     assert "`webhook-dev down` ends it" in text
     assert "conversion" not in _text(render_panel(FACTS, 0.0, 0, []))
+
+
+def test_panel_names_the_pod_converting_what_the_local_code_cannot() -> None:
+    facts = SessionFacts(
+        **{
+            **FACTS.__dict__,
+            "conversions": ("websites.samples.webhook-dev.io",),
+            "conversion_fallback": "Pod website/website-6d5f:8443",
+        }
+    )
+
+    panel = _text(render_panel(facts, 0.0, 0, []), width=400)  # one line a row
+    [row] = [line for line in panel.splitlines() if "conversion" in line]
+
+    assert "what your code cannot answer, Pod website/website-6d5f:8443 converts" in row
+    assert "while nothing reaches this machine, reads in other versions fail" in row
 
 
 def test_the_panel_keeps_the_shadow_count_under_way() -> None:
