@@ -1,6 +1,6 @@
 """A full disk never tears the recording, and says what it cost (issue 15, finding 3).
 
-A real 64 KiB tmpfs (needs root, as the lab does) is filled while ``serve`` records to it.
+A real 1 MiB tmpfs (needs root, as the lab does) is filled while ``serve`` records to it.
 """
 
 from __future__ import annotations
@@ -26,13 +26,18 @@ from webhook_dev.recording.reader import read_recording
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs, unmounted after the test even when it fails."""
+    """A 1 MiB tmpfs, unmounted after the test even when it fails.
+
+    Room enough for the recording's index to open (its SQLite file, write-ahead log and
+    32 KiB shared-memory file): at 64 KiB it sometimes could not, gave up, and freed its
+    log, so the first call's line was lost before the test filled the disk.
+    """
     if os.geteuid() != 0 and os.environ.get("CI") != "true":
         pytest.skip("mounting a tmpfs needs root")
     mount_point = tmp_path / "small-disk"
     mount_point.mkdir()
     subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mount_point)],
         check=True,
     )
     try:
