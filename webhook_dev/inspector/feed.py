@@ -138,7 +138,7 @@ class ExchangeFeed:
             self.recording = {
                 "failing": failing,
                 "missed": missed,
-                "message": _recording_message(event, self._failure),
+                "message": _recording_message(event, self._failure, missed),
             }
             self._publish(Message("recording", self.recording))
             return
@@ -235,9 +235,11 @@ def _review_bytes(exchange: Exchange) -> int:
 
 
 def _recording_message(
-    event: RecordingFailed | RecordingMissed | RecordingResumed, failure: str
+    event: RecordingFailed | RecordingMissed | RecordingResumed, failure: str, missed: int
 ) -> str:
+    """The page's line; while failing it counts every exchange missed so far (``missed``,
+    the count beside it), not only those of the failure under way."""
     if not isinstance(event, RecordingResumed):
-        return f"recording failed ({failure}): {event.missed} exchanges not recorded so far"
+        return f"recording failed ({failure}): {missed} exchanges not recorded so far"
     since = event.since.isoformat(timespec="seconds")
     return f"recording resumed: {event.missed} exchanges not recorded since {since}"
