@@ -273,12 +273,20 @@ class CommandUpstream:
 
     @contextlib.contextmanager
     def _starting(self) -> Iterator[None]:
+        """The window of the command's own writes, around a build or a start.
+
+        Nested (a start within the build's window), they make one window, from the build's
+        start until the command listens or fails: the inner end stands. The outer one
+        ends later — once the handover has published the new generation as ready — and a
+        save the developer made on seeing "ready" must not fall into the window.
+        """
         began = self._own_writes[0] if self._own_writes[1] == math.inf else time.time()
         self._own_writes = (began, math.inf)
         try:
             yield
         finally:
-            self._own_writes = (began, time.time())
+            ended = self._own_writes[1]
+            self._own_writes = (began, time.time() if ended == math.inf else ended)
 
     @property
     def generation(self) -> int | None:
