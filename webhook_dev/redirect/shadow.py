@@ -55,7 +55,9 @@ def side_effect_notes(shadowed: Iterable[ShadowedEntry], spec: ShadowSpec) -> li
 
 
 class ProductionReach:
-    """The shadow targets of a session, and the Pod port-forwards they need; close it."""
+    """How this machine reaches in-cluster webhooks, and the Pod port-forwards that takes:
+    shadow mode's production entries, and a redirect's conversion fallback
+    (``conversion_fallback``); close it."""
 
     def __init__(
         self,
